@@ -1,0 +1,102 @@
+/* The README's demo: a map over 12 inputs in which task 3 raises an error
+ * and task 7 crashes its worker with SIGSEGV. The pool reports both as
+ * structured errors, replaces the dead worker, and goes on. */
+#include <mpguard.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int square(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)userdata;
+	int64_t x;
+	if (len != sizeof x)
+		return mpg_raise(22, "expected 8 bytes, got %zu", len);
+	memcpy(&x, in, sizeof x);
+	if (x == 3)
+		mpg_raise(42, "refusing to square %" PRId64 ": three is unlucky", x);
+	if (x == 7)
+		raise(SIGSEGV); /* a real crash: the worker dies */
+	int64_t y = x * x;
+	return mpg_task_set_result(task, &y, sizeof y);
+}
+
+static void on_error(const mpg_error *err, void *userdata)
+{
+	(void)userdata;
+	printf("  error callback: %s\n", mpg_error_describe(err));
+}
+
+int main(void)
+{
+	mpg_options *opts;
+	mpg_pool *pool;
+	int r;
+
+	if ((r = mpg_options_new(&opts)) < 0 ||
+	    (r = mpg_options_set_workers(opts, 3)) < 0 ||
+	    (r = mpg_options_set_error_callback(opts, on_error, NULL)) < 0 ||
+	    (r = mpg_pool_new(opts, &pool)) < 0) {
+		fprintf(stderr, "demo: cannot start the pool: %s\n", strerror(-r));
+		return 1;
+	}
+	mpg_options_free(opts);
+	printf("pool of %u workers: pids", mpg_pool_workers(pool));
+	for (unsigned i = 0; i < mpg_pool_workers(pool); i++)
+		printf(" %d", (int)mpg_pool_worker_pid(pool, i));
+	printf("\n\nmap square() over 0..11 (3 raises, 7 segfaults):\n");
+
+	int64_t xs[12];
+	mpg_buf in[12];
+	for (int i = 0; i < 12; i++) {
+		xs[i] = i;
+		in[i] = (mpg_buf){&xs[i], sizeof xs[i]};
+	}
+	mpg_results *res;
+	r = mpg_map(pool, square, in, 12, NULL, &res);
+	if (r < 0) {
+		fprintf(stderr, "demo: map failed: %s\n", strerror(-r));
+		mpg_pool_free(pool);
+		return 1;
+	}
+	printf("\nresults in input order:\n");
+	for (size_t i = 0; i < mpg_results_count(res); i++) {
+		const void *data;
+		if (mpg_results_get(res, i, &data, NULL) == 0) {
+			int64_t y;
+			memcpy(&y, data, sizeof y);
+			printf("  %2zu -> %" PRId64 "\n", i, y);
+			continue;
+		}
+		const mpg_error *e = mpg_results_error(res, i);
+		printf("  %2zu -> FAILED  kind=%s worker=%d pid=%d code=%d signal=%d\n"
+		       "              %s\n", i, mpg_error_kind_name(mpg_error_get_kind(e)),
+		       mpg_error_worker(e), (int)mpg_error_pid(e), mpg_error_code(e),
+		       mpg_error_signal(e), mpg_error_message(e));
+	}
+	printf("%zu of %zu tasks failed\n", mpg_results_failed(res), mpg_results_count(res));
+	mpg_results_free(res);
+
+	printf("\nthe pool carries on: map again over 0..5 minus the bad ones:\n");
+	int64_t ok[] = {0, 1, 2, 4, 5, 6};
+	int64_t sq[6];
+	r = mpg_map_array(pool, square, ok, sizeof ok[0], 6, sq, sizeof sq[0], NULL, &res);
+	if (r == 0) {
+		for (int i = 0; i < 6; i++)
+			printf("  %" PRId64 "^2 = %" PRId64 "\n", ok[i], sq[i]);
+		mpg_results_free(res);
+	}
+	mpg_stats st;
+	mpg_pool_stats(pool, &st);
+	printf("\nworkers replaced: %" PRIu64 ", pids now", st.workers_replaced);
+	for (unsigned i = 0; i < mpg_pool_workers(pool); i++)
+		printf(" %d", (int)mpg_pool_worker_pid(pool, i));
+	printf("\n");
+	mpg_pool_close(pool);
+	mpg_pool_join(pool);
+	mpg_pool_free(pool);
+	return 0;
+}

@@ -1,0 +1,346 @@
+/* mpguard.h — libmpguard, a fault-tolerant pool of forked worker processes.
+ *
+ * A pool runs task functions in forked worker processes and reports every
+ * failure in a worker — an error raised by the task, exit(), a fatal signal,
+ * a kill from outside — to the parent as a structured error, replacing the
+ * dead worker and going on (or retrying, or aborting, by policy).
+ *
+ * Conventions
+ *  - Functions returning int return 0 (or a documented non-negative value)
+ *    on success and a negative errno on failure; output parameters (*ret)
+ *    are untouched on failure.
+ *  - Destructors accept NULL.
+ *  - Pool functions called from inside a worker return -ECHILD; called from
+ *    a callback running on the pool's dispatcher thread, blocking functions
+ *    return -EDEADLK.
+ *
+ * Threads and memory
+ *  - Workers are forked by a small single-threaded fork server that the pool
+ *    starts when it is created, so replacing a worker never forks the
+ *    (possibly multithreaded) parent. A worker therefore sees the program's
+ *    memory as it was when the pool was created: task functions and the
+ *    pool's userdata must exist then; per-call data travels by value (the
+ *    inputs and the call's context bytes).
+ *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
+ *    error) run on it, one at a time, with no pool lock held: they may call
+ *    non-blocking pool functions such as mpg_submit(), and must not block
+ *    for long.
+ */
+#ifndef MPGUARD_H
+#define MPGUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MPG_EXPORT __attribute__((visibility("default")))
+#define MPG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define MPG_EXPORT
+#define MPG_PRINTF(a, b)
+#endif
+
+typedef struct mpg_pool mpg_pool;       /* a pool of workers */
+typedef struct mpg_options mpg_options; /* pool and per-call options */
+typedef struct mpg_task mpg_task;       /* the running task, inside a worker */
+typedef struct mpg_error mpg_error;     /* why one task failed */
+typedef struct mpg_results mpg_results; /* outcome of a map */
+typedef struct mpg_iter mpg_iter;       /* unordered results, as they complete */
+typedef struct mpg_future mpg_future;   /* one submitted task */
+
+/** One input: a byte buffer. Since 0.1. */
+typedef struct mpg_buf {
+	const void *data;
+	size_t len;
+} mpg_buf;
+
+/**
+ * mpg_task_fn - a task, run in a worker.
+ * @task: the running task; use it to set the result (mpg_task_set_result()).
+ * @in, @len: the input bytes (valid until the task returns).
+ * @userdata: the pool's userdata (mpg_options_set_userdata()).
+ * Returns 0 on success. Any other value ends the task as MPG_ERR_RAISED with
+ * that value as the code. mpg_raise() ends it with a message too.
+ */
+typedef int (*mpg_task_fn)(mpg_task *task, const void *in, size_t len, void *userdata);
+
+/** Success callback of mpg_submit(): the result bytes, valid during the call. */
+typedef void (*mpg_result_fn)(size_t index, const void *data, size_t len, void *userdata);
+
+/** Error callback: the error is valid during the call (copy what you keep). */
+typedef void (*mpg_error_fn)(const mpg_error *err, void *userdata);
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                  */
+
+/** What happens to a task that failed (after its retries). Since 0.1. */
+typedef enum mpg_policy {
+	MPG_CONTINUE = 0, /* error callback, result slot marked failed, go on */
+	MPG_RETRY,        /* re-run up to `retries` times on another worker, then CONTINUE */
+	MPG_ABORT,        /* stop dispatch, kill all workers, return the first error */
+} mpg_policy;
+
+/**
+ * mpg_options_new - new options, all unset (defaults apply).
+ * Returns 0, -EINVAL (ret NULL) or -ENOMEM. Free with mpg_options_free().
+ * Since 0.1.
+ */
+MPG_EXPORT int mpg_options_new(mpg_options **ret);
+MPG_EXPORT void mpg_options_free(mpg_options *opts);
+
+/** Number of workers, 1..4096 (default: CPUs this process may run on). Pool only.
+ *  Returns -EINVAL for 0 or more than 4096. Since 0.1. */
+MPG_EXPORT int mpg_options_set_workers(mpg_options *opts, unsigned n);
+
+/** Failure policy (default MPG_CONTINUE). @retries: re-runs before the final
+ *  action, for any policy (at most 1000); MPG_RETRY with 0 retries means 1.
+ *  Pool default and per call. Returns -EINVAL on a bad value. Since 0.1. */
+MPG_EXPORT int mpg_options_set_policy(mpg_options *opts, mpg_policy policy, unsigned retries);
+
+/** With MPG_ABORT: after the pool stopped its workers, print the error to
+ *  stderr, flush stdio and exit(status) the whole process (SystemExit-style).
+ *  @status 0..255, or -1 to turn it off (default). Since 0.1. */
+MPG_EXPORT int mpg_options_set_abort_exit(mpg_options *opts, int status);
+
+/** Inputs per message to a worker; 0 = automatic (default): batches are
+ *  sized from measured task time, so tiny tasks are batched and slow ones
+ *  are not. Pool default and per call. Since 0.1. */
+MPG_EXPORT int mpg_options_set_chunksize(mpg_options *opts, size_t n);
+
+/** The pointer passed to every task function. Pool only. Points into the
+ *  workers' copy of memory as it was at pool creation. Since 0.1. */
+MPG_EXPORT int mpg_options_set_userdata(mpg_options *opts, void *userdata);
+
+/** Per call: bytes copied now and handed to every task of the call
+ *  (mpg_task_context()), e.g. the extra arguments of a starmap. At most
+ *  16 MiB. Returns -EINVAL, -EMSGSIZE or -ENOMEM. Since 0.1. */
+MPG_EXPORT int mpg_options_set_context(mpg_options *opts, const void *ctx, size_t len);
+
+/** Error callback for every task that failed for good (after retries), on
+ *  the dispatcher thread. Pool default and per call. Since 0.1. */
+MPG_EXPORT int mpg_options_set_error_callback(mpg_options *opts, mpg_error_fn fn, void *userdata);
+
+/** Inputs and results of at least this many bytes go through shared memory
+ *  (memfd) instead of the socket (default 1 MiB, minimum 4096). Pool only. */
+MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *opts, size_t bytes);
+
+/* ------------------------------------------------------------------------ */
+/* Pool                                                                     */
+
+/**
+ * mpg_pool_new - start a pool: the fork server, the dispatcher thread and
+ * the workers. @opts may be NULL. Per-call-only options are ignored.
+ * Returns 0, -EINVAL, -ECHILD (called in a worker), -ENOMEM, or the errno
+ * of a failed fork/socket/thread creation. Since 0.1.
+ */
+MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret);
+
+/** mpg_pool_close - accept no more work; queued work still runs. Since 0.1. */
+MPG_EXPORT int mpg_pool_close(mpg_pool *pool);
+
+/**
+ * mpg_pool_join - after mpg_pool_close() or mpg_pool_terminate(): wait until
+ * every task has ended and every worker has exited and been reaped.
+ * Returns 0, -EINVAL (pool still open), -EDEADLK, -ECHILD. Since 0.1.
+ */
+MPG_EXPORT int mpg_pool_join(mpg_pool *pool);
+
+/**
+ * mpg_pool_terminate - stop now: kill the workers; every task not ended yet
+ * ends with MPG_ERR_CANCELLED. Returns once the workers are reaped.
+ * Since 0.1.
+ */
+MPG_EXPORT int mpg_pool_terminate(mpg_pool *pool);
+
+/** mpg_pool_free - terminate if still running, then release everything.
+ *  Accepts NULL. No zombie, no fd of the pool's remains. Since 0.1. */
+MPG_EXPORT void mpg_pool_free(mpg_pool *pool);
+
+/** Number of worker slots. */
+MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *pool);
+
+/**
+ * mpg_pool_worker_pid - pid of the worker in @slot now (0 while it is being
+ * replaced). Returns a pid, or -EINVAL / -ESRCH (pool stopped). Since 0.1.
+ */
+MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *pool, unsigned slot);
+
+/** The error that aborted the pool (MPG_ABORT), or NULL. Valid until
+ *  mpg_pool_free(). Since 0.1. */
+MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *pool);
+
+/** Counters, for tests and monitoring. Since 0.1. */
+typedef struct mpg_stats {
+	uint64_t tasks_ok;
+	uint64_t tasks_failed;
+	uint64_t tasks_retried;
+	uint64_t workers_started;
+	uint64_t workers_replaced;
+	uint64_t messages_sent;    /* frames parent -> workers */
+	uint64_t socket_bytes;     /* bytes through worker sockets, both ways */
+	uint64_t shm_bytes;        /* payload bytes handed over in shared memory */
+	uint64_t shm_copied_bytes; /* of those, bytes the pool copied into a memfd */
+} mpg_stats;
+MPG_EXPORT int mpg_pool_stats(mpg_pool *pool, mpg_stats *ret);
+
+/* ------------------------------------------------------------------------ */
+/* Running work                                                             */
+
+/**
+ * mpg_map - run @fn on each input, wait, return results in input order.
+ * @inputs: @n buffers, valid until mpg_map() returns.
+ * @opts: per-call options, or NULL.
+ * Returns 0 once every task ended (some may have failed under MPG_CONTINUE:
+ * see mpg_results_failed()); -ECANCELED if the pool aborted or was
+ * terminated meanwhile (see mpg_pool_abort_error()); -EINVAL, -ESHUTDOWN
+ * (pool closed), -ECHILD, -EDEADLK, -ENOMEM. Since 0.1.
+ */
+MPG_EXPORT int mpg_map(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
+		       const mpg_options *opts, mpg_results **ret);
+
+/**
+ * mpg_map_array - mpg_map() over a C array: input i is the @in_size bytes at
+ * in + i * in_size; its result must be exactly @out_size bytes and is
+ * written to out + i * out_size (failed slots are zeroed). The fast path for
+ * numeric work. Errors as mpg_map(). Since 0.1.
+ */
+MPG_EXPORT int mpg_map_array(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t in_size,
+			     size_t n, void *out, size_t out_size, const mpg_options *opts,
+			     mpg_results **ret);
+
+/** Number of tasks; of those that failed (or were cancelled). */
+MPG_EXPORT size_t mpg_results_count(const mpg_results *res);
+MPG_EXPORT size_t mpg_results_failed(const mpg_results *res);
+/** Result of task @index: 0 and its bytes; -EIO if it failed (see
+ *  mpg_results_error()); -EINVAL for a bad index. For mpg_map_array() the
+ *  bytes point into the caller's output array. */
+MPG_EXPORT int mpg_results_get(const mpg_results *res, size_t index, const void **data, size_t *len);
+/** The error of task @index, or NULL if it succeeded. */
+MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t index);
+MPG_EXPORT void mpg_results_free(mpg_results *res);
+
+/**
+ * mpg_imap_unordered - start @fn on each input; read results as they
+ * complete with mpg_iter_next(). @inputs must stay valid until the iterator
+ * is freed. Errors as mpg_map() (the call itself does not wait). Since 0.1.
+ */
+MPG_EXPORT int mpg_imap_unordered(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs,
+				  size_t n, const mpg_options *opts, mpg_iter **ret);
+
+/**
+ * mpg_iter_next - wait for the next completed task. Stores its input index,
+ * and either its result (@data, @len: valid until the next call or
+ * mpg_iter_free()) with *err = NULL, or its error in *err. Returns 1 when a
+ * task was returned, 0 when all were, -ECANCELED when the pool aborted or
+ * was terminated, -EDEADLK, -EINVAL. Since 0.1.
+ */
+MPG_EXPORT int mpg_iter_next(mpg_iter *it, size_t *index, const void **data, size_t *len,
+			     const mpg_error **err);
+/** Free the iterator; tasks not started yet are dropped (they end cancelled). */
+MPG_EXPORT void mpg_iter_free(mpg_iter *it);
+
+/**
+ * mpg_submit - run one task asynchronously. The input is copied (into shared
+ * memory if large) before the call returns. On success @on_result, on failure
+ * @on_error is called on the dispatcher thread (either may be NULL), with
+ * @userdata. @ret may be NULL (fire and forget); else free the future with
+ * mpg_future_free(), which may happen before the task ended. Errors as
+ * mpg_map(). Since 0.1.
+ */
+MPG_EXPORT int mpg_submit(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t len,
+			  const mpg_options *opts, mpg_result_fn on_result,
+			  mpg_error_fn on_error, void *userdata, mpg_future **ret);
+
+/** Wait until the task ended (@timeout_ms < 0: forever). Returns 0, or
+ *  -ETIMEDOUT, -EDEADLK. Callbacks have run when it returns 0. */
+MPG_EXPORT int mpg_future_wait(mpg_future *f, int timeout_ms);
+/** 0 and the result; -EINPROGRESS (not ended); -EIO (failed: mpg_future_error()). */
+MPG_EXPORT int mpg_future_result(mpg_future *f, const void **data, size_t *len);
+MPG_EXPORT const mpg_error *mpg_future_error(mpg_future *f);
+MPG_EXPORT void mpg_future_free(mpg_future *f);
+
+/* ------------------------------------------------------------------------ */
+/* Inside a task (in a worker)                                              */
+
+/** Set the task's result (copied). Replaces an earlier result. Returns 0,
+ *  -EINVAL, -ENOMEM, or -EMSGSIZE for a wrong size in mpg_map_array(). */
+MPG_EXPORT int mpg_task_set_result(mpg_task *task, const void *data, size_t len);
+/** Room for a result of @len bytes to write in place (large ones live in
+ *  shared memory: no copy at all). Valid until the task returns or sets
+ *  another result. NULL on failure (errno set). */
+MPG_EXPORT void *mpg_task_alloc_result(mpg_task *task, size_t len);
+/** The call's context bytes (mpg_options_set_context()), or NULL. */
+MPG_EXPORT const void *mpg_task_context(mpg_task *task, size_t *len);
+/** The task's input index within its call. */
+MPG_EXPORT size_t mpg_task_index(const mpg_task *task);
+/** The worker's slot number. */
+MPG_EXPORT unsigned mpg_task_worker(const mpg_task *task);
+
+/**
+ * mpg_raise - end the running task with an error: @code and a printf-style
+ * message (truncated at 4 KiB) reach the parent as MPG_ERR_RAISED. Does not
+ * return when called from a task's thread; like longjmp(), it skips the
+ * task's cleanup. Returns -EPERM when no task is running in this thread.
+ * Since 0.1.
+ */
+MPG_EXPORT int mpg_raise(int code, const char *fmt, ...) MPG_PRINTF(2, 3);
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+
+/** What ended a task in failure. Since 0.1. */
+typedef enum mpg_error_kind {
+	MPG_ERR_RAISED = 1, /* task returned non-zero or called mpg_raise() */
+	MPG_ERR_EXITED,     /* the worker exited (exit(), _exit()) during the task */
+	MPG_ERR_SIGNALED,   /* the worker died on a fatal signal (SEGV, ABRT, ...) */
+	MPG_ERR_KILLED,     /* the worker was killed from outside (SIGKILL, OOM, SIGTERM) */
+	MPG_ERR_TIMEOUT,    /* the task ran over its time limit */
+	MPG_ERR_PROTOCOL,   /* the worker sent garbage or vanished mid-message */
+	MPG_ERR_CANCELLED,  /* never ran to the end: pool aborted or terminated */
+} mpg_error_kind;
+
+MPG_EXPORT mpg_error_kind mpg_error_get_kind(const mpg_error *err);
+/** "raised", "exited", "signaled", "killed", "timeout", "protocol", "cancelled". */
+MPG_EXPORT const char *mpg_error_kind_name(mpg_error_kind kind);
+/** Input index of the failed task within its call. */
+MPG_EXPORT size_t mpg_error_task(const mpg_error *err);
+/** Worker slot, or -1 if the task never reached a worker. */
+MPG_EXPORT int mpg_error_worker(const mpg_error *err);
+/** Pid of the worker, or 0. */
+MPG_EXPORT pid_t mpg_error_pid(const mpg_error *err);
+/** RAISED: the code; EXITED: the exit status; else 0. */
+MPG_EXPORT int mpg_error_code(const mpg_error *err);
+/** SIGNALED, KILLED, TIMEOUT: the signal number; else 0. */
+MPG_EXPORT int mpg_error_signal(const mpg_error *err);
+/** How many times the task ran (1 + retries). */
+MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *err);
+/** The message: the task's for RAISED, the pool's explanation otherwise. */
+MPG_EXPORT const char *mpg_error_message(const mpg_error *err);
+/** Symbolized backtrace, one frame a line, or NULL when none was taken. */
+MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *err);
+/** One line for humans, e.g. "task 7 failed on worker 1 (pid 4242):
+ *  killed by SIGKILL (perhaps out of memory)". */
+MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);
+
+/* ------------------------------------------------------------------------ */
+/* Shared memory buffers                                                    */
+
+/**
+ * mpg_shm_alloc - allocate @size bytes of shared memory (a memfd mapping).
+ * A buffer passed as a task input that lies inside such an allocation is
+ * handed to the worker without any copy. Returns 0, -EINVAL, -ENOMEM.
+ * Free with mpg_shm_free(). Since 0.1.
+ */
+MPG_EXPORT int mpg_shm_alloc(size_t size, void **ret);
+MPG_EXPORT void mpg_shm_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPGUARD_H */

@@ -1,0 +1,1261 @@
+/* The dispatcher thread: the only code that talks to workers and to the
+ * fork server. It sends chunks of tasks, collects results, turns worker
+ * deaths into task errors, replaces workers, applies the failure policy and
+ * runs the user's callbacks (without the pool lock). */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define TAG_EVENT 0u
+#define TAG_CTL 1u
+#define TAG_SOCK 2u
+
+static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_error *err);
+void mpg__job_maybe_done(struct mpg_pool *p, struct job *job);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void ep_ctl(struct mpg_pool *p, int op, int fd, uint32_t events, uint64_t tag)
+{
+	struct epoll_event ev = {.events = events, .data.u64 = tag};
+	(void)epoll_ctl(p->epfd, op, fd, &ev);
+}
+
+static void close_reg(int *fd)
+{
+	if (*fd >= 0) {
+		mpg__fdreg_del(*fd);
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+void mpg__pool_wake(struct mpg_pool *p)
+{
+	uint64_t one = 1;
+	(void)!write(p->evfd, &one, sizeof one);
+}
+
+bool mpg__on_dispatcher(struct mpg_pool *p)
+{
+	return p->thread_started && pthread_equal(pthread_self(), p->thread);
+}
+
+static int add_delivery(struct mpg_pool *p, const struct delivery *d)
+{
+	if (p->ndeliveries == p->deliveries_cap) {
+		size_t cap = p->deliveries_cap ? p->deliveries_cap * 2 : 64;
+		struct delivery *n = realloc(p->deliveries, cap * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		p->deliveries = n;
+		p->deliveries_cap = cap;
+	}
+	p->deliveries[p->ndeliveries++] = *d;
+	d->job->pending_callbacks++;
+	return 0;
+}
+
+static int redo_push(struct job *job, struct redo r)
+{
+	if (r.count == 0)
+		return 0;
+	if (job->redo_head > 0 && job->redo_head == job->nredo) {
+		job->redo_head = job->nredo = 0;
+	}
+	if (job->nredo == job->redo_cap) {
+		size_t cap = job->redo_cap ? job->redo_cap * 2 : 16;
+		struct redo *n = realloc(job->redo, cap * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		job->redo = n;
+		job->redo_cap = cap;
+	}
+	job->redo[job->nredo++] = r;
+	return 0;
+}
+
+/* ---- outcome of tasks --------------------------------------------------- */
+
+static void task_ended(struct mpg_pool *p, struct job *job)
+{
+	job->remaining--;
+	mpg__job_maybe_done(p, job);
+}
+
+static int push_error(struct job *job, mpg_error *err)
+{
+	if (job->nerrors == job->errors_cap) {
+		size_t cap = job->errors_cap ? job->errors_cap * 2 : 16;
+		mpg_error **n = realloc(job->errors, cap * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		job->errors = n;
+		job->errors_cap = cap;
+	}
+	job->errors[job->nerrors++] = err;
+	return 0;
+}
+
+static int push_ready(struct job *job, struct ready r)
+{
+	if (job->ready_head > 0 && job->ready_head == job->nready)
+		job->ready_head = job->nready = 0;
+	if (job->nready == job->ready_cap) {
+		size_t cap = job->ready_cap ? job->ready_cap * 2 : 64;
+		struct ready *n = realloc(job->ready, cap * sizeof *n);
+		if (!n)
+			return -ENOMEM;
+		job->ready = n;
+		job->ready_cap = cap;
+	}
+	job->ready[job->nready++] = r;
+	return 0;
+}
+
+static void begin_stop(struct mpg_pool *p, enum pool_state st);
+
+/* A task failed for good: record, callback, policy. Takes err (may be NULL
+ * on allocation failure: the task still ends, as failed). */
+static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_error *err)
+{
+	job->nfailed++;
+	p->stats.tasks_failed++;
+	if (job->cfg.policy == MPG_ABORT && !p->abort_error && err) {
+		p->abort_error = mpg__error_dup(err);
+		p->exit_status_on_abort = job->cfg.abort_exit;
+	}
+	mpg_error_fn efn = job->kind == JOB_SUBMIT && job->on_error ? job->on_error : job->cfg.on_error;
+	void *eud = job->kind == JOB_SUBMIT && job->on_error ? job->userdata : job->cfg.on_error_userdata;
+	bool kept = false; /* does the job own err now? */
+	switch (job->kind) {
+	case JOB_MAP:
+	case JOB_ARRAY:
+		job->state[index] = ITEM_FAILED;
+		if (job->kind == JOB_ARRAY)
+			memset(job->out_base + index * job->out_size, 0, job->out_size);
+		kept = err && push_error(job, err) == 0;
+		break;
+	case JOB_IMAP:
+		kept = err && !job->user_gone &&
+		       push_ready(job, (struct ready){.index = index, .err = err}) == 0;
+		break;
+	case JOB_SUBMIT:
+		job->error = err;
+		kept = true;
+		break;
+	}
+	struct delivery d = {.job = job, .err = err, .index = index, .error_fn = efn,
+			     .error_userdata = eud, .free_err = !kept};
+	if (!(efn && err && add_delivery(p, &d) == 0) && !kept)
+		mpg__error_free(err);
+	task_ended(p, job);
+	if (job->cfg.policy == MPG_ABORT)
+		begin_stop(p, POOL_ABORTING);
+}
+
+/* A task failed in a worker: retry or fail it. */
+static void task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
+			unsigned attempts, mpg_error_kind kind, int code, int sig, const char *msg)
+{
+	if (job->cancelled) {
+		return; /* ended by the cancellation */
+	}
+	if (attempts < job->cfg.retries &&
+	    redo_push(job, (struct redo){.first = index, .count = 1, .attempts = attempts + 1,
+					  .avoid = w ? (int)w->slot : -1}) == 0) {
+		p->stats.tasks_retried++;
+		return;
+	}
+	mpg_error *err = mpg__error_new(kind, index, w ? (int)w->slot : -1, w ? w->pid : 0, code,
+					sig, attempts + 1, msg);
+	fail_task(p, job, index, err);
+}
+
+static void task_ok(struct mpg_pool *p, struct job *job, size_t index, const void *data,
+		    size_t len, struct blob *own)
+{
+	p->stats.tasks_ok++;
+	switch (job->kind) {
+	case JOB_ARRAY:
+		job->state[index] = ITEM_OK;
+		break;
+	case JOB_MAP:
+		job->state[index] = ITEM_OK;
+		job->slots[index] = (struct slotref){data, len};
+		break;
+	case JOB_IMAP:
+		if (!job->user_gone &&
+		    push_ready(job, (struct ready){.index = index, .data = data, .len = len,
+						   .blob = own}) == 0 && own)
+			own->refs++;
+		break;
+	case JOB_SUBMIT:
+		job->slots[0] = (struct slotref){data, len};
+		if (job->on_result) {
+			struct delivery d = {.job = job, .data = data, .len = len, .index = index};
+			(void)add_delivery(p, &d);
+		}
+		break;
+	}
+	task_ended(p, job);
+}
+
+void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
+{
+	if (job->done || job->remaining || job->pending_callbacks)
+		return;
+	job->done = true;
+	for (struct job **pp = &p->jobs_head; *pp; pp = &(*pp)->next) {
+		if (*pp == job) {
+			*pp = job->next;
+			if (p->jobs_tail == job) {
+				p->jobs_tail = NULL;
+				for (struct job *j = p->jobs_head; j; j = j->next)
+					p->jobs_tail = j;
+			}
+			break;
+		}
+	}
+	job->next = NULL;
+	pthread_cond_broadcast(&p->cond);
+	if (job->user_gone)
+		mpg__job_free(job);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void free_outframes(struct worker *w)
+{
+	while (w->out_head) {
+		struct outframe *f = w->out_head;
+		w->out_head = f->next;
+		for (unsigned i = 0; i < f->nfds; i++)
+			close(f->fds[i]);
+		free(f->data);
+		free(f);
+	}
+	w->out_tail = NULL;
+}
+
+static void kill_worker(struct worker *w)
+{
+	if (w->pidfd >= 0)
+		(void)pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+}
+
+static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
+{
+	(void)p;
+	if (w->protocol_error)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	if (vasprintf(&w->protocol_error, fmt, ap) < 0)
+		w->protocol_error = NULL;
+	va_end(ap);
+	if (!w->protocol_error)
+		w->protocol_error = strdup("garbage on the worker's channel");
+	/* Stop reading this worker; its exit report decides the rest. */
+	if (w->sock >= 0)
+		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+	w->sock_eof = true;
+	kill_worker(w);
+}
+
+static int spawn_worker(struct mpg_pool *p, struct worker *w)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1]);
+	close(sv[1]);
+	if (r < 0) {
+		close(sv[0]);
+		return r;
+	}
+	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	w->sock = sv[0];
+	mpg__fdreg_add(w->sock);
+	w->state = W_SPAWNING;
+	w->sock_eof = false;
+	w->killed_by_pool = false;
+	w->ctx_job = 0;
+	w->spawn_ns = mpg__now_ns();
+	p->live_workers++;
+	ep_ctl(p, EPOLL_CTL_ADD, w->sock, EPOLLIN, TAG_SOCK | ((uint64_t)w->slot << 8));
+	return 0;
+}
+
+static void flush_out(struct mpg_pool *p, struct worker *w)
+{
+	while (w->out_head && w->sock >= 0 && !w->sock_eof) {
+		struct outframe *f = w->out_head;
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = f->data + f->sent, .iov_len = f->len - f->sent};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		if (f->sent == 0 && f->nfds) {
+			memset(&u, 0, sizeof u);
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * f->nfds);
+			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int) * f->nfds);
+			memcpy(CMSG_DATA(c), f->fds, sizeof(int) * f->nfds);
+		}
+		ssize_t n = sendmsg(w->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				if (!w->want_out) {
+					w->want_out = true;
+					ep_ctl(p, EPOLL_CTL_MOD, w->sock, EPOLLIN | EPOLLOUT,
+					       TAG_SOCK | ((uint64_t)w->slot << 8));
+				}
+				return;
+			}
+			/* EPIPE etc.: the worker is gone; its exit report follows. */
+			free_outframes(w);
+			return;
+		}
+		p->stats.socket_bytes += (uint64_t)n;
+		f->sent += (size_t)n;
+		if (f->sent == f->len) {
+			w->out_head = f->next;
+			if (!w->out_head)
+				w->out_tail = NULL;
+			for (unsigned i = 0; i < f->nfds; i++)
+				close(f->fds[i]);
+			free(f->data);
+			free(f);
+			p->stats.messages_sent++;
+		}
+	}
+	if (w->want_out && !w->out_head && w->sock >= 0 && !w->sock_eof) {
+		w->want_out = false;
+		ep_ctl(p, EPOLL_CTL_MOD, w->sock, EPOLLIN, TAG_SOCK | ((uint64_t)w->slot << 8));
+	}
+}
+
+/* ---- sending chunks ------------------------------------------------------ */
+
+/* Input i of a job. */
+static void job_input(const struct job *job, size_t i, const void **data, size_t *len)
+{
+	switch (job->kind) {
+	case JOB_ARRAY:
+		*data = job->in_base + i * job->in_size;
+		*len = job->in_size;
+		break;
+	case JOB_SUBMIT:
+		*data = job->owned_in;
+		*len = job->owned_len;
+		break;
+	default:
+		*data = job->inputs[i].data;
+		*len = job->inputs[i].len;
+		break;
+	}
+}
+
+static size_t chunk_size(const struct mpg_pool *p, const struct job *job, size_t avail)
+{
+	double c;
+	if (job->cfg.chunksize)
+		c = (double)job->cfg.chunksize;
+	else if (job->ns_per_task < 0)
+		c = 1;
+	else {
+		c = MPG_CHUNK_TARGET_NS / (job->ns_per_task > 1 ? job->ns_per_task : 1);
+		/* Guided: keep enough pieces left that all workers finish together. */
+		double guided = (double)(job->n - job->cursor) / (2.0 * p->nworkers);
+		if (c > guided)
+			c = guided;
+		if (job->result_bytes > 0 && c > MPG_RESULT_FLUSH_BYTES / job->result_bytes)
+			c = MPG_RESULT_FLUSH_BYTES / job->result_bytes;
+	}
+	if (job->kind == JOB_ARRAY) {
+		if (job->in_size && c > (double)MPG_CHUNK_MAX_BYTES / (double)job->in_size)
+			c = (double)MPG_CHUNK_MAX_BYTES / (double)job->in_size;
+		if (c > (double)MPG_RESULT_FLUSH_BYTES / (double)job->out_size)
+			c = (double)MPG_RESULT_FLUSH_BYTES / (double)job->out_size;
+	}
+	if (c < 1)
+		c = 1;
+	if (c > (double)avail)
+		c = (double)avail;
+	if (c > (double)UINT32_MAX)
+		c = (double)UINT32_MAX;
+	return (size_t)c;
+}
+
+/* Pick work for worker w: a range to re-run first, else new tasks. */
+static bool pick_range(struct mpg_pool *p, struct worker *w, struct job **rjob, struct redo *out)
+{
+	unsigned others = 0;
+	for (unsigned i = 0; i < p->nworkers; i++)
+		if (i != w->slot && p->workers[i].state == W_READY)
+			others++;
+	for (struct job *job = p->jobs_head; job; job = job->next) {
+		if (job->cancelled)
+			continue;
+		for (size_t k = job->redo_head; k < job->nredo; k++) {
+			struct redo *r = &job->redo[k];
+			if (r->count == 0 || (r->avoid == (int)w->slot && others > 0))
+				continue;
+			size_t c = chunk_size(p, job, r->count);
+			*out = *r;
+			out->count = c;
+			r->first += c;
+			r->count -= c;
+			while (job->redo_head < job->nredo && job->redo[job->redo_head].count == 0)
+				job->redo_head++;
+			*rjob = job;
+			return true;
+		}
+		if (job->cursor < job->n) {
+			size_t c = chunk_size(p, job, job->n - job->cursor);
+			*out = (struct redo){.first = job->cursor, .count = c, .avoid = -1};
+			job->cursor += c;
+			*rjob = job;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Give back the tail of a range that did not fit in a frame. */
+static void unpick(struct job *job, struct redo r)
+{
+	if (r.count == 0)
+		return;
+	if (r.attempts == 0 && r.lost == 0 && r.first + r.count == job->cursor)
+		job->cursor = r.first;
+	else
+		(void)redo_push(job, r);
+}
+
+static int send_chunk(struct mpg_pool *p, struct worker *w)
+{
+	struct job *job;
+	struct redo r;
+	if (!pick_range(p, w, &job, &r))
+		return 0;
+
+	bool fixed_in = job->kind == JOB_ARRAY && job->in_size < p->opts.shm_threshold;
+	bool fixed_out = job->kind == JOB_ARRAY;
+	bool send_ctx = job->cfg.context && w->ctx_job != job->id;
+	struct outframe *f = calloc(1, sizeof *f);
+	struct chunk *c = calloc(1, sizeof *c);
+	struct mpk_buf b = {0};
+	if (!f || !c)
+		goto nomem;
+	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
+	mpk_buf_put_u64(&b, job->id);
+	mpk_buf_put_u64(&b, (uint64_t)(uintptr_t)job->fn);
+	mpk_buf_put_u64(&b, r.first);
+	size_t count_off = b.len;
+	mpk_buf_put_u32(&b, 0);
+	mpk_buf_put_u32(&b, (fixed_in ? CHUNK_FIXED_IN : 0) | (fixed_out ? CHUNK_FIXED_OUT : 0) |
+				    (send_ctx ? CHUNK_HAS_CTX : 0));
+	mpk_buf_put_u64(&b, job->in_size);
+	mpk_buf_put_u64(&b, job->out_size);
+	if (send_ctx) {
+		mpk_buf_put_u64(&b, job->cfg.context_len);
+		mpk_buf_put(&b, job->cfg.context, job->cfg.context_len);
+	}
+	size_t n = 0;
+	if (fixed_in) {
+		n = r.count;
+		mpk_buf_put(&b, job->in_base + r.first * job->in_size, n * job->in_size);
+	} else {
+		size_t inline_bytes = 0;
+		for (; n < r.count; n++) {
+			const void *data;
+			size_t len;
+			job_input(job, r.first + n, &data, &len);
+			if (n > 0 && (inline_bytes >= MPG_CHUNK_MAX_BYTES || f->nfds == MPG_CHUNK_MAX_FDS))
+				break;
+			bool large = len >= p->opts.shm_threshold ||
+				     (job->kind == JOB_SUBMIT && job->owned_fd >= 0);
+			if (!large) {
+				mpk_buf_put_u8(&b, ITEM_INLINE);
+				mpk_buf_put_u64(&b, len);
+				mpk_buf_put(&b, data, len);
+				inline_bytes += len;
+				continue;
+			}
+			int fd = -1;
+			uint64_t off = 0;
+			int rr;
+			if (job->kind == JOB_SUBMIT && job->owned_fd >= 0) {
+				fd = fcntl(job->owned_fd, F_DUPFD_CLOEXEC, 3);
+				off = job->owned_off;
+				rr = fd < 0 ? -errno : 1;
+			} else {
+				rr = mpg__shm_lookup(data, len, &fd, &off);
+				if (rr == 0) {
+					rr = mpg__memfd_from_bytes(data, len, &fd);
+					if (rr == 0) {
+						rr = 1;
+						p->stats.shm_copied_bytes += len;
+					}
+				}
+			}
+			if (rr < 0) {
+				if (n > 0)
+					break; /* send what we have; this one goes next time */
+				char m[128];
+				snprintf(m, sizeof m, "could not hand the %zu-byte input to a worker: %s",
+					 len, strerror(-rr));
+				fail_task(p, job, r.first, mpg__error_new(MPG_ERR_RAISED, r.first, -1, 0,
+									  rr, 0, r.attempts + 1, m));
+				r.first++;
+				r.count--;
+				unpick(job, r);
+				free(f);
+				free(c);
+				mpk_buf_free(&b);
+				return 1;
+			}
+			p->stats.shm_bytes += len;
+			f->fds[f->nfds++] = fd;
+			mpk_buf_put_u8(&b, ITEM_SHM);
+			mpk_buf_put_u64(&b, off);
+			mpk_buf_put_u64(&b, len);
+		}
+	}
+	if (b.oom || b.len - sizeof(struct mpk_frame_header) > MPK_FRAME_MAX_BODY)
+		goto nomem;
+	uint32_t n32 = (uint32_t)n;
+	memcpy(b.data + count_off, &n32, sizeof n32);
+	mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_CHUNK,
+			      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), (uint16_t)f->nfds);
+	f->data = b.data;
+	f->len = b.len;
+	if (send_ctx)
+		w->ctx_job = job->id;
+
+	*c = (struct chunk){.job = job, .first = r.first, .count = n, .attempts = r.attempts,
+			    .lost = r.lost};
+	unpick(job, (struct redo){.first = r.first + n, .count = r.count - n,
+				  .attempts = r.attempts, .lost = r.lost, .avoid = r.avoid});
+	if (w->inflight_tail)
+		w->inflight_tail->next = c;
+	else
+		w->inflight_head = c;
+	w->inflight_tail = c;
+	w->ninflight++;
+	if (w->out_tail)
+		w->out_tail->next = f;
+	else
+		w->out_head = f;
+	w->out_tail = f;
+	flush_out(p, w);
+	return 1;
+
+nomem:
+	for (unsigned i = 0; f && i < f->nfds; i++)
+		close(f->fds[i]);
+	free(f);
+	free(c);
+	mpk_buf_free(&b);
+	unpick(job, r);
+	return -ENOMEM;
+}
+
+static void schedule(struct mpg_pool *p)
+{
+	if (p->state != POOL_RUNNING && p->state != POOL_CLOSED)
+		return;
+	bool progress = true;
+	while (progress) {
+		progress = false;
+		for (unsigned i = 0; i < p->nworkers; i++) {
+			struct worker *w = &p->workers[i];
+			if (w->state != W_READY || w->ninflight >= MPG_PIPELINE || w->sock_eof)
+				continue;
+			if (send_chunk(p, w) > 0)
+				progress = true;
+		}
+	}
+}
+
+/* ---- receiving results ------------------------------------------------- */
+
+static int take_fd(struct worker *w)
+{
+	if (w->nfdq == 0)
+		return -1;
+	int fd = w->fdq[0];
+	memmove(w->fdq, w->fdq + 1, --w->nfdq * sizeof w->fdq[0]);
+	return fd;
+}
+
+static void chunk_pop(struct worker *w)
+{
+	struct chunk *c = w->inflight_head;
+	w->inflight_head = c->next;
+	if (!w->inflight_head)
+		w->inflight_tail = NULL;
+	w->ninflight--;
+	free(c);
+}
+
+static struct blob *blob_new(struct job *job, void *mem, size_t len, bool mapped)
+{
+	struct blob *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	*b = (struct blob){.mem = mem, .len = len, .mapped = mapped};
+	if (job->kind != JOB_IMAP) {
+		b->next = job->blobs;
+		job->blobs = b;
+	}
+	return b;
+}
+
+/* Keep the inline result bytes of one frame alive for the job. */
+static struct blob *frame_blob(struct job *job, const uint8_t *body, size_t len)
+{
+	void *m = malloc(len ? len : 1);
+	if (!m)
+		return NULL;
+	memcpy(m, body, len);
+	struct blob *b = blob_new(job, m, len, false);
+	if (!b)
+		free(m);
+	return b;
+}
+
+static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
+			  unsigned nfds)
+{
+	struct mpk_reader r;
+	mpk_reader_init(&r, body, len);
+	uint64_t job_id = mpk_get_u64(&r);
+	uint64_t first = mpk_get_u64(&r);
+	uint32_t count = mpk_get_u32(&r);
+	uint32_t mode = mpk_get_u32(&r);
+	uint64_t out_size = mpk_get_u64(&r);
+	uint64_t elapsed = mpk_get_u64(&r);
+	struct chunk *c = w->inflight_head;
+	if (r.err || !c || c->job->id != job_id || first != c->first + c->done || count == 0 ||
+	    count > c->count - c->done || nfds > w->nfdq) {
+		protocol_error(p, w, "worker sent a result frame that matches no task sent to it");
+		return -EPROTO;
+	}
+	struct job *job = c->job;
+	bool fixed = job->kind == JOB_ARRAY;
+	if (fixed != !!(mode & CHUNK_FIXED_OUT) || (fixed && out_size != job->out_size)) {
+		protocol_error(p, w, "worker sent results of the wrong shape");
+		return -EPROTO;
+	}
+	double per = (double)elapsed / count;
+	job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;
+	c->done += count;
+	if (job->cancelled) {
+		for (unsigned i = 0; i < nfds; i++)
+			close(take_fd(w));
+		goto out;
+	}
+
+	if (fixed) {
+		const uint8_t *data = mpk_get_bytes(&r, (size_t)count * job->out_size);
+		uint32_t nerr = mpk_get_u32(&r);
+		if (r.err)
+			goto bad;
+		/* Errors are validated before any task of the frame ends. */
+		struct mpk_reader er = r;
+		for (uint32_t e = 0; e < nerr; e++) {
+			uint32_t rel = mpk_get_u32(&er);
+			mpk_get_u32(&er);
+			uint32_t ml = mpk_get_u32(&er);
+			mpk_get_bytes(&er, ml);
+			if (rel >= count)
+				er.err = true;
+		}
+		if (er.err || er.left)
+			goto bad;
+		memcpy(job->out_base + first * job->out_size, data, (size_t)count * job->out_size);
+		uint8_t *st = job->state + first;
+		for (uint32_t i = 0; i < count; i++)
+			st[i] = ITEM_OK;
+		for (uint32_t e = 0; e < nerr; e++) {
+			uint32_t rel = mpk_get_u32(&r);
+			int code = (int)mpk_get_u32(&r);
+			uint32_t ml = mpk_get_u32(&r);
+			const char *m = mpk_get_bytes(&r, ml);
+			char *msg = strndup(m, ml);
+			st[rel] = ITEM_PENDING;
+			task_failed(p, w, job, first + rel, c->attempts, MPG_ERR_RAISED, code, 0,
+				    msg ? msg : "(out of memory)");
+			free(msg);
+		}
+		size_t ok = count - nerr;
+		p->stats.tasks_ok += ok;
+		job->remaining -= ok;
+		mpg__job_maybe_done(p, job);
+		goto out;
+	}
+
+	/* Generic: validate the whole frame first, so garbage ends no task. */
+	struct mpk_reader vr = r;
+	unsigned want_fds = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		uint8_t k = mpk_get_u8(&vr);
+		if (k == ITEM_INLINE) {
+			mpk_get_bytes(&vr, mpk_get_u64(&vr));
+		} else if (k == ITEM_SHM) {
+			mpk_get_u64(&vr);
+			want_fds++;
+		} else if (k == ITEM_ERROR) {
+			mpk_get_u32(&vr);
+			mpk_get_bytes(&vr, mpk_get_u32(&vr));
+		} else {
+			vr.err = true;
+		}
+		if (vr.err)
+			break;
+	}
+	if (vr.err || vr.left || want_fds != nfds)
+		goto bad;
+	struct blob *fb = NULL;
+	if (job->kind != JOB_IMAP) {
+		fb = frame_blob(job, r.p, r.left);
+		if (!fb)
+			return -ENOMEM;
+	}
+	const uint8_t *base = r.p;
+	double bytes = 0;
+	for (uint32_t i = 0; i < count; i++) {
+		size_t index = first + i;
+		uint8_t k = mpk_get_u8(&r);
+		if (k == ITEM_INLINE) {
+			uint64_t l = mpk_get_u64(&r);
+			const uint8_t *d = mpk_get_bytes(&r, l);
+			bytes += (double)l;
+			if (job->kind == JOB_IMAP) {
+				struct blob *b = frame_blob(job, d, l);
+				task_ok(p, job, index, b ? b->mem : NULL, b ? l : 0, b);
+				if (b && b->refs == 0)
+					mpg__blob_free(b);
+			} else {
+				task_ok(p, job, index, (const uint8_t *)fb->mem + (d - base), l, fb);
+			}
+		} else if (k == ITEM_SHM) {
+			uint64_t l = mpk_get_u64(&r);
+			int fd = take_fd(w);
+			void *mbase;
+			size_t maplen;
+			void *m = mpg__map_fd(fd, 0, l, PROT_READ | PROT_WRITE, &mbase, &maplen);
+			close(fd);
+			p->stats.shm_bytes += l;
+			if (!m) {
+				char msg[128];
+				snprintf(msg, sizeof msg, "cannot map the %zu-byte result: %s",
+					 (size_t)l, strerror(errno));
+				task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, -errno, 0, msg);
+				continue;
+			}
+			struct blob *b = blob_new(job, mbase, maplen, true);
+			if (!b) {
+				munmap(mbase, maplen);
+				task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, -ENOMEM, 0,
+					    "out of memory in the parent");
+				continue;
+			}
+			task_ok(p, job, index, m, l, b);
+			if (job->kind == JOB_IMAP && b->refs == 0)
+				mpg__blob_free(b);
+		} else {
+			int code = (int)mpk_get_u32(&r);
+			uint32_t ml = mpk_get_u32(&r);
+			const char *m = mpk_get_bytes(&r, ml);
+			char *msg = strndup(m, ml);
+			task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, code, 0,
+				    msg ? msg : "(out of memory)");
+			free(msg);
+		}
+	}
+	bytes /= count;
+	job->result_bytes = job->result_bytes <= 0 ? bytes : 0.5 * job->result_bytes + 0.5 * bytes;
+out:
+	if (c->done == c->count)
+		chunk_pop(w);
+	return 0;
+bad:
+	c->done -= count;
+	protocol_error(p, w, "worker sent a malformed result frame (%zu bytes)", len);
+	return -EPROTO;
+}
+
+/* Read everything the worker sent; process complete frames. */
+static void read_worker(struct mpg_pool *p, struct worker *w)
+{
+	while (w->sock >= 0 && !w->sock_eof) {
+		size_t want = 64 * 1024;
+		if (w->in.len >= sizeof(struct mpk_frame_header)) {
+			const struct mpk_frame_header *h = (const void *)w->in.data;
+			size_t total = sizeof *h + h->length;
+			if (h->magic == MPK_FRAME_MAGIC && h->length <= MPK_FRAME_MAX_BODY &&
+			    total > w->in.len && total - w->in.len > want)
+				want = total - w->in.len;
+		}
+		if (mpk_buf_reserve(&w->in, want) < 0) {
+			protocol_error(p, w, "out of memory reading from the worker");
+			return;
+		}
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = w->in.data + w->in.len, .iov_len = w->in.cap - w->in.len};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+		ssize_t n = recvmsg(w->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				w->sock_eof = true;
+			break;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				if (w->nfdq < sizeof w->fdq / sizeof w->fdq[0])
+					w->fdq[w->nfdq++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (mh.msg_flags & MSG_CTRUNC)
+			protocol_error(p, w, "worker sent more file descriptors than allowed");
+		if (n == 0) {
+			w->sock_eof = true;
+			break;
+		}
+		p->stats.socket_bytes += (uint64_t)n;
+		w->in.len += (size_t)n;
+
+		size_t off = 0;
+		while (!w->protocol_error && w->in.len - off >= sizeof(struct mpk_frame_header)) {
+			struct mpk_frame_header h;
+			memcpy(&h, w->in.data + off, sizeof h);
+			int rc = mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY);
+			if (rc < 0 || h.type != MSG_RESULT) {
+				protocol_error(p, w, "worker wrote %zu bytes that are not a valid frame (%s)",
+					       w->in.len - off,
+					       rc == -EBADMSG ? "bad magic" : rc < 0 ? strerror(-rc) :
+					       "unexpected frame type");
+				break;
+			}
+			if (w->in.len - off < sizeof h + h.length)
+				break;
+			if (process_result(p, w, w->in.data + off + sizeof h, h.length, h.nfds) < 0)
+				break;
+			off += sizeof h + h.length;
+		}
+		mpk_buf_consume(&w->in, off);
+		if (w->protocol_error)
+			break;
+	}
+	if (w->sock_eof && w->sock >= 0)
+		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+}
+
+/* ---- worker death ------------------------------------------------------- */
+
+static bool is_crash_signal(int sig)
+{
+	switch (sig) {
+	case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL: case SIGABRT:
+	case SIGSYS: case SIGTRAP: case SIGXCPU: case SIGXFSZ:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void classify_death(const struct worker *w, int status, mpg_error_kind *kind, int *code,
+			   int *sig, char *msg, size_t msglen)
+{
+	*code = 0;
+	*sig = 0;
+	if (w->protocol_error) {
+		*kind = MPG_ERR_PROTOCOL;
+		snprintf(msg, msglen, "%s", w->protocol_error);
+	} else if (WIFEXITED(status)) {
+		*kind = MPG_ERR_EXITED;
+		*code = WEXITSTATUS(status);
+		snprintf(msg, msglen, "worker exited with status %d during the task", *code);
+	} else if (WIFSIGNALED(status)) {
+		*sig = WTERMSIG(status);
+		*kind = is_crash_signal(*sig) ? MPG_ERR_SIGNALED : MPG_ERR_KILLED;
+		snprintf(msg, msglen, "%s%s%s", strsignal(*sig),
+			 WCOREDUMP(status) ? " (core dumped)" : "",
+			 *sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" :
+			 *kind == MPG_ERR_KILLED ? " sent from outside" : "");
+	} else {
+		*kind = MPG_ERR_KILLED;
+		snprintf(msg, msglen, "worker vanished (wait status %#x)", status);
+	}
+}
+
+static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_t first,
+		    size_t count, unsigned attempts, unsigned lost, mpg_error_kind kind, int code,
+		    int sig, const char *msg)
+{
+	if (count == 0 || job->cancelled)
+		return;
+	if (lost > MPG_MAX_LOST) {
+		for (size_t i = 0; i < count; i++)
+			task_failed(p, w, job, first + i, MPG_MAX_RETRIES, kind, code, sig, msg);
+		return;
+	}
+	if (redo_push(job, (struct redo){.first = first, .count = count, .attempts = attempts,
+					  .lost = lost, .avoid = -1}) < 0) {
+		for (size_t i = 0; i < count; i++)
+			task_failed(p, w, job, first + i, MPG_MAX_RETRIES, MPG_ERR_CANCELLED, -ENOMEM,
+				    0, "out of memory while re-queueing the task");
+	}
+}
+
+static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
+{
+	read_worker(p, w); /* the dead worker's last words are in the socket */
+	free_outframes(w);
+	if (w->sock >= 0)
+		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+	close_reg(&w->sock);
+	close_reg(&w->pidfd);
+	while (w->nfdq)
+		close(take_fd(w));
+	mpk_buf_free(&w->in);
+
+	mpg_error_kind kind;
+	int code, sig;
+	char msg[256];
+	classify_death(w, status, &kind, &code, &sig, msg, sizeof msg);
+	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
+	uint32_t st = atomic_load(&ws->state);
+	uint64_t wjob = atomic_load(&ws->job), windex = atomic_load(&ws->index);
+
+	while (w->inflight_head) {
+		struct chunk *c = w->inflight_head;
+		struct job *job = c->job;
+		size_t start = c->first + c->done, end = c->first + c->count;
+		if (!w->killed_by_pool && st == WS_RUNNING && wjob == job->id && windex >= start &&
+		    windex < end) {
+			requeue(p, w, job, start, windex - start, c->attempts, c->lost, kind, code, sig, msg);
+			task_failed(p, w, job, windex, c->attempts, kind, code, sig, msg);
+			requeue(p, w, job, windex + 1, end - windex - 1, c->attempts, c->lost, kind,
+				code, sig, msg);
+			st = WS_IDLE; /* one task to blame */
+		} else {
+			requeue(p, w, job, start, end - start, c->attempts,
+				c->lost + !w->killed_by_pool, kind, code, sig, msg);
+		}
+		chunk_pop(w);
+	}
+	free(w->protocol_error);
+	w->protocol_error = NULL;
+	w->state = W_EMPTY;
+	w->pid = 0;
+	p->live_workers--;
+	pthread_cond_broadcast(&p->cond);
+
+	bool wanted = p->state == POOL_RUNNING || (p->state == POOL_CLOSED && p->jobs_head);
+	if (wanted && !p->broken) {
+		w->restarts++;
+		p->stats.workers_replaced++;
+		if (spawn_worker(p, w) < 0)
+			w->state = W_EMPTY;
+	}
+}
+
+/* ---- fork server messages ----------------------------------------------- */
+
+static void broken(struct mpg_pool *p)
+{
+	/* The fork server is gone: its workers die with it (PDEATHSIG) and
+	 * are reaped by init; nothing can be respawned. */
+	p->broken = true;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		if (w->state == W_EMPTY)
+			continue;
+		w->killed_by_pool = true;
+		kill_worker(w);
+		worker_exited(p, w, SIGKILL);
+	}
+	if (p->ctlfd >= 0) {
+		ep_ctl(p, EPOLL_CTL_DEL, p->ctlfd, 0, 0);
+		close_reg(&p->ctlfd);
+	}
+	begin_stop(p, POOL_TERMINATING);
+}
+
+static void read_ctl(struct mpg_pool *p)
+{
+	for (;;) {
+		struct mpg__fsmsg m;
+		int fd;
+		int r = mpg__fs_recv(p->ctlfd, &m, &fd, MSG_DONTWAIT);
+		if (r == -EAGAIN)
+			return;
+		if (r <= 0 || m.slot >= p->nworkers) {
+			if (fd >= 0)
+				close(fd);
+			broken(p);
+			return;
+		}
+		struct worker *w = &p->workers[m.slot];
+		switch (m.type) {
+		case FS_SPAWNED:
+			w->pid = m.pid;
+			w->pidfd = fd;
+			mpg__fdreg_add(fd);
+			w->state = W_READY;
+			p->stats.workers_started++;
+			if (p->state == POOL_ABORTING || p->state == POOL_TERMINATING) {
+				w->killed_by_pool = true;
+				kill_worker(w);
+			}
+			pthread_cond_broadcast(&p->cond);
+			break;
+		case FS_SPAWN_FAILED:
+			if (fd >= 0)
+				close(fd);
+			close_reg(&w->sock);
+			w->state = W_EMPTY;
+			p->live_workers--;
+			if (p->live_workers == 0 && p->jobs_head)
+				broken(p);
+			break;
+		case FS_EXITED:
+			if (fd >= 0)
+				close(fd);
+			if (w->state != W_EMPTY && w->pid == m.pid)
+				worker_exited(p, w, m.value);
+			break;
+		default:
+			if (fd >= 0)
+				close(fd);
+			break;
+		}
+	}
+}
+
+/* ---- stopping ------------------------------------------------------------ */
+
+static void begin_stop(struct mpg_pool *p, enum pool_state st)
+{
+	if (p->state == POOL_ABORTING || p->state == POOL_TERMINATING || p->state == POOL_STOPPED)
+		return;
+	p->state = st;
+	p->closed = true;
+	for (struct job *job = p->jobs_head; job; job = job->next)
+		job->cancelled = true;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		if (w->state == W_EMPTY)
+			continue;
+		w->killed_by_pool = true;
+		kill_worker(w);
+	}
+	pthread_cond_broadcast(&p->cond);
+}
+
+void mpg__pool_cancel_all(struct mpg_pool *p, bool abort)
+{
+	begin_stop(p, abort ? POOL_ABORTING : POOL_TERMINATING);
+}
+
+static void cancel_remaining(struct mpg_pool *p, struct job *job)
+{
+	job->cancelled = true;
+	if (job->remaining == 0)
+		return;
+	char msg[512];
+	if (p->abort_error)
+		snprintf(msg, sizeof msg, "cancelled: the pool aborted after %s",
+			 mpg_error_describe(p->abort_error));
+	else
+		snprintf(msg, sizeof msg, "cancelled: the pool was terminated");
+	switch (job->kind) {
+	case JOB_MAP:
+	case JOB_ARRAY:
+		for (size_t i = 0; i < job->n; i++)
+			if (job->state[i] == ITEM_PENDING)
+				job->state[i] = ITEM_CANCELLED;
+		break;
+	case JOB_SUBMIT: {
+		mpg_error *err = mpg__error_new(MPG_ERR_CANCELLED, 0, -1, 0, 0, 0, 0, msg);
+		job->error = err;
+		mpg_error_fn efn = job->on_error ? job->on_error : job->cfg.on_error;
+		void *eud = job->on_error ? job->userdata : job->cfg.on_error_userdata;
+		if (efn && err)
+			(void)add_delivery(p, &(struct delivery){.job = job, .err = err,
+								  .error_fn = efn,
+								  .error_userdata = eud});
+		break;
+	}
+	case JOB_IMAP:
+		break;
+	}
+	job->remaining = 0;
+}
+
+static void finish_stop(struct mpg_pool *p)
+{
+	for (struct job *job = p->jobs_head, *next; job; job = next) {
+		next = job->next;
+		cancel_remaining(p, job);
+		mpg__job_maybe_done(p, job);
+	}
+	p->state = POOL_STOPPED;
+	pthread_cond_broadcast(&p->cond);
+}
+
+/* close()+join(): once no work is left, close the idle workers' sockets;
+ * they see EOF and exit(0). */
+static void retire_idle(struct mpg_pool *p)
+{
+	if (!p->join_requested || p->state != POOL_CLOSED || p->jobs_head)
+		return;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		if (w->state != W_READY)
+			continue;
+		free_outframes(w);
+		if (w->sock >= 0)
+			ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+		close_reg(&w->sock);
+		w->state = W_DRAINING;
+	}
+	if (p->live_workers == 0) {
+		p->state = POOL_STOPPED;
+		pthread_cond_broadcast(&p->cond);
+	}
+}
+
+/* Run queued callbacks without the lock; a job ends after its callbacks. */
+static void deliver(struct mpg_pool *p)
+{
+	while (p->ndeliveries) {
+		struct delivery *list = p->deliveries;
+		size_t n = p->ndeliveries;
+		p->deliveries = NULL;
+		p->ndeliveries = p->deliveries_cap = 0;
+		pthread_mutex_unlock(&p->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct delivery *d = &list[i];
+			if (d->err)
+				d->error_fn(d->err, d->error_userdata);
+			else
+				d->job->on_result(d->index, d->data, d->len, d->job->userdata);
+		}
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < n; i++) {
+			struct delivery *d = &list[i];
+			if (d->free_err)
+				mpg__error_free(d->err);
+			d->job->pending_callbacks--;
+			mpg__job_maybe_done(p, d->job);
+		}
+		free(list);
+	}
+}
+
+static void stop_server(struct mpg_pool *p)
+{
+	if (p->ctlfd >= 0) {
+		ep_ctl(p, EPOLL_CTL_DEL, p->ctlfd, 0, 0);
+		close_reg(&p->ctlfd); /* EOF: the server exits */
+	}
+	if (p->server_pid > 0) {
+		while (waitpid(p->server_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		p->server_pid = 0;
+	}
+}
+
+void *mpg__dispatcher_main(void *arg)
+{
+	struct mpg_pool *p = arg;
+	struct epoll_event evs[64];
+
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->nworkers; i++)
+		if (spawn_worker(p, &p->workers[i]) < 0)
+			p->workers[i].state = W_EMPTY;
+	if (p->live_workers == 0)
+		broken(p);
+	for (;;) {
+		schedule(p);
+		retire_idle(p);
+		if ((p->state == POOL_ABORTING || p->state == POOL_TERMINATING) && p->live_workers == 0)
+			finish_stop(p);
+		deliver(p);
+		if (p->state == POOL_STOPPED && p->ndeliveries == 0)
+			break;
+		pthread_mutex_unlock(&p->lock);
+		int n = epoll_wait(p->epfd, evs, 64, -1);
+		pthread_mutex_lock(&p->lock);
+		for (int i = 0; i < n; i++) {
+			uint64_t tag = evs[i].data.u64;
+			uint32_t kind = (uint32_t)(tag & 0xff);
+			if (kind == TAG_EVENT) {
+				uint64_t v;
+				(void)!read(p->evfd, &v, sizeof v);
+			} else if (kind == TAG_CTL) {
+				if (p->ctlfd >= 0)
+					read_ctl(p);
+			} else {
+				struct worker *w = &p->workers[tag >> 8];
+				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+					read_worker(p, w);
+				if (evs[i].events & EPOLLOUT)
+					flush_out(p, w);
+			}
+		}
+	}
+	stop_server(p);
+	bool do_exit = p->abort_error && p->exit_status_on_abort >= 0;
+	int status = p->exit_status_on_abort;
+	char *why = do_exit ? strdup(mpg_error_describe(p->abort_error)) : NULL;
+	pthread_mutex_unlock(&p->lock);
+	if (do_exit) {
+		/* Opted in with mpg_options_set_abort_exit(): SystemExit. */
+		fprintf(stderr, "mpguard: pool aborted: %s\n", why ? why : "task failed");
+		free(why);
+		fflush(NULL);
+		exit(status);
+	}
+	return NULL;
+}

@@ -1,0 +1,125 @@
+/* Structured task errors: creation, accessors, one-line descriptions. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[] = {
+	[MPG_ERR_RAISED] = "raised", [MPG_ERR_EXITED] = "exited",
+	[MPG_ERR_SIGNALED] = "signaled", [MPG_ERR_KILLED] = "killed",
+	[MPG_ERR_TIMEOUT] = "timeout", [MPG_ERR_PROTOCOL] = "protocol",
+	[MPG_ERR_CANCELLED] = "cancelled",
+};
+
+const char *mpg__signal_name(int sig)
+{
+	/* sigabbrev_np() is glibc >= 2.32 and async-signal-safe (table lookup). */
+	const char *abbrev = sigabbrev_np(sig);
+	return abbrev ? abbrev : "?";
+}
+
+MPG_EXPORT const char *mpg_error_kind_name(mpg_error_kind kind)
+{
+	if ((unsigned)kind >= sizeof kind_names / sizeof kind_names[0] || !kind_names[kind])
+		return "unknown";
+	return kind_names[kind];
+}
+
+static char *describe(const mpg_error *e)
+{
+	char where[96];
+	char *s = NULL;
+	int n;
+
+	if (e->worker >= 0)
+		snprintf(where, sizeof where, "worker %d (pid %d)", e->worker, (int)e->pid);
+	else
+		snprintf(where, sizeof where, "no worker");
+	switch (e->kind) {
+	case MPG_ERR_RAISED:
+		n = asprintf(&s, "task %zu raised error %d on %s: %s", e->task, e->code, where,
+			     e->message);
+		break;
+	case MPG_ERR_EXITED:
+		n = asprintf(&s, "task %zu: %s exited with status %d", e->task, where, e->code);
+		break;
+	case MPG_ERR_SIGNALED:
+	case MPG_ERR_KILLED:
+	case MPG_ERR_TIMEOUT:
+		n = asprintf(&s, "task %zu: %s %s by SIG%s: %s", e->task, where,
+			     e->kind == MPG_ERR_TIMEOUT ? "timed out, killed" :
+			     e->kind == MPG_ERR_SIGNALED ? "died" : "killed",
+			     mpg__signal_name(e->sig), e->message);
+		break;
+	default:
+		n = asprintf(&s, "task %zu %s on %s: %s", e->task, mpg_error_kind_name(e->kind),
+			     where, e->message);
+		break;
+	}
+	if (n < 0)
+		return NULL;
+	if (e->attempts > 1) {
+		char *t = NULL;
+		if (asprintf(&t, "%s (after %u attempts)", s, e->attempts) >= 0) {
+			free(s);
+			s = t;
+		}
+	}
+	return s;
+}
+
+mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
+			  int code, int sig, unsigned attempts, const char *message)
+{
+	mpg_error *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	*e = (mpg_error){
+		.kind = kind, .task = task, .worker = worker, .pid = pid,
+		.code = code, .sig = sig, .attempts = attempts,
+	};
+	e->message = strdup(message ? message : "");
+	if (!e->message) {
+		free(e);
+		return NULL;
+	}
+	e->describe = describe(e);
+	if (!e->describe) {
+		mpg__error_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+mpg_error *mpg__error_dup(const mpg_error *src)
+{
+	mpg_error *e = mpg__error_new(src->kind, src->task, src->worker, src->pid, src->code,
+				      src->sig, src->attempts, src->message);
+	if (e && src->backtrace)
+		e->backtrace = strdup(src->backtrace);
+	return e;
+}
+
+void mpg__error_free(mpg_error *e)
+{
+	if (!e)
+		return;
+	free(e->message);
+	free(e->backtrace);
+	free(e->describe);
+	free(e);
+}
+
+MPG_EXPORT mpg_error_kind mpg_error_get_kind(const mpg_error *e) { return e ? e->kind : 0; }
+MPG_EXPORT size_t mpg_error_task(const mpg_error *e) { return e ? e->task : 0; }
+MPG_EXPORT int mpg_error_worker(const mpg_error *e) { return e ? e->worker : -1; }
+MPG_EXPORT pid_t mpg_error_pid(const mpg_error *e) { return e ? e->pid : 0; }
+MPG_EXPORT int mpg_error_code(const mpg_error *e) { return e ? e->code : 0; }
+MPG_EXPORT int mpg_error_signal(const mpg_error *e) { return e ? e->sig : 0; }
+MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *e) { return e ? e->attempts : 0; }
+MPG_EXPORT const char *mpg_error_message(const mpg_error *e) { return e ? e->message : NULL; }
+MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *e) { return e ? e->backtrace : NULL; }
+MPG_EXPORT const char *mpg_error_describe(const mpg_error *e) { return e ? e->describe : NULL; }

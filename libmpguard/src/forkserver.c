@@ -1,0 +1,235 @@
+/* The fork server: a single-threaded process forked once, when the pool is
+ * created, that forks every worker on the parent's request. Replacing a
+ * worker therefore never forks the parent, which may have threads holding
+ * locks (the dispatcher's, the user's), and every worker starts from the
+ * same memory image. The server reaps its workers and reports their exit
+ * status; when the parent dies (EOF on the control socket) it kills them. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Send one message with an optional fd. */
+static int fs_send(int sock, const struct mpg__fsmsg *m, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	if (fd >= 0) {
+		memset(&u, 0, sizeof u);
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof u.buf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof fd);
+	}
+	for (;;) {
+		ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		if (w == (ssize_t)sizeof *m)
+			return 0;
+		if (w < 0 && errno == EINTR)
+			continue;
+		return w < 0 ? -errno : -EPROTO;
+	}
+}
+
+/* Receive one message and the fd sent with it (or -1). Returns 1, 0 on EOF,
+ * or a negative errno (including -EAGAIN on a non-blocking socket). */
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+	*fd = -1;
+	ssize_t r;
+	do
+		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return -errno;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int got;
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+			if (*fd < 0)
+				*fd = got;
+			else
+				close(got);
+		}
+	}
+	if (r == 0)
+		return 0;
+	if (r != (ssize_t)sizeof *m || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return -EPROTO;
+	}
+	return 1;
+}
+
+static void reap(int ctl, pid_t *pids, unsigned n)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct mpg__fsmsg m = {.type = FS_EXITED, .pid = pid, .value = status};
+		for (unsigned i = 0; i < n; i++) {
+			if (pids[i] == pid) {
+				pids[i] = 0;
+				m.slot = i;
+			}
+		}
+		(void)fs_send(ctl, &m, -1);
+	}
+}
+
+static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
+		  const struct mpg__fsmsg *req, int sock)
+{
+	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
+	if (sock < 0 || req->slot >= cfg->nworkers || pids[req->slot] != 0) {
+		m.value = EINVAL;
+		goto fail;
+	}
+	pid_t server = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		m.value = errno;
+		goto fail;
+	}
+	if (pid == 0) {
+		/* The server is single-threaded, so the child may do anything. */
+		close(ctl);
+		close(sigfd);
+		/* Die with the server, which dies with the parent. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != server)
+			_exit(127);
+		mpg__worker_main(cfg, req->slot, sock);
+	}
+	close(sock);
+	pids[req->slot] = pid;
+	/* The child cannot have been reaped yet (we reap only below), so this
+	 * pidfd names exactly our child. */
+	int pidfd = pidfd_open(pid, 0);
+	m = (struct mpg__fsmsg){.type = FS_SPAWNED, .slot = req->slot, .pid = pid};
+	(void)fs_send(ctl, &m, pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
+	return;
+fail:
+	if (sock >= 0)
+		close(sock);
+	(void)fs_send(ctl, &m, -1);
+}
+
+static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
+{
+	/* Ctrl-C reaches the whole process group: the parent decides what it
+	 * means, so the server does not die of it. */
+	signal(SIGINT, SIG_IGN);
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	signal(SIGCHLD, SIG_DFL);
+	int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0)
+		_exit(127);
+	prctl(PR_SET_NAME, "mpg-forkserver");
+
+	pid_t pids[MPG_MAX_WORKERS];
+	memset(pids, 0, sizeof(pid_t) * cfg->nworkers);
+	bool parent_alive = true;
+
+	for (;;) {
+		bool any = false;
+		for (unsigned i = 0; i < cfg->nworkers; i++)
+			any |= pids[i] != 0;
+		if (!parent_alive && !any)
+			_exit(0);
+		struct pollfd pfd[2] = {
+			{.fd = parent_alive ? ctl : -1, .events = POLLIN},
+			{.fd = sigfd, .events = POLLIN},
+		};
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			_exit(127);
+		}
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si;
+			while (read(sigfd, &si, sizeof si) > 0)
+				;
+			reap(ctl, pids, cfg->nworkers);
+		}
+		if (pfd[0].revents) {
+			struct mpg__fsmsg req;
+			int fd;
+			int r = mpg__fs_recv(ctl, &req, &fd, 0);
+			if (r == 1 && req.type == FS_SPAWN) {
+				spawn(cfg, ctl, sigfd, pids, &req, fd);
+			} else if (r == 0 || (r < 0 && r != -EAGAIN && r != -EPROTO)) {
+				/* Parent gone or closing: no worker may outlive it. */
+				parent_alive = false;
+				for (unsigned i = 0; i < cfg->nworkers; i++)
+					if (pids[i])
+						kill(pids[i], SIGKILL);
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+	}
+}
+
+int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	mpg__fdreg_add(sv[0]);
+	/* Hold the registry so the child sees a consistent list to close. */
+	mpg__fdreg_lock();
+	pid_t pid = fork();
+	if (pid == 0) {
+		mpg__fdreg_close_all_in_child(sv[1]);
+		server_main(cfg, sv[1]);
+	}
+	int err = errno;
+	mpg__fdreg_unlock();
+	close(sv[1]);
+	if (pid < 0) {
+		mpg__fdreg_del(sv[0]);
+		close(sv[0]);
+		return -err;
+	}
+	*ret_fd = sv[0];
+	*ret_pid = pid;
+	return 0;
+}
+
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock)
+{
+	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
+	return fs_send(ctl, &m, sock);
+}

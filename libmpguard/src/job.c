@@ -1,0 +1,566 @@
+/* Calls that run work — map, map_array, imap_unordered, submit — and the
+ * handles they return: results, iterators, futures. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+struct mpg_results {
+	struct job *job;
+};
+
+struct mpg_iter {
+	struct job *job;
+	struct mpg_pool *pool;
+	struct blob *cur_blob;
+	mpg_error *cur_err;
+};
+
+struct mpg_future {
+	struct job *job;
+	struct mpg_pool *pool;
+};
+
+int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
+			 struct mpg__callcfg *ret)
+{
+	const mpg_options *d = &p->opts;
+	if (call && (call->set & OPT_POOL_ONLY))
+		return -EINVAL;
+	struct mpg__callcfg c = {
+		.policy = d->set & OPT_POLICY ? d->policy : MPG_CONTINUE,
+		.retries = d->set & OPT_POLICY ? d->retries : 0,
+		.abort_exit = d->set & OPT_ABORT_EXIT ? d->abort_exit : -1,
+		.chunksize = d->set & OPT_CHUNKSIZE ? d->chunksize : 0,
+		.on_error = d->on_error,
+		.on_error_userdata = d->on_error_userdata,
+	};
+	if (call) {
+		if (call->set & OPT_POLICY) {
+			c.policy = call->policy;
+			c.retries = call->retries;
+		}
+		if (call->set & OPT_ABORT_EXIT)
+			c.abort_exit = call->abort_exit;
+		if (call->set & OPT_CHUNKSIZE)
+			c.chunksize = call->chunksize;
+		if (call->set & OPT_ERROR_CB) {
+			c.on_error = call->on_error;
+			c.on_error_userdata = call->on_error_userdata;
+		}
+		if ((call->set & OPT_CONTEXT) && call->context_len) {
+			c.context = malloc(call->context_len);
+			if (!c.context)
+				return -ENOMEM;
+			memcpy(c.context, call->context, call->context_len);
+			c.context_len = call->context_len;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+void mpg__callcfg_clear(struct mpg__callcfg *c)
+{
+	free(c->context);
+	c->context = NULL;
+}
+
+void mpg__blob_free(struct blob *b)
+{
+	if (!b)
+		return;
+	if (b->mapped)
+		munmap(b->mem, b->len);
+	else
+		free(b->mem);
+	free(b);
+}
+
+static void blob_unref(struct blob *b)
+{
+	if (b && --b->refs == 0)
+		mpg__blob_free(b);
+}
+
+void mpg__job_free(struct job *job)
+{
+	if (!job)
+		return;
+	mpg__callcfg_clear(&job->cfg);
+	free(job->redo);
+	free(job->state);
+	free(job->slots);
+	while (job->blobs) {
+		struct blob *b = job->blobs;
+		job->blobs = b->next;
+		mpg__blob_free(b);
+	}
+	for (size_t i = 0; i < job->nerrors; i++)
+		mpg__error_free(job->errors[i]);
+	free(job->errors);
+	for (size_t i = job->ready_head; i < job->nready; i++) {
+		mpg__error_free(job->ready[i].err);
+		blob_unref(job->ready[i].blob);
+	}
+	free(job->ready);
+	mpg__error_free(job->error);
+	free(job->owned_in);
+	if (job->owned_fd >= 0)
+		close(job->owned_fd);
+	free(job);
+}
+
+static int check_call(struct mpg_pool *p, mpg_task_fn fn)
+{
+	if (!p || !fn)
+		return -EINVAL;
+	if (mpg__in_worker || getpid() != p->creator)
+		return -ECHILD;
+	return 0;
+}
+
+static struct job *job_new(enum job_kind kind, mpg_task_fn fn, size_t n)
+{
+	struct job *job = calloc(1, sizeof *job);
+	if (!job)
+		return NULL;
+	job->kind = kind;
+	job->fn = fn;
+	job->n = n;
+	job->remaining = n;
+	job->ns_per_task = -1;
+	job->owned_fd = -1;
+	if (kind == JOB_MAP || kind == JOB_ARRAY) {
+		job->state = calloc(n ? n : 1, 1);
+		if (!job->state)
+			goto fail;
+	}
+	if (kind == JOB_MAP || kind == JOB_SUBMIT) {
+		job->slots = calloc(n ? n : 1, sizeof *job->slots);
+		if (!job->slots)
+			goto fail;
+	}
+	return job;
+fail:
+	mpg__job_free(job);
+	return NULL;
+}
+
+int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->closed || p->state != POOL_RUNNING || p->broken) {
+		pthread_mutex_unlock(&p->lock);
+		return -ESHUTDOWN;
+	}
+	job->pool = p;
+	job->id = ++p->next_job_id;
+	if (job->n == 0) {
+		job->done = true;
+	} else {
+		if (p->jobs_tail)
+			p->jobs_tail->next = job;
+		else
+			p->jobs_head = job;
+		p->jobs_tail = job;
+	}
+	pthread_mutex_unlock(&p->lock);
+	mpg__pool_wake(p);
+	return 0;
+}
+
+static int cmp_error(const void *a, const void *b)
+{
+	const mpg_error *x = *(mpg_error *const *)a, *y = *(mpg_error *const *)b;
+	return x->task < y->task ? -1 : x->task > y->task;
+}
+
+/* Start a map job and wait for it; on success the job becomes the results. */
+static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
+		   mpg_results **ret)
+{
+	int r = mpg__callcfg_resolve(p, opts, &job->cfg);
+	if (r < 0)
+		goto fail;
+	mpg_results *res = malloc(sizeof *res);
+	if (!res) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = mpg__pool_enqueue(p, job);
+	if (r < 0) {
+		free(res);
+		goto fail;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (!job->done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	bool cancelled = job->cancelled;
+	pthread_mutex_unlock(&p->lock);
+	if (cancelled) {
+		free(res);
+		r = -ECANCELED;
+		goto fail;
+	}
+	job->pool = NULL;
+	qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
+	res->job = job;
+	*ret = res;
+	return 0;
+fail:
+	mpg__job_free(job);
+	return r;
+}
+
+MPG_EXPORT int mpg_map(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
+		       const mpg_options *opts, mpg_results **ret)
+{
+	int r = check_call(p, fn);
+	if (r < 0)
+		return r;
+	if (!ret || (!inputs && n) || n > SIZE_MAX / sizeof(struct slotref))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!inputs[i].data && inputs[i].len)
+			return -EINVAL;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	struct job *job = job_new(JOB_MAP, fn, n);
+	if (!job)
+		return -ENOMEM;
+	job->inputs = inputs;
+	return run_map(p, job, opts, ret);
+}
+
+MPG_EXPORT int mpg_map_array(mpg_pool *p, mpg_task_fn fn, const void *in, size_t in_size,
+			     size_t n, void *out, size_t out_size, const mpg_options *opts,
+			     mpg_results **ret)
+{
+	int r = check_call(p, fn);
+	if (r < 0)
+		return r;
+	if (!ret || (n && (!out || (!in && in_size))) || out_size == 0)
+		return -EINVAL;
+	if ((in_size && n > SIZE_MAX / in_size) || n > SIZE_MAX / out_size)
+		return -EINVAL;
+	if (out_size > MPG_RESULT_FLUSH_BYTES)
+		return -EMSGSIZE;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	struct job *job = job_new(JOB_ARRAY, fn, n);
+	if (!job)
+		return -ENOMEM;
+	job->in_base = in;
+	job->in_size = in_size;
+	job->out_base = out;
+	job->out_size = out_size;
+	return run_map(p, job, opts, ret);
+}
+
+MPG_EXPORT size_t mpg_results_count(const mpg_results *res)
+{
+	return res ? res->job->n : 0;
+}
+
+MPG_EXPORT size_t mpg_results_failed(const mpg_results *res)
+{
+	return res ? res->job->nfailed : 0;
+}
+
+MPG_EXPORT int mpg_results_get(const mpg_results *res, size_t i, const void **data, size_t *len)
+{
+	if (!res || i >= res->job->n)
+		return -EINVAL;
+	const struct job *job = res->job;
+	if (job->state[i] != ITEM_OK)
+		return -EIO;
+	if (job->kind == JOB_ARRAY) {
+		if (data)
+			*data = job->out_base + i * job->out_size;
+		if (len)
+			*len = job->out_size;
+	} else {
+		if (data)
+			*data = job->slots[i].data;
+		if (len)
+			*len = job->slots[i].len;
+	}
+	return 0;
+}
+
+MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t i)
+{
+	if (!res || i >= res->job->n || res->job->state[i] == ITEM_OK)
+		return NULL;
+	size_t lo = 0, hi = res->job->nerrors;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		mpg_error *e = res->job->errors[mid];
+		if (e->task == i)
+			return e;
+		if (e->task < i)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+MPG_EXPORT void mpg_results_free(mpg_results *res)
+{
+	if (!res)
+		return;
+	mpg__job_free(res->job);
+	free(res);
+}
+
+/* ---- imap_unordered ---------------------------------------------------- */
+
+MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
+				  const mpg_options *opts, mpg_iter **ret)
+{
+	int r = check_call(p, fn);
+	if (r < 0)
+		return r;
+	if (!ret || (!inputs && n))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!inputs[i].data && inputs[i].len)
+			return -EINVAL;
+	struct job *job = job_new(JOB_IMAP, fn, n);
+	mpg_iter *it = calloc(1, sizeof *it);
+	if (!job || !it) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	job->inputs = inputs;
+	r = mpg__callcfg_resolve(p, opts, &job->cfg);
+	if (r < 0)
+		goto fail;
+	r = mpg__pool_enqueue(p, job);
+	if (r < 0)
+		goto fail;
+	atomic_fetch_add(&p->refs, 1);
+	it->job = job;
+	it->pool = p;
+	*ret = it;
+	return 0;
+fail:
+	mpg__job_free(job);
+	free(it);
+	return r;
+}
+
+MPG_EXPORT int mpg_iter_next(mpg_iter *it, size_t *index, const void **data, size_t *len,
+			     const mpg_error **err)
+{
+	if (!it)
+		return -EINVAL;
+	struct mpg_pool *p = it->pool;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	struct job *job = it->job;
+	pthread_mutex_lock(&p->lock);
+	blob_unref(it->cur_blob);
+	it->cur_blob = NULL;
+	mpg__error_free(it->cur_err);
+	it->cur_err = NULL;
+	while (job->ready_head == job->nready && !job->done)
+		pthread_cond_wait(&p->cond, &p->lock);
+	int r;
+	if (job->ready_head < job->nready) {
+		struct ready *rd = &job->ready[job->ready_head++];
+		it->cur_blob = rd->blob;
+		it->cur_err = rd->err;
+		if (index)
+			*index = rd->index;
+		if (data)
+			*data = rd->err ? NULL : rd->data;
+		if (len)
+			*len = rd->err ? 0 : rd->len;
+		if (err)
+			*err = rd->err;
+		r = 1;
+	} else {
+		r = job->cancelled ? -ECANCELED : 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+MPG_EXPORT void mpg_iter_free(mpg_iter *it)
+{
+	if (!it)
+		return;
+	struct mpg_pool *p = it->pool;
+	struct job *job = it->job;
+	pthread_mutex_lock(&p->lock);
+	blob_unref(it->cur_blob);
+	mpg__error_free(it->cur_err);
+	bool free_now = job->done;
+	if (!free_now) {
+		/* Tasks not sent yet end here; those running finish unseen. */
+		size_t dropped = job->n - job->cursor;
+		for (size_t k = job->redo_head; k < job->nredo; k++)
+			dropped += job->redo[k].count;
+		job->cursor = job->n;
+		job->redo_head = job->nredo = 0;
+		job->remaining -= dropped;
+		job->user_gone = true;
+		for (size_t i = job->ready_head; i < job->nready; i++) {
+			mpg__error_free(job->ready[i].err);
+			blob_unref(job->ready[i].blob);
+		}
+		job->ready_head = job->nready = 0;
+		mpg__job_maybe_done(p, job); /* frees it if nothing is running */
+		mpg__pool_wake(p);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (free_now)
+		mpg__job_free(job);
+	free(it);
+	mpg__pool_unref(p);
+}
+
+/* ---- submit -------------------------------------------------------------- */
+
+MPG_EXPORT int mpg_submit(mpg_pool *p, mpg_task_fn fn, const void *in, size_t len,
+			  const mpg_options *opts, mpg_result_fn on_result, mpg_error_fn on_error,
+			  void *userdata, mpg_future **ret)
+{
+	int r = check_call(p, fn);
+	if (r < 0)
+		return r;
+	if (!in && len)
+		return -EINVAL;
+	struct job *job = job_new(JOB_SUBMIT, fn, 1);
+	mpg_future *f = ret ? calloc(1, sizeof *f) : NULL;
+	if (!job || (ret && !f)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = mpg__callcfg_resolve(p, opts, &job->cfg);
+	if (r < 0)
+		goto fail;
+	if (len >= p->opts.shm_threshold) {
+		int fd;
+		uint64_t off = 0;
+		r = mpg__shm_lookup(in, len, &fd, &off);
+		if (r == 0)
+			r = mpg__memfd_from_bytes(in, len, &fd);
+		if (r < 0)
+			goto fail;
+		job->owned_fd = fd;
+		job->owned_off = off;
+		job->owned_len = len;
+	} else {
+		job->owned_in = malloc(len ? len : 1);
+		if (!job->owned_in) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		if (len)
+			memcpy(job->owned_in, in, len);
+		job->owned_len = len;
+	}
+	job->on_result = on_result;
+	job->on_error = on_error;
+	job->userdata = userdata;
+	job->user_gone = !ret;
+	if (ret)
+		atomic_fetch_add(&p->refs, 1);
+	r = mpg__pool_enqueue(p, job);
+	if (r < 0) {
+		if (ret)
+			mpg__pool_unref(p);
+		goto fail;
+	}
+	if (ret) {
+		f->job = job;
+		f->pool = p;
+		*ret = f;
+	}
+	return 0;
+fail:
+	mpg__job_free(job);
+	free(f);
+	return r;
+}
+
+MPG_EXPORT int mpg_future_wait(mpg_future *f, int timeout_ms)
+{
+	if (!f)
+		return -EINVAL;
+	struct mpg_pool *p = f->pool;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	if (timeout_ms >= 0) {
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+	}
+	int r = 0;
+	pthread_mutex_lock(&p->lock);
+	while (!f->job->done && r == 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&p->cond, &p->lock);
+		else if (pthread_cond_timedwait(&p->cond, &p->lock, &dl) == ETIMEDOUT)
+			r = f->job->done ? 0 : -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+MPG_EXPORT int mpg_future_result(mpg_future *f, const void **data, size_t *len)
+{
+	if (!f)
+		return -EINVAL;
+	pthread_mutex_lock(&f->pool->lock);
+	bool done = f->job->done;
+	pthread_mutex_unlock(&f->pool->lock);
+	if (!done)
+		return -EINPROGRESS;
+	if (f->job->error)
+		return -EIO;
+	if (data)
+		*data = f->job->slots[0].data;
+	if (len)
+		*len = f->job->slots[0].len;
+	return 0;
+}
+
+MPG_EXPORT const mpg_error *mpg_future_error(mpg_future *f)
+{
+	if (!f)
+		return NULL;
+	pthread_mutex_lock(&f->pool->lock);
+	const mpg_error *e = f->job->done ? f->job->error : NULL;
+	pthread_mutex_unlock(&f->pool->lock);
+	return e;
+}
+
+MPG_EXPORT void mpg_future_free(mpg_future *f)
+{
+	if (!f)
+		return;
+	struct mpg_pool *p = f->pool;
+	pthread_mutex_lock(&p->lock);
+	bool free_now = f->job->done;
+	if (!free_now)
+		f->job->user_gone = true; /* the dispatcher frees it when it ends */
+	pthread_mutex_unlock(&p->lock);
+	if (free_now)
+		mpg__job_free(f->job);
+	free(f);
+	mpg__pool_unref(p);
+}

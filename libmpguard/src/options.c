@@ -1,0 +1,115 @@
+/* Pool and per-call options. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+MPG_EXPORT int mpg_options_new(mpg_options **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	mpg_options *o = calloc(1, sizeof *o);
+	if (!o)
+		return -ENOMEM;
+	o->abort_exit = -1;
+	*ret = o;
+	return 0;
+}
+
+MPG_EXPORT void mpg_options_free(mpg_options *o)
+{
+	if (!o)
+		return;
+	free(o->context);
+	free(o);
+}
+
+MPG_EXPORT int mpg_options_set_workers(mpg_options *o, unsigned n)
+{
+	if (!o || n == 0 || n > MPG_MAX_WORKERS)
+		return -EINVAL;
+	o->workers = n;
+	o->set |= OPT_WORKERS;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_policy(mpg_options *o, mpg_policy policy, unsigned retries)
+{
+	if (!o || retries > MPG_MAX_RETRIES)
+		return -EINVAL;
+	if (policy != MPG_CONTINUE && policy != MPG_RETRY && policy != MPG_ABORT)
+		return -EINVAL;
+	if (policy == MPG_RETRY && retries == 0)
+		retries = 1;
+	o->policy = policy;
+	o->retries = retries;
+	o->set |= OPT_POLICY;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_abort_exit(mpg_options *o, int status)
+{
+	if (!o || status < -1 || status > 255)
+		return -EINVAL;
+	o->abort_exit = status;
+	o->set |= OPT_ABORT_EXIT;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_chunksize(mpg_options *o, size_t n)
+{
+	if (!o || n > (size_t)UINT32_MAX)
+		return -EINVAL;
+	o->chunksize = n;
+	o->set |= OPT_CHUNKSIZE;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_userdata(mpg_options *o, void *userdata)
+{
+	if (!o)
+		return -EINVAL;
+	o->userdata = userdata;
+	o->set |= OPT_USERDATA;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_context(mpg_options *o, const void *ctx, size_t len)
+{
+	if (!o || (!ctx && len))
+		return -EINVAL;
+	if (len > MPG_MAX_CONTEXT)
+		return -EMSGSIZE;
+	void *copy = NULL;
+	if (len) {
+		copy = malloc(len);
+		if (!copy)
+			return -ENOMEM;
+		memcpy(copy, ctx, len);
+	}
+	free(o->context);
+	o->context = copy;
+	o->context_len = len;
+	o->set |= OPT_CONTEXT;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_error_callback(mpg_options *o, mpg_error_fn fn, void *userdata)
+{
+	if (!o)
+		return -EINVAL;
+	o->on_error = fn;
+	o->on_error_userdata = userdata;
+	o->set |= OPT_ERROR_CB;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *o, size_t bytes)
+{
+	if (!o || bytes < MPG_MIN_SHM_THRESHOLD || bytes > MPG_CHUNK_MAX_BYTES)
+		return -EINVAL;
+	o->shm_threshold = bytes;
+	o->set |= OPT_SHM_THRESHOLD;
+	return 0;
+}

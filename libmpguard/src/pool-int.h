@@ -1,0 +1,346 @@
+/* Internal structures of libmpguard, shared by its source files. */
+#pragma once
+
+#include "mpguard.h"
+#include "wire-int.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MPG_MAX_WORKERS 4096u
+#define MPG_MAX_RETRIES 1000u
+#define MPG_MAX_CONTEXT (16u << 20)
+#define MPG_MAX_MESSAGE 4096u
+#define MPG_DEFAULT_SHM_THRESHOLD (1u << 20)
+#define MPG_MIN_SHM_THRESHOLD 4096u
+/* Chunks in flight per worker: one running, one waiting in the socket, so a
+ * worker never idles through a round trip. */
+#define MPG_PIPELINE 2u
+/* Auto-chunking aims at this much work per message. */
+#define MPG_CHUNK_TARGET_NS 5000000.0
+/* Inline bytes per chunk/results frame; beyond, workers flush early. */
+#define MPG_CHUNK_MAX_BYTES (4u << 20)
+#define MPG_RESULT_FLUSH_BYTES (8u << 20)
+#define MPG_CHUNK_MAX_FDS 32u
+/* A chunk lost with its worker (no task to blame) is re-run at most this
+ * many times before its tasks fail with the worker's death. */
+#define MPG_MAX_LOST 3u
+
+/* ---- options ---------------------------------------------------------- */
+enum {
+	OPT_WORKERS = 1u << 0,
+	OPT_POLICY = 1u << 1,
+	OPT_ABORT_EXIT = 1u << 2,
+	OPT_CHUNKSIZE = 1u << 3,
+	OPT_USERDATA = 1u << 4,
+	OPT_CONTEXT = 1u << 5,
+	OPT_ERROR_CB = 1u << 6,
+	OPT_SHM_THRESHOLD = 1u << 7,
+};
+#define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD)
+
+struct mpg_options {
+	unsigned set;
+	unsigned workers;
+	mpg_policy policy;
+	unsigned retries;
+	int abort_exit;
+	size_t chunksize;
+	void *userdata;
+	void *context;
+	size_t context_len;
+	mpg_error_fn on_error;
+	void *on_error_userdata;
+	size_t shm_threshold;
+};
+
+/* Settings of one call: pool defaults overridden by the call's options. */
+struct mpg__callcfg {
+	mpg_policy policy;
+	unsigned retries;
+	int abort_exit;
+	size_t chunksize;
+	mpg_error_fn on_error;
+	void *on_error_userdata;
+	void *context; /* owned copy */
+	size_t context_len;
+};
+
+/* ---- errors ----------------------------------------------------------- */
+struct mpg_error {
+	mpg_error_kind kind;
+	size_t task;
+	int worker;
+	pid_t pid;
+	int code;
+	int sig;
+	unsigned attempts;
+	char *message;
+	char *backtrace;
+	char *describe;
+};
+
+mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
+			  int code, int sig, unsigned attempts, const char *message);
+void mpg__error_free(mpg_error *err);
+mpg_error *mpg__error_dup(const mpg_error *err);
+const char *mpg__signal_name(int sig);
+
+/* ---- fd registry: parent-side fds every forked child must close -------- */
+void mpg__fdreg_add(int fd);
+void mpg__fdreg_del(int fd);
+void mpg__fdreg_lock(void);
+void mpg__fdreg_unlock(void);
+/* In a fresh child, with the registry locked by the forking thread: close
+ * every registered fd except keep. Async-signal-safe: close() only. */
+void mpg__fdreg_close_all_in_child(int keep);
+
+/* ---- shared memory ---------------------------------------------------- */
+int mpg__memfd_from_bytes(const void *data, size_t len, int *ret_fd);
+/* If [p, p+len) lies inside an mpg_shm_alloc() block: a dup of its fd and the
+ * offset. Returns 1 found, 0 not, <0 errno. */
+int mpg__shm_lookup(const void *p, size_t len, int *ret_fd, uint64_t *ret_off);
+/* Map [off, off+len) of fd; returns the pointer to byte off, sets the base
+ * and length to munmap. */
+void *mpg__map_fd(int fd, uint64_t off, size_t len, int prot, void **base, size_t *maplen);
+
+/* ---- protocol --------------------------------------------------------- */
+enum {
+	MSG_CHUNK = 1,  /* parent -> worker */
+	MSG_RESULT = 2, /* worker -> parent */
+};
+enum {
+	CHUNK_FIXED_IN = 1u << 0,
+	CHUNK_FIXED_OUT = 1u << 1,
+	CHUNK_HAS_CTX = 1u << 2,
+};
+enum {
+	ITEM_INLINE = 0,
+	ITEM_SHM = 1,
+	ITEM_ERROR = 2,
+};
+
+/* Worker status, in memory shared by parent and workers: the parent reads
+ * it after a worker died to know which task was running. */
+enum { WS_IDLE = 0, WS_RUNNING = 1, WS_SENDING = 2 };
+struct mpg__wstatus {
+	_Atomic uint32_t state;
+	_Atomic uint64_t job;
+	_Atomic uint64_t index;
+	_Atomic uint64_t tasks_done;
+	char pad[32];
+};
+
+/* ---- fork server ------------------------------------------------------ */
+struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
+	void *userdata;
+	size_t shm_threshold;
+	struct mpg__wstatus *status; /* array, one per slot */
+	sigset_t sigmask;            /* the creating thread's mask */
+	unsigned nworkers;
+};
+
+enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED };
+struct mpg__fsmsg {
+	uint32_t type;
+	uint32_t slot;
+	int32_t pid;
+	int32_t value; /* wait status, or errno */
+};
+
+/* Start the fork server. On success *ret_fd is the parent's end of the
+ * control socket and *ret_pid the server's pid. */
+int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid);
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags);
+extern bool mpg__in_worker;
+void mpg__pool_unref(struct mpg_pool *p);
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock);
+/* Worker main, in the freshly forked worker. Never returns. */
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock);
+
+/* ---- parent-side pool ------------------------------------------------- */
+enum job_kind { JOB_MAP, JOB_ARRAY, JOB_IMAP, JOB_SUBMIT };
+enum item_state { ITEM_PENDING = 0, ITEM_OK, ITEM_FAILED, ITEM_CANCELLED };
+
+struct blob { /* memory holding result bytes */
+	struct blob *next;
+	void *mem;
+	size_t len;
+	size_t refs;    /* IMAP: results not consumed yet */
+	bool mapped;
+};
+
+struct redo { /* a range of tasks to (re)dispatch */
+	size_t first;
+	size_t count;
+	unsigned attempts; /* runs that failed so far */
+	unsigned lost;     /* times lost with a worker, nobody to blame */
+	int avoid;         /* worker slot to avoid, or -1 */
+};
+
+struct slotref {
+	const void *data;
+	size_t len;
+};
+
+struct ready { /* a finished task of an imap, waiting for mpg_iter_next() */
+	size_t index;
+	const void *data;
+	size_t len;
+	mpg_error *err;
+	struct blob *blob;
+};
+
+struct job {
+	struct job *next;
+	struct mpg_pool *pool;
+	uint64_t id;
+	enum job_kind kind;
+	mpg_task_fn fn;
+	struct mpg__callcfg cfg;
+
+	/* inputs */
+	const mpg_buf *inputs;      /* MAP, IMAP */
+	const uint8_t *in_base;     /* ARRAY */
+	size_t in_size;
+	uint8_t *out_base;
+	size_t out_size;
+	void *owned_in;             /* SUBMIT: copy of a small input */
+	size_t owned_len;
+	int owned_fd;               /* SUBMIT: memfd of a large input, or -1 */
+	uint64_t owned_off;
+
+	size_t n;
+	size_t cursor;              /* next never-dispatched task */
+	struct redo *redo;          /* FIFO of ranges to re-run */
+	size_t nredo, redo_head, redo_cap;
+	size_t remaining;           /* tasks not ended */
+	size_t nfailed;
+	double ns_per_task;         /* measured, < 0 unknown */
+	double result_bytes;        /* measured mean result size */
+
+	/* outcome */
+	uint8_t *state;             /* MAP, ARRAY: enum item_state per task */
+	struct slotref *slots;      /* MAP */
+	struct blob *blobs;
+	mpg_error **errors;
+	size_t nerrors, errors_cap;
+	struct ready *ready;        /* IMAP queue */
+	size_t nready, ready_head, ready_cap;
+	mpg_error *error;           /* SUBMIT */
+	mpg_result_fn on_result;    /* SUBMIT */
+	mpg_error_fn on_error;
+	void *userdata;
+
+	unsigned pending_callbacks;
+	bool cancelled;             /* pool aborted/terminated: stop */
+	bool done;
+	bool user_gone;             /* iterator/future freed by the user */
+};
+
+struct outframe {
+	struct outframe *next;
+	uint8_t *data;
+	size_t len, sent;
+	int fds[MPG_CHUNK_MAX_FDS];
+	unsigned nfds;
+};
+
+struct chunk {
+	struct chunk *next;
+	struct job *job;
+	size_t first;
+	size_t count;
+	size_t done;                /* results received so far */
+	unsigned attempts;
+	unsigned lost;
+};
+
+enum wstate { W_EMPTY, W_SPAWNING, W_READY, W_DRAINING, W_DEAD };
+
+struct worker {
+	unsigned slot;
+	enum wstate state;
+	pid_t pid;
+	int pidfd;
+	int sock;
+	bool want_out;              /* EPOLLOUT armed */
+	bool sock_eof;
+	bool killed_by_pool;
+	char *protocol_error;       /* garbage seen: why */
+	struct outframe *out_head, *out_tail;
+	struct mpk_buf in;
+	int fdq[2 * MPG_CHUNK_MAX_FDS];
+	unsigned nfdq;
+	struct chunk *inflight_head, *inflight_tail;
+	unsigned ninflight;
+	uint64_t ctx_job;           /* job whose context this worker holds */
+	unsigned restarts;
+	uint64_t spawn_ns;
+};
+
+enum pool_state { POOL_RUNNING, POOL_CLOSED, POOL_ABORTING, POOL_TERMINATING, POOL_STOPPED };
+
+struct delivery { /* a callback to run without the lock */
+	struct job *job;
+	mpg_error *err;             /* error callback if set, else result */
+	const void *data;
+	size_t len;
+	size_t index;
+	mpg_error_fn error_fn;
+	void *error_userdata;
+	bool free_err;
+};
+
+struct mpg_pool {
+	_Atomic unsigned refs;      /* the user's, plus one per live iterator/future */
+	bool thread_joined;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pid_t creator;
+	pthread_t thread;
+	bool thread_started;
+	enum pool_state state;
+	bool closed;                /* no more submissions */
+	bool join_requested;
+	bool broken;                /* fork server lost */
+
+	struct mpg_options opts;    /* pool defaults */
+	struct mpg__wconfig wcfg;
+	unsigned nworkers;
+	struct worker *workers;
+	unsigned live_workers;      /* spawning or ready or draining */
+
+	int epfd, evfd, ctlfd;
+	pid_t server_pid;
+
+	struct job *jobs_head, *jobs_tail;
+	uint64_t next_job_id;
+	mpg_error *abort_error;
+	int exit_status_on_abort;   /* -1: none */
+
+	struct delivery *deliveries;
+	size_t ndeliveries, deliveries_cap;
+
+	mpg_stats stats;
+};
+
+/* dispatch.c */
+void *mpg__dispatcher_main(void *arg);
+void mpg__pool_wake(struct mpg_pool *p);
+int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
+void mpg__job_maybe_done(struct mpg_pool *p, struct job *job); /* with the lock */
+bool mpg__on_dispatcher(struct mpg_pool *p);
+void mpg__pool_cancel_all(struct mpg_pool *p, bool abort);
+
+/* job.c */
+int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, struct mpg__callcfg *ret);
+void mpg__callcfg_clear(struct mpg__callcfg *c);
+void mpg__job_free(struct job *job);
+void mpg__blob_free(struct blob *b);
+int mpg__wait_locked(struct mpg_pool *p, const struct timespec *deadline);
+
+uint64_t mpg__now_ns(void);

@@ -1,0 +1,291 @@
+/* The pool's lifecycle: create (fork server, dispatcher thread, workers),
+ * close, join, terminate, free, and its introspection calls. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int check_caller(const struct mpg_pool *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (mpg__in_worker || getpid() != p->creator)
+		return -ECHILD;
+	return 0;
+}
+
+static unsigned cpu_count(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static void pool_release(struct mpg_pool *p)
+{
+	if (p->workers) {
+		for (unsigned i = 0; i < p->nworkers; i++)
+			mpk_buf_free(&p->workers[i].in);
+		free(p->workers);
+	}
+	if (p->epfd >= 0) {
+		mpg__fdreg_del(p->epfd);
+		close(p->epfd);
+	}
+	if (p->evfd >= 0) {
+		mpg__fdreg_del(p->evfd);
+		close(p->evfd);
+	}
+	if (p->ctlfd >= 0) {
+		mpg__fdreg_del(p->ctlfd);
+		close(p->ctlfd);
+	}
+	if (p->server_pid > 0)
+		while (waitpid(p->server_pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	if (p->wcfg.status)
+		munmap(p->wcfg.status, sizeof(struct mpg__wstatus) * p->nworkers);
+	mpg__error_free(p->abort_error);
+	free(p->opts.context);
+	free(p->deliveries);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->cond);
+	free(p);
+}
+
+void mpg__pool_unref(struct mpg_pool *p)
+{
+	if (p && atomic_fetch_sub(&p->refs, 1) == 1)
+		pool_release(p);
+}
+
+MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	if (mpg__in_worker)
+		return -ECHILD;
+	struct mpg_pool *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	atomic_init(&p->refs, 1);
+	p->epfd = p->evfd = p->ctlfd = -1;
+	p->exit_status_on_abort = -1;
+	p->creator = getpid();
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	int r = 0;
+	if (opts) {
+		p->opts = *opts;
+		p->opts.context = NULL; /* per-call only */
+		p->opts.context_len = 0;
+		p->opts.set &= ~(unsigned)OPT_CONTEXT;
+	} else {
+		p->opts.abort_exit = -1;
+	}
+	if (!(p->opts.set & OPT_SHM_THRESHOLD))
+		p->opts.shm_threshold = MPG_DEFAULT_SHM_THRESHOLD;
+	p->nworkers = (p->opts.set & OPT_WORKERS) ? p->opts.workers : cpu_count();
+	if (p->nworkers > MPG_MAX_WORKERS)
+		p->nworkers = MPG_MAX_WORKERS;
+
+	p->workers = calloc(p->nworkers, sizeof *p->workers);
+	if (!p->workers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < p->nworkers; i++)
+		p->workers[i] = (struct worker){.slot = i, .sock = -1, .pidfd = -1};
+
+	/* Shared with every worker: which task each is running. */
+	void *st = mmap(NULL, sizeof(struct mpg__wstatus) * p->nworkers, PROT_READ | PROT_WRITE,
+			MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (st == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	p->wcfg = (struct mpg__wconfig){
+		.userdata = p->opts.userdata,
+		.shm_threshold = p->opts.shm_threshold,
+		.status = st,
+		.nworkers = p->nworkers,
+	};
+	pthread_sigmask(SIG_SETMASK, NULL, &p->wcfg.sigmask);
+
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->epfd < 0 || p->evfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	mpg__fdreg_add(p->epfd);
+	mpg__fdreg_add(p->evfd);
+
+	r = mpg__forkserver_start(&p->wcfg, &p->ctlfd, &p->server_pid);
+	if (r < 0)
+		goto fail;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev);
+	ev.data.u64 = 1;
+	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->ctlfd, &ev);
+
+	/* The dispatcher takes no signal meant for the program. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_mutex_lock(&p->lock);
+	r = -pthread_create(&p->thread, &attr, mpg__dispatcher_main, p);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0) {
+		pthread_mutex_unlock(&p->lock);
+		goto fail;
+	}
+	p->thread_started = true;
+	/* Wait for the first workers, so pids are known when we return. */
+	for (;;) {
+		bool spawning = false;
+		for (unsigned i = 0; i < p->nworkers; i++)
+			spawning |= p->workers[i].state == W_SPAWNING || p->workers[i].state == W_EMPTY;
+		if (!spawning || p->state == POOL_STOPPED || p->broken)
+			break;
+		pthread_cond_wait(&p->cond, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	*ret = p;
+	return 0;
+
+fail:
+	pool_release(p);
+	return r;
+}
+
+static void join_thread(struct mpg_pool *p)
+{
+	/* One caller joins the thread; others just saw POOL_STOPPED. */
+	bool mine = false;
+	pthread_mutex_lock(&p->lock);
+	if (p->thread_started && !p->thread_joined) {
+		p->thread_joined = true;
+		mine = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (mine)
+		pthread_join(p->thread, NULL);
+}
+
+MPG_EXPORT int mpg_pool_close(mpg_pool *p)
+{
+	int r = check_caller(p);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&p->lock);
+	p->closed = true;
+	if (p->state == POOL_RUNNING)
+		p->state = POOL_CLOSED;
+	pthread_mutex_unlock(&p->lock);
+	mpg__pool_wake(p);
+	return 0;
+}
+
+MPG_EXPORT int mpg_pool_join(mpg_pool *p)
+{
+	int r = check_caller(p);
+	if (r < 0)
+		return r;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	pthread_mutex_lock(&p->lock);
+	if (p->state == POOL_RUNNING) {
+		pthread_mutex_unlock(&p->lock);
+		return -EINVAL;
+	}
+	p->join_requested = true;
+	mpg__pool_wake(p);
+	while (p->state != POOL_STOPPED)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	join_thread(p);
+	return 0;
+}
+
+MPG_EXPORT int mpg_pool_terminate(mpg_pool *p)
+{
+	int r = check_caller(p);
+	if (r < 0)
+		return r;
+	if (mpg__on_dispatcher(p))
+		return -EDEADLK;
+	pthread_mutex_lock(&p->lock);
+	mpg__pool_cancel_all(p, false);
+	mpg__pool_wake(p);
+	while (p->state != POOL_STOPPED)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	join_thread(p);
+	return 0;
+}
+
+MPG_EXPORT void mpg_pool_free(mpg_pool *p)
+{
+	if (!p || check_caller(p) < 0 || mpg__on_dispatcher(p))
+		return; /* in a forked child the pool is not ours to stop */
+	(void)mpg_pool_terminate(p);
+	mpg__pool_unref(p);
+}
+
+MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *p)
+{
+	return p ? p->nworkers : 0;
+}
+
+MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *p, unsigned slot)
+{
+	int r = check_caller(p);
+	if (r < 0)
+		return r;
+	if (slot >= p->nworkers)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	pid_t pid = p->state == POOL_STOPPED ? -ESRCH :
+		    p->workers[slot].state == W_READY ? p->workers[slot].pid : 0;
+	pthread_mutex_unlock(&p->lock);
+	return pid;
+}
+
+MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *p)
+{
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&p->lock);
+	const mpg_error *e = p->abort_error;
+	pthread_mutex_unlock(&p->lock);
+	return e;
+}
+
+MPG_EXPORT int mpg_pool_stats(mpg_pool *p, mpg_stats *ret)
+{
+	if (!p || !ret)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	*ret = p->stats;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}

@@ -1,0 +1,572 @@
+/* The worker: reads chunks of tasks, runs them, sends their results and
+ * raised errors back. Runs in a process forked by the single-threaded fork
+ * server, so it may allocate freely. It publishes the task it is running in
+ * shared memory, so that if it dies the parent knows which task killed it. */
+#include "pool-int.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EX_PROTOCOL_ERROR 76 /* the parent sent something we cannot read */
+
+struct mpg_task {
+	size_t index;
+};
+
+static struct {
+	const struct mpg__wconfig *cfg;
+	struct mpg__wstatus *status;
+	unsigned slot;
+	int sock;
+
+	struct mpk_buf body;
+	int fdq[4 * MPG_CHUNK_MAX_FDS];
+	unsigned nfdq;
+
+	void *ctx;
+	size_t ctx_len;
+	uint64_t ctx_job;
+	mpg_task_fn checked_fn;
+
+	/* the chunk */
+	uint64_t job;
+	uint64_t first;
+	uint32_t count;
+	uint32_t mode;
+	size_t in_size, out_size;
+
+	/* results being built, for tasks [frame_first, frame_first + frame_count) */
+	uint32_t frame_first, frame_count;
+	struct mpk_buf res;   /* generic items */
+	uint8_t *fixed;       /* fixed-size results, count * out_size */
+	size_t fixed_cap;
+	struct mpk_buf errs;  /* fixed mode: raised errors */
+	uint32_t nerrs;
+	int out_fds[MPG_CHUNK_MAX_FDS];
+	unsigned nout_fds;
+	uint64_t frame_start_ns;
+
+	/* the task */
+	struct mpg_task task;
+	size_t rec_off;        /* generic: where this task's record starts */
+	bool has_result;
+	int shm_fd;            /* large result of this task, or -1 */
+	void *shm_base;
+	size_t shm_maplen;
+	sigjmp_buf jmp;
+	bool in_task;
+	pthread_t task_thread;
+	int raise_code;
+	char msg[MPG_MAX_MESSAGE];
+} W;
+
+static _Noreturn void worker_exit(int status)
+{
+	fflush(NULL);
+	_exit(status);
+}
+
+uint64_t mpg__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Read exactly n bytes into p, queueing any fds that arrive. 0 on EOF
+ * before the first byte, 1 when done; exits on error or mid-frame EOF. */
+static int read_full(void *p, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		struct iovec iov = {.iov_base = (uint8_t *)p + got, .iov_len = n - got};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+		ssize_t r = recvmsg(W.sock, &mh, MSG_CMSG_CLOEXEC);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			worker_exit(EX_PROTOCOL_ERROR);
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				if (W.nfdq < sizeof W.fdq / sizeof W.fdq[0])
+					W.fdq[W.nfdq++] = fd;
+				else
+					worker_exit(EX_PROTOCOL_ERROR);
+			}
+		}
+		if (r == 0) {
+			if (got == 0)
+				return 0;
+			worker_exit(EX_PROTOCOL_ERROR);
+		}
+		got += (size_t)r;
+	}
+	return 1;
+}
+
+static int take_fd(void)
+{
+	if (W.nfdq == 0)
+		worker_exit(EX_PROTOCOL_ERROR);
+	int fd = W.fdq[0];
+	memmove(W.fdq, W.fdq + 1, --W.nfdq * sizeof W.fdq[0]);
+	return fd;
+}
+
+static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+	if (nfds) {
+		memset(&u, 0, sizeof u);
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	while (mh.msg_iovlen) {
+		ssize_t w = sendmsg(W.sock, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			worker_exit(0); /* parent gone: nobody to report to */
+		mh.msg_control = NULL; /* fds went with the first byte */
+		mh.msg_controllen = 0;
+		size_t left = (size_t)w;
+		while (mh.msg_iovlen && left >= mh.msg_iov->iov_len) {
+			left -= mh.msg_iov->iov_len;
+			mh.msg_iov++;
+			mh.msg_iovlen--;
+		}
+		if (mh.msg_iovlen) {
+			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + left;
+			mh.msg_iov->iov_len -= left;
+		}
+	}
+}
+
+static bool fixed_out(void) { return W.mode & CHUNK_FIXED_OUT; }
+
+/* Send results of tasks [frame_first, frame_first + frame_count). */
+static void flush_results(void)
+{
+	if (W.frame_count == 0)
+		return;
+	atomic_store_explicit(&W.status[W.slot].state, WS_SENDING, memory_order_relaxed);
+	struct {
+		struct mpk_frame_header h;
+		uint64_t job, first;
+		uint32_t count, mode;
+		uint64_t out_size, elapsed_ns;
+	} head; /* naturally aligned: no padding */
+	_Static_assert(sizeof head == 56, "result head has no padding");
+	uint64_t now = mpg__now_ns();
+	struct iovec iov[4];
+	int n = 0;
+	size_t body = sizeof head - sizeof head.h;
+	iov[n++] = (struct iovec){&head, sizeof head};
+	uint32_t nerrs = W.nerrs;
+	if (fixed_out()) {
+		size_t bytes = (size_t)W.frame_count * W.out_size;
+		iov[n++] = (struct iovec){W.fixed + (size_t)W.frame_first * W.out_size, bytes};
+		iov[n++] = (struct iovec){&nerrs, sizeof nerrs};
+		iov[n++] = (struct iovec){W.errs.data, W.errs.len};
+		body += bytes + sizeof nerrs + W.errs.len;
+	} else {
+		iov[n++] = (struct iovec){W.res.data, W.res.len};
+		body += W.res.len;
+	}
+	if (W.res.oom || W.errs.oom || body > MPK_FRAME_MAX_BODY)
+		worker_exit(EX_PROTOCOL_ERROR); /* cannot report: the parent sees the exit */
+	mpk_frame_header_init(&head.h, MSG_RESULT, (uint32_t)body, (uint16_t)W.nout_fds);
+	head.job = W.job;
+	head.first = W.first + W.frame_first;
+	head.count = W.frame_count;
+	head.mode = fixed_out() ? CHUNK_FIXED_OUT : 0;
+	head.out_size = W.out_size;
+	head.elapsed_ns = now - W.frame_start_ns;
+	send_all(iov, n, W.out_fds, W.nout_fds);
+	for (unsigned i = 0; i < W.nout_fds; i++)
+		close(W.out_fds[i]);
+	W.nout_fds = 0;
+	W.res.len = 0;
+	W.errs.len = 0;
+	W.nerrs = 0;
+	W.frame_first += W.frame_count;
+	W.frame_count = 0;
+	W.frame_start_ns = mpg__now_ns();
+}
+
+static void drop_shm_result(void)
+{
+	if (W.shm_base) {
+		munmap(W.shm_base, W.shm_maplen);
+		W.shm_base = NULL;
+	}
+	if (W.shm_fd >= 0) {
+		close(W.shm_fd);
+		W.shm_fd = -1;
+	}
+}
+
+/* Forget the current task's result so far. */
+static void reset_result(void)
+{
+	drop_shm_result();
+	if (!fixed_out())
+		W.res.len = W.rec_off;
+	W.has_result = false;
+}
+
+static void record_error(int code, const char *msg)
+{
+	reset_result();
+	uint32_t mlen = (uint32_t)strnlen(msg, MPG_MAX_MESSAGE - 1);
+	if (fixed_out()) {
+		memset(W.fixed + (W.task.index - W.first) * W.out_size, 0, W.out_size);
+		mpk_buf_put_u32(&W.errs, (uint32_t)(W.task.index - W.first - W.frame_first));
+		mpk_buf_put_u32(&W.errs, (uint32_t)code);
+		mpk_buf_put_u32(&W.errs, mlen);
+		mpk_buf_put(&W.errs, msg, mlen);
+		W.nerrs++;
+	} else {
+		mpk_buf_put_u8(&W.res, ITEM_ERROR);
+		mpk_buf_put_u32(&W.res, (uint32_t)code);
+		mpk_buf_put_u32(&W.res, mlen);
+		mpk_buf_put(&W.res, msg, mlen);
+	}
+	W.has_result = true;
+}
+
+static void *result_room(mpg_task *t, size_t len)
+{
+	if (!t || t != &W.task || !W.in_task) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (fixed_out()) {
+		if (len != W.out_size) {
+			errno = EMSGSIZE;
+			return NULL;
+		}
+		W.has_result = true;
+		return W.fixed + (W.task.index - W.first) * W.out_size;
+	}
+	reset_result();
+	if (len >= W.cfg->shm_threshold) {
+		int fd = memfd_create("mpg-result", MFD_CLOEXEC);
+		if (fd < 0)
+			return NULL;
+		if (ftruncate(fd, (off_t)len) < 0) {
+			close(fd);
+			errno = ENOMEM;
+			return NULL;
+		}
+		void *base;
+		size_t maplen;
+		void *p = mpg__map_fd(fd, 0, len, PROT_READ | PROT_WRITE, &base, &maplen);
+		if (!p) {
+			close(fd);
+			return NULL;
+		}
+		W.shm_fd = fd;
+		W.shm_base = base;
+		W.shm_maplen = maplen;
+		mpk_buf_put_u8(&W.res, ITEM_SHM);
+		mpk_buf_put_u64(&W.res, len);
+		W.has_result = true;
+		return p;
+	}
+	mpk_buf_put_u8(&W.res, ITEM_INLINE);
+	mpk_buf_put_u64(&W.res, len);
+	void *p = mpk_buf_grow(&W.res, len);
+	if (!p || W.res.oom) {
+		W.res.oom = false;
+		W.res.len = W.rec_off;
+		errno = ENOMEM;
+		return NULL;
+	}
+	W.has_result = true;
+	return p;
+}
+
+MPG_EXPORT void *mpg_task_alloc_result(mpg_task *t, size_t len)
+{
+	return result_room(t, len);
+}
+
+MPG_EXPORT int mpg_task_set_result(mpg_task *t, const void *data, size_t len)
+{
+	if (!t || (!data && len))
+		return -EINVAL;
+	void *p = result_room(t, len);
+	if (!p)
+		return -errno;
+	if (len)
+		memcpy(p, data, len);
+	return 0;
+}
+
+MPG_EXPORT const void *mpg_task_context(mpg_task *t, size_t *len)
+{
+	if (!t || t != &W.task || W.ctx_job != W.job || !W.ctx) {
+		if (len)
+			*len = 0;
+		return NULL;
+	}
+	if (len)
+		*len = W.ctx_len;
+	return W.ctx;
+}
+
+MPG_EXPORT size_t mpg_task_index(const mpg_task *t) { return t ? t->index : 0; }
+MPG_EXPORT unsigned mpg_task_worker(const mpg_task *t) { return t ? W.slot : 0; }
+
+MPG_EXPORT int mpg_raise(int code, const char *fmt, ...)
+{
+	if (!W.in_task || !pthread_equal(pthread_self(), W.task_thread))
+		return -EPERM;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = fmt ? vsnprintf(W.msg, sizeof W.msg, fmt, ap) : 0;
+	va_end(ap);
+	if (n < 0)
+		snprintf(W.msg, sizeof W.msg, "(unprintable message)");
+	else if ((size_t)n >= sizeof W.msg)
+		memcpy(W.msg + sizeof W.msg - 4, "...", 4);
+	W.raise_code = code;
+	siglongjmp(W.jmp, 1);
+}
+
+/* Runs one task; its outcome lands in the results being built. */
+static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
+{
+	W.task.index = index;
+	W.rec_off = W.res.len;
+	W.has_result = false;
+	W.shm_fd = -1;
+	W.shm_base = NULL;
+	atomic_store_explicit(&W.status[W.slot].index, index, memory_order_relaxed);
+	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
+
+	/* No signal mask saved: one sigprocmask per task would cost more than
+	 * the tiny tasks it runs. */
+	if (sigsetjmp(W.jmp, 0) == 0) {
+		W.in_task = true;
+		int rc = fn(&W.task, in, len, W.cfg->userdata);
+		W.in_task = false;
+		if (rc != 0) {
+			char m[64];
+			snprintf(m, sizeof m, "task returned %d", rc);
+			record_error(rc, m);
+		} else if (!W.has_result) {
+			if (fixed_out()) {
+				char m[128];
+				snprintf(m, sizeof m, "task set no result (mpg_map_array needs %zu bytes)",
+					 W.out_size);
+				record_error(-ENODATA, m);
+			} else {
+				mpk_buf_put_u8(&W.res, ITEM_INLINE);
+				mpk_buf_put_u64(&W.res, 0);
+			}
+		}
+	} else {
+		W.in_task = false;
+		record_error(W.raise_code, W.msg);
+	}
+	if (W.shm_fd >= 0) {
+		munmap(W.shm_base, W.shm_maplen);
+		W.shm_base = NULL;
+		W.out_fds[W.nout_fds++] = W.shm_fd;
+		W.shm_fd = -1;
+	}
+	atomic_fetch_add_explicit(&W.status[W.slot].tasks_done, 1, memory_order_relaxed);
+	W.frame_count++;
+	if (W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES || W.nout_fds + 1 >= MPG_CHUNK_MAX_FDS)
+		flush_results();
+}
+
+static bool fn_is_mapped(mpg_task_fn fn)
+{
+	Dl_info info;
+	return dladdr((void *)(uintptr_t)fn, &info) != 0 && info.dli_fname;
+}
+
+static void fail_all(const char *msg)
+{
+	for (uint32_t i = W.frame_first + W.frame_count; i < W.count; i++) {
+		W.task.index = W.first + i;
+		W.rec_off = W.res.len;
+		record_error(-EFAULT, msg);
+		W.frame_count++;
+	}
+}
+
+static void run_chunk(void)
+{
+	struct mpk_reader r;
+	mpk_reader_init(&r, W.body.data, W.body.len);
+	W.job = mpk_get_u64(&r);
+	mpg_task_fn fn = (mpg_task_fn)(uintptr_t)mpk_get_u64(&r);
+	W.first = mpk_get_u64(&r);
+	W.count = mpk_get_u32(&r);
+	W.mode = mpk_get_u32(&r);
+	W.in_size = mpk_get_u64(&r);
+	W.out_size = mpk_get_u64(&r);
+	if (W.mode & CHUNK_HAS_CTX) {
+		uint64_t clen = mpk_get_u64(&r);
+		const void *c = mpk_get_bytes(&r, clen);
+		if (r.err)
+			worker_exit(EX_PROTOCOL_ERROR);
+		free(W.ctx);
+		W.ctx = malloc(clen ? clen : 1);
+		if (!W.ctx)
+			worker_exit(EX_PROTOCOL_ERROR);
+		memcpy(W.ctx, c, clen);
+		W.ctx_len = clen;
+		W.ctx_job = W.job;
+	}
+	if (r.err || W.count == 0)
+		worker_exit(EX_PROTOCOL_ERROR);
+	atomic_store_explicit(&W.status[W.slot].job, W.job, memory_order_relaxed);
+
+	W.frame_first = W.frame_count = 0;
+	W.res.len = W.errs.len = 0;
+	W.nerrs = 0;
+	W.nout_fds = 0;
+	W.frame_start_ns = mpg__now_ns();
+	if (fixed_out()) {
+		size_t need = (size_t)W.count * W.out_size;
+		if (W.out_size == 0 || need / W.out_size != W.count || need > MPK_FRAME_MAX_BODY)
+			worker_exit(EX_PROTOCOL_ERROR);
+		if (need > W.fixed_cap) {
+			free(W.fixed);
+			W.fixed = malloc(need);
+			if (!W.fixed)
+				worker_exit(EX_PROTOCOL_ERROR);
+			W.fixed_cap = need;
+		}
+	}
+
+	if (fn != W.checked_fn) {
+		if (!fn_is_mapped(fn)) {
+			char m[160];
+			snprintf(m, sizeof m,
+				 "task function %p is not mapped in the worker "
+				 "(loaded after the pool was created?)", (void *)(uintptr_t)fn);
+			fail_all(m);
+			goto out;
+		}
+		W.checked_fn = fn;
+	}
+
+	for (uint32_t i = 0; i < W.count; i++) {
+		size_t index = W.first + i;
+		if (W.mode & CHUNK_FIXED_IN) {
+			const void *in = mpk_get_bytes(&r, W.in_size);
+			if (r.err)
+				worker_exit(EX_PROTOCOL_ERROR);
+			run_task(fn, index, in, W.in_size);
+			continue;
+		}
+		uint8_t kind = mpk_get_u8(&r);
+		if (kind == ITEM_INLINE) {
+			uint64_t len = mpk_get_u64(&r);
+			const void *in = mpk_get_bytes(&r, len);
+			if (r.err)
+				worker_exit(EX_PROTOCOL_ERROR);
+			run_task(fn, index, in, len);
+		} else if (kind == ITEM_SHM) {
+			uint64_t off = mpk_get_u64(&r);
+			uint64_t len = mpk_get_u64(&r);
+			if (r.err)
+				worker_exit(EX_PROTOCOL_ERROR);
+			int fd = take_fd();
+			void *base;
+			size_t maplen;
+			const void *in = mpg__map_fd(fd, off, len, PROT_READ, &base, &maplen);
+			close(fd);
+			if (!in) {
+				char m[96];
+				snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)len,
+					 strerror(errno));
+				W.task.index = index;
+				W.rec_off = W.res.len;
+				record_error(-errno, m);
+				W.frame_count++;
+				continue;
+			}
+			run_task(fn, index, in, len);
+			munmap(base, maplen);
+		} else {
+			worker_exit(EX_PROTOCOL_ERROR);
+		}
+	}
+out:
+	flush_results();
+	atomic_store_explicit(&W.status[W.slot].state, WS_IDLE, memory_order_relaxed);
+}
+
+bool mpg__in_worker;
+
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock)
+{
+	mpg__in_worker = true;
+	W.cfg = cfg;
+	W.status = cfg->status;
+	W.slot = slot;
+	W.sock = sock;
+	W.shm_fd = -1;
+	W.task_thread = pthread_self();
+	atomic_store(&W.status[slot].state, WS_IDLE);
+	atomic_store(&W.status[slot].tasks_done, 0);
+	char name[16];
+	snprintf(name, sizeof name, "mpg-worker-%u", slot);
+	prctl(PR_SET_NAME, name);
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
+
+	for (;;) {
+		struct mpk_frame_header h;
+		if (read_full(&h, sizeof h) == 0)
+			worker_exit(0); /* parent closed: done */
+		if (mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY) < 0 || h.type != MSG_CHUNK)
+			worker_exit(EX_PROTOCOL_ERROR);
+		W.body.len = 0;
+		void *b = mpk_buf_grow(&W.body, h.length);
+		if (!b)
+			worker_exit(EX_PROTOCOL_ERROR);
+		if (h.length && read_full(b, h.length) == 0)
+			worker_exit(EX_PROTOCOL_ERROR);
+		run_chunk();
+		/* fds the chunk did not claim would leak */
+		while (W.nfdq)
+			close(take_fd());
+	}
+}
