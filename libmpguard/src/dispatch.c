@@ -161,9 +161,9 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 			     .error_userdata = eud, .free_err = !kept};
 	if (!(efn && err && add_delivery(p, &d) == 0) && !kept)
 		mpg__error_free(err);
-	task_ended(p, job);
 	if (job->cfg.policy == MPG_ABORT)
-		begin_stop(p, POOL_ABORTING);
+		begin_stop(p, POOL_ABORTING); /* first: the call must see the abort */
+	task_ended(p, job);
 }
 
 /* A task failed in a worker: retry or fail it. */
@@ -216,6 +216,9 @@ static void task_ok(struct mpg_pool *p, struct job *job, size_t index, const voi
 void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
 {
 	if (job->done || job->remaining || job->pending_callbacks)
+		return;
+	/* A cancelled job ends once the workers are dead and reaped. */
+	if (job->cancelled && p->state != POOL_STOPPED)
 		return;
 	job->done = true;
 	for (struct job **pp = &p->jobs_head; *pp; pp = &(*pp)->next) {
@@ -556,7 +559,7 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 		w->ctx_job = job->id;
 
 	*c = (struct chunk){.job = job, .first = r.first, .count = n, .attempts = r.attempts,
-			    .lost = r.lost};
+			    .lost = r.lost, .avoid = r.avoid};
 	unpick(job, (struct redo){.first = r.first + n, .count = r.count - n,
 				  .attempts = r.attempts, .lost = r.lost, .avoid = r.avoid});
 	if (w->inflight_tail)
@@ -927,8 +930,8 @@ static void classify_death(const struct worker *w, int status, mpg_error_kind *k
 }
 
 static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_t first,
-		    size_t count, unsigned attempts, unsigned lost, mpg_error_kind kind, int code,
-		    int sig, const char *msg)
+		    size_t count, unsigned attempts, unsigned lost, int avoid, mpg_error_kind kind,
+		    int code, int sig, const char *msg)
 {
 	if (count == 0 || job->cancelled)
 		return;
@@ -938,7 +941,7 @@ static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_
 		return;
 	}
 	if (redo_push(job, (struct redo){.first = first, .count = count, .attempts = attempts,
-					  .lost = lost, .avoid = -1}) < 0) {
+					  .lost = lost, .avoid = avoid}) < 0) {
 		for (size_t i = 0; i < count; i++)
 			task_failed(p, w, job, first + i, MPG_MAX_RETRIES, MPG_ERR_CANCELLED, -ENOMEM,
 				    0, "out of memory while re-queueing the task");
@@ -965,20 +968,28 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	uint32_t st = atomic_load(&ws->state);
 	uint64_t wjob = atomic_load(&ws->job), windex = atomic_load(&ws->index);
 
+	/* The running task is to blame; tasks queued behind it are innocent.
+	 * Only when no task was running (killed between tasks, or while
+	 * sending) do the lost tasks count a loss, so a task that kills its
+	 * worker without being seen still fails after MPG_MAX_LOST tries. */
+	bool blamed = false;
+	for (struct chunk *c = w->inflight_head; c && !w->killed_by_pool; c = c->next)
+		blamed |= st == WS_RUNNING && wjob == c->job->id && windex >= c->first + c->done &&
+			  windex < c->first + c->count;
 	while (w->inflight_head) {
 		struct chunk *c = w->inflight_head;
 		struct job *job = c->job;
 		size_t start = c->first + c->done, end = c->first + c->count;
-		if (!w->killed_by_pool && st == WS_RUNNING && wjob == job->id && windex >= start &&
-		    windex < end) {
-			requeue(p, w, job, start, windex - start, c->attempts, c->lost, kind, code, sig, msg);
-			task_failed(p, w, job, windex, c->attempts, kind, code, sig, msg);
-			requeue(p, w, job, windex + 1, end - windex - 1, c->attempts, c->lost, kind,
+		if (blamed && wjob == job->id && windex >= start && windex < end) {
+			requeue(p, w, job, start, windex - start, c->attempts, c->lost, c->avoid, kind,
 				code, sig, msg);
-			st = WS_IDLE; /* one task to blame */
+			task_failed(p, w, job, windex, c->attempts, kind, code, sig, msg);
+			requeue(p, w, job, windex + 1, end - windex - 1, c->attempts, c->lost, c->avoid,
+				kind, code, sig, msg);
 		} else {
 			requeue(p, w, job, start, end - start, c->attempts,
-				c->lost + !w->killed_by_pool, kind, code, sig, msg);
+				c->lost + (!blamed && !w->killed_by_pool), c->avoid, kind, code, sig,
+				msg);
 		}
 		chunk_pop(w);
 	}
@@ -1133,12 +1144,12 @@ static void cancel_remaining(struct mpg_pool *p, struct job *job)
 
 static void finish_stop(struct mpg_pool *p)
 {
+	p->state = POOL_STOPPED;
 	for (struct job *job = p->jobs_head, *next; job; job = next) {
 		next = job->next;
 		cancel_remaining(p, job);
 		mpg__job_maybe_done(p, job);
 	}
-	p->state = POOL_STOPPED;
 	pthread_cond_broadcast(&p->cond);
 }
 
@@ -1205,6 +1216,22 @@ static void stop_server(struct mpg_pool *p)
 	}
 }
 
+/* mpg_options_set_abort_exit(): SystemExit. The workers are dead and
+ * reaped; run the callbacks already due, stop the fork server, then exit
+ * the process without letting any waiting caller go on first. */
+static _Noreturn void exit_on_abort(struct mpg_pool *p)
+{
+	deliver(p);
+	stop_server(p);
+	int status = p->exit_status_on_abort;
+	/* Unlocked: atexit handlers may call into the pool; callers stay
+	 * asleep as no job is marked done. */
+	pthread_mutex_unlock(&p->lock);
+	fprintf(stderr, "mpguard: pool aborted: %s\n", mpg_error_describe(p->abort_error));
+	fflush(NULL);
+	exit(status);
+}
+
 void *mpg__dispatcher_main(void *arg)
 {
 	struct mpg_pool *p = arg;
@@ -1217,12 +1244,20 @@ void *mpg__dispatcher_main(void *arg)
 	if (p->live_workers == 0)
 		broken(p);
 	for (;;) {
-		schedule(p);
-		retire_idle(p);
-		if ((p->state == POOL_ABORTING || p->state == POOL_TERMINATING) && p->live_workers == 0)
-			finish_stop(p);
-		deliver(p);
-		if (p->state == POOL_STOPPED && p->ndeliveries == 0)
+		/* Callbacks may end jobs, which may let the pool retire or
+		 * stop, which may queue callbacks: settle before sleeping. */
+		do {
+			deliver(p);
+			schedule(p);
+			retire_idle(p);
+			if ((p->state == POOL_ABORTING || p->state == POOL_TERMINATING) &&
+			    p->live_workers == 0) {
+				if (p->abort_error && p->exit_status_on_abort >= 0)
+					exit_on_abort(p); /* before any caller learns of the abort */
+				finish_stop(p);
+			}
+		} while (p->ndeliveries);
+		if (p->state == POOL_STOPPED)
 			break;
 		pthread_mutex_unlock(&p->lock);
 		int n = epoll_wait(p->epfd, evs, 64, -1);
@@ -1246,16 +1281,6 @@ void *mpg__dispatcher_main(void *arg)
 		}
 	}
 	stop_server(p);
-	bool do_exit = p->abort_error && p->exit_status_on_abort >= 0;
-	int status = p->exit_status_on_abort;
-	char *why = do_exit ? strdup(mpg_error_describe(p->abort_error)) : NULL;
 	pthread_mutex_unlock(&p->lock);
-	if (do_exit) {
-		/* Opted in with mpg_options_set_abort_exit(): SystemExit. */
-		fprintf(stderr, "mpguard: pool aborted: %s\n", why ? why : "task failed");
-		free(why);
-		fflush(NULL);
-		exit(status);
-	}
 	return NULL;
 }

@@ -257,6 +257,7 @@ struct chunk {
 	size_t done;                /* results received so far */
 	unsigned attempts;
 	unsigned lost;
+	int avoid;                  /* slot a retried task should not return to */
 };
 
 enum wstate { W_EMPTY, W_SPAWNING, W_READY, W_DRAINING, W_DEAD };

@@ -377,10 +377,12 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 
 	/* No signal mask saved: one sigprocmask per task would cost more than
 	 * the tiny tasks it runs. */
+	volatile bool failed = true; /* survives siglongjmp */
 	if (sigsetjmp(W.jmp, 0) == 0) {
 		W.in_task = true;
 		int rc = fn(&W.task, in, len, W.cfg->userdata);
 		W.in_task = false;
+		failed = rc != 0;
 		if (rc != 0) {
 			char m[64];
 			snprintf(m, sizeof m, "task returned %d", rc);
@@ -391,6 +393,7 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 				snprintf(m, sizeof m, "task set no result (mpg_map_array needs %zu bytes)",
 					 W.out_size);
 				record_error(-ENODATA, m);
+				failed = true;
 			} else {
 				mpk_buf_put_u8(&W.res, ITEM_INLINE);
 				mpk_buf_put_u64(&W.res, 0);
@@ -408,7 +411,10 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 	}
 	atomic_fetch_add_explicit(&W.status[W.slot].tasks_done, 1, memory_order_relaxed);
 	W.frame_count++;
-	if (W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES || W.nout_fds + 1 >= MPG_CHUNK_MAX_FDS)
+	/* A failed task is reported at once: if a later task of the chunk
+	 * kills the worker, the error is not lost and the task not re-run. */
+	if (failed || W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES ||
+	    W.nout_fds + 1 >= MPG_CHUNK_MAX_FDS)
 		flush_results();
 }
 

@@ -1,0 +1,439 @@
+/* Child-exception propagation: every way a task can fail reaches the
+ * parent as a structured error; the pool replaces dead workers, applies
+ * its policy, and every task ends exactly once. */
+#include "mpk-test.h"
+#include <mpguard.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+static mpg_pool *new_pool(unsigned workers, mpg_policy policy, unsigned retries)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, workers), 0);
+	ck_assert_int_eq(mpg_options_set_policy(o, policy, retries), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	return p;
+}
+
+static void *shared(size_t size)
+{
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	return m;
+}
+
+static int64_t input_of(const void *in) { int64_t x; memcpy(&x, in, 8); return x; }
+
+static int failing(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in);
+	switch (x) {
+	case -1: mpg_raise(11, "bad value %d in task %zu", (int)x, mpg_task_index(t)); break;
+	case -2: return -5;
+	case -3: exit(3);
+	case -4: raise(SIGSEGV); break;
+	case -5: abort();
+	case -6: { volatile int64_t n = 7, z = 0; x = n / z; break; } /* a real #DE trap */
+	}
+	int64_t y = x * 10;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+static const mpg_error *run_one_failure(mpg_pool *p, int64_t bad, mpg_results **res)
+{
+	int64_t x[9] = {1, 2, 3, 4, bad, 6, 7, 8, 9}, y[9];
+	ck_assert_int_eq(mpg_map_array(p, failing, x, 8, 9, y, 8, NULL, res), 0);
+	ck_assert_uint_eq(mpg_results_failed(*res), 1);
+	for (int i = 0; i < 9; i++)
+		if (i != 4)
+			ck_assert_int_eq(y[i], x[i] * 10);
+	const mpg_error *e = mpg_results_error(*res, 4);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(mpg_error_task(e), 4);
+	ck_assert_int_ge(mpg_error_worker(e), 0);
+	ck_assert_int_gt(mpg_error_pid(e), 0);
+	ck_assert_uint_eq(mpg_error_attempts(e), 1);
+	ck_assert_int_eq(mpg_results_get(*res, 4, NULL, NULL), -EIO);
+	return e;
+}
+
+START_TEST(raise_reports_code_message_worker_and_pid)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = run_one_failure(p, -1, &res);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
+	ck_assert_int_eq(mpg_error_code(e), 11);
+	ck_assert_str_eq(mpg_error_message(e), "bad value -1 in task 4");
+	ck_assert_ptr_nonnull(strstr(mpg_error_describe(e), "task 4 raised error 11"));
+	pid_t pid = mpg_error_pid(e);
+	int slot = mpg_error_worker(e);
+	mpg_results_free(res);
+	/* a raise does not kill the worker */
+	ck_assert_int_eq(mpg_pool_worker_pid(p, (unsigned)slot), pid);
+	ck_assert_int_eq(mpg_raise(1, "outside a task"), -EPERM);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(nonzero_return_is_raised_with_that_code)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = run_one_failure(p, -2, &res);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
+	ck_assert_int_eq(mpg_error_code(e), -5);
+	ck_assert_str_eq(mpg_error_message(e), "task returned -5");
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(exit_in_a_task_fails_only_that_task)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = run_one_failure(p, -3, &res);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_EXITED);
+	ck_assert_int_eq(mpg_error_code(e), 3);
+	pid_t dead = mpg_error_pid(e);
+	unsigned slot = (unsigned)mpg_error_worker(e);
+	mpg_results_free(res);
+	pid_t now = mpg_pool_worker_pid(p, slot);
+	ck_assert_int_gt(now, 0);
+	ck_assert_int_ne(now, dead); /* replaced */
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.workers_replaced, 1);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(fatal_signals_are_reported_as_signaled)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	static const struct { int64_t bad; int sig; } cases[] = {
+		{-4, SIGSEGV}, {-5, SIGABRT}, {-6, SIGFPE},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		mpg_results *res;
+		const mpg_error *e = run_one_failure(p, cases[i].bad, &res);
+		ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_SIGNALED);
+		ck_assert_int_eq(mpg_error_signal(e), cases[i].sig);
+		ck_assert_ptr_nonnull(strstr(mpg_error_describe(e), sigabbrev_np(cases[i].sig)));
+		mpg_results_free(res);
+	}
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* ---- a worker killed from outside ------------------------------------- */
+
+static int announce_fd = -1;
+
+static int blocks_at_five(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	if (input_of(in) == 5) {
+		pid_t me = getpid();
+		if (write(announce_fd, &me, sizeof me) != sizeof me)
+			return 1;
+		for (;;)
+			pause(); /* until killed */
+	}
+	int64_t y = input_of(in) + 1;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+static void *killer(void *arg)
+{
+	int fd = *(int *)arg;
+	pid_t pid;
+	if (read(fd, &pid, sizeof pid) == sizeof pid)
+		kill(pid, SIGKILL);
+	return NULL;
+}
+
+START_TEST(worker_killed_mid_task_neither_hangs_nor_loses_tasks)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	announce_fd = pfd[1]; /* workers inherit it: they fork from the pool's snapshot */
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	pthread_t th;
+	pthread_create(&th, NULL, killer, &pfd[0]);
+	enum { N = 1000 };
+	int64_t x[N], y[N];
+	for (int i = 0; i < N; i++)
+		x[i] = i;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, blocks_at_five, x, 8, N, y, 8, NULL, &res), 0);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 5);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_KILLED);
+	ck_assert_int_eq(mpg_error_signal(e), SIGKILL);
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "out of memory"));
+	for (int i = 0; i < N; i++)
+		if (i != 5)
+			ck_assert_int_eq(y[i], i + 1);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+/* ---- retry -------------------------------------------------------------- */
+
+struct attempt_log {
+	atomic_int runs[64];
+	atomic_int slot_of_run[64][4];
+};
+static struct attempt_log *alog;
+
+static int fails_first_time(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	int run = atomic_fetch_add(&alog->runs[i], 1);
+	if (run < 4)
+		atomic_store(&alog->slot_of_run[i][run], (int)mpg_task_worker(t));
+	int64_t x = input_of(in);
+	if (run == 0 && x == -1)
+		mpg_raise(1, "first try fails");
+	if (run == 0 && x == -4)
+		raise(SIGSEGV);
+	if (x == -9)
+		mpg_raise(9, "always fails");
+	int64_t y = 100 + run;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+START_TEST(retry_succeeds_on_the_second_try_on_another_worker)
+{
+	alog = shared(sizeof *alog);
+	mpg_pool *p = new_pool(3, MPG_RETRY, 2);
+	int64_t x[4] = {0, -1, -4, 0}, y[4];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, fails_first_time, x, 8, 4, y, 8, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	ck_assert_int_eq(y[0], 100);
+	ck_assert_int_eq(y[1], 101); /* second run */
+	ck_assert_int_eq(y[2], 101);
+	ck_assert_int_eq(atomic_load(&alog->runs[1]), 2);
+	ck_assert_int_ne(atomic_load(&alog->slot_of_run[1][0]), atomic_load(&alog->slot_of_run[1][1]));
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.tasks_retried, 2);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	munmap(alog, sizeof *alog);
+}
+END_TEST
+
+START_TEST(retry_gives_up_after_n_retries_and_says_so)
+{
+	alog = shared(sizeof *alog);
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	mpg_options_set_policy(o, MPG_RETRY, 3); /* per-call override */
+	int64_t x[2] = {0, -9}, y[2];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, fails_first_time, x, 8, 2, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 1);
+	ck_assert_uint_eq(mpg_error_attempts(e), 4);
+	ck_assert_int_eq(atomic_load(&alog->runs[1]), 4);
+	ck_assert_ptr_nonnull(strstr(mpg_error_describe(e), "after 4 attempts"));
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	munmap(alog, sizeof *alog);
+}
+END_TEST
+
+/* ---- abort --------------------------------------------------------------- */
+
+START_TEST(abort_policy_stops_all_workers_and_returns_the_first_error)
+{
+	mpg_pool *p = new_pool(3, MPG_ABORT, 0);
+	int pidfds[3];
+	for (unsigned i = 0; i < 3; i++) {
+		pid_t pid = mpg_pool_worker_pid(p, i);
+		ck_assert_int_gt(pid, 0);
+		pidfds[i] = pidfd_open(pid, 0);
+		ck_assert_int_ge(pidfds[i], 0);
+	}
+	enum { N = 2000 };
+	int64_t x[N], y[N];
+	for (int i = 0; i < N; i++)
+		x[i] = i == 700 ? -1 : i;
+	mpg_results *res = NULL;
+	ck_assert_int_eq(mpg_map_array(p, failing, x, 8, N, y, 8, NULL, &res), -ECANCELED);
+	ck_assert_ptr_null(res);
+	const mpg_error *e = mpg_pool_abort_error(p);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(mpg_error_task(e), 700);
+	ck_assert_int_eq(mpg_error_code(e), 11);
+	for (int i = 0; i < 3; i++) {
+		ck_assert(mpk_wait_gone(pidfds[i], 0)); /* already dead when map returned */
+		close(pidfds[i]);
+	}
+	ck_assert_int_eq(mpg_map_array(p, failing, x, 8, 1, y, 8, NULL, &res), -ESHUTDOWN);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(abort_exit_ends_the_process_with_the_chosen_status)
+{
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mpg_options *o;
+		mpg_pool *p;
+		mpg_options_new(&o);
+		mpg_options_set_workers(o, 2);
+		mpg_options_set_policy(o, MPG_ABORT, 0);
+		mpg_options_set_abort_exit(o, 7);
+		if (mpg_pool_new(o, &p) < 0)
+			_exit(100);
+		int64_t x[3] = {1, -4, 3}, y[3];
+		mpg_results *res;
+		mpg_map_array(p, failing, x, 8, 3, y, 8, NULL, &res);
+		_exit(101); /* not reached: the pool exits the process */
+	}
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 7);
+}
+END_TEST
+
+/* ---- garbage ------------------------------------------------------------ */
+
+static int writes_garbage(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	if (input_of(in) == 2) {
+		for (int fd = 3; fd < 1024; fd++) {
+			struct stat s;
+			if (fstat(fd, &s) == 0 && S_ISSOCK(s.st_mode))
+				(void)!write(fd, "this is not a frame, this is garbage!!", 38);
+		}
+		for (;;)
+			pause(); /* the pool kills us */
+	}
+	int64_t y = input_of(in);
+	return mpg_task_set_result(t, &y, 8);
+}
+
+START_TEST(garbage_from_a_worker_is_a_protocol_error_of_that_task)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	int64_t x[6] = {0, 1, 2, 3, 4, 5}, y[6];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, writes_garbage, x, 8, 6, y, 8, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 2);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_PROTOCOL);
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "not a valid frame"));
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "38 bytes"));
+	for (int i = 0; i < 6; i++)
+		if (i != 2)
+			ck_assert_int_eq(y[i], i);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* ---- exactly once under mixed failures --------------------------------- */
+
+static atomic_int *runs;
+
+static int chaos(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	atomic_fetch_add(&runs[i], 1);
+	if (i % 97 == 13)
+		mpg_raise(97, "raise %zu", i);
+	if (i % 211 == 17)
+		raise(SIGSEGV);
+	if (i % 307 == 19)
+		_exit(5);
+	if (i % 401 == 23)
+		abort();
+	int64_t y = input_of(in) * 2;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+START_TEST(every_task_ends_exactly_once_under_mixed_failures)
+{
+	enum { N = 20000 };
+	runs = shared(N * sizeof *runs);
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	static int64_t x[N], y[N];
+	for (int i = 0; i < N; i++)
+		x[i] = i;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, chaos, x, 8, N, y, 8, NULL, &res), 0);
+	size_t expected_failures = 0;
+	for (int i = 0; i < N; i++) {
+		mpg_error_kind want = 0;
+		if (i % 97 == 13)
+			want = MPG_ERR_RAISED;
+		else if (i % 211 == 17 || i % 401 == 23)
+			want = MPG_ERR_SIGNALED;
+		else if (i % 307 == 19)
+			want = MPG_ERR_EXITED;
+		const mpg_error *e = mpg_results_error(res, i);
+		if (want) {
+			expected_failures++;
+			ck_assert_msg(e && mpg_error_get_kind(e) == want, "task %d", i);
+			ck_assert_int_eq(atomic_load(&runs[i]), 1); /* failed tasks never re-run */
+		} else {
+			ck_assert_msg(!e, "task %d: %s", i, e ? mpg_error_describe(e) : "");
+			ck_assert_int_eq(y[i], 2 * i);
+			ck_assert_int_ge(atomic_load(&runs[i]), 1);
+		}
+	}
+	ck_assert_uint_eq(mpg_results_failed(res), expected_failures);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	munmap(runs, N * sizeof *runs);
+}
+END_TEST
+
+static Suite *errors_suite(void)
+{
+	Suite *s = suite_create("errors");
+	TCase *tc = tcase_create("kinds");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, raise_reports_code_message_worker_and_pid);
+	tcase_add_test(tc, nonzero_return_is_raised_with_that_code);
+	tcase_add_test(tc, exit_in_a_task_fails_only_that_task);
+	tcase_add_test(tc, fatal_signals_are_reported_as_signaled);
+	tcase_add_test(tc, worker_killed_mid_task_neither_hangs_nor_loses_tasks);
+	tcase_add_test(tc, garbage_from_a_worker_is_a_protocol_error_of_that_task);
+	tcase_add_test(tc, every_task_ends_exactly_once_under_mixed_failures);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("policies");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, retry_succeeds_on_the_second_try_on_another_worker);
+	tcase_add_test(tc, retry_gives_up_after_n_retries_and_says_so);
+	tcase_add_test(tc, abort_policy_stops_all_workers_and_returns_the_first_error);
+	tcase_add_test(tc, abort_exit_ends_the_process_with_the_chosen_status);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(errors_suite)
