@@ -234,8 +234,21 @@ void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
 	}
 	job->next = NULL;
 	pthread_cond_broadcast(&p->cond);
-	if (job->user_gone)
+	if (job->user_gone) {
+		/* Freed after this round of events: callers up the stack may
+		 * still hold it (a frame's other tasks, the chunk). */
+		job->next = p->graveyard;
+		p->graveyard = job;
+	}
+}
+
+void mpg__pool_bury(struct mpg_pool *p)
+{
+	while (p->graveyard) {
+		struct job *job = p->graveyard;
+		p->graveyard = job->next;
 		mpg__job_free(job);
+	}
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -487,6 +500,10 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 		mpk_buf_put(&b, job->cfg.context, job->cfg.context_len);
 	}
 	size_t n = 0;
+	/* Payloads start 16-aligned from the body start (the worker's receive
+	 * buffer is malloc-aligned), so tasks get inputs aligned like malloc's. */
+	const size_t body0 = sizeof(struct mpk_frame_header);
+	mpk_buf_align(&b, body0, 16);
 	if (fixed_in) {
 		n = r.count;
 		mpk_buf_put(&b, job->in_base + r.first * job->in_size, n * job->in_size);
@@ -500,8 +517,9 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 				break;
 			bool large = len >= p->opts.shm_threshold ||
 				     (job->kind == JOB_SUBMIT && job->owned_fd >= 0);
+			mpk_buf_align(&b, body0, 16);
 			if (!large) {
-				mpk_buf_put_u8(&b, ITEM_INLINE);
+				mpk_buf_put_u64(&b, ITEM_INLINE);
 				mpk_buf_put_u64(&b, len);
 				mpk_buf_put(&b, data, len);
 				inline_bytes += len;
@@ -542,7 +560,7 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 			}
 			p->stats.shm_bytes += len;
 			f->fds[f->nfds++] = fd;
-			mpk_buf_put_u8(&b, ITEM_SHM);
+			mpk_buf_put_u64(&b, ITEM_SHM);
 			mpk_buf_put_u64(&b, off);
 			mpk_buf_put_u64(&b, len);
 		}
@@ -721,11 +739,14 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 		goto out;
 	}
 
-	/* Generic: validate the whole frame first, so garbage ends no task. */
+	/* Generic: validate the whole frame first, so garbage ends no task.
+	 * Items are 16-aligned from the region start, which the blob keeps. */
+	mpk_reader_mark(&r);
 	struct mpk_reader vr = r;
 	unsigned want_fds = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		uint8_t k = mpk_get_u8(&vr);
+		mpk_get_align(&vr, 16);
+		uint64_t k = mpk_get_u64(&vr);
 		if (k == ITEM_INLINE) {
 			mpk_get_bytes(&vr, mpk_get_u64(&vr));
 		} else if (k == ITEM_SHM) {
@@ -752,7 +773,8 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 	double bytes = 0;
 	for (uint32_t i = 0; i < count; i++) {
 		size_t index = first + i;
-		uint8_t k = mpk_get_u8(&r);
+		mpk_get_align(&r, 16);
+		uint64_t k = mpk_get_u64(&r);
 		if (k == ITEM_INLINE) {
 			uint64_t l = mpk_get_u64(&r);
 			const uint8_t *d = mpk_get_bytes(&r, l);
@@ -1257,6 +1279,7 @@ void *mpg__dispatcher_main(void *arg)
 				finish_stop(p);
 			}
 		} while (p->ndeliveries);
+		mpg__pool_bury(p);
 		if (p->state == POOL_STOPPED)
 			break;
 		pthread_mutex_unlock(&p->lock);

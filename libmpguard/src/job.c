@@ -208,7 +208,8 @@ static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
 		goto fail;
 	}
 	job->pool = NULL;
-	qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
+	if (job->nerrors)
+		qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
 	res->job = job;
 	*ret = res;
 	return 0;

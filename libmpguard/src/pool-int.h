@@ -319,6 +319,7 @@ struct mpg_pool {
 	pid_t server_pid;
 
 	struct job *jobs_head, *jobs_tail;
+	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
 	uint64_t next_job_id;
 	mpg_error *abort_error;
 	int exit_status_on_abort;   /* -1: none */
@@ -334,6 +335,7 @@ void *mpg__dispatcher_main(void *arg);
 void mpg__pool_wake(struct mpg_pool *p);
 int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
 void mpg__job_maybe_done(struct mpg_pool *p, struct job *job); /* with the lock */
+void mpg__pool_bury(struct mpg_pool *p);
 bool mpg__on_dispatcher(struct mpg_pool *p);
 void mpg__pool_cancel_all(struct mpg_pool *p, bool abort);
 

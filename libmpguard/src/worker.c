@@ -256,7 +256,8 @@ static void record_error(int code, const char *msg)
 		mpk_buf_put(&W.errs, msg, mlen);
 		W.nerrs++;
 	} else {
-		mpk_buf_put_u8(&W.res, ITEM_ERROR);
+		mpk_buf_align(&W.res, 0, 16);
+		mpk_buf_put_u64(&W.res, ITEM_ERROR);
 		mpk_buf_put_u32(&W.res, (uint32_t)code);
 		mpk_buf_put_u32(&W.res, mlen);
 		mpk_buf_put(&W.res, msg, mlen);
@@ -298,12 +299,15 @@ static void *result_room(mpg_task *t, size_t len)
 		W.shm_fd = fd;
 		W.shm_base = base;
 		W.shm_maplen = maplen;
-		mpk_buf_put_u8(&W.res, ITEM_SHM);
+		mpk_buf_align(&W.res, 0, 16);
+		mpk_buf_put_u64(&W.res, ITEM_SHM);
 		mpk_buf_put_u64(&W.res, len);
 		W.has_result = true;
 		return p;
 	}
-	mpk_buf_put_u8(&W.res, ITEM_INLINE);
+	/* 16-aligned from the buffer start, as the parent's copy will be. */
+	mpk_buf_align(&W.res, 0, 16);
+	mpk_buf_put_u64(&W.res, ITEM_INLINE);
 	mpk_buf_put_u64(&W.res, len);
 	void *p = mpk_buf_grow(&W.res, len);
 	if (!p || W.res.oom) {
@@ -395,7 +399,8 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 				record_error(-ENODATA, m);
 				failed = true;
 			} else {
-				mpk_buf_put_u8(&W.res, ITEM_INLINE);
+				mpk_buf_align(&W.res, 0, 16);
+				mpk_buf_put_u64(&W.res, ITEM_INLINE);
 				mpk_buf_put_u64(&W.res, 0);
 			}
 		}
@@ -492,6 +497,7 @@ static void run_chunk(void)
 		W.checked_fn = fn;
 	}
 
+	mpk_get_align(&r, 16);
 	for (uint32_t i = 0; i < W.count; i++) {
 		size_t index = W.first + i;
 		if (W.mode & CHUNK_FIXED_IN) {
@@ -501,7 +507,8 @@ static void run_chunk(void)
 			run_task(fn, index, in, W.in_size);
 			continue;
 		}
-		uint8_t kind = mpk_get_u8(&r);
+		mpk_get_align(&r, 16);
+		uint64_t kind = mpk_get_u64(&r);
 		if (kind == ITEM_INLINE) {
 			uint64_t len = mpk_get_u64(&r);
 			const void *in = mpk_get_bytes(&r, len);

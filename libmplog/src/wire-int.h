@@ -45,11 +45,14 @@ void mpk_buf_put_u8(struct mpk_buf *b, uint8_t v);
 void mpk_buf_put_u32(struct mpk_buf *b, uint32_t v);
 void mpk_buf_put_u64(struct mpk_buf *b, uint64_t v);
 void mpk_buf_consume(struct mpk_buf *b, size_t n); /* drop n bytes from the front */
+/* Zero-pad so that len - from is a multiple of align (a power of two). */
+void mpk_buf_align(struct mpk_buf *b, size_t from, size_t align);
 void mpk_buf_free(struct mpk_buf *b);
 
 /* Bounds-checked reader over a received body; any overrun sets err and
  * yields zeroes, so decoders check err once at the end. */
 struct mpk_reader {
+	const uint8_t *start;
 	const uint8_t *p;
 	size_t left;
 	bool err;
@@ -60,3 +63,7 @@ uint8_t mpk_get_u8(struct mpk_reader *r);
 uint32_t mpk_get_u32(struct mpk_reader *r);
 uint64_t mpk_get_u64(struct mpk_reader *r);
 const void *mpk_get_bytes(struct mpk_reader *r, size_t n);
+/* Skip to the next multiple of align (a power of two) from `start`. */
+void mpk_get_align(struct mpk_reader *r, size_t align);
+/* Restart alignment counting here (a region whose start is aligned). */
+void mpk_reader_mark(struct mpk_reader *r);

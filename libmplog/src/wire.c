@@ -91,7 +91,27 @@ void mpk_buf_free(struct mpk_buf *b)
 
 void mpk_reader_init(struct mpk_reader *r, const void *p, size_t n)
 {
-	*r = (struct mpk_reader){.p = p, .left = n};
+	*r = (struct mpk_reader){.start = p, .p = p, .left = n};
+}
+
+void mpk_reader_mark(struct mpk_reader *r)
+{
+	r->start = r->p;
+}
+
+void mpk_get_align(struct mpk_reader *r, size_t align)
+{
+	size_t off = (size_t)(r->p - r->start);
+	size_t pad = (align - off % align) % align;
+	(void)mpk_get_bytes(r, pad);
+}
+
+void mpk_buf_align(struct mpk_buf *b, size_t from, size_t align)
+{
+	size_t pad = (align - (b->len - from) % align) % align;
+	void *d = mpk_buf_grow(b, pad);
+	if (d && pad)
+		memset(d, 0, pad);
 }
 
 const void *mpk_get_bytes(struct mpk_reader *r, size_t n)
