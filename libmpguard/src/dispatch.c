@@ -266,10 +266,14 @@ static void free_outframes(struct worker *w)
 	w->out_tail = NULL;
 }
 
-static void kill_worker(struct worker *w)
+static void kill_worker(struct mpg_pool *p, struct worker *w)
 {
-	if (w->pidfd >= 0)
-		(void)pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0);
+	/* pidfd when the kernel (or valgrind) has it, else ask the fork
+	 * server, which kills only its own unreaped child: no pid reuse race. */
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0) == 0)
+		return;
+	if (w->pid > 0 && p->ctlfd >= 0)
+		(void)mpg__fs_request_kill(p->ctlfd, w->slot, w->pid, SIGKILL);
 }
 
 static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
@@ -290,7 +294,7 @@ static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt
 	if (w->sock >= 0)
 		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
 	w->sock_eof = true;
-	kill_worker(w);
+	kill_worker(p, w);
 }
 
 static int spawn_worker(struct mpg_pool *p, struct worker *w)
@@ -1043,7 +1047,7 @@ static void broken(struct mpg_pool *p)
 		if (w->state == W_EMPTY)
 			continue;
 		w->killed_by_pool = true;
-		kill_worker(w);
+		kill_worker(p, w);
 		worker_exited(p, w, SIGKILL);
 	}
 	if (p->ctlfd >= 0) {
@@ -1077,7 +1081,7 @@ static void read_ctl(struct mpg_pool *p)
 			p->stats.workers_started++;
 			if (p->state == POOL_ABORTING || p->state == POOL_TERMINATING) {
 				w->killed_by_pool = true;
-				kill_worker(w);
+				kill_worker(p, w);
 			}
 			pthread_cond_broadcast(&p->cond);
 			break;
@@ -1119,7 +1123,7 @@ static void begin_stop(struct mpg_pool *p, enum pool_state st)
 		if (w->state == W_EMPTY)
 			continue;
 		w->killed_by_pool = true;
-		kill_worker(w);
+		kill_worker(p, w);
 	}
 	pthread_cond_broadcast(&p->cond);
 }
@@ -1263,8 +1267,10 @@ void *mpg__dispatcher_main(void *arg)
 	for (unsigned i = 0; i < p->nworkers; i++)
 		if (spawn_worker(p, &p->workers[i]) < 0)
 			p->workers[i].state = W_EMPTY;
+	p->spawned_initial = true;
 	if (p->live_workers == 0)
 		broken(p);
+	pthread_cond_broadcast(&p->cond);
 	for (;;) {
 		/* Callbacks may end jobs, which may let the pool retire or
 		 * stop, which may queue callbacks: settle before sleeping. */

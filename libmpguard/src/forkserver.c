@@ -189,6 +189,12 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 			int r = mpg__fs_recv(ctl, &req, &fd, 0);
 			if (r == 1 && req.type == FS_SPAWN) {
 				spawn(cfg, ctl, sigfd, pids, &req, fd);
+			} else if (r == 1 && req.type == FS_KILL) {
+				/* Race-free: our child, not reaped yet, cannot be a reused pid. */
+				if (req.slot < cfg->nworkers && pids[req.slot] == req.pid && req.pid > 0)
+					kill(req.pid, req.value);
+				if (fd >= 0)
+					close(fd);
 			} else if (r == 0 || (r < 0 && r != -EAGAIN && r != -EPROTO)) {
 				/* Parent gone or closing: no worker may outlive it. */
 				parent_alive = false;
@@ -232,4 +238,10 @@ int mpg__fs_request_spawn(int ctl, unsigned slot, int sock)
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
 	return fs_send(ctl, &m, sock);
+}
+
+int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig)
+{
+	struct mpg__fsmsg m = {.type = FS_KILL, .slot = slot, .pid = pid, .value = sig};
+	return fs_send(ctl, &m, -1);
 }

@@ -143,7 +143,7 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 	unsigned nworkers;
 };
 
-enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED };
+enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED, FS_KILL };
 struct mpg__fsmsg {
 	uint32_t type;
 	uint32_t slot;
@@ -158,6 +158,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags);
 extern bool mpg__in_worker;
 void mpg__pool_unref(struct mpg_pool *p);
 int mpg__fs_request_spawn(int ctl, unsigned slot, int sock);
+int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
 /* Worker main, in the freshly forked worker. Never returns. */
 _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock);
 
@@ -308,6 +309,7 @@ struct mpg_pool {
 	bool closed;                /* no more submissions */
 	bool join_requested;
 	bool broken;                /* fork server lost */
+	bool spawned_initial;       /* the dispatcher asked for the first workers */
 
 	struct mpg_options opts;    /* pool defaults */
 	struct mpg__wconfig wcfg;

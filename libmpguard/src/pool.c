@@ -162,9 +162,9 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 	p->thread_started = true;
 	/* Wait for the first workers, so pids are known when we return. */
 	for (;;) {
-		bool spawning = false;
+		bool spawning = !p->spawned_initial;
 		for (unsigned i = 0; i < p->nworkers; i++)
-			spawning |= p->workers[i].state == W_SPAWNING || p->workers[i].state == W_EMPTY;
+			spawning |= p->workers[i].state == W_SPAWNING;
 		if (!spawning || p->state == POOL_STOPPED || p->broken)
 			break;
 		pthread_cond_wait(&p->cond, &p->lock);
