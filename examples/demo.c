@@ -92,8 +92,13 @@ int main(void)
 	mpg_stats st;
 	mpg_pool_stats(pool, &st);
 	printf("\nworkers replaced: %" PRIu64 ", pids now", st.workers_replaced);
-	for (unsigned i = 0; i < mpg_pool_workers(pool); i++)
-		printf(" %d", (int)mpg_pool_worker_pid(pool, i));
+	for (unsigned i = 0; i < mpg_pool_workers(pool); i++) {
+		pid_t pid = mpg_pool_worker_pid(pool, i);
+		if (pid > 0)
+			printf(" %d", (int)pid);
+		else
+			printf(" (starting)");
+	}
 	printf("\n");
 	mpg_pool_close(pool);
 	mpg_pool_join(pool);
