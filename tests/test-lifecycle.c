@@ -282,6 +282,31 @@ START_TEST(two_pools_do_not_hold_each_others_workers)
 }
 END_TEST
 
+START_TEST(a_users_forked_child_does_not_keep_workers_alive)
+{
+	mpg_pool *p = new_pool(2);
+	int hold[2];
+	ck_assert_int_eq(pipe2(hold, O_CLOEXEC), 0);
+	pid_t child = fork(); /* a plain fork, no exec: O_CLOEXEC does not apply */
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		close(hold[1]);
+		char c;
+		(void)!read(hold[0], &c, 1); /* lives until the test lets it go */
+		_exit(0);
+	}
+	close(hold[0]);
+	/* would hang if the child held the workers' sockets open */
+	mpg_pool_close(p);
+	ck_assert_int_eq(mpg_pool_join(p), 0);
+	mpg_pool_free(p);
+	close(hold[1]);
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+END_TEST
+
 static Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -295,6 +320,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(tc, parent_killed_leaves_no_worker_alive);
 	tcase_add_test(tc, crashing_workers_are_replaced_while_parent_threads_hold_locks);
 	tcase_add_test(tc, two_pools_do_not_hold_each_others_workers);
+	tcase_add_test(tc, a_users_forked_child_does_not_keep_workers_alive);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,9 @@
 /* Registry of the parent-side fds of every pool in this process. A forked
- * child does not exec, so O_CLOEXEC does not protect it: it must close these
- * itself, or a worker would hold another worker's socket open and EOF would
- * never reach it. */
+ * child that does not exec keeps them despite O_CLOEXEC: a fork server
+ * would hold another pool's sockets, a user's fork() child would keep our
+ * workers from ever seeing EOF. A pthread_atfork() child handler closes
+ * them in every child forked from this process (the child cannot use the
+ * pool anyway: pool calls there return -ECHILD). */
 #include "pool-int.h"
 
 #include <pthread.h>
@@ -11,14 +13,33 @@
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static int *reg_fds;
 static size_t reg_n, reg_cap;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 
-void mpg__fdreg_lock(void) { pthread_mutex_lock(&reg_lock); }
-void mpg__fdreg_unlock(void) { pthread_mutex_unlock(&reg_lock); }
+static void before_fork(void) { pthread_mutex_lock(&reg_lock); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&reg_lock); }
+
+static void after_fork_child(void)
+{
+	/* Runs right after fork(): only close(), no malloc. The forking
+	 * thread held reg_lock, so the array is consistent; the lock is
+	 * re-created rather than unlocked by a thread that is not its owner. */
+	for (size_t i = 0; i < reg_n; i++)
+		close(reg_fds[i]);
+	reg_n = 0;
+	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+	reg_lock = fresh;
+}
+
+static void install_atfork(void)
+{
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
 
 void mpg__fdreg_add(int fd)
 {
 	if (fd < 0)
 		return;
+	pthread_once(&reg_once, install_atfork);
 	pthread_mutex_lock(&reg_lock);
 	if (reg_n == reg_cap) {
 		size_t cap = reg_cap ? reg_cap * 2 : 64;
@@ -45,16 +66,4 @@ void mpg__fdreg_del(int fd)
 		}
 	}
 	pthread_mutex_unlock(&reg_lock);
-}
-
-void mpg__fdreg_close_all_in_child(int keep)
-{
-	/* Runs right after fork(): only close(), no lock (the parent's forking
-	 * thread held reg_lock, so the array is consistent), no malloc. */
-	for (size_t i = 0; i < reg_n; i++)
-		if (reg_fds[i] != keep)
-			close(reg_fds[i]);
-	reg_n = 0;
-	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-	reg_lock = fresh;
 }

@@ -213,16 +213,13 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	/* Registered, so the server's atfork handler closes our end: the
+	 * server then sees EOF when the parent dies. */
 	mpg__fdreg_add(sv[0]);
-	/* Hold the registry so the child sees a consistent list to close. */
-	mpg__fdreg_lock();
 	pid_t pid = fork();
-	if (pid == 0) {
-		mpg__fdreg_close_all_in_child(sv[1]);
+	if (pid == 0)
 		server_main(cfg, sv[1]);
-	}
 	int err = errno;
-	mpg__fdreg_unlock();
 	close(sv[1]);
 	if (pid < 0) {
 		mpg__fdreg_del(sv[0]);

@@ -89,14 +89,9 @@ void mpg__error_free(mpg_error *err);
 mpg_error *mpg__error_dup(const mpg_error *err);
 const char *mpg__signal_name(int sig);
 
-/* ---- fd registry: parent-side fds every forked child must close -------- */
+/* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
 void mpg__fdreg_add(int fd);
 void mpg__fdreg_del(int fd);
-void mpg__fdreg_lock(void);
-void mpg__fdreg_unlock(void);
-/* In a fresh child, with the registry locked by the forking thread: close
- * every registered fd except keep. Async-signal-safe: close() only. */
-void mpg__fdreg_close_all_in_child(int keep);
 
 /* ---- shared memory ---------------------------------------------------- */
 int mpg__memfd_from_bytes(const void *data, size_t len, int *ret_fd);

@@ -67,6 +67,7 @@ static struct {
 	bool in_task;
 	pthread_t task_thread;
 	int raise_code;
+	uint64_t tasks_done;
 	char msg[MPG_MAX_MESSAGE];
 } W;
 
@@ -414,7 +415,8 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 		W.out_fds[W.nout_fds++] = W.shm_fd;
 		W.shm_fd = -1;
 	}
-	atomic_fetch_add_explicit(&W.status[W.slot].tasks_done, 1, memory_order_relaxed);
+	/* Single writer: a plain store, no locked read-modify-write per task. */
+	atomic_store_explicit(&W.status[W.slot].tasks_done, ++W.tasks_done, memory_order_relaxed);
 	W.frame_count++;
 	/* A failed task is reported at once: if a later task of the chunk
 	 * kills the worker, the error is not lost and the task not re-run. */
