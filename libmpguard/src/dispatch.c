@@ -329,8 +329,16 @@ static void flush_out(struct mpg_pool *p, struct worker *w)
 			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
 			struct cmsghdr align;
 		} u;
-		struct iovec iov = {.iov_base = f->data + f->sent, .iov_len = f->len - f->sent};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		size_t own = f->len - f->ext_len;
+		struct iovec iov[2];
+		int niov = 0;
+		if (f->sent < own)
+			iov[niov++] = (struct iovec){f->data + f->sent, own - f->sent};
+		if (f->ext_len) {
+			size_t done = f->sent > own ? f->sent - own : 0;
+			iov[niov++] = (struct iovec){(void *)(f->ext + done), f->ext_len - done};
+		}
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
 		if (f->sent == 0 && f->nfds) {
 			memset(&u, 0, sizeof u);
 			mh.msg_control = u.buf;
@@ -510,7 +518,8 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 	mpk_buf_align(&b, body0, 16);
 	if (fixed_in) {
 		n = r.count;
-		mpk_buf_put(&b, job->in_base + r.first * job->in_size, n * job->in_size);
+		f->ext = job->in_base + r.first * job->in_size; /* sent in place, no copy */
+		f->ext_len = n * job->in_size;
 	} else {
 		size_t inline_bytes = 0;
 		for (; n < r.count; n++) {
@@ -569,14 +578,15 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 			mpk_buf_put_u64(&b, len);
 		}
 	}
-	if (b.oom || b.len - sizeof(struct mpk_frame_header) > MPK_FRAME_MAX_BODY)
+	if (b.oom || b.len + f->ext_len - sizeof(struct mpk_frame_header) > MPK_FRAME_MAX_BODY)
 		goto nomem;
 	uint32_t n32 = (uint32_t)n;
 	memcpy(b.data + count_off, &n32, sizeof n32);
 	mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_CHUNK,
-			      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), (uint16_t)f->nfds);
+			      (uint32_t)(b.len + f->ext_len - sizeof(struct mpk_frame_header)),
+			      (uint16_t)f->nfds);
 	f->data = b.data;
-	f->len = b.len;
+	f->len = b.len + f->ext_len;
 	if (send_ctx)
 		w->ctx_job = job->id;
 

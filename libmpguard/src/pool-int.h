@@ -239,8 +239,11 @@ struct job {
 
 struct outframe {
 	struct outframe *next;
-	uint8_t *data;
-	size_t len, sent;
+	uint8_t *data;              /* header and fields, owned */
+	size_t len, sent;           /* len counts ext too */
+	const uint8_t *ext;         /* then bytes sent in place from the caller's
+				     * array (mpg_map_array blocks until done) */
+	size_t ext_len;
 	int fds[MPG_CHUNK_MAX_FDS];
 	unsigned nfds;
 };

@@ -68,6 +68,10 @@ static struct {
 	pthread_t task_thread;
 	int raise_code;
 	uint64_t tasks_done;
+	struct mpk_reader rd;  /* the chunk's inputs */
+	uint32_t i;            /* task of the chunk being run */
+	void *in_map;          /* mapping of a shared-memory input */
+	size_t in_maplen;
 	char msg[MPG_MAX_MESSAGE];
 } W;
 
@@ -369,8 +373,7 @@ MPG_EXPORT int mpg_raise(int code, const char *fmt, ...)
 	siglongjmp(W.jmp, 1);
 }
 
-/* Runs one task; its outcome lands in the results being built. */
-static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
+static void begin_task(size_t index)
 {
 	W.task.index = index;
 	W.rec_off = W.res.len;
@@ -379,41 +382,19 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 	W.shm_base = NULL;
 	atomic_store_explicit(&W.status[W.slot].index, index, memory_order_relaxed);
 	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
+}
 
-	/* No signal mask saved: one sigprocmask per task would cost more than
-	 * the tiny tasks it runs. */
-	volatile bool failed = true; /* survives siglongjmp */
-	if (sigsetjmp(W.jmp, 0) == 0) {
-		W.in_task = true;
-		int rc = fn(&W.task, in, len, W.cfg->userdata);
-		W.in_task = false;
-		failed = rc != 0;
-		if (rc != 0) {
-			char m[64];
-			snprintf(m, sizeof m, "task returned %d", rc);
-			record_error(rc, m);
-		} else if (!W.has_result) {
-			if (fixed_out()) {
-				char m[128];
-				snprintf(m, sizeof m, "task set no result (mpg_map_array needs %zu bytes)",
-					 W.out_size);
-				record_error(-ENODATA, m);
-				failed = true;
-			} else {
-				mpk_buf_align(&W.res, 0, 16);
-				mpk_buf_put_u64(&W.res, ITEM_INLINE);
-				mpk_buf_put_u64(&W.res, 0);
-			}
-		}
-	} else {
-		W.in_task = false;
-		record_error(W.raise_code, W.msg);
-	}
+static void end_task(bool failed)
+{
 	if (W.shm_fd >= 0) {
 		munmap(W.shm_base, W.shm_maplen);
 		W.shm_base = NULL;
 		W.out_fds[W.nout_fds++] = W.shm_fd;
 		W.shm_fd = -1;
+	}
+	if (W.in_map) {
+		munmap(W.in_map, W.in_maplen);
+		W.in_map = NULL;
 	}
 	/* Single writer: a plain store, no locked read-modify-write per task. */
 	atomic_store_explicit(&W.status[W.slot].tasks_done, ++W.tasks_done, memory_order_relaxed);
@@ -423,6 +404,100 @@ static void run_task(mpg_task_fn fn, size_t index, const void *in, size_t len)
 	if (failed || W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES ||
 	    W.nout_fds + 1 >= MPG_CHUNK_MAX_FDS)
 		flush_results();
+}
+
+/* The outcome of a task that returned. */
+static bool task_returned(int rc)
+{
+	if (rc != 0) {
+		char m[64];
+		snprintf(m, sizeof m, "task returned %d", rc);
+		record_error(rc, m);
+		return true;
+	}
+	if (W.has_result)
+		return false;
+	if (fixed_out()) {
+		char m[128];
+		snprintf(m, sizeof m, "task set no result (mpg_map_array needs %zu bytes)", W.out_size);
+		record_error(-ENODATA, m);
+		return true;
+	}
+	mpk_buf_align(&W.res, 0, 16);
+	mpk_buf_put_u64(&W.res, ITEM_INLINE);
+	mpk_buf_put_u64(&W.res, 0);
+	return false;
+}
+
+/* Next input of the chunk: 1 and the bytes, 0 if it could not be mapped
+ * (the task is then ended as failed). Exits on a malformed chunk. */
+static int next_input(const void **in, size_t *len)
+{
+	struct mpk_reader *r = &W.rd;
+	if (W.mode & CHUNK_FIXED_IN) {
+		*in = mpk_get_bytes(r, W.in_size);
+		*len = W.in_size;
+		if (r->err)
+			worker_exit(EX_PROTOCOL_ERROR);
+		return 1;
+	}
+	mpk_get_align(r, 16);
+	uint64_t kind = mpk_get_u64(r);
+	if (kind == ITEM_INLINE) {
+		uint64_t l = mpk_get_u64(r);
+		*in = mpk_get_bytes(r, l);
+		*len = l;
+		if (r->err)
+			worker_exit(EX_PROTOCOL_ERROR);
+		return 1;
+	}
+	if (kind != ITEM_SHM)
+		worker_exit(EX_PROTOCOL_ERROR);
+	uint64_t off = mpk_get_u64(r);
+	uint64_t l = mpk_get_u64(r);
+	if (r->err)
+		worker_exit(EX_PROTOCOL_ERROR);
+	int fd = take_fd();
+	*in = mpg__map_fd(fd, off, l, PROT_READ, &W.in_map, &W.in_maplen);
+	int err = errno;
+	close(fd);
+	*len = l;
+	if (*in)
+		return 1;
+	W.in_map = NULL;
+	char m[96];
+	snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)l, strerror(err));
+	record_error(-err, m);
+	return 0;
+}
+
+/* Run tasks [W.i, W.count) of the chunk. One sigsetjmp per chunk, not per
+ * task: mpg_raise() jumps back here and the loop resumes after the task
+ * that raised. The loop's state lives in W (static storage), which
+ * siglongjmp does not clobber. No signal mask is saved: a sigprocmask per
+ * raise is not worth it, and tasks do not raise from signal handlers. */
+static void run_tasks(mpg_task_fn fn)
+{
+	void *userdata = W.cfg->userdata;
+	if (sigsetjmp(W.jmp, 0) != 0) {
+		W.in_task = false;
+		record_error(W.raise_code, W.msg);
+		end_task(true);
+		W.i++;
+	}
+	for (; W.i < W.count; W.i++) {
+		begin_task(W.first + W.i);
+		const void *in;
+		size_t len;
+		if (!next_input(&in, &len)) {
+			end_task(true);
+			continue;
+		}
+		W.in_task = true;
+		int rc = fn(&W.task, in, len, userdata);
+		W.in_task = false;
+		end_task(task_returned(rc));
+	}
 }
 
 static bool fn_is_mapped(mpg_task_fn fn)
@@ -500,49 +575,9 @@ static void run_chunk(void)
 	}
 
 	mpk_get_align(&r, 16);
-	for (uint32_t i = 0; i < W.count; i++) {
-		size_t index = W.first + i;
-		if (W.mode & CHUNK_FIXED_IN) {
-			const void *in = mpk_get_bytes(&r, W.in_size);
-			if (r.err)
-				worker_exit(EX_PROTOCOL_ERROR);
-			run_task(fn, index, in, W.in_size);
-			continue;
-		}
-		mpk_get_align(&r, 16);
-		uint64_t kind = mpk_get_u64(&r);
-		if (kind == ITEM_INLINE) {
-			uint64_t len = mpk_get_u64(&r);
-			const void *in = mpk_get_bytes(&r, len);
-			if (r.err)
-				worker_exit(EX_PROTOCOL_ERROR);
-			run_task(fn, index, in, len);
-		} else if (kind == ITEM_SHM) {
-			uint64_t off = mpk_get_u64(&r);
-			uint64_t len = mpk_get_u64(&r);
-			if (r.err)
-				worker_exit(EX_PROTOCOL_ERROR);
-			int fd = take_fd();
-			void *base;
-			size_t maplen;
-			const void *in = mpg__map_fd(fd, off, len, PROT_READ, &base, &maplen);
-			close(fd);
-			if (!in) {
-				char m[96];
-				snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)len,
-					 strerror(errno));
-				W.task.index = index;
-				W.rec_off = W.res.len;
-				record_error(-errno, m);
-				W.frame_count++;
-				continue;
-			}
-			run_task(fn, index, in, len);
-			munmap(base, maplen);
-		} else {
-			worker_exit(EX_PROTOCOL_ERROR);
-		}
-	}
+	W.rd = r;
+	W.i = 0;
+	run_tasks(fn);
 out:
 	flush_results();
 	atomic_store_explicit(&W.status[W.slot].state, WS_IDLE, memory_order_relaxed);
