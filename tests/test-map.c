@@ -400,6 +400,86 @@ START_TEST(large_results_come_back_through_shared_memory)
 }
 END_TEST
 
+static atomic_int failures_seen;
+static void count_failure(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	if (mpg_error_get_kind(e) == MPG_ERR_RAISED && mpg_error_code(e) == 7)
+		atomic_fetch_add(&failures_seen, 1);
+}
+
+START_TEST(imap_reports_errors_with_their_index_and_calls_the_error_callback)
+{
+	mpg_pool *p = new_pool(2);
+	enum { N = 1000 };
+	static int64_t x[N];
+	static mpg_buf in[N];
+	for (int i = 0; i < N; i++) {
+		x[i] = i % 10 == 3 ? -i : i;
+		in[i] = (mpg_buf){&x[i], 8};
+	}
+	mpg_options *o;
+	mpg_options_new(&o);
+	mpg_options_set_error_callback(o, count_failure, NULL);
+	mpg_options_set_chunksize(o, 7); /* explicit batches */
+	atomic_store(&failures_seen, 0);
+	mpg_iter *it;
+	ck_assert_int_eq(mpg_imap_unordered(p, maybe_fail, in, N, o, &it), 0);
+	size_t idx, len, ok = 0, bad = 0;
+	const void *d;
+	const mpg_error *err;
+	while (mpg_iter_next(it, &idx, &d, &len, &err) == 1) {
+		if (idx % 10 == 3) {
+			ck_assert_ptr_nonnull(err);
+			ck_assert_ptr_null(d);
+			ck_assert_uint_eq(mpg_error_task(err), idx);
+			bad++;
+		} else {
+			ck_assert_ptr_null(err);
+			ck_assert_int_eq(*(const int64_t *)d, (int64_t)idx);
+			ok++;
+		}
+	}
+	ck_assert_uint_eq(ok, N - N / 10);
+	ck_assert_uint_eq(bad, N / 10);
+	mpg_iter_free(it);
+	mpg_pool_close(p);
+	ck_assert_int_eq(mpg_pool_join(p), 0); /* callbacks have all run */
+	ck_assert_int_eq(atomic_load(&failures_seen), N / 10);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(large_context_and_many_workers)
+{
+	mpg_pool *p = new_pool(32);
+	size_t clen = 3u << 20;
+	struct params *big = calloc(1, clen);
+	big->mul = 3;
+	big->add = 4;
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_context(o, big, clen), 0);
+	enum { N = 64 };
+	int64_t x[N], y[N];
+	for (int i = 0; i < N; i++)
+		x[i] = i;
+	/* affine() wants exactly sizeof(struct params) of context: all fail,
+	 * proving the 3 MiB context arrived whole on 32 workers */
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, affine, x, 8, N, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), N);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	free(big);
+	mpg_pool_close(p);
+	ck_assert_int_eq(mpg_pool_join(p), 0);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *map_suite(void)
 {
 	Suite *s = suite_create("map");
@@ -416,6 +496,8 @@ static Suite *map_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, imap_unordered_yields_every_task_once);
 	tcase_add_test(tc, imap_freed_early_leaves_the_pool_usable);
+	tcase_add_test(tc, imap_reports_errors_with_their_index_and_calls_the_error_callback);
+	tcase_add_test(tc, large_context_and_many_workers);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("submit");
 	tcase_set_timeout(tc, 120);
