@@ -655,7 +655,8 @@ int main(int argc, char **argv)
 	double ta[MAX_REPEAT], tb[MAX_REPEAT];
 
 	/* The pool first: its fork server forks now, before this process has
-	 * the big arrays and the hand-written workers' sockets. */
+	 * the big arrays and the hand-written workers' pipes (the fork server
+	 * and mpkit's workers would keep copies of any fd open now). */
 	int r;
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, cfg.workers)) < 0 ||
 	    (r = mpg_pool_new(opts, &pool)) < 0) {
@@ -677,7 +678,7 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < nalloc; i++)
 		in[i] = (int64_t)i;
 
-	/* Warm up, like the Python side: every worker has run a task once. */
+	/* Warm up, like the Python side: the workers have run a task. */
 	double warm;
 	if (mpkit_map(pool, opts1, in, out, 2 * (size_t)cfg.workers, &warm) < 0)
 		goto out;
@@ -715,8 +716,8 @@ int main(int argc, char **argv)
 	if (pr == 0)
 		row("(c) Python Pool.map, default chunksize", c);
 	else
-		printf("  %-*s skipped: python3 not found\n", LABEL_W,
-		       "(c) Python Pool.map, default chunksize");
+		printf("  %-*s %7s   (python3 not found)\n", LABEL_W,
+		       "(c) Python Pool.map, default chunksize", "skipped");
 	if (pr == 0)
 		ratio("(c)/(a)", c / a, true, BAR_PY_OVER_MPKIT);
 	else
@@ -732,7 +733,8 @@ int main(int argc, char **argv)
 	printf("  %-22s %8zu tasks %8.2f us/task\n", "mpkit chunksize=1", cfg.task_count, us_mpkit);
 	fflush(stdout);
 
-	/* Stop mpkit before Python runs, so it has the machine to itself. */
+	/* Done with mpkit: stop it cleanly (an error here is a bug to see)
+	 * and leave the machine to the last Python run. */
 	if ((r = mpg_pool_close(pool)) < 0 || (r = mpg_pool_join(pool)) < 0) {
 		fprintf(stderr, "bench_map: stopping the mpkit pool: %s\n", strerror(-r));
 		goto out;
@@ -753,7 +755,10 @@ int main(int argc, char **argv)
 	}
 	rc = 0;
 out:
-	fflush(stdout);
+	if (fflush(stdout) == EOF) {
+		perror("bench_map: stdout");
+		rc = 1;
+	}
 	if (hp_started && hpool_stop(&hp) < 0)
 		rc = 1;
 	mpg_pool_free(pool);
