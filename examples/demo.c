@@ -1,13 +1,20 @@
 /* The README's demo: a map over 12 inputs in which task 3 raises an error
- * and task 7 crashes its worker with SIGSEGV. The pool reports both as
- * structured errors, replaces the dead worker, and goes on. */
+ * and task 7 crashes its worker with a NULL dereference. The pool reports
+ * both as structured errors with backtraces, replaces the dead worker, and
+ * goes on. */
 #include <mpguard.h>
 
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+static int64_t *volatile nowhere; /* NULL */
+
+static __attribute__((noinline)) int64_t lookup(int64_t x)
+{
+	return x == 7 ? *nowhere : x; /* 7: a real segfault */
+}
 
 static int square(mpg_task *task, const void *in, size_t len, void *userdata)
 {
@@ -18,8 +25,7 @@ static int square(mpg_task *task, const void *in, size_t len, void *userdata)
 	memcpy(&x, in, sizeof x);
 	if (x == 3)
 		mpg_raise(42, "refusing to square %" PRId64 ": three is unlucky", x);
-	if (x == 7)
-		raise(SIGSEGV); /* a real crash: the worker dies */
+	x = lookup(x);
 	int64_t y = x * x;
 	return mpg_task_set_result(task, &y, sizeof y);
 }
@@ -73,9 +79,16 @@ int main(void)
 		}
 		const mpg_error *e = mpg_results_error(res, i);
 		printf("  %2zu -> FAILED  kind=%s worker=%d pid=%d code=%d signal=%d\n"
-		       "              %s\n", i, mpg_error_kind_name(mpg_error_get_kind(e)),
+		       "        %s\n", i, mpg_error_kind_name(mpg_error_get_kind(e)),
 		       mpg_error_worker(e), (int)mpg_error_pid(e), mpg_error_code(e),
 		       mpg_error_signal(e), mpg_error_message(e));
+		const char *bt = mpg_error_backtrace(e);
+		for (const char *line = bt; line && *line;) {
+			const char *end = strchr(line, '\n');
+			int n = end ? (int)(end - line) : (int)strlen(line);
+			printf("        %.*s\n", n, line);
+			line += n + (end != NULL);
+		}
 	}
 	printf("%zu of %zu tasks failed\n", mpg_results_failed(res), mpg_results_count(res));
 	mpg_results_free(res);

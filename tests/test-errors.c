@@ -416,6 +416,154 @@ START_TEST(every_task_ends_exactly_once_under_mixed_failures)
 }
 END_TEST
 
+/* ---- crash reports and backtraces ------------------------------------- */
+
+static volatile int64_t *volatile bad_pointer = (volatile int64_t *)16;
+static const int crash_line = __LINE__ + 4; /* the dereference below */
+__attribute__((noinline)) static int64_t crash_here(volatile int64_t *p)
+{
+	int64_t v;
+	v = *p; /* faults: p is 0x10 */
+	return v;
+}
+
+static volatile int after_raise;
+static const int raise_line = __LINE__ + 3; /* the mpg_raise() below */
+__attribute__((noinline)) static void raise_here(int64_t x)
+{
+	mpg_raise(33, "raised at %d", (int)x);
+	after_raise++; /* not reached; keeps the call from being a tail call */
+}
+
+static volatile int recurse_limit = 1 << 30; /* never reached: the stack ends first */
+__attribute__((noinline)) static int recurse(volatile int depth)
+{
+	if (depth > recurse_limit)
+		return 0;
+	volatile char pad[256];
+	pad[0] = (char)depth;
+	return recurse(depth + 1) + pad[0]; /* no tail call: the stack grows */
+}
+
+/* UBSan must not stop strlen(NULL) before it faults. */
+__attribute__((no_sanitize_undefined))
+static int crashes(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in);
+	if (x == 1)
+		x = crash_here(bad_pointer);
+	else if (x == 2)
+		raise_here(x);
+	else if (x == 3)
+		x = (int64_t)strlen(*(char *volatile *)&(char *){NULL}); /* in libc */
+	else if (x == 4)
+		x = recurse(0);
+	else if (x == 5)
+		abort();
+	return mpg_task_set_result(t, &x, 8);
+}
+
+static const mpg_error *crash_error(mpg_pool *p, int64_t what, mpg_results **res)
+{
+	int64_t x[3] = {0, what, 0}, y[3];
+	ck_assert_int_eq(mpg_map_array(p, crashes, x, 8, 3, y, 8, NULL, res), 0);
+	ck_assert_uint_eq(mpg_results_failed(*res), 1);
+	const mpg_error *e = mpg_results_error(*res, 1);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_ptr_nonnull(mpg_error_backtrace(e));
+	return e;
+}
+
+START_TEST(segfault_reports_si_code_address_and_file_line)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 1, &res);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_SIGNALED);
+	ck_assert_int_eq(mpg_error_signal(e), SIGSEGV);
+	int code;
+	uintptr_t addr;
+	ck_assert_int_eq(mpg_error_fault(e, &code, &addr), 0);
+	ck_assert_int_eq(code, SEGV_MAPERR);
+	ck_assert_uint_eq(addr, 16);
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "SEGV_MAPERR"));
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "address not mapped"));
+	const char *bt = mpg_error_backtrace(e);
+	char want[64];
+	snprintf(want, sizeof want, "(test-errors.c:%d)", crash_line);
+	/* the first frame is the faulting one, in the task's code, not the handler */
+	ck_assert_msg(strncmp(bt, "#0 ", 3) == 0 && strstr(bt, "crash_here"), "%s", bt);
+	ck_assert_msg(strstr(strstr(bt, "crash_here"), want), "want %s in\n%s", want, bt);
+	ck_assert_msg(strstr(bt, "crashes"), "%s", bt); /* the task function, a caller */
+	ck_assert_msg(!strstr(bt, "on_crash") && !strstr(bt, "run_tasks"), "%s", bt);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(raise_carries_a_backtrace_of_where_it_was_raised)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 2, &res);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
+	ck_assert_int_eq(mpg_error_fault(e, NULL, NULL), -ENODATA);
+	const char *bt = mpg_error_backtrace(e);
+	char want[64];
+	snprintf(want, sizeof want, "raise_here"); /* maybe raise_here.constprop.0 */
+	ck_assert_msg(strncmp(bt, "#0 ", 3) == 0 && strstr(bt, want), "%s", bt);
+	snprintf(want, sizeof want, "(test-errors.c:%d)", raise_line);
+	ck_assert_msg(strstr(bt, want), "want %s in\n%s", want, bt);
+	ck_assert_msg(!strstr(bt, "mpg_raise"), "%s", bt);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(fault_inside_a_shared_library_names_the_library_then_the_caller)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 3, &res);
+	ck_assert_int_eq(mpg_error_signal(e), SIGSEGV);
+	const char *bt = mpg_error_backtrace(e);
+	const char *nl = strchr(bt, '\n');
+	ck_assert_ptr_nonnull(nl);
+	/* libc's strlen, or the sanitizer runtime's interceptor under ASan */
+	ck_assert_msg(memmem(bt, (size_t)(nl - bt), ".so", 3) &&
+		      !memmem(bt, (size_t)(nl - bt), "[test-errors]", 13), "%s", bt);
+	ck_assert_msg(strstr(nl, "crashes"), "%s", bt);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(stack_overflow_is_caught_and_reported)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 4, &res);
+	ck_assert_int_eq(mpg_error_signal(e), SIGSEGV);
+	ck_assert_int_eq(mpg_error_fault(e, NULL, NULL), 0); /* the handler ran, on its own stack */
+	ck_assert_msg(strstr(mpg_error_backtrace(e), "recurse"), "%s", mpg_error_backtrace(e));
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(abort_reports_sigabrt_with_a_backtrace)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 5, &res);
+	ck_assert_int_eq(mpg_error_signal(e), SIGABRT);
+	ck_assert_msg(strstr(mpg_error_backtrace(e), "crashes"), "%s", mpg_error_backtrace(e));
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
@@ -428,6 +576,14 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, worker_killed_mid_task_neither_hangs_nor_loses_tasks);
 	tcase_add_test(tc, garbage_from_a_worker_is_a_protocol_error_of_that_task);
 	tcase_add_test(tc, every_task_ends_exactly_once_under_mixed_failures);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("backtraces");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, segfault_reports_si_code_address_and_file_line);
+	tcase_add_test(tc, raise_carries_a_backtrace_of_where_it_was_raised);
+	tcase_add_test(tc, fault_inside_a_shared_library_names_the_library_then_the_caller);
+	tcase_add_test(tc, stack_overflow_is_caught_and_reported);
+	tcase_add_test(tc, abort_reports_sigabrt_with_a_backtrace);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policies");
 	tcase_set_timeout(tc, 120);

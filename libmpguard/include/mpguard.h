@@ -321,8 +321,16 @@ MPG_EXPORT int mpg_error_signal(const mpg_error *err);
 MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *err);
 /** The message: the task's for RAISED, the pool's explanation otherwise. */
 MPG_EXPORT const char *mpg_error_message(const mpg_error *err);
-/** Symbolized backtrace, one frame a line, or NULL when none was taken. */
+/** Symbolized backtrace, one frame a line, innermost first, or NULL when
+ *  none was taken. Each line reads "#N 0xADDR function+0xOFF (file.c:LINE)
+ *  [module]"; inlined calls get their own line marked "[inlined]". For a
+ *  crash the first frame is the faulting instruction; for MPG_ERR_RAISED it
+ *  is where mpg_raise() was called. Since 0.1. */
 MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *err);
+/** For a crash the worker's handler reported (SIGNALED): si_code (e.g.
+ *  SEGV_MAPERR) and the fault address (si_addr). Returns 0, or -ENODATA
+ *  when there was no crash report. Since 0.1. */
+MPG_EXPORT int mpg_error_fault(const mpg_error *err, int *si_code, uintptr_t *address);
 /** One line for humans, e.g. "task 7 failed on worker 1 (pid 4242):
  *  killed by SIGKILL (perhaps out of memory)". */
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);

@@ -3,8 +3,10 @@
  * deaths into task errors, replaces workers, applies the failure policy and
  * runs the user's callbacks (without the pool lock). */
 #include "pool-int.h"
+#include "crash-int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,22 +168,79 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 	task_ended(p, job);
 }
 
+/* How a task failed, with what the worker could tell about it. */
+struct failure {
+	mpg_error_kind kind;
+	int code, sig;
+	const char *msg;
+	bool has_fault;            /* a crash report arrived */
+	int si_code;
+	uint64_t addr;
+	const uint64_t *ips;       /* raw backtrace, symbolized if the task fails for good */
+	unsigned nips;
+	bool first_exact;          /* ips[0] is the faulting instruction itself */
+};
+
 /* A task failed in a worker: retry or fail it. */
-static void task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
-			unsigned attempts, mpg_error_kind kind, int code, int sig, const char *msg)
+static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
+			   unsigned attempts, const struct failure *f)
 {
-	if (job->cancelled) {
+	if (job->cancelled)
 		return; /* ended by the cancellation */
-	}
 	if (attempts < job->cfg.retries &&
 	    redo_push(job, (struct redo){.first = index, .count = 1, .attempts = attempts + 1,
 					  .avoid = w ? (int)w->slot : -1}) == 0) {
 		p->stats.tasks_retried++;
 		return;
 	}
-	mpg_error *err = mpg__error_new(kind, index, w ? (int)w->slot : -1, w ? w->pid : 0, code,
-					sig, attempts + 1, msg);
+	mpg_error *err = mpg__error_new(f->kind, index, w ? (int)w->slot : -1, w ? w->pid : 0,
+					f->code, f->sig, attempts + 1, f->msg);
+	if (err && f->has_fault)
+		mpg__error_set_fault(err, f->si_code, f->addr);
+	if (err && f->nips)
+		err->backtrace = mpg__symbolize(w ? &w->modules : NULL, f->ips, f->nips,
+						f->first_exact);
 	fail_task(p, job, index, err);
+}
+
+static void task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
+			unsigned attempts, mpg_error_kind kind, int code, int sig, const char *msg)
+{
+	struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
+	task_failed_ex(p, w, job, index, attempts, &f);
+}
+
+/* A raised error from a result frame: code, message, where it was raised. */
+static void raised(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
+		   unsigned attempts, struct mpk_reader *r)
+{
+	int code = (int)mpk_get_u32(r);
+	uint32_t ml = mpk_get_u32(r);
+	uint32_t nips = mpk_get_u32(r);
+	const char *m = mpk_get_bytes(r, ml);
+	const uint8_t *ipb = mpk_get_bytes(r, (size_t)nips * 8);
+	uint64_t ips[MPG_MAX_FRAMES];
+	if (nips > MPG_MAX_FRAMES)
+		nips = 0;
+	if (ipb)
+		memcpy(ips, ipb, (size_t)nips * 8);
+	char *msg = m ? strndup(m, ml) : NULL;
+	struct failure f = {.kind = MPG_ERR_RAISED, .code = code, .msg = msg ? msg : "(out of memory)",
+			    .ips = ips, .nips = ipb ? nips : 0};
+	task_failed_ex(p, w, job, index, attempts, &f);
+	free(msg);
+}
+
+/* Validate one raised-error record without using it. */
+static void skip_error(struct mpk_reader *r)
+{
+	mpk_get_u32(r);
+	uint32_t ml = mpk_get_u32(r);
+	uint32_t nips = mpk_get_u32(r);
+	if (nips > MPG_MAX_FRAMES)
+		r->err = true;
+	mpk_get_bytes(r, ml);
+	mpk_get_bytes(r, (size_t)nips * 8);
 }
 
 static void task_ok(struct mpg_pool *p, struct job *job, size_t index, const void *data,
@@ -721,13 +780,13 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 			goto bad;
 		/* Errors are validated before any task of the frame ends. */
 		struct mpk_reader er = r;
+		int64_t last = -1;
 		for (uint32_t e = 0; e < nerr; e++) {
 			uint32_t rel = mpk_get_u32(&er);
-			mpk_get_u32(&er);
-			uint32_t ml = mpk_get_u32(&er);
-			mpk_get_bytes(&er, ml);
-			if (rel >= count)
-				er.err = true;
+			skip_error(&er);
+			if (rel >= count || (int64_t)rel <= last)
+				er.err = true; /* in order, each task once */
+			last = rel;
 		}
 		if (er.err || er.left)
 			goto bad;
@@ -737,14 +796,8 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 			st[i] = ITEM_OK;
 		for (uint32_t e = 0; e < nerr; e++) {
 			uint32_t rel = mpk_get_u32(&r);
-			int code = (int)mpk_get_u32(&r);
-			uint32_t ml = mpk_get_u32(&r);
-			const char *m = mpk_get_bytes(&r, ml);
-			char *msg = strndup(m, ml);
 			st[rel] = ITEM_PENDING;
-			task_failed(p, w, job, first + rel, c->attempts, MPG_ERR_RAISED, code, 0,
-				    msg ? msg : "(out of memory)");
-			free(msg);
+			raised(p, w, job, first + rel, c->attempts, &r);
 		}
 		size_t ok = count - nerr;
 		p->stats.tasks_ok += ok;
@@ -767,8 +820,7 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 			mpk_get_u64(&vr);
 			want_fds++;
 		} else if (k == ITEM_ERROR) {
-			mpk_get_u32(&vr);
-			mpk_get_bytes(&vr, mpk_get_u32(&vr));
+			skip_error(&vr);
 		} else {
 			vr.err = true;
 		}
@@ -827,13 +879,7 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 			if (job->kind == JOB_IMAP && b->refs == 0)
 				mpg__blob_free(b);
 		} else {
-			int code = (int)mpk_get_u32(&r);
-			uint32_t ml = mpk_get_u32(&r);
-			const char *m = mpk_get_bytes(&r, ml);
-			char *msg = strndup(m, ml);
-			task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, code, 0,
-				    msg ? msg : "(out of memory)");
-			free(msg);
+			raised(p, w, job, index, c->attempts, &r);
 		}
 	}
 	bytes /= count;
@@ -846,6 +892,35 @@ bad:
 	c->done -= count;
 	protocol_error(p, w, "worker sent a malformed result frame (%zu bytes)", len);
 	return -EPROTO;
+}
+
+/* The crash handler's last words: kept until the worker's exit is known. */
+static void crash_report(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len)
+{
+	struct mpg__crash_head c;
+	if (len < sizeof c) {
+		protocol_error(p, w, "worker sent a truncated crash report (%zu bytes)", len);
+		return;
+	}
+	memcpy(&c, body, sizeof c);
+	if (c.nips > MPG_MAX_FRAMES || len != sizeof c + c.nips * sizeof(uint64_t)) {
+		protocol_error(p, w, "worker sent a malformed crash report (%zu bytes)", len);
+		return;
+	}
+	w->crash = c;
+	memcpy(w->crash_ips, body + sizeof c, c.nips * sizeof(uint64_t));
+	w->crashed = true;
+}
+
+static int modules_report(struct worker *w, const uint8_t *body, size_t len)
+{
+	struct mpg__modlist l;
+	int r = mpg__modlist_decode(body, len, &l);
+	if (r < 0)
+		return r;
+	mpg__modlist_free(&w->modules);
+	w->modules = l;
+	return 0;
 }
 
 /* Read everything the worker sent; process complete frames. */
@@ -906,7 +981,7 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 			struct mpk_frame_header h;
 			memcpy(&h, w->in.data + off, sizeof h);
 			int rc = mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY);
-			if (rc < 0 || h.type != MSG_RESULT) {
+			if (rc < 0 || h.type < MSG_RESULT || h.type > MSG_MODULES) {
 				protocol_error(p, w, "worker wrote %zu bytes that are not a valid frame (%s)",
 					       w->in.len - off,
 					       rc == -EBADMSG ? "bad magic" : rc < 0 ? strerror(-rc) :
@@ -915,8 +990,17 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 			}
 			if (w->in.len - off < sizeof h + h.length)
 				break;
-			if (process_result(p, w, w->in.data + off + sizeof h, h.length, h.nfds) < 0)
+			const uint8_t *body = w->in.data + off + sizeof h;
+			if (h.type == MSG_RESULT) {
+				if (process_result(p, w, body, h.length, h.nfds) < 0)
+					break;
+			} else if (h.type == MSG_CRASH) {
+				crash_report(p, w, body, h.length);
+			} else if (modules_report(w, body, h.length) < 0) {
+				protocol_error(p, w, "worker sent a malformed module list (%u bytes)",
+					       h.length);
 				break;
+			}
 			off += sizeof h + h.length;
 		}
 		mpk_buf_consume(&w->in, off);
@@ -955,6 +1039,19 @@ static void classify_death(const struct worker *w, int status, mpg_error_kind *k
 	} else if (WIFSIGNALED(status)) {
 		*sig = WTERMSIG(status);
 		*kind = is_crash_signal(*sig) ? MPG_ERR_SIGNALED : MPG_ERR_KILLED;
+		if (w->crashed && (int)w->crash.signo == *sig) {
+			const char *desc;
+			const char *name = mpg__si_code_name(*sig, w->crash.code, &desc);
+			char from[48] = "";
+			if (w->crash.code <= 0 && w->crash.sender_pid > 0)
+				snprintf(from, sizeof from, " by pid %d", w->crash.sender_pid);
+			if (w->crash.code > 0 && *sig != SIGABRT)
+				snprintf(msg, msglen, "%s (%s: %s) at address 0x%" PRIx64, strsignal(*sig),
+					 name, desc, w->crash.addr);
+			else
+				snprintf(msg, msglen, "%s (%s: %s%s)", strsignal(*sig), name, desc, from);
+			return;
+		}
 		snprintf(msg, msglen, "%s%s%s", strsignal(*sig),
 			 WCOREDUMP(status) ? " (core dumped)" : "",
 			 *sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" :
@@ -1019,7 +1116,16 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 		if (blamed && wjob == job->id && windex >= start && windex < end) {
 			requeue(p, w, job, start, windex - start, c->attempts, c->lost, c->avoid, kind,
 				code, sig, msg);
-			task_failed(p, w, job, windex, c->attempts, kind, code, sig, msg);
+			struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
+			if (w->crashed && (int)w->crash.signo == sig) {
+				f.has_fault = true;
+				f.si_code = w->crash.code;
+				f.addr = w->crash.addr;
+				f.ips = w->crash_ips;
+				f.nips = w->crash.nips;
+				f.first_exact = true;
+			}
+			task_failed_ex(p, w, job, windex, c->attempts, &f);
 			requeue(p, w, job, windex + 1, end - windex - 1, c->attempts, c->lost, c->avoid,
 				kind, code, sig, msg);
 		} else {
@@ -1031,6 +1137,8 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	}
 	free(w->protocol_error);
 	w->protocol_error = NULL;
+	mpg__modlist_free(&w->modules);
+	w->crashed = false;
 	w->state = W_EMPTY;
 	w->pid = 0;
 	p->live_workers--;

@@ -94,12 +94,21 @@ mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pi
 	return e;
 }
 
+void mpg__error_set_fault(mpg_error *e, int si_code, uint64_t addr)
+{
+	e->has_fault = true;
+	e->si_code = si_code;
+	e->addr = addr;
+}
+
 mpg_error *mpg__error_dup(const mpg_error *src)
 {
 	mpg_error *e = mpg__error_new(src->kind, src->task, src->worker, src->pid, src->code,
 				      src->sig, src->attempts, src->message);
 	if (e && src->backtrace)
 		e->backtrace = strdup(src->backtrace);
+	if (e && src->has_fault)
+		mpg__error_set_fault(e, src->si_code, src->addr);
 	return e;
 }
 
@@ -123,3 +132,14 @@ MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *e) { return e ? e->attem
 MPG_EXPORT const char *mpg_error_message(const mpg_error *e) { return e ? e->message : NULL; }
 MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *e) { return e ? e->backtrace : NULL; }
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *e) { return e ? e->describe : NULL; }
+
+MPG_EXPORT int mpg_error_fault(const mpg_error *e, int *si_code, uintptr_t *address)
+{
+	if (!e || !e->has_fault)
+		return -ENODATA;
+	if (si_code)
+		*si_code = e->si_code;
+	if (address)
+		*address = (uintptr_t)e->addr;
+	return 0;
+}

@@ -3,6 +3,7 @@
 
 #include "mpguard.h"
 #include "wire-int.h"
+#include "crash-int.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -78,6 +79,9 @@ struct mpg_error {
 	int code;
 	int sig;
 	unsigned attempts;
+	bool has_fault;
+	int si_code;
+	uint64_t addr;
 	char *message;
 	char *backtrace;
 	char *describe;
@@ -86,6 +90,7 @@ struct mpg_error {
 mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
 			  int code, int sig, unsigned attempts, const char *message);
 void mpg__error_free(mpg_error *err);
+void mpg__error_set_fault(mpg_error *err, int si_code, uint64_t addr);
 mpg_error *mpg__error_dup(const mpg_error *err);
 const char *mpg__signal_name(int sig);
 
@@ -106,6 +111,8 @@ void *mpg__map_fd(int fd, uint64_t off, size_t len, int prot, void **base, size_
 enum {
 	MSG_CHUNK = 1,  /* parent -> worker */
 	MSG_RESULT = 2, /* worker -> parent */
+	MSG_CRASH = 3,   /* worker -> parent: from the crash handler */
+	MSG_MODULES = 4, /* worker -> parent: loaded modules, for symbolization */
 };
 enum {
 	CHUNK_FIXED_IN = 1u << 0,
@@ -271,6 +278,10 @@ struct worker {
 	bool sock_eof;
 	bool killed_by_pool;
 	char *protocol_error;       /* garbage seen: why */
+	struct mpg__modlist modules;/* what it has loaded, for symbolization */
+	bool crashed;               /* its crash handler reported */
+	struct mpg__crash_head crash;
+	uint64_t crash_ips[MPG_MAX_FRAMES];
 	struct outframe *out_head, *out_tail;
 	struct mpk_buf in;
 	int fdq[2 * MPG_CHUNK_MAX_FDS];

@@ -34,8 +34,11 @@ static void pool_release(struct mpg_pool *p)
 {
 	mpg__pool_bury(p);
 	if (p->workers) {
-		for (unsigned i = 0; i < p->nworkers; i++)
+		for (unsigned i = 0; i < p->nworkers; i++) {
 			mpk_buf_free(&p->workers[i].in);
+			mpg__modlist_free(&p->workers[i].modules);
+			free(p->workers[i].protocol_error);
+		}
 		free(p->workers);
 	}
 	if (p->epfd >= 0) {

@@ -3,6 +3,7 @@
  * server, so it may allocate freely. It publishes the task it is running in
  * shared memory, so that if it dies the parent knows which task killed it. */
 #include "pool-int.h"
+#include "crash-int.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -73,6 +74,10 @@ static struct {
 	void *in_map;          /* mapping of a shared-memory input */
 	size_t in_maplen;
 	char msg[MPG_MAX_MESSAGE];
+	uint64_t raise_ips[MPG_MAX_FRAMES];
+	uint32_t raise_nips;
+	volatile bool sending;  /* a frame is half written: the crash handler keeps out */
+	unsigned nmodules;      /* modules the parent knows of */
 } W;
 
 static _Noreturn void worker_exit(int status)
@@ -155,6 +160,7 @@ static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfd
 		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
+	W.sending = true;
 	while (mh.msg_iovlen) {
 		ssize_t w = sendmsg(W.sock, &mh, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
@@ -174,6 +180,27 @@ static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfd
 			mh.msg_iov->iov_len -= left;
 		}
 	}
+	W.sending = false;
+}
+
+/* Tell the parent which modules are loaded, at start and after a task
+ * dlopen()ed one, so it can symbolize a crash after we are gone. */
+static void send_modules_if_changed(void)
+{
+	unsigned n = mpg__modules_count();
+	if (n == W.nmodules)
+		return;
+	struct mpk_buf b = {0};
+	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
+	if (mpg__modules_encode(&b) >= 0 && !b.oom &&
+	    b.len - sizeof(struct mpk_frame_header) <= MPK_FRAME_MAX_BODY) {
+		mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_MODULES,
+				      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), 0);
+		struct iovec iov = {b.data, b.len};
+		send_all(&iov, 1, NULL, 0);
+		W.nmodules = n;
+	}
+	mpk_buf_free(&b);
 }
 
 static bool fixed_out(void) { return W.mode & CHUNK_FIXED_OUT; }
@@ -249,25 +276,31 @@ static void reset_result(void)
 	W.has_result = false;
 }
 
-static void record_error(int code, const char *msg)
+/* The task failed: code, message and, for mpg_raise(), where it raised. */
+static void record_error_at(int code, const char *msg, const uint64_t *ips, uint32_t nips)
 {
 	reset_result();
 	uint32_t mlen = (uint32_t)strnlen(msg, MPG_MAX_MESSAGE - 1);
+	struct mpk_buf *b = fixed_out() ? &W.errs : &W.res;
 	if (fixed_out()) {
 		memset(W.fixed + (W.task.index - W.first) * W.out_size, 0, W.out_size);
-		mpk_buf_put_u32(&W.errs, (uint32_t)(W.task.index - W.first - W.frame_first));
-		mpk_buf_put_u32(&W.errs, (uint32_t)code);
-		mpk_buf_put_u32(&W.errs, mlen);
-		mpk_buf_put(&W.errs, msg, mlen);
+		mpk_buf_put_u32(b, (uint32_t)(W.task.index - W.first - W.frame_first));
 		W.nerrs++;
 	} else {
-		mpk_buf_align(&W.res, 0, 16);
-		mpk_buf_put_u64(&W.res, ITEM_ERROR);
-		mpk_buf_put_u32(&W.res, (uint32_t)code);
-		mpk_buf_put_u32(&W.res, mlen);
-		mpk_buf_put(&W.res, msg, mlen);
+		mpk_buf_align(b, 0, 16);
+		mpk_buf_put_u64(b, ITEM_ERROR);
 	}
+	mpk_buf_put_u32(b, (uint32_t)code);
+	mpk_buf_put_u32(b, mlen);
+	mpk_buf_put_u32(b, nips);
+	mpk_buf_put(b, msg, mlen);
+	mpk_buf_put(b, ips, nips * sizeof *ips);
 	W.has_result = true;
+}
+
+static void record_error(int code, const char *msg)
+{
+	record_error_at(code, msg, NULL, 0);
 }
 
 static void *result_room(mpg_task *t, size_t len)
@@ -370,6 +403,8 @@ MPG_EXPORT int mpg_raise(int code, const char *fmt, ...)
 	else if ((size_t)n >= sizeof W.msg)
 		memcpy(W.msg + sizeof W.msg - 4, "...", 4);
 	W.raise_code = code;
+	/* Where it was raised: skip the unwinder's frame and our own. */
+	W.raise_nips = mpg__backtrace_here(W.raise_ips, MPG_MAX_FRAMES, 2);
 	siglongjmp(W.jmp, 1);
 }
 
@@ -476,12 +511,13 @@ static int next_input(const void **in, size_t *len)
  * that raised. The loop's state lives in W (static storage), which
  * siglongjmp does not clobber. No signal mask is saved: a sigprocmask per
  * raise is not worth it, and tasks do not raise from signal handlers. */
-static void run_tasks(mpg_task_fn fn)
+/* Not inlined: backtraces stop at its frame (see mpg__crash_install). */
+__attribute__((noinline)) static void run_tasks(mpg_task_fn fn)
 {
 	void *userdata = W.cfg->userdata;
 	if (sigsetjmp(W.jmp, 0) != 0) {
 		W.in_task = false;
-		record_error(W.raise_code, W.msg);
+		record_error_at(W.raise_code, W.msg, W.raise_ips, W.raise_nips);
 		end_task(true);
 		W.i++;
 	}
@@ -600,7 +636,10 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	snprintf(name, sizeof name, "mpg-worker-%u", slot);
 	prctl(PR_SET_NAME, name);
 	signal(SIGCHLD, SIG_DFL);
+	/* Before any task: the handler's memory and libunwind's state. */
+	(void)mpg__crash_install(sock, &W.sending, (const void *)(uintptr_t)run_tasks);
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
+	send_modules_if_changed();
 
 	for (;;) {
 		struct mpk_frame_header h;
@@ -614,6 +653,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 			worker_exit(EX_PROTOCOL_ERROR);
 		if (h.length && read_full(b, h.length) == 0)
 			worker_exit(EX_PROTOCOL_ERROR);
+		send_modules_if_changed(); /* a task of the last chunk may have dlopen()ed */
 		run_chunk();
 		/* fds the chunk did not claim would leak */
 		while (W.nfdq)

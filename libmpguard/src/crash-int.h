@@ -1,0 +1,55 @@
+/* Crash reports and backtraces: the worker-side handler and module list,
+ * the parent-side symbolizer. Internal. */
+#pragma once
+
+#include "wire-int.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MPG_MAX_FRAMES 64u
+
+/* Body of a MSG_CRASH frame, followed by nips u64 instruction pointers,
+ * the faulting frame first. */
+struct mpg__crash_head {
+	uint32_t signo;
+	int32_t code;        /* si_code */
+	uint64_t addr;       /* si_addr: the fault address */
+	int32_t sender_pid;  /* for signals sent with kill(): who sent it */
+	uint32_t nips;
+};
+
+/* Worker side. */
+/* task_loop: the function that calls task functions; backtraces stop there. */
+int mpg__crash_install(int sock, const volatile bool *sending, const void *task_loop);
+unsigned mpg__backtrace_here(uint64_t *ips, unsigned max, unsigned skip);
+/* Append this process's module list (a MSG_MODULES body) to b; returns the
+ * number of modules, so callers can tell when a dlopen() added one. */
+unsigned mpg__modules_count(void);
+int mpg__modules_encode(struct mpk_buf *b);
+
+/* Parent side. */
+struct mpg__module {
+	uint64_t bias;       /* load bias (dlpi_addr) */
+	uint64_t lo, hi;     /* mapped address range of its PT_LOAD segments */
+	char *path;
+	uint8_t build_id[64];
+	uint32_t build_id_len;
+};
+
+struct mpg__modlist {
+	struct mpg__module *m;
+	size_t n;
+};
+
+int mpg__modlist_decode(const void *body, size_t len, struct mpg__modlist *out);
+void mpg__modlist_free(struct mpg__modlist *l);
+/* "#N 0xADDR function+off (file.c:LINE) [module]" lines; malloc'd, or NULL.
+ * ips[0] is exact when first_exact (a signal frame); the others are return
+ * addresses, looked up one byte earlier to name the call's line. */
+char *mpg__symbolize(const struct mpg__modlist *mods, const uint64_t *ips, unsigned n,
+		     bool first_exact);
+/* "address not mapped to object" for SIGSEGV/SEGV_MAPERR, etc. */
+const char *mpg__si_code_name(int sig, int code, const char **description);
