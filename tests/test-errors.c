@@ -564,6 +564,114 @@ START_TEST(abort_reports_sigabrt_with_a_backtrace)
 }
 END_TEST
 
+/* ---- time limits, recycling --------------------------------------------- */
+
+static volatile int spin_forever = 1;
+__attribute__((noinline)) static void spin_here(void)
+{
+	while (spin_forever)
+		; /* stuck: the time limit must end it */
+}
+
+static int block_fd_in_task = -1;
+__attribute__((noinline)) static void block_here(void)
+{
+	char c;
+	(void)!read(block_fd_in_task, &c, 1); /* never written */
+}
+
+static int slow(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in);
+	if (x == -1)
+		spin_here();
+	if (x == -2)
+		block_here();
+	return mpg_task_set_result(t, &x, 8);
+}
+
+START_TEST(timeout_ends_a_stuck_task_with_where_it_was_stuck)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0); /* inherited by the workers on purpose */
+	block_fd_in_task = pfd[0];
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 100), 0);
+	int64_t x[8] = {0, 1, -1, 3, 4, -2, 6, 7}, y[8];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, slow, x, 8, 8, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 2);
+	const char *where[2] = {"spin_here", "block_here"};
+	size_t idx[2] = {2, 5};
+	for (int k = 0; k < 2; k++) {
+		const mpg_error *e = mpg_results_error(res, idx[k]);
+		ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_TIMEOUT);
+		ck_assert_int_eq(mpg_error_signal(e), SIGKILL);
+		ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "100 ms"));
+		const char *bt = mpg_error_backtrace(e);
+		ck_assert_msg(bt && strstr(bt, where[k]) && strstr(bt, "slow"), "%s", bt ? bt : "(none)");
+	}
+	for (int i = 0; i < 8; i++)
+		if (i != 2 && i != 5)
+			ck_assert_int_eq(y[i], x[i]);
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.tasks_timed_out, 2);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+static int whoami(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	int64_t pid = getpid();
+	return mpg_task_set_result(t, &pid, 8);
+}
+
+START_TEST(max_tasks_per_worker_replaces_workers_after_n_tasks)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	ck_assert_int_eq(mpg_options_set_max_tasks_per_worker(o, 10), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	enum { N = 100 };
+	int64_t x[N] = {0}, pids[N];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, whoami, x, 8, N, pids, 8, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	int distinct = 0;
+	for (int i = 0; i < N; i++) {
+		int count = 0, seen_before = 0;
+		for (int j = 0; j < N; j++)
+			count += pids[j] == pids[i];
+		for (int j = 0; j < i; j++)
+			seen_before |= pids[j] == pids[i];
+		ck_assert_int_le(count, 10);
+		distinct += !seen_before;
+	}
+	ck_assert_int_ge(distinct, 10);
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_ge(st.workers_recycled, 8);
+	ck_assert_uint_eq(st.workers_replaced, 0);
+	mpg_results_free(res);
+	mpg_pool_close(p);
+	ck_assert_int_eq(mpg_pool_join(p), 0);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
@@ -584,6 +692,11 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, fault_inside_a_shared_library_names_the_library_then_the_caller);
 	tcase_add_test(tc, stack_overflow_is_caught_and_reported);
 	tcase_add_test(tc, abort_reports_sigabrt_with_a_backtrace);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, timeout_ends_a_stuck_task_with_where_it_was_stuck);
+	tcase_add_test(tc, max_tasks_per_worker_replaces_workers_after_n_tasks);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policies");
 	tcase_set_timeout(tc, 120);

@@ -129,6 +129,19 @@ MPG_EXPORT int mpg_options_set_error_callback(mpg_options *opts, mpg_error_fn fn
  *  (memfd) instead of the socket (default 1 MiB, minimum 4096). Pool only. */
 MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *opts, size_t bytes);
 
+/** Time limit of one task in milliseconds (0: none, the default; at most
+ *  one day). A task over its limit is sent SIGXCPU, which makes its worker
+ *  report where it is stuck, then SIGKILL after a grace period; the task
+ *  ends as MPG_ERR_TIMEOUT with that backtrace (or is retried, by policy)
+ *  and the worker is replaced. Measured by the parent to within ~10% of the
+ *  limit (at least 5 ms), at no cost to the tasks. Pool default and per
+ *  call. Returns -EINVAL on a bad value. Since 0.1. */
+MPG_EXPORT int mpg_options_set_timeout(mpg_options *opts, unsigned ms);
+
+/** Replace a worker after it ran @n tasks (0: never, the default), e.g. to
+ *  contain a leak in the task code. Pool only. Since 0.1. */
+MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Pool                                                                     */
 
@@ -180,7 +193,9 @@ typedef struct mpg_stats {
 	uint64_t tasks_failed;
 	uint64_t tasks_retried;
 	uint64_t workers_started;
-	uint64_t workers_replaced;
+	uint64_t workers_replaced;  /* after a death */
+	uint64_t workers_recycled;  /* after max_tasks_per_worker */
+	uint64_t tasks_timed_out;
 	uint64_t messages_sent;    /* frames parent -> workers */
 	uint64_t socket_bytes;     /* bytes through worker sockets, both ways */
 	uint64_t shm_bytes;        /* payload bytes handed over in shared memory */

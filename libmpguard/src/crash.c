@@ -105,6 +105,32 @@ static void on_crash(int sig, siginfo_t *si, void *ucontext)
 	raise(sig);
 }
 
+/* SIGXCPU: the parent says the task ran over its time limit. Report where
+ * it is stuck and carry on; the parent kills us once it has the report.
+ * Same rules as on_crash: static memory, async-signal-safe calls only. */
+static void on_stack_request(int sig, siginfo_t *si, void *ucontext)
+{
+	(void)sig;
+	(void)si;
+	int saved = errno;
+	static struct {
+		struct mpk_frame_header h;
+		uint32_t nips, pad;
+		uint64_t ips[MPG_MAX_FRAMES];
+	} f;
+	unw_cursor_t cursor;
+	uint32_t n = 0;
+	if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) == 0)
+		n = collect(&cursor, f.ips, MPG_MAX_FRAMES);
+	f.nips = n;
+	f.pad = 0;
+	size_t body = 8 + n * sizeof f.ips[0];
+	mpk_frame_header_init(&f.h, MSG_STACK, (uint32_t)body, 0);
+	if (!*C.sending)
+		write_all(&f, sizeof f.h + body);
+	errno = saved;
+}
+
 int mpg__crash_install(int sock, const volatile bool *sending, const void *task_loop)
 {
 	C.sock = sock;
@@ -130,6 +156,11 @@ int mpg__crash_install(int sock, const volatile bool *sending, const void *task_
 	for (size_t i = 0; i < NCRASH; i++)
 		if (sigaction(crash_signals[i], &sa, NULL) < 0)
 			return -errno;
+	struct sigaction st = {.sa_sigaction = on_stack_request,
+			       .sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART};
+	sigfillset(&st.sa_mask);
+	if (sigaction(SIGXCPU, &st, NULL) < 0)
+		return -errno;
 	return 0;
 }
 

@@ -17,12 +17,14 @@
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define TAG_EVENT 0u
 #define TAG_CTL 1u
 #define TAG_SOCK 2u
+#define TAG_TIMER 3u
 
 static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_error *err);
 void mpg__job_maybe_done(struct mpg_pool *p, struct job *job);
@@ -325,14 +327,19 @@ static void free_outframes(struct worker *w)
 	w->out_tail = NULL;
 }
 
-static void kill_worker(struct mpg_pool *p, struct worker *w)
+static void signal_worker(struct mpg_pool *p, struct worker *w, int sig)
 {
 	/* pidfd when the kernel (or valgrind) has it, else ask the fork
-	 * server, which kills only its own unreaped child: no pid reuse race. */
-	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, SIGKILL, NULL, 0) == 0)
+	 * server, which signals only its own unreaped child: no pid reuse race. */
+	if (w->pidfd >= 0 && pidfd_send_signal(w->pidfd, sig, NULL, 0) == 0)
 		return;
 	if (w->pid > 0 && p->ctlfd >= 0)
-		(void)mpg__fs_request_kill(p->ctlfd, w->slot, w->pid, SIGKILL);
+		(void)mpg__fs_request_kill(p->ctlfd, w->slot, w->pid, sig);
+}
+
+static void kill_worker(struct mpg_pool *p, struct worker *w)
+{
+	signal_worker(p, w, SIGKILL);
 }
 
 static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
@@ -373,6 +380,11 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	w->state = W_SPAWNING;
 	w->sock_eof = false;
 	w->killed_by_pool = false;
+	w->tasks_done = w->tasks_sent = 0;
+	w->retiring = false;
+	w->timing_out = false;
+	w->have_stack = false;
+	w->watch_since = 0;
 	w->ctx_job = 0;
 	w->spawn_ns = mpg__now_ns();
 	p->live_workers++;
@@ -496,7 +508,8 @@ static size_t chunk_size(const struct mpg_pool *p, const struct job *job, size_t
 }
 
 /* Pick work for worker w: a range to re-run first, else new tasks. */
-static bool pick_range(struct mpg_pool *p, struct worker *w, struct job **rjob, struct redo *out)
+static bool pick_range(struct mpg_pool *p, struct worker *w, size_t cap, struct job **rjob,
+		       struct redo *out)
 {
 	unsigned others = 0;
 	for (unsigned i = 0; i < p->nworkers; i++)
@@ -509,7 +522,7 @@ static bool pick_range(struct mpg_pool *p, struct worker *w, struct job **rjob, 
 			struct redo *r = &job->redo[k];
 			if (r->count == 0 || (r->avoid == (int)w->slot && others > 0))
 				continue;
-			size_t c = chunk_size(p, job, r->count);
+			size_t c = chunk_size(p, job, r->count < cap ? r->count : cap);
 			*out = *r;
 			out->count = c;
 			r->first += c;
@@ -520,7 +533,8 @@ static bool pick_range(struct mpg_pool *p, struct worker *w, struct job **rjob, 
 			return true;
 		}
 		if (job->cursor < job->n) {
-			size_t c = chunk_size(p, job, job->n - job->cursor);
+			size_t avail = job->n - job->cursor;
+			size_t c = chunk_size(p, job, avail < cap ? avail : cap);
 			*out = (struct redo){.first = job->cursor, .count = c, .avoid = -1};
 			job->cursor += c;
 			*rjob = job;
@@ -545,7 +559,13 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 {
 	struct job *job;
 	struct redo r;
-	if (!pick_range(p, w, &job, &r))
+	size_t cap = SIZE_MAX;
+	if (p->opts.max_tasks) {
+		if (w->tasks_sent >= p->opts.max_tasks)
+			return 0; /* this worker's quota is sent: it retires when done */
+		cap = (size_t)(p->opts.max_tasks - w->tasks_sent);
+	}
+	if (!pick_range(p, w, cap, &job, &r))
 		return 0;
 
 	bool fixed_in = job->kind == JOB_ARRAY && job->in_size < p->opts.shm_threshold;
@@ -653,6 +673,7 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 			    .lost = r.lost, .avoid = r.avoid};
 	unpick(job, (struct redo){.first = r.first + n, .count = r.count - n,
 				  .attempts = r.attempts, .lost = r.lost, .avoid = r.avoid});
+	w->tasks_sent += n;
 	if (w->inflight_tail)
 		w->inflight_tail->next = c;
 	else
@@ -764,6 +785,7 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 		protocol_error(p, w, "worker sent results of the wrong shape");
 		return -EPROTO;
 	}
+	w->tasks_done += count;
 	double per = (double)elapsed / count;
 	job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;
 	c->done += count;
@@ -912,6 +934,21 @@ static void crash_report(struct mpg_pool *p, struct worker *w, const uint8_t *bo
 	w->crashed = true;
 }
 
+/* Where a timed-out task is stuck: keep it, and end the worker now. */
+static void stack_report(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len)
+{
+	uint32_t n;
+	if (len < 8 || (memcpy(&n, body, 4), n > MPG_MAX_FRAMES) || len != 8 + n * 8u) {
+		protocol_error(p, w, "worker sent a malformed stack report (%zu bytes)", len);
+		return;
+	}
+	memcpy(w->stack_ips, body + 8, n * 8u);
+	w->stack_nips = n;
+	w->have_stack = true;
+	if (w->timing_out)
+		kill_worker(p, w);
+}
+
 static int modules_report(struct worker *w, const uint8_t *body, size_t len)
 {
 	struct mpg__modlist l;
@@ -981,7 +1018,7 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 			struct mpk_frame_header h;
 			memcpy(&h, w->in.data + off, sizeof h);
 			int rc = mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY);
-			if (rc < 0 || h.type < MSG_RESULT || h.type > MSG_MODULES) {
+			if (rc < 0 || h.type < MSG_RESULT || h.type > MSG_STACK) {
 				protocol_error(p, w, "worker wrote %zu bytes that are not a valid frame (%s)",
 					       w->in.len - off,
 					       rc == -EBADMSG ? "bad magic" : rc < 0 ? strerror(-rc) :
@@ -996,6 +1033,8 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 					break;
 			} else if (h.type == MSG_CRASH) {
 				crash_report(p, w, body, h.length);
+			} else if (h.type == MSG_STACK) {
+				stack_report(p, w, body, h.length);
 			} else if (modules_report(w, body, h.length) < 0) {
 				protocol_error(p, w, "worker sent a malformed module list (%u bytes)",
 					       h.length);
@@ -1105,6 +1144,8 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	 * Only when no task was running (killed between tasks, or while
 	 * sending) do the lost tasks count a loss, so a task that kills its
 	 * worker without being seen still fails after MPG_MAX_LOST tries. */
+	if (w->timing_out && !w->killed_by_pool)
+		st = WS_RUNNING, wjob = w->watch_job, windex = w->watch_index; /* the task we timed */
 	bool blamed = false;
 	for (struct chunk *c = w->inflight_head; c && !w->killed_by_pool; c = c->next)
 		blamed |= st == WS_RUNNING && wjob == c->job->id && windex >= c->first + c->done &&
@@ -1117,7 +1158,16 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 			requeue(p, w, job, start, windex - start, c->attempts, c->lost, c->avoid, kind,
 				code, sig, msg);
 			struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
-			if (w->crashed && (int)w->crash.signo == sig) {
+			char tmsg[128];
+			if (w->timing_out) {
+				snprintf(tmsg, sizeof tmsg, "ran over its time limit of %u ms; %s",
+					 w->timeout_ms, w->have_stack ? "killed after reporting where it was"
+					 : "killed (it did not report where it was)");
+				f = (struct failure){.kind = MPG_ERR_TIMEOUT, .sig = sig, .msg = tmsg,
+						     .ips = w->stack_ips, .first_exact = true,
+						     .nips = w->have_stack ? w->stack_nips : 0};
+				p->stats.tasks_timed_out++;
+			} else if (w->crashed && (int)w->crash.signo == sig) {
 				f.has_fault = true;
 				f.si_code = w->crash.code;
 				f.addr = w->crash.addr;
@@ -1145,9 +1195,12 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	pthread_cond_broadcast(&p->cond);
 
 	bool wanted = p->state == POOL_RUNNING || (p->state == POOL_CLOSED && p->jobs_head);
+	if (w->retiring)
+		p->stats.workers_recycled++;
+	else if (!w->killed_by_pool)
+		p->stats.workers_replaced++;
 	if (wanted && !p->broken) {
 		w->restarts++;
-		p->stats.workers_replaced++;
 		if (spawn_worker(p, w) < 0)
 			w->state = W_EMPTY;
 	}
@@ -1223,6 +1276,99 @@ static void read_ctl(struct mpg_pool *p)
 				close(fd);
 			break;
 		}
+	}
+}
+
+/* ---- time limits and recycling ------------------------------------------ */
+
+static unsigned chunk_timeout(const struct worker *w, uint64_t job_id)
+{
+	for (const struct chunk *c = w->inflight_head; c; c = c->next)
+		if (c->job->id == job_id)
+			return c->job->cfg.timeout_ms;
+	return 0;
+}
+
+/* Watch what each worker runs, from its shared status page: a task seen
+ * running for longer than its limit is timed out. No cost to the tasks. */
+static void on_tick(struct mpg_pool *p)
+{
+	uint64_t expirations;
+	(void)!read(p->timerfd, &expirations, sizeof expirations);
+	uint64_t now = mpg__now_ns();
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		if (w->state != W_READY || !w->ninflight)
+			continue;
+		if (w->timing_out) {
+			if (now >= w->timeout_deadline)
+				kill_worker(p, w); /* no report in time */
+			continue;
+		}
+		struct mpg__wstatus *ws = &p->wcfg.status[i];
+		uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
+		uint64_t job = atomic_load_explicit(&ws->job, memory_order_relaxed);
+		uint64_t index = atomic_load_explicit(&ws->index, memory_order_relaxed);
+		uint64_t done = atomic_load_explicit(&ws->tasks_done, memory_order_relaxed);
+		if (st != WS_RUNNING || job != w->watch_job || index != w->watch_index ||
+		    done != w->watch_done || !w->watch_since) {
+			w->watch_job = job;
+			w->watch_index = index;
+			w->watch_done = done;
+			w->watch_since = st == WS_RUNNING ? now : 0;
+			continue;
+		}
+		unsigned limit = chunk_timeout(w, job);
+		if (limit && now - w->watch_since >= (uint64_t)limit * 1000000u) {
+			w->timing_out = true;
+			w->timeout_ms = limit;
+			w->timeout_deadline = now + MPG_TIMEOUT_GRACE_NS;
+			signal_worker(p, w, SIGXCPU); /* report where you are */
+		}
+	}
+}
+
+/* Tick at a tenth of the smallest time limit in use (5 ms to 250 ms). */
+static void update_timer(struct mpg_pool *p)
+{
+	unsigned min = 0;
+	for (const struct job *j = p->jobs_head; j; j = j->next)
+		if (j->cfg.timeout_ms && (!min || j->cfg.timeout_ms < min))
+			min = j->cfg.timeout_ms;
+	uint64_t tick = 0;
+	if (min) {
+		tick = (uint64_t)min * 100000u; /* a tenth, in ns */
+		if (tick < 5000000u)
+			tick = 5000000u;
+		if (tick > 250000000u)
+			tick = 250000000u;
+	}
+	if (tick == p->tick_ns)
+		return;
+	p->tick_ns = tick;
+	struct itimerspec its = {
+		.it_interval = {(time_t)(tick / 1000000000u), (long)(tick % 1000000000u)},
+		.it_value = {(time_t)(tick / 1000000000u), (long)(tick % 1000000000u)},
+	};
+	(void)timerfd_settime(p->timerfd, 0, &its, NULL);
+}
+
+/* max_tasks_per_worker: a worker whose quota is done is let go (EOF: it
+ * exits 0) and replaced. */
+static void recycle_workers(struct mpg_pool *p)
+{
+	if (!p->opts.max_tasks || (p->state != POOL_RUNNING && p->state != POOL_CLOSED))
+		return;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		if (w->state != W_READY || w->ninflight || w->tasks_sent < p->opts.max_tasks)
+			continue;
+		free_outframes(w);
+		if (w->sock >= 0)
+			ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+		close_reg(&w->sock);
+		w->retiring = true;
+		w->state = W_DRAINING;
 	}
 }
 
@@ -1395,6 +1541,7 @@ void *mpg__dispatcher_main(void *arg)
 		do {
 			deliver(p);
 			schedule(p);
+			recycle_workers(p);
 			retire_idle(p);
 			if ((p->state == POOL_ABORTING || p->state == POOL_TERMINATING) &&
 			    p->live_workers == 0) {
@@ -1406,6 +1553,7 @@ void *mpg__dispatcher_main(void *arg)
 		mpg__pool_bury(p);
 		if (p->state == POOL_STOPPED)
 			break;
+		update_timer(p);
 		pthread_mutex_unlock(&p->lock);
 		int n = epoll_wait(p->epfd, evs, 64, -1);
 		pthread_mutex_lock(&p->lock);
@@ -1418,6 +1566,8 @@ void *mpg__dispatcher_main(void *arg)
 			} else if (kind == TAG_CTL) {
 				if (p->ctlfd >= 0)
 					read_ctl(p);
+			} else if (kind == TAG_TIMER) {
+				on_tick(p);
 			} else {
 				struct worker *w = &p->workers[tag >> 8];
 				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))

@@ -38,6 +38,7 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 		.chunksize = d->set & OPT_CHUNKSIZE ? d->chunksize : 0,
 		.on_error = d->on_error,
 		.on_error_userdata = d->on_error_userdata,
+		.timeout_ms = d->set & OPT_TIMEOUT ? d->timeout_ms : 0,
 	};
 	if (call) {
 		if (call->set & OPT_POLICY) {
@@ -48,6 +49,8 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 			c.abort_exit = call->abort_exit;
 		if (call->set & OPT_CHUNKSIZE)
 			c.chunksize = call->chunksize;
+		if (call->set & OPT_TIMEOUT)
+			c.timeout_ms = call->timeout_ms;
 		if (call->set & OPT_ERROR_CB) {
 			c.on_error = call->on_error;
 			c.on_error_userdata = call->on_error_userdata;

@@ -113,3 +113,21 @@ MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *o, size_t bytes)
 	o->set |= OPT_SHM_THRESHOLD;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_timeout(mpg_options *o, unsigned ms)
+{
+	if (!o || ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	o->timeout_ms = ms;
+	o->set |= OPT_TIMEOUT;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *o, uint64_t n)
+{
+	if (!o)
+		return -EINVAL;
+	o->max_tasks = n;
+	o->set |= OPT_MAX_TASKS;
+	return 0;
+}

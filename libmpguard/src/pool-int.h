@@ -40,8 +40,13 @@ enum {
 	OPT_CONTEXT = 1u << 5,
 	OPT_ERROR_CB = 1u << 6,
 	OPT_SHM_THRESHOLD = 1u << 7,
+	OPT_TIMEOUT = 1u << 8,
+	OPT_MAX_TASKS = 1u << 9,
 };
-#define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD)
+#define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS)
+#define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
+/* After SIGXCPU, how long a timed-out worker may take to report its stack. */
+#define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
 
 struct mpg_options {
 	unsigned set;
@@ -56,6 +61,8 @@ struct mpg_options {
 	mpg_error_fn on_error;
 	void *on_error_userdata;
 	size_t shm_threshold;
+	unsigned timeout_ms;
+	uint64_t max_tasks;
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -68,6 +75,7 @@ struct mpg__callcfg {
 	void *on_error_userdata;
 	void *context; /* owned copy */
 	size_t context_len;
+	unsigned timeout_ms;
 };
 
 /* ---- errors ----------------------------------------------------------- */
@@ -113,6 +121,7 @@ enum {
 	MSG_RESULT = 2, /* worker -> parent */
 	MSG_CRASH = 3,   /* worker -> parent: from the crash handler */
 	MSG_MODULES = 4, /* worker -> parent: loaded modules, for symbolization */
+	MSG_STACK = 5,   /* worker -> parent: where a timed-out task is stuck */
 };
 enum {
 	CHUNK_FIXED_IN = 1u << 0,
@@ -282,6 +291,17 @@ struct worker {
 	bool crashed;               /* its crash handler reported */
 	struct mpg__crash_head crash;
 	uint64_t crash_ips[MPG_MAX_FRAMES];
+	uint64_t tasks_done;        /* results received from this process */
+	uint64_t tasks_sent;
+	bool retiring;              /* max_tasks reached: socket closed */
+	/* timeout watch: the task seen running at the last tick, since when */
+	uint64_t watch_job, watch_index, watch_done, watch_since;
+	bool timing_out;            /* SIGXCPU sent, SIGKILL at timeout_deadline */
+	uint64_t timeout_deadline;
+	unsigned timeout_ms;
+	bool have_stack;
+	uint32_t stack_nips;
+	uint64_t stack_ips[MPG_MAX_FRAMES];
 	struct outframe *out_head, *out_tail;
 	struct mpk_buf in;
 	int fdq[2 * MPG_CHUNK_MAX_FDS];
@@ -326,7 +346,8 @@ struct mpg_pool {
 	struct worker *workers;
 	unsigned live_workers;      /* spawning or ready or draining */
 
-	int epfd, evfd, ctlfd;
+	int epfd, evfd, ctlfd, timerfd;
+	uint64_t tick_ns;           /* timer period armed now, 0: off */
 	pid_t server_pid;
 
 	struct job *jobs_head, *jobs_tail;

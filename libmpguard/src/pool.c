@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,10 @@ static void pool_release(struct mpg_pool *p)
 		mpg__fdreg_del(p->evfd);
 		close(p->evfd);
 	}
+	if (p->timerfd >= 0) {
+		mpg__fdreg_del(p->timerfd);
+		close(p->timerfd);
+	}
 	if (p->ctlfd >= 0) {
 		mpg__fdreg_del(p->ctlfd);
 		close(p->ctlfd);
@@ -82,7 +87,7 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 	if (!p)
 		return -ENOMEM;
 	atomic_init(&p->refs, 1);
-	p->epfd = p->evfd = p->ctlfd = -1;
+	p->epfd = p->evfd = p->ctlfd = p->timerfd = -1;
 	p->exit_status_on_abort = -1;
 	p->creator = getpid();
 	pthread_mutex_init(&p->lock, NULL);
@@ -132,12 +137,14 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->epfd < 0 || p->evfd < 0) {
+	p->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (p->epfd < 0 || p->evfd < 0 || p->timerfd < 0) {
 		r = -errno;
 		goto fail;
 	}
 	mpg__fdreg_add(p->epfd);
 	mpg__fdreg_add(p->evfd);
+	mpg__fdreg_add(p->timerfd);
 
 	r = mpg__forkserver_start(&p->wcfg, &p->ctlfd, &p->server_pid);
 	if (r < 0)
@@ -146,6 +153,8 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev);
 	ev.data.u64 = 1;
 	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->ctlfd, &ev);
+	ev.data.u64 = 3;
+	epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->timerfd, &ev);
 
 	/* The dispatcher takes no signal meant for the program. */
 	sigset_t all, old;
