@@ -183,6 +183,17 @@ MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *pool);
  */
 MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *pool, unsigned slot);
 
+/** One worker slot, now. Since 0.1. */
+typedef struct mpg_worker_info {
+	pid_t pid;           /* 0 while the slot is being (re)started */
+	unsigned restarts;   /* replacements of this slot so far */
+	uint64_t tasks_done; /* by the current process */
+	uint64_t ready_ns;   /* CLOCK_MONOTONIC time the current process had set up
+			      * (crash handler, module list) and was ready; 0 before */
+} mpg_worker_info;
+/** Returns 0, -EINVAL (bad slot), -ESRCH (pool stopped), -ECHILD. */
+MPG_EXPORT int mpg_pool_worker_info(mpg_pool *pool, unsigned slot, mpg_worker_info *ret);
+
 /** The error that aborted the pool (MPG_ABORT), or NULL. Valid until
  *  mpg_pool_free(). Since 0.1. */
 MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *pool);

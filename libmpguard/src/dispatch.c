@@ -381,6 +381,7 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	w->sock_eof = false;
 	w->killed_by_pool = false;
 	w->tasks_done = w->tasks_sent = 0;
+	w->ready_ns = 0;
 	w->retiring = false;
 	w->timing_out = false;
 	w->have_stack = false;
@@ -955,6 +956,8 @@ static int modules_report(struct worker *w, const uint8_t *body, size_t len)
 	int r = mpg__modlist_decode(body, len, &l);
 	if (r < 0)
 		return r;
+	if (!w->ready_ns)
+		w->ready_ns = mpg__now_ns(); /* its first words: set up, ready for tasks */
 	mpg__modlist_free(&w->modules);
 	w->modules = l;
 	return 0;

@@ -292,6 +292,7 @@ struct worker {
 	struct mpg__crash_head crash;
 	uint64_t crash_ips[MPG_MAX_FRAMES];
 	uint64_t tasks_done;        /* results received from this process */
+	uint64_t ready_ns;          /* when it became ready (CLOCK_MONOTONIC) */
 	uint64_t tasks_sent;
 	bool retiring;              /* max_tasks reached: socket closed */
 	/* timeout watch: the task seen running at the last tick, since when */

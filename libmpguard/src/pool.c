@@ -283,6 +283,29 @@ MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *p, unsigned slot)
 	return pid;
 }
 
+MPG_EXPORT int mpg_pool_worker_info(mpg_pool *p, unsigned slot, mpg_worker_info *ret)
+{
+	int r = check_caller(p);
+	if (r < 0)
+		return r;
+	if (slot >= p->nworkers || !ret)
+		return -EINVAL;
+	pthread_mutex_lock(&p->lock);
+	const struct worker *w = &p->workers[slot];
+	if (p->state == POOL_STOPPED) {
+		pthread_mutex_unlock(&p->lock);
+		return -ESRCH;
+	}
+	*ret = (mpg_worker_info){
+		.pid = w->state == W_READY ? w->pid : 0,
+		.restarts = w->restarts,
+		.tasks_done = w->tasks_done,
+		.ready_ns = w->state == W_READY ? w->ready_ns : 0, /* 0: still setting up */
+	};
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
 MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *p)
 {
 	if (!p)

@@ -1,11 +1,55 @@
 /* mplog.h — libmplog, centralized log aggregation for multiprocess programs.
  *
- * This release provides the severity levels shared by libmplog and
- * libmpguard. The record writer and the aggregator land in a later release
- * (see the project's issue tracker); their names are reserved under mplog_.
+ * Two sides:
+ *
+ *  - the child side (any process that logs): an mplog_writer bound to the
+ *    write end of a pipe, a process-global default writer, and the
+ *    mplog_info()/mplog_warn()/... macros. Every record carries a realtime
+ *    timestamp in ns, its level, the pid, the worker and task ids set with
+ *    mplog_set_context(), the source location, the message and optional
+ *    key-values.
+ *
+ *  - the parent side: an mplog_aggregator that owns the read ends of many
+ *    children's channels (and optionally their stdout/stderr pipes), reads
+ *    them without blocking, validates every frame, and hands the records to
+ *    several sinks (text, JSON lines, callback), each with its own minimum
+ *    level.
+ *
+ * Guarantees of the wire protocol (see DESIGN.md, "Processes and channels"):
+ *
+ *  - A record whose encoded frame is at most PIPE_BUF (4096) bytes is sent
+ *    with exactly one write(2). Records from several threads or processes
+ *    sharing one pipe never interleave, and a record whose mplog_* call has
+ *    returned is in the pipe: it survives any later death of the process,
+ *    SIGKILL included.
+ *  - Longer records are SPLIT, not truncated: the encoded record is cut into
+ *    fragments of at most PIPE_BUF bytes each, tagged with (pid, record
+ *    sequence number, fragment index, fragment count, total length); each
+ *    fragment is one write(2). The aggregator reassembles them per channel,
+ *    keyed by (pid, sequence), so fragments of concurrent long records from
+ *    several threads or processes on one pipe are reassembled correctly. A
+ *    long record is complete only when its call has returned; a process
+ *    killed in the middle of one leaves an incomplete record, which the
+ *    aggregator drops and reports with an error record. A message is only
+ *    truncated (with the marker " [truncated]") beyond MPLOG_RECORD_MAX
+ *    bytes of encoded record.
+ *  - The child side takes no lock: it is safe from several threads, in a
+ *    child after fork() (even when another thread was logging at the time
+ *    of the fork), and it allocates memory only for messages over 1 KiB or
+ *    records over PIPE_BUF. It is not async-signal-safe (it formats with
+ *    vsnprintf); do not log from a signal handler.
+ *
+ * Error convention: functions return 0 (or a documented non-negative value)
+ * on success and a negative errno on failure; results go out through a
+ * `ret` pointer that is untouched on failure; destructors accept NULL. The
+ * library never prints, aborts or exits.
  */
 #ifndef MPLOG_H
 #define MPLOG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,8 +57,10 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define MPLOG_EXPORT __attribute__((visibility("default")))
+#define MPLOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define MPLOG_EXPORT
+#define MPLOG_PRINTF(f, a)
 #endif
 
 /** Severity levels, in increasing order. Since 0.1. */
@@ -44,6 +90,450 @@ MPLOG_EXPORT int mplog_level_parse(const char *name, mplog_level *ret);
 
 /** mplog_version - the library's version string, e.g. "0.1.0". Since 0.1. */
 MPLOG_EXPORT const char *mplog_version(void);
+
+/** Largest encoded record; longer messages are truncated. Since 0.2. */
+#define MPLOG_RECORD_MAX (16u << 20)
+
+/** Where a record came from. Since 0.2. */
+typedef enum mplog_stream {
+	MPLOG_STREAM_LOG = 0,    /* an mplog_* call */
+	MPLOG_STREAM_STDOUT = 1, /* a line the child wrote to its fd 1 */
+	MPLOG_STREAM_STDERR = 2, /* a line the child wrote to its fd 2 */
+} mplog_stream;
+
+/** One structured key-value of a record; both strings NUL-terminated. */
+typedef struct mplog_kv {
+	const char *key;
+	const char *value;
+} mplog_kv;
+
+/* ======================================================================
+ * Child side: writers and logging calls
+ * ====================================================================== */
+
+/** A writer: sends records to one channel. Opaque. Since 0.2. */
+typedef struct mplog_writer mplog_writer;
+
+/** Flags of mplog_writer_new(). Since 0.2. */
+enum {
+	/* When the pipe is full, drop the record and count it instead of
+	 * blocking. Puts fd in O_NONBLOCK mode (which its other users share).
+	 * The count is sent as a warning record ("N records dropped", key
+	 * "mplog.dropped") as soon as a write succeeds again. Fragments of a
+	 * long record whose first fragment went out are never dropped: the
+	 * writer then waits (poll) for room, so the stream stays whole. */
+	MPLOG_WRITER_DROP = 1u << 0,
+};
+
+/**
+ * mplog_writer_new - create a writer on the write end of a channel pipe.
+ * @fd: write end of a pipe whose read end an aggregator owns (see
+ *      mplog_pipe() and mplog_aggregator_add_child()). Not owned: the
+ *      writer never closes it.
+ * @flags: 0 (block when the pipe is full: nothing is lost) or
+ *      MPLOG_WRITER_DROP.
+ * Returns 0 and the writer in *ret, -EINVAL (bad fd, unknown flag, NULL
+ * ret), -ENOMEM, or the errno of fcntl(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_writer_new(int fd, unsigned flags, mplog_writer **ret);
+
+/**
+ * mplog_writer_free - free a writer (NULL is accepted). If it is the default
+ * writer, the default is unset first. Not to be called while other threads
+ * still log through it. Since 0.2.
+ */
+MPLOG_EXPORT void mplog_writer_free(mplog_writer *w);
+
+/** mplog_writer_freep - mplog_writer_free(*w), for __attribute__((cleanup)). */
+MPLOG_EXPORT void mplog_writer_freep(mplog_writer **w);
+
+/**
+ * mplog_writer_dropped - number of records this writer has dropped because
+ * the pipe was full (MPLOG_WRITER_DROP only) since it was created. Returns
+ * 0 for NULL. Since 0.2.
+ */
+MPLOG_EXPORT uint64_t mplog_writer_dropped(const mplog_writer *w);
+
+/**
+ * mplog_set_default_writer - make w the writer used by mplog_log() and the
+ * mplog_info()... macros; NULL unsets it. The writer is not owned. Always
+ * returns 0. Async-signal-safe (one atomic store). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_set_default_writer(mplog_writer *w);
+
+/** mplog_default_writer - the current default writer, or NULL. Since 0.2. */
+MPLOG_EXPORT mplog_writer *mplog_default_writer(void);
+
+/**
+ * mplog_set_context - set the worker id and task id stamped on every record
+ * this process sends from now on; -1 means unknown (the initial values).
+ * Process-wide; async-signal-safe (atomic stores). Since 0.2.
+ */
+MPLOG_EXPORT void mplog_set_context(int worker, int64_t task);
+
+/**
+ * mplog_get_context - read back what mplog_set_context() set; either
+ * pointer may be NULL. Since 0.2.
+ */
+MPLOG_EXPORT void mplog_get_context(int *worker, int64_t *task);
+
+/**
+ * mplog_set_min_level - records below level are not sent by this process
+ * at all (mplog_log() returns 0 without writing). Default MPLOG_TRACE.
+ * Returns -EINVAL for a value that is not a level. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_set_min_level(mplog_level level);
+
+/**
+ * mplog_writer_logv - format and send one record through w.
+ * @w: the writer; NULL means the default writer.
+ * @level: severity.
+ * @file, @line, @func: source location (file and func may be NULL).
+ * @kv, @nkv: key-values (kv may be NULL when nkv is 0); keys and values
+ *      must not be NULL.
+ * @fmt, @ap: printf-style message.
+ * Returns 0 when the record is in the pipe (or filtered out by
+ * mplog_set_min_level()), 1 when it was dropped because the pipe was full
+ * (MPLOG_WRITER_DROP), -ENOTCONN when w is NULL and there is no default
+ * writer, -EINVAL for bad arguments, -ECHILD for a writer from
+ * mplog_aggregator_writer() used in another process, -ENOMEM when a long
+ * record could not be allocated, or the errno of write(2) (e.g. -EPIPE
+ * when the aggregator closed the channel and SIGPIPE is ignored).
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_writer_logv(mplog_writer *w, mplog_level level, const char *file,
+				   int line, const char *func, const mplog_kv *kv, size_t nkv,
+				   const char *fmt, va_list ap) MPLOG_PRINTF(8, 0);
+
+/** mplog_writer_log - mplog_writer_logv() with variadic arguments. Since 0.2. */
+MPLOG_EXPORT int mplog_writer_log(mplog_writer *w, mplog_level level, const char *file,
+				  int line, const char *func, const mplog_kv *kv, size_t nkv,
+				  const char *fmt, ...) MPLOG_PRINTF(8, 9);
+
+/**
+ * mplog_log - send one record through the default writer; what the
+ * mplog_info()... macros call. Returns as mplog_writer_logv(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_log(mplog_level level, const char *file, int line, const char *func,
+			   const char *fmt, ...) MPLOG_PRINTF(5, 6);
+
+/** mplog_log_kv - mplog_log() with key-values. Since 0.2. */
+MPLOG_EXPORT int mplog_log_kv(mplog_level level, const char *file, int line, const char *func,
+			      const mplog_kv *kv, size_t nkv, const char *fmt, ...)
+	MPLOG_PRINTF(7, 8);
+
+/* Logging macros: mplog_info("x=%d", x); mplog_info_kv(kv, n, "msg").
+ * The format is part of the variadic arguments, so they are valid C11. */
+#define mplog_trace(...) mplog_log(MPLOG_TRACE, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_debug(...) mplog_log(MPLOG_DEBUG, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_info(...) mplog_log(MPLOG_INFO, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_notice(...) mplog_log(MPLOG_NOTICE, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_warn(...) mplog_log(MPLOG_WARN, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_error(...) mplog_log(MPLOG_ERROR, __FILE__, __LINE__, __func__, __VA_ARGS__)
+/* Logs at MPLOG_FATAL; does not abort or exit. */
+#define mplog_fatal(...) mplog_log(MPLOG_FATAL, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define mplog_log_kv_at(level, kv, nkv, ...) \
+	mplog_log_kv(level, __FILE__, __LINE__, __func__, kv, nkv, __VA_ARGS__)
+#define mplog_info_kv(kv, nkv, ...) mplog_log_kv_at(MPLOG_INFO, kv, nkv, __VA_ARGS__)
+#define mplog_warn_kv(kv, nkv, ...) mplog_log_kv_at(MPLOG_WARN, kv, nkv, __VA_ARGS__)
+#define mplog_error_kv(kv, nkv, ...) mplog_log_kv_at(MPLOG_ERROR, kv, nkv, __VA_ARGS__)
+
+/**
+ * mplog_pipe - create a channel pipe, both ends O_CLOEXEC: the read end for
+ * mplog_aggregator_add(), the write end for mplog_writer_new() in a child.
+ * Returns 0 and the fds, or the negative errno of pipe2(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_pipe(int *ret_read_fd, int *ret_write_fd);
+
+/** Write ends handed to one child by mplog_aggregator_add_child(). */
+typedef struct mplog_child_fds {
+	int log_fd;    /* records: mplog_writer_new(log_fd, ...) */
+	int stdout_fd; /* to become the child's fd 1, or -1 */
+	int stderr_fd; /* to become the child's fd 2, or -1 */
+	unsigned id;   /* channel group id for mplog_aggregator_remove() */
+} mplog_child_fds;
+
+/**
+ * mplog_child_setup - in a child just forked, connect it to its channels:
+ * dup2() stdout_fd/stderr_fd (when >= 0) onto fds 1 and 2, make stdout
+ * line-buffered, close the three original fds except log_fd, create a
+ * writer on log_fd with @flags and make it the default writer, and call
+ * mplog_set_context(worker, -1). On success the writer is in *ret (may be
+ * NULL if the caller does not want it; it then lives until exit).
+ * Returns 0 or a negative errno (-EINVAL, -ENOMEM, errno of dup2()).
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsigned flags,
+				   mplog_writer **ret);
+
+/**
+ * mplog_child_fds_close - in the parent after fork(), close the child's
+ * write ends (needed for the aggregator to see EOF when the child dies)
+ * and set them to -1. NULL is accepted. Since 0.2.
+ */
+MPLOG_EXPORT void mplog_child_fds_close(mplog_child_fds *fds);
+
+/* ======================================================================
+ * Records as the aggregator delivers them (to callback sinks)
+ * ====================================================================== */
+
+/** A received record; valid only during the sink callback. Since 0.2. */
+typedef struct mplog_record mplog_record;
+
+/** Realtime timestamp of the record (ns since the epoch), 0 for NULL. */
+MPLOG_EXPORT uint64_t mplog_record_timestamp(const mplog_record *r);
+/** Time the aggregator received it (ns since the epoch). */
+MPLOG_EXPORT uint64_t mplog_record_observed_timestamp(const mplog_record *r);
+/** Severity. */
+MPLOG_EXPORT mplog_level mplog_record_level(const mplog_record *r);
+/** Pid of the process that sent it (0 when unknown, e.g. stdout lines of a
+ * child whose pid was not given with mplog_aggregator_set_pid()). */
+MPLOG_EXPORT int mplog_record_pid(const mplog_record *r);
+/** Worker id: the sender's context, else the channel's; -1 when unknown. */
+MPLOG_EXPORT int mplog_record_worker(const mplog_record *r);
+/** Task id, -1 when unknown. */
+MPLOG_EXPORT int64_t mplog_record_task(const mplog_record *r);
+/** Where it came from: an mplog call, or a stdout/stderr line. */
+MPLOG_EXPORT mplog_stream mplog_record_stream(const mplog_record *r);
+/** Name of the channel it arrived on ("" for the parent's own records). */
+MPLOG_EXPORT const char *mplog_record_channel(const mplog_record *r);
+/** Source file ("" when unknown), line (0 when unknown), function (""). */
+MPLOG_EXPORT const char *mplog_record_file(const mplog_record *r);
+MPLOG_EXPORT int mplog_record_line(const mplog_record *r);
+MPLOG_EXPORT const char *mplog_record_function(const mplog_record *r);
+/** The message: NUL-terminated; its length (it may contain NUL bytes and
+ * invalid UTF-8: it is whatever the child sent) in *len when len is not
+ * NULL. */
+MPLOG_EXPORT const char *mplog_record_message(const mplog_record *r, size_t *len);
+/** Number of key-values. */
+MPLOG_EXPORT size_t mplog_record_kv_count(const mplog_record *r);
+/** Key-value i: 0 and the NUL-terminated strings, or -EINVAL/-ERANGE. */
+MPLOG_EXPORT int mplog_record_kv(const mplog_record *r, size_t i, const char **key,
+				 const char **value);
+/** Value of the first key-value named key, or NULL. */
+MPLOG_EXPORT const char *mplog_record_kv_get(const mplog_record *r, const char *key);
+
+/* ======================================================================
+ * Sinks
+ * ====================================================================== */
+
+/** A destination for records. Opaque. Since 0.2. */
+typedef struct mplog_sink mplog_sink;
+
+/** Output formats of fd and file sinks. Since 0.2. */
+typedef enum mplog_format {
+	/* One human line per record: time, level, worker/pid/task, message,
+	 * key-values, source location. */
+	MPLOG_FORMAT_TEXT = 0,
+	/* JSON lines, one object per record, OpenTelemetry log data model:
+	 * "timestamp", "observed_timestamp" (integers, ns since the epoch),
+	 * "severity_text" ("INFO", ...), "severity_number" (OTel numbers: 1
+	 * trace, 5 debug, 9 info, 10 notice, 13 warn, 17 error, 21 fatal),
+	 * "body" (the message), "attributes": "process.pid", "mpkit.worker",
+	 * "mpkit.task", "mpkit.channel", "code.filepath", "code.lineno",
+	 * "code.function", "log.iostream" ("stdout"/"stderr", for captured
+	 * lines only), then the record's key-values as strings (a key equal
+	 * to one of those names is written twice). Unknown values (worker or
+	 * task -1, no source location) are left out. Bytes that are not valid
+	 * UTF-8 become U+FFFD; control characters are escaped. */
+	MPLOG_FORMAT_JSON = 1,
+} mplog_format;
+
+/** Colour choice for text sinks. Since 0.2. */
+enum {
+	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty */
+	MPLOG_SINK_COLOR_NEVER = 1u << 0,
+	MPLOG_SINK_COLOR_ALWAYS = 1u << 1,
+};
+
+/**
+ * mplog_sink_new_fd - a sink writing to fd (e.g. STDERR_FILENO), not owned.
+ * @flags: MPLOG_SINK_COLOR_* (text format only; colour per level and per
+ *      worker).
+ * Returns 0 and the sink in *ret, -EINVAL, or -ENOMEM. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
+				   mplog_sink **ret);
+
+/**
+ * mplog_sink_new_file - a sink appending to the file at path, opened with
+ * O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, mode 0644 (minus umask); reopened by
+ * mplog_aggregator_reopen() (for logrotate). Never coloured.
+ * Returns 0 and the sink, -EINVAL, -ENOMEM, or the errno of open(2).
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
+				     mplog_sink **ret);
+
+/** Callback of a callback sink; runs on the thread that dispatches. */
+typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);
+
+/**
+ * mplog_sink_new_callback - a sink calling fn for each record. The
+ * callback must not call the aggregator that owns the sink (it would
+ * return -EDEADLK). Returns 0 and the sink, -EINVAL, or -ENOMEM.
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_new_callback(mplog_sink_fn fn, void *userdata, mplog_sink **ret);
+
+/**
+ * mplog_sink_set_min_level - the sink ignores records below level (default
+ * MPLOG_TRACE). Call it before mplog_aggregator_add_sink(). Returns 0 or
+ * -EINVAL. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_set_min_level(mplog_sink *s, mplog_level level);
+
+/** mplog_sink_free - free a sink not added to an aggregator (NULL is ok). */
+MPLOG_EXPORT void mplog_sink_free(mplog_sink *s);
+
+/* ======================================================================
+ * Parent side: the aggregator
+ * ====================================================================== */
+
+/** The parent-side collector. Opaque. Since 0.2. */
+typedef struct mplog_aggregator mplog_aggregator;
+
+/**
+ * mplog_aggregator_new - create an aggregator (no channel, no sink).
+ * Returns 0 and it in *ret, -EINVAL, -ENOMEM, or the errno of
+ * epoll_create1()/eventfd(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret);
+
+/**
+ * mplog_aggregator_free - stop its thread if running, drain every channel
+ * (everything already written is delivered), flush and free the sinks,
+ * close every fd. NULL is accepted. In a child forked from the creating
+ * process it frees memory only (no drain, no sink output). Since 0.2.
+ */
+MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a);
+
+/** mplog_aggregator_freep - for __attribute__((cleanup)). */
+MPLOG_EXPORT void mplog_aggregator_freep(mplog_aggregator **a);
+
+/**
+ * mplog_aggregator_add_sink - hand a sink to the aggregator, which owns it
+ * from then on (also on failure: it is freed). Returns 0, -EINVAL,
+ * -ECHILD (forked child), -ENOMEM. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s);
+
+/**
+ * mplog_aggregator_add - add a channel: fd is the read end of a record pipe
+ * (stream MPLOG_STREAM_LOG) or of a child's stdout/stderr pipe. The
+ * aggregator owns fd (closes it, also on failure) and sets O_NONBLOCK.
+ * @name: shown in records ("worker-3"); copied; NULL means "".
+ * @worker: worker id for records whose sender did not set one (-1: none).
+ * Each line of a stdout channel becomes a record at MPLOG_INFO, of a stderr
+ * channel at MPLOG_WARN (without its '\n'; a line over 64 KiB is cut into
+ * 64 KiB records; a last line without '\n' is delivered at EOF).
+ * Records are delivered in the order they are read: in order per channel
+ * (and per writing thread), not sorted by timestamp across channels.
+ * Returns a channel id (> 0) or -EINVAL, -ECHILD, -ENOMEM, errno of
+ * epoll_ctl(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_add(mplog_aggregator *a, int fd, mplog_stream stream,
+				      const char *name, int worker);
+
+/** Flags of mplog_aggregator_add_child(). */
+enum {
+	MPLOG_CAPTURE_STDOUT = 1u << 0,
+	MPLOG_CAPTURE_STDERR = 1u << 1,
+};
+
+/**
+ * mplog_aggregator_add_child - create the pipes of one child to be forked:
+ * a record pipe and, per flags, its stdout and stderr pipes. The aggregator
+ * keeps the read ends; the write ends (O_CLOEXEC) go to *ret, to be used
+ * with mplog_child_setup() in the child and closed with
+ * mplog_child_fds_close() in the parent after fork(). Fork each child right
+ * after adding it (before adding the next) so no child inherits a
+ * sibling's write ends. Returns 0, -EINVAL, -ECHILD, -ENOMEM, -EMFILE...
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *name, int worker,
+					    unsigned flags, mplog_child_fds *ret);
+
+/**
+ * mplog_aggregator_set_pid - pid to stamp on the stdout/stderr lines of
+ * channel (group) id; call it right after fork(). Until then, lines carry
+ * the pid of the group's last record, else 0. Returns 0, -EINVAL, -ECHILD,
+ * -ENOENT. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_set_pid(mplog_aggregator *a, unsigned id, int pid);
+
+/**
+ * mplog_aggregator_remove - read what is left in channel id (or in every
+ * channel of the group from mplog_aggregator_add_child()), deliver it, and
+ * close it. Channels that reached EOF are removed automatically; removing
+ * them again returns 0. Returns 0, -EINVAL, -ECHILD, -ENOENT (id never
+ * given). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_remove(mplog_aggregator *a, unsigned id);
+
+/**
+ * mplog_aggregator_fd - an epoll fd that becomes readable when
+ * mplog_aggregator_dispatch() has work; for the caller's event loop.
+ * Returns the fd, or -EINVAL. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_fd(const mplog_aggregator *a);
+
+/**
+ * mplog_aggregator_dispatch - wait up to timeout_ms (-1: forever, 0: do
+ * not wait) for channel activity, read what is there without blocking,
+ * deliver the records and flush the sinks. Returns the number of records
+ * delivered (>= 0), -EINVAL, -ECHILD, -EBUSY (a thread from
+ * mplog_aggregator_start() is running), or the errno of epoll_wait().
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_dispatch(mplog_aggregator *a, int timeout_ms);
+
+/**
+ * mplog_aggregator_flush - read every channel until it has nothing more
+ * (EAGAIN) or EOF, deliver everything, report pending garbage, and flush
+ * the sinks. Anything a child wrote before this call is delivered (in
+ * particular everything written by a child that has died). Safe while the
+ * thread runs. Returns 0, -EINVAL, -ECHILD. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
+
+/**
+ * mplog_aggregator_start / _stop - run the dispatch loop on a thread of
+ * its own; stop drains and flushes before it returns. Returns 0, -EINVAL,
+ * -ECHILD, -EALREADY (start: already running), or the errno of
+ * pthread_create(). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_start(mplog_aggregator *a);
+MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a);
+
+/**
+ * mplog_aggregator_reopen - reopen every file sink (after logrotate moved
+ * the files). Returns 0 or the first negative errno of open(2) (a sink
+ * that fails keeps its old file). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_reopen(mplog_aggregator *a);
+
+/**
+ * mplog_aggregator_request_reopen - async-signal-safe (an atomic store and
+ * a write(2) to an eventfd): ask the dispatching side to reopen the file
+ * sinks at its next dispatch; call it from a SIGHUP handler. Since 0.2.
+ */
+MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
+
+/**
+ * mplog_aggregator_writer - a writer that delivers this (parent) process's
+ * own records straight to the aggregator's sinks, in the same merged
+ * stream; make it the default with mplog_set_default_writer(). Free it
+ * before the aggregator. In a forked child it returns -ECHILD.
+ * Returns 0, -EINVAL, -ENOMEM. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret);
+
+/**
+ * mplog_aggregator_protocol_errors - number of protocol errors (garbage
+ * runs, bad frames, incomplete records) seen so far. Since 0.2.
+ */
+MPLOG_EXPORT uint64_t mplog_aggregator_protocol_errors(const mplog_aggregator *a);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,134 @@
+/* Parent-side objects shared by the aggregator (aggregator.c), the channel
+ * parsers (channel.c), the sinks (sink.c, format-*.c) and the record
+ * accessors (record-api.c). Internal to libmplog, never installed. */
+#pragma once
+
+#include "mplog.h"
+#include "record-int.h"
+#include "wire-int.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* A received record, materialized for the sinks: every string is
+ * NUL-terminated (they live in the aggregator's scratch buffer). */
+struct mplog_record {
+	uint64_t ts, observed;
+	mplog_level level;
+	mplog_stream stream;
+	int pid;
+	int worker;
+	int64_t task;
+	int line;
+	const char *channel, *file, *func, *msg;
+	size_t msg_len;
+	size_t nkv;
+	const char *const *kv; /* 2 * nkv: key, value, key, value... */
+};
+
+/* ---- sinks ------------------------------------------------------------ */
+enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK };
+
+struct mplog_sink {
+	enum sink_kind kind;
+	mplog_format format;
+	int fd;
+	char *path; /* SINK_FILE */
+	bool color;
+	mplog_level min_level;
+	mplog_sink_fn fn;
+	void *userdata;
+	struct mpk_buf out; /* formatted, not yet written */
+	int err;            /* first write error, kept for diagnosis */
+};
+
+/* Format r into s->out (or call the callback). */
+void mplog__sink_put(mplog_sink *s, const mplog_record *r);
+/* Write out what is buffered. */
+void mplog__sink_flush(mplog_sink *s);
+/* Reopen a file sink; 0 or -errno (other kinds: 0). */
+int mplog__sink_reopen(mplog_sink *s);
+
+void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
+void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
+/* Append s (n bytes, any bytes) as a JSON string with its quotes. */
+void mplog__json_string(struct mpk_buf *b, const char *s, size_t n);
+
+/* The aggregator whose sink callback runs on this thread, if any. */
+extern _Thread_local const struct mplog_aggregator *mplog__in_callback;
+
+/* ---- channels ---------------------------------------------------------- */
+struct mplog__assembly {
+	uint32_t pid, seq, count, next, total;
+	struct mpk_buf buf;
+};
+#define MPLOG_MAX_ASSEMBLIES 16u
+#define MPLOG_LINE_MAX (64u << 10)
+
+struct mplog__channel {
+	unsigned id;    /* unique; epoll data */
+	unsigned group; /* mplog_aggregator_add_child() id, else id */
+	int fd;
+	mplog_stream stream;
+	char *name;
+	int worker;
+	int pid;           /* last sender seen / set_pid */
+	struct mpk_buf in; /* bytes read, not yet parsed */
+	uint64_t garbage;  /* bytes skipped since the last good frame */
+	struct mplog__assembly *asm_;
+	size_t nasm;
+};
+
+/* ---- the aggregator ---------------------------------------------------- */
+struct mplog_aggregator {
+	pthread_mutex_t lock;
+	int epfd, evfd;
+	pid_t owner;
+	struct mplog__channel **ch;
+	size_t nch, capch;
+	unsigned next_id;
+	mplog_sink **sinks;
+	size_t nsinks;
+	pthread_t thread;
+	bool running;
+	atomic_bool stop;
+	atomic_bool reopen_req;
+	_Atomic uint64_t protocol_errors;
+	uint64_t delivered;
+	struct mpk_buf scratch;  /* strings of the record being delivered */
+	const char **kvp;        /* its key/value pointers */
+	size_t kvcap;
+};
+
+/* Everything a record consists of, before materialization. */
+struct mplog__parts {
+	uint64_t ts;
+	mplog_level level;
+	mplog_stream stream;
+	int pid, worker;
+	int64_t task;
+	int line;
+	struct mplog__str file, func, msg;
+	const struct mplog__rec *kv_from; /* key-values of a decoded record */
+	const struct mplog__str *kv;      /* or these (2 * nkv) */
+	size_t nkv;
+};
+
+/* Deliver one record to every sink (lock held). ch may be NULL. */
+void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
+		 const struct mplog__parts *p);
+/* Deliver a decoded record received on ch (or from the parent: NULL). */
+void mplog__emit_rec(mplog_aggregator *a, const struct mplog__channel *ch,
+		     const struct mplog__rec *rec);
+/* Report a protocol error of ch: what happened and how many bytes. */
+void mplog__protocol_error(mplog_aggregator *a, const struct mplog__channel *ch,
+			   const char *what, uint64_t bytes);
+
+/* Parse what ch->in holds (lock held). eof: the writer side is gone,
+ * nothing more will come. */
+void mplog__channel_parse(mplog_aggregator *a, struct mplog__channel *ch, bool eof);
+/* Report garbage seen so far on ch, if any. */
+void mplog__channel_report_garbage(mplog_aggregator *a, struct mplog__channel *ch);
+void mplog__channel_free(struct mplog__channel *ch);

@@ -1,0 +1,99 @@
+/* The human format of fd and file sinks: one line per record,
+ *   2024-11-23 11:18:00.123456 INFO  [w3 pid 1234 task 17] message k=v (file.c:42 func)
+ * with colour per level and per worker when the sink asked for it.
+ * Newlines inside a message continue on indented lines. */
+#include "aggregator-int.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const level_tag[] = {"TRACE", "DEBUG", "INFO ", "NOTE ",
+					"WARN ", "ERROR", "FATAL"};
+static const char *const level_color[] = {"\033[90m", "\033[36m", "\033[32m", "\033[1m",
+					  "\033[33m", "\033[31m", "\033[1;31m"};
+static const char *const worker_color[] = {"\033[34m", "\033[35m", "\033[36m", "\033[32m",
+					   "\033[33m", "\033[94m", "\033[95m", "\033[96m"};
+#define RESET "\033[0m"
+
+static void put_str(struct mpk_buf *b, const char *s)
+{
+	mpk_buf_put(b, s, strlen(s));
+}
+
+static void put_fmt(struct mpk_buf *b, const char *fmt, ...) MPLOG_PRINTF(2, 3);
+static void put_fmt(struct mpk_buf *b, const char *fmt, ...)
+{
+	char tmp[128];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		mpk_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void put_message(struct mpk_buf *b, const char *m, size_t n)
+{
+	for (;;) {
+		const char *nl = memchr(m, '\n', n);
+		if (!nl) {
+			mpk_buf_put(b, m, n);
+			return;
+		}
+		mpk_buf_put(b, m, (size_t)(nl - m));
+		put_str(b, "\n    ");
+		n -= (size_t)(nl - m) + 1;
+		m = nl + 1;
+	}
+}
+
+void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
+{
+	time_t sec = (time_t)(r->ts / 1000000000u);
+	struct tm tm;
+	char when[32];
+	localtime_r(&sec, &tm);
+	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+	put_fmt(b, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
+	if (color)
+		put_str(b, level_color[r->level]);
+	put_str(b, level_tag[r->level]);
+	if (color)
+		put_str(b, RESET);
+	put_str(b, " [");
+	if (color && r->worker >= 0)
+		put_str(b, worker_color[r->worker % 8]);
+	if (r->worker >= 0)
+		put_fmt(b, "w%d ", r->worker);
+	else if (*r->channel)
+		put_fmt(b, "%.40s ", r->channel);
+	put_fmt(b, "pid %d", r->pid);
+	if (r->task >= 0)
+		put_fmt(b, " task %lld", (long long)r->task);
+	if (r->stream != MPLOG_STREAM_LOG)
+		put_str(b, r->stream == MPLOG_STREAM_STDOUT ? " stdout" : " stderr");
+	if (color && r->worker >= 0)
+		put_str(b, RESET);
+	put_str(b, "] ");
+	put_message(b, r->msg, r->msg_len);
+	for (size_t i = 0; i < r->nkv; i++) {
+		mpk_buf_put_u8(b, ' ');
+		put_str(b, r->kv[2 * i]);
+		mpk_buf_put_u8(b, '=');
+		put_str(b, r->kv[2 * i + 1]);
+	}
+	if (*r->file || *r->func) {
+		put_str(b, " (");
+		put_str(b, r->file);
+		if (r->line > 0)
+			put_fmt(b, ":%d", r->line);
+		if (*r->func) {
+			if (*r->file)
+				mpk_buf_put_u8(b, ' ');
+			put_str(b, r->func);
+		}
+		mpk_buf_put_u8(b, ')');
+	}
+	mpk_buf_put_u8(b, '\n');
+}

@@ -1,0 +1,161 @@
+/* Sinks: where the aggregator's records go. fd and file sinks buffer the
+ * formatted records of one dispatch round and write them at once; file
+ * sinks reopen their path on request (logrotate); callback sinks hand the
+ * record to the caller. */
+#include "aggregator-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int sink_alloc(enum sink_kind kind, mplog_format format, mplog_sink **ret)
+{
+	if (!ret || (unsigned)format > MPLOG_FORMAT_JSON)
+		return -EINVAL;
+	mplog_sink *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->kind = kind;
+	s->format = format;
+	s->fd = -1;
+	s->min_level = MPLOG_TRACE;
+	*ret = s;
+	return 0;
+}
+
+MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
+				   mplog_sink **ret)
+{
+	if (fd < 0 || (flags & ~(unsigned)(MPLOG_SINK_COLOR_NEVER | MPLOG_SINK_COLOR_ALWAYS)) ||
+	    flags == (MPLOG_SINK_COLOR_NEVER | MPLOG_SINK_COLOR_ALWAYS))
+		return -EINVAL;
+	mplog_sink *s;
+	int r = sink_alloc(SINK_FD, format, &s);
+	if (r < 0)
+		return r;
+	s->fd = fd;
+	if (format == MPLOG_FORMAT_TEXT)
+		s->color = (flags & MPLOG_SINK_COLOR_ALWAYS) ||
+			   (!(flags & MPLOG_SINK_COLOR_NEVER) && isatty(fd));
+	*ret = s;
+	return 0;
+}
+
+static int open_append(const char *path)
+{
+	int fd;
+	do
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0644);
+	while (fd < 0 && errno == EINTR);
+	return fd < 0 ? -errno : fd;
+}
+
+MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
+				     mplog_sink **ret)
+{
+	if (!path || !*path || flags)
+		return -EINVAL;
+	mplog_sink *s;
+	int r = sink_alloc(SINK_FILE, format, &s);
+	if (r < 0)
+		return r;
+	s->path = strdup(path);
+	if (!s->path) {
+		free(s);
+		return -ENOMEM;
+	}
+	s->fd = open_append(path);
+	if (s->fd < 0) {
+		r = s->fd;
+		free(s->path);
+		free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+MPLOG_EXPORT int mplog_sink_new_callback(mplog_sink_fn fn, void *userdata, mplog_sink **ret)
+{
+	if (!fn)
+		return -EINVAL;
+	mplog_sink *s;
+	int r = sink_alloc(SINK_CALLBACK, MPLOG_FORMAT_TEXT, &s);
+	if (r < 0)
+		return r;
+	s->fn = fn;
+	s->userdata = userdata;
+	*ret = s;
+	return 0;
+}
+
+MPLOG_EXPORT int mplog_sink_set_min_level(mplog_sink *s, mplog_level level)
+{
+	if (!s || (unsigned)level > MPLOG_FATAL)
+		return -EINVAL;
+	s->min_level = level;
+	return 0;
+}
+
+MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
+{
+	if (!s)
+		return;
+	if (s->kind == SINK_FILE && s->fd >= 0)
+		close(s->fd);
+	free(s->path);
+	mpk_buf_free(&s->out);
+	free(s);
+}
+
+void mplog__sink_put(mplog_sink *s, const mplog_record *r)
+{
+	if (s->kind == SINK_CALLBACK) {
+		s->fn(r, s->userdata);
+		return;
+	}
+	if (s->format == MPLOG_FORMAT_JSON)
+		mplog__format_json(&s->out, r);
+	else
+		mplog__format_text(&s->out, r, s->color);
+	if (s->out.len >= (1u << 20))
+		mplog__sink_flush(s);
+}
+
+void mplog__sink_flush(mplog_sink *s)
+{
+	size_t off = 0;
+	while (off < s->out.len && s->fd >= 0) {
+		ssize_t k = write(s->fd, s->out.data + off, s->out.len - off);
+		if (k > 0) {
+			off += (size_t)k;
+		} else if (k < 0 && errno == EINTR) {
+			continue;
+		} else if (k < 0 && errno == EAGAIN) { /* a non-blocking terminal */
+			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+			poll(&p, 1, -1);
+		} else {
+			if (!s->err)
+				s->err = k < 0 ? -errno : -EIO;
+			break; /* the output is broken: drop, do not spin */
+		}
+	}
+	s->out.len = 0;
+	s->out.oom = false;
+}
+
+int mplog__sink_reopen(mplog_sink *s)
+{
+	if (s->kind != SINK_FILE)
+		return 0;
+	int fd = open_append(s->path);
+	if (fd < 0)
+		return fd;
+	close(s->fd);
+	s->fd = fd;
+	s->err = 0;
+	return 0;
+}

@@ -1,0 +1,200 @@
+/* Unit tests of libmplog's record codec (record bodies, fragments) and of
+ * its JSON string escaping, against the internal functions. */
+#include "mpk-test.h"
+#include "aggregator-int.h"
+#include "record-int.h"
+
+static const mplog_kv kvs[] = {{"alpha", "1"}, {"", ""}, {"key with spaces", "v\nw"}};
+
+static struct mplog__rec_in sample(void)
+{
+	return (struct mplog__rec_in){
+		.ts = UINT64_C(1732360680123456789),
+		.level = MPLOG_NOTICE,
+		.stream = MPLOG_STREAM_LOG,
+		.pid = 1234,
+		.worker = 7,
+		.task = INT64_C(1) << 40,
+		.line = 99,
+		.file = {"src/x.c", 7},
+		.func = {"fn", 2},
+		.msg = {"hello\0world", 11},
+		.kv = kvs,
+		.nkv = 3,
+	};
+}
+
+static uint8_t *encode(const struct mplog__rec_in *in, size_t *len)
+{
+	*len = mplog__rec_size(in);
+	uint8_t *b = malloc(*len);
+	ck_assert_ptr_nonnull(b);
+	mplog__rec_encode(in, b);
+	return b;
+}
+
+START_TEST(record_roundtrip_keeps_every_field_and_key_value)
+{
+	struct mplog__rec_in in = sample();
+	size_t len;
+	uint8_t *b = encode(&in, &len);
+	struct mplog__rec r;
+	ck_assert_int_eq(mplog__rec_decode(b, len, &r), 0);
+	ck_assert(r.ts == in.ts);
+	ck_assert_int_eq(r.level, MPLOG_NOTICE);
+	ck_assert_int_eq(r.pid, 1234);
+	ck_assert_int_eq(r.worker, 7);
+	ck_assert(r.task == INT64_C(1) << 40);
+	ck_assert_uint_eq(r.line, 99);
+	ck_assert_uint_eq(r.file.n, 7);
+	ck_assert_int_eq(memcmp(r.file.p, "src/x.c", 7), 0);
+	ck_assert_int_eq(memcmp(r.func.p, "fn", 2), 0);
+	ck_assert_uint_eq(r.msg.n, 11);
+	ck_assert_int_eq(memcmp(r.msg.p, "hello\0world", 11), 0);
+	ck_assert_uint_eq(r.nkv, 3);
+	size_t it = 0;
+	struct mplog__str k, v;
+	for (int i = 0; i < 3; i++) {
+		ck_assert(mplog__rec_next_kv(&r, &it, &k, &v));
+		ck_assert_uint_eq(k.n, strlen(kvs[i].key));
+		ck_assert_int_eq(memcmp(k.p, kvs[i].key, k.n), 0);
+		ck_assert_uint_eq(v.n, strlen(kvs[i].value));
+		ck_assert_int_eq(memcmp(v.p, kvs[i].value, v.n), 0);
+	}
+	ck_assert(!mplog__rec_next_kv(&r, &it, &k, &v));
+	free(b);
+}
+END_TEST
+
+START_TEST(record_decode_rejects_every_truncation_and_trailing_bytes)
+{
+	struct mplog__rec_in in = sample();
+	size_t len;
+	uint8_t *b = encode(&in, &len);
+	struct mplog__rec r;
+	for (size_t n = 0; n < len; n++)
+		ck_assert_int_eq(mplog__rec_decode(b, n, &r), -EBADMSG);
+	uint8_t *longer = calloc(1, len + 1);
+	memcpy(longer, b, len);
+	ck_assert_int_eq(mplog__rec_decode(longer, len + 1, &r), -EBADMSG);
+	free(longer);
+	free(b);
+}
+END_TEST
+
+START_TEST(record_decode_rejects_bad_level_stream_flags_and_lengths)
+{
+	struct mplog__rec_in in = sample();
+	size_t len;
+	uint8_t *b = encode(&in, &len);
+	struct mplog__rec r;
+	static const size_t offsets[] = {8, 9, 10, 11}; /* level, stream, flags, reserved */
+	for (size_t i = 0; i < 4; i++) {
+		uint8_t saved = b[offsets[i]];
+		b[offsets[i]] = 0xee;
+		ck_assert_int_eq(mplog__rec_decode(b, len, &r), -EBADMSG);
+		b[offsets[i]] = saved;
+	}
+	for (size_t off = 32; off < MPLOG_REC_FIXED; off += 4) { /* nkv, lengths */
+		uint32_t saved, huge = 0xfffffff0u;
+		memcpy(&saved, b + off, 4);
+		memcpy(b + off, &huge, 4);
+		ck_assert_int_eq(mplog__rec_decode(b, len, &r), -EBADMSG);
+		memcpy(b + off, &saved, 4);
+	}
+	ck_assert_int_eq(mplog__rec_decode(b, len, &r), 0);
+	free(b);
+}
+END_TEST
+
+START_TEST(record_decode_survives_random_bytes)
+{
+	uint8_t buf[256];
+	unsigned seed = 12345;
+	struct mplog__rec r;
+	int accepted = 0;
+	for (int round = 0; round < 20000; round++) {
+		size_t n = (size_t)(rand_r(&seed) % sizeof buf);
+		for (size_t i = 0; i < n; i++)
+			buf[i] = (uint8_t)rand_r(&seed);
+		if (round % 2) { /* plausible header, random rest */
+			memset(buf + 8, 0, 4);
+			memset(buf + 32, 0, n > 48 ? 16 : 0);
+		}
+		if (mplog__rec_decode(buf, n, &r) == 0) {
+			accepted++;
+			ck_assert(r.level <= MPLOG_FATAL);
+			ck_assert((size_t)(r.msg.p + r.msg.n - (const char *)buf) <= n);
+		}
+	}
+	(void)accepted;
+}
+END_TEST
+
+START_TEST(fragment_decode_checks_its_header)
+{
+	uint8_t b[64] = {0};
+	uint32_t h[5] = {42, 7, 1, 3, MPLOG_REC_FIXED + 10};
+	memcpy(b, h, sizeof h);
+	struct mplog__frag f;
+	ck_assert_int_eq(mplog__frag_decode(b, sizeof b, &f), 0);
+	ck_assert_uint_eq(f.pid, 42);
+	ck_assert_uint_eq(f.seq, 7);
+	ck_assert_uint_eq(f.len, sizeof b - MPLOG_FRAG_HDR);
+	ck_assert_int_eq(mplog__frag_decode(b, MPLOG_FRAG_HDR, &f), -EBADMSG); /* no data */
+	ck_assert_int_eq(mplog__frag_decode(b, 10, &f), -EBADMSG);
+	uint32_t bad[][5] = {
+		{42, 7, 3, 3, 100},                   /* index >= count */
+		{42, 7, 0, 1, 100},                   /* one fragment is no fragment */
+		{42, 7, 0, 2, MPLOG_RECORD_MAX + 1},  /* too long */
+		{42, 7, 0, 2, 5},                     /* shorter than a record */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		memcpy(b, bad[i], sizeof bad[i]);
+		ck_assert_int_eq(mplog__frag_decode(b, sizeof b, &f), -EBADMSG);
+	}
+}
+END_TEST
+
+static void json_is(const char *in, size_t n, const char *want)
+{
+	struct mpk_buf b = {0};
+	mplog__json_string(&b, in, n);
+	mpk_buf_put_u8(&b, 0);
+	ck_assert_str_eq((const char *)b.data, want);
+	mpk_buf_free(&b);
+}
+
+START_TEST(json_strings_escape_controls_and_replace_invalid_utf8)
+{
+	json_is("", 0, "\"\"");
+	json_is("plain", 5, "\"plain\"");
+	json_is("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
+	json_is("\n\t\r\b\f\x01\x1f\x7f", 8, "\"\\n\\t\\r\\b\\f\\u0001\\u001f\\u007f\"");
+	json_is("nul\0x", 5, "\"nul\\u0000x\"");
+	json_is("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9, "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+	json_is("\xff", 1, "\"\xef\xbf\xbd\"");
+	json_is("\xc0\xaf", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");         /* overlong */
+	json_is("\xed\xa0\x80", 3, "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* surrogate */
+	json_is("\xf4\x90\x80\x80", 4,
+		"\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""); /* > U+10FFFF */
+	json_is("\xe2\x82", 2, "\"\xef\xbf\xbd\xef\xbf\xbd\"");         /* cut short */
+	json_is("ok\xc3", 3, "\"ok\xef\xbf\xbd\"");
+}
+END_TEST
+
+static Suite *codec_suite(void)
+{
+	Suite *s = suite_create("mplog-codec");
+	TCase *tc = tcase_create("codec");
+	tcase_add_test(tc, record_roundtrip_keeps_every_field_and_key_value);
+	tcase_add_test(tc, record_decode_rejects_every_truncation_and_trailing_bytes);
+	tcase_add_test(tc, record_decode_rejects_bad_level_stream_flags_and_lengths);
+	tcase_add_test(tc, record_decode_survives_random_bytes);
+	tcase_add_test(tc, fragment_decode_checks_its_header);
+	tcase_add_test(tc, json_strings_escape_controls_and_replace_invalid_utf8);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(codec_suite)

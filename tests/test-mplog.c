@@ -1,0 +1,692 @@
+/* libmplog end to end, with real forked children: per-child ordering, no
+ * interleaving of records of 1 byte to 64 KiB from several processes and
+ * threads, no loss at SIGKILL, stdout/stderr capture, garbage injection,
+ * drop mode, file reopen, JSON lines checked by Python's json module. */
+#include "mplog-test.h"
+
+#include <spawn.h>
+#include <sys/stat.h>
+
+extern char **environ;
+
+/* ---- ordering and fields ------------------------------------------------ */
+
+#define ORDER_N 2000
+
+static int log_in_order(int arg)
+{
+	(void)arg;
+	mplog_set_context(3, 42);
+	mplog_kv kv[] = {{"user", "alice"}, {"size", "12"}};
+	for (int i = 0; i < ORDER_N; i++) {
+		int r = i % 2 ? mplog_info("record %d", i) : mplog_warn_kv(kv, 2, "record %d", i);
+		if (r != 0)
+			return 1;
+	}
+	return 0;
+}
+
+START_TEST(records_carry_every_field_and_arrive_in_order_through_the_epoll_fd)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "w3", 7, 0, log_in_order, 0);
+	/* The child writes more than a pipe holds: the caller's own loop
+	 * must keep reading through mplog_aggregator_fd() + dispatch(). */
+	struct pollfd p = {.fd = mplog_aggregator_fd(a), .events = POLLIN};
+	while (c.n < ORDER_N) {
+		ck_assert_int_eq(poll(&p, 1, 60000), 1);
+		ck_assert_int_ge(mplog_aggregator_dispatch(a, 0), 0);
+	}
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	ck_assert_uint_eq(c.n, ORDER_N);
+	for (int i = 0; i < ORDER_N; i++) {
+		struct got *g = &c.v[i];
+		char want[32];
+		snprintf(want, sizeof want, "record %d", i);
+		ck_assert_str_eq(g->msg, want);
+		ck_assert_int_eq(g->level, i % 2 ? MPLOG_INFO : MPLOG_WARN);
+		ck_assert_int_eq(g->pid, pid);
+		ck_assert_int_eq(g->worker, 3); /* the child's context wins */
+		ck_assert_int_eq(g->task, 42);
+		ck_assert_int_eq(g->stream, MPLOG_STREAM_LOG);
+		ck_assert_str_eq(g->channel, "w3");
+		ck_assert_ptr_nonnull(strstr(g->file, "test-mplog.c"));
+		ck_assert_int_gt(g->line, 0);
+		ck_assert_str_eq(g->func, "log_in_order");
+		ck_assert_str_eq(g->kvs, i % 2 ? "" : "user=alice;size=12;");
+	}
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- no interleaving ---------------------------------------------------- */
+
+#define MIX_N 120
+static const size_t mix_sizes[] = {1, 65536, 100, 4000, 4049, 4050, 4096, 5000,
+				   12345, 3, 40000, 1000, 8100, 65536, 7};
+
+static size_t mix_size(int writer, int i)
+{
+	return mix_sizes[(size_t)(writer * 7 + i * 5) % (sizeof mix_sizes / sizeof mix_sizes[0])];
+}
+
+static char mix_byte(int writer, int i, size_t j)
+{
+	return (char)('a' + (writer * 7 + i * 13 + (int)(j % 1000)) % 26);
+}
+
+/* "w<writer> i<i>:" then a pattern; exactly mix_size() bytes in all. */
+static int log_mix(int writer)
+{
+	char *buf = malloc(65537);
+	if (!buf)
+		return 2;
+	for (int i = 0; i < MIX_N; i++) {
+		size_t n = mix_size(writer, i);
+		int h = snprintf(buf, 65537, "w%d i%d:", writer, i);
+		for (size_t j = (size_t)h; j < n; j++)
+			buf[j] = mix_byte(writer, i, j);
+		buf[n > (size_t)h ? n : (size_t)h] = 0;
+		if (mplog_info("%s", buf) != 0) {
+			free(buf);
+			return 1;
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+static void *mix_thread(void *arg)
+{
+	return (void *)(intptr_t)log_mix((int)(intptr_t)arg);
+}
+
+/* Child 0: itself and a grandchild on the same pipe. Child 1: three
+ * threads on one pipe. Child 2: alone. */
+static int mix_child(int child)
+{
+	if (child == 0) {
+		pid_t g = fork();
+		if (g < 0)
+			return 3;
+		if (g == 0)
+			_exit(log_mix(1));
+		int r = log_mix(0), st;
+		if (waitpid(g, &st, 0) != g || !WIFEXITED(st) || WEXITSTATUS(st))
+			return 4;
+		return r;
+	}
+	if (child == 1) {
+		pthread_t t[3];
+		for (int k = 0; k < 3; k++)
+			if (pthread_create(&t[k], NULL, mix_thread, (void *)(intptr_t)(10 + k)))
+				return 5;
+		int r = 0;
+		for (int k = 0; k < 3; k++) {
+			void *v;
+			pthread_join(t[k], &v);
+			r |= (int)(intptr_t)v;
+		}
+		return r;
+	}
+	return log_mix(20);
+}
+
+START_TEST(records_of_1_byte_to_64k_from_processes_and_threads_never_interleave)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	pid_t pids[3];
+	for (int k = 0; k < 3; k++)
+		pids[k] = spawn_child(a, "mix", k, 0, mix_child, k);
+	for (int k = 0; k < 3; k++)
+		reap_ok(pids[k]);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	static const int writers[] = {0, 1, 10, 11, 12, 20};
+	int next[32] = {0};
+	ck_assert_uint_eq(c.n, MIX_N * 6);
+	for (size_t r = 0; r < c.n; r++) {
+		struct got *g = &c.v[r];
+		int w, i, h;
+		ck_assert_int_eq(sscanf(g->msg, "w%d i%d:%n", &w, &i, &h), 2);
+		ck_assert(w >= 0 && w < 32);
+		ck_assert_int_eq(i, next[w]); /* in order per writer */
+		next[w]++;
+		size_t n = mix_size(w, i);
+		ck_assert_uint_eq(g->len, n > (size_t)h ? n : (size_t)h);
+		for (size_t j = (size_t)h; j < g->len; j++)
+			if (g->msg[j] != mix_byte(w, i, j))
+				ck_abort_msg("record w%d i%d corrupt at byte %zu", w, i, j);
+	}
+	for (size_t k = 0; k < sizeof writers / sizeof writers[0]; k++)
+		ck_assert_int_eq(next[writers[k]], MIX_N);
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 0);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- SIGKILL ------------------------------------------------------------ */
+
+static int kill_ready_fd = -1;
+
+static int log_then_wait_for_death(int arg)
+{
+	(void)arg;
+	for (int i = 0; i < 50; i++)
+		if (mplog_info("before %d", i))
+			return 1;
+	char *big = malloc(100001);
+	if (!big)
+		return 2;
+	memset(big, 'k', 100000);
+	big[100000] = 0;
+	if (mplog_error("%s", big)) /* a fragmented record */
+		return 1;
+	free(big);
+	if (mplog_fatal("last words"))
+		return 1;
+	/* Every call above returned: tell the parent, then wait to die. */
+	if (write(kill_ready_fd, "r", 1) != 1)
+		return 3;
+	for (;;)
+		pause();
+}
+
+START_TEST(records_survive_sigkill_right_after_the_call_returns)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	int ready[2];
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
+	kill_ready_fd = ready[1];
+	pid_t pid = spawn_child(a, "doomed", 1, 0, log_then_wait_for_death, 0);
+	close(ready[1]);
+	char b;
+	ck_assert_int_eq(read(ready[0], &b, 1), 1);
+	close(ready[0]);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, 52);
+	for (int i = 0; i < 50; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "before %d", i);
+		ck_assert_str_eq(c.v[i].msg, want);
+	}
+	ck_assert_uint_eq(c.v[50].len, 100000);
+	ck_assert_int_eq(c.v[50].msg[99999], 'k');
+	ck_assert_str_eq(c.v[51].msg, "last words");
+	ck_assert_int_eq(c.v[51].level, MPLOG_FATAL);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- stdout / stderr ---------------------------------------------------- */
+
+static int print_stuff(int arg)
+{
+	(void)arg;
+	printf("out one\n");
+	printf("out two\n");
+	fprintf(stderr, "err one\n");
+	fflush(stdout);
+	if (write(STDOUT_FILENO, "partial", 7) != 7 || write(STDERR_FILENO, "err tail", 8) != 8)
+		return 1;
+	return 0;
+}
+
+START_TEST(stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushed)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "printer", 4, MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR,
+				print_stuff, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	ck_assert_uint_eq(c.n, 5);
+	const char *out[3], *err[2];
+	size_t no = 0, ne = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		ck_assert_int_eq(c.v[i].pid, pid);
+		ck_assert_int_eq(c.v[i].worker, 4);
+		ck_assert_str_eq(c.v[i].channel, "printer");
+		if (c.v[i].stream == MPLOG_STREAM_STDOUT) {
+			ck_assert_uint_lt(no, 3);
+			ck_assert_int_eq(c.v[i].level, MPLOG_INFO);
+			out[no++] = c.v[i].msg;
+		} else {
+			ck_assert_int_eq(c.v[i].stream, MPLOG_STREAM_STDERR);
+			ck_assert_uint_lt(ne, 2);
+			ck_assert_int_eq(c.v[i].level, MPLOG_WARN);
+			err[ne++] = c.v[i].msg;
+		}
+	}
+	ck_assert_str_eq(out[0], "out one");
+	ck_assert_str_eq(out[1], "out two");
+	ck_assert_str_eq(out[2], "partial");
+	ck_assert_str_eq(err[0], "err one");
+	ck_assert_str_eq(err[1], "err tail");
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- garbage ------------------------------------------------------------- */
+
+/* Garbage: text, then a fake magic with a broken header. */
+static const char garbage[] = "this is not a frame\n\x01\x02MPKF\x07\x09garbage";
+#define GARBAGE_LEN (sizeof garbage - 1)
+
+static int log_hundred(int arg)
+{
+	for (int i = 0; i < 100; i++)
+		if (mplog_info("clean %d %d", arg, i))
+			return 1;
+	return 0;
+}
+
+START_TEST(garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	/* The bad child: a real record, garbage written raw on its log pipe,
+	 * another real record, then a frame cut short. Built by hand so the
+	 * exact byte counts are known. */
+	mplog_child_fds fds;
+	ck_assert_int_eq(mplog_aggregator_add_child(a, "bad", 5, 0, &fds), 0);
+	pid_t bad = fork();
+	ck_assert_int_ge(bad, 0);
+	if (bad == 0) {
+		mplog_writer *w;
+		if (mplog_child_setup(&fds, 5, 0, &w) < 0 || mplog_info("good before") ||
+		    write(fds.log_fd, garbage, GARBAGE_LEN) != (ssize_t)GARBAGE_LEN ||
+		    mplog_info("good after"))
+			_exit(1);
+		if (write(fds.log_fd, "MPKF\x01\x40\0\0", 8) != 8) /* cut short */
+			_exit(1);
+		_exit(0);
+	}
+	mplog_child_fds_close(&fds);
+	pid_t good = spawn_child(a, "good", 6, 0, log_hundred, 6);
+	reap_ok(bad);
+	reap_ok(good);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	int clean = 0, errors = 0;
+	bool before = false, after = false;
+	for (size_t i = 0; i < c.n; i++) {
+		struct got *g = &c.v[i];
+		if (strcmp(g->channel, "good") == 0) {
+			char want[32];
+			snprintf(want, sizeof want, "clean 6 %d", clean++);
+			ck_assert_str_eq(g->msg, want);
+		} else if (strstr(g->msg, "protocol error")) {
+			ck_assert_str_eq(g->channel, "bad");
+			ck_assert_int_eq(g->worker, 5);
+			ck_assert_int_eq(g->level, MPLOG_ERROR);
+			ck_assert_ptr_nonnull(strstr(g->msg, "\"bad\" (worker 5)"));
+			char want[64];
+			snprintf(want, sizeof want, "mplog.bytes=%zu;", errors == 0 ? GARBAGE_LEN : 8);
+			ck_assert_msg(strstr(g->kvs, want), "kvs %s, want %s", g->kvs, want);
+			ck_assert_msg(errors == 0 ? before && !after : after, "error out of order");
+			errors++;
+		} else if (strcmp(g->msg, "good before") == 0) {
+			before = true;
+		} else {
+			ck_assert_str_eq(g->msg, "good after");
+			after = true;
+		}
+	}
+	ck_assert_int_eq(clean, 100);
+	ck_assert(before && after);
+	ck_assert_int_eq(errors, 2); /* the garbage, the frame cut short at EOF */
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 2);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- drop mode ----------------------------------------------------------- */
+
+static int drop_report_fd = -1, drop_go_fd = -1;
+
+START_TEST(drop_mode_drops_when_full_and_reports_the_count_in_a_record)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	int rep[2], go[2];
+	ck_assert_int_eq(pipe2(rep, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	drop_report_fd = rep[1];
+	drop_go_fd = go[0];
+	mplog_child_fds fds;
+	ck_assert_int_eq(mplog_aggregator_add_child(a, "dropper", 2, 0, &fds), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mplog_writer *w;
+		if (mplog_child_setup(&fds, 2, MPLOG_WRITER_DROP, &w) < 0)
+			_exit(1);
+		/* Nobody reads yet: fill the pipe until 10 records dropped. */
+		uint32_t sent = 0;
+		while (mplog_writer_dropped(w) < 10) {
+			int r = mplog_info("filler %u", sent);
+			if (r < 0)
+				_exit(2);
+			sent += r == 0;
+		}
+		uint64_t d = mplog_writer_dropped(w);
+		if (write(drop_report_fd, &sent, sizeof sent) != sizeof sent)
+			_exit(3);
+		char b;
+		if (read(drop_go_fd, &b, 1) != 1 || mplog_info("after the drain"))
+			_exit(4);
+		_exit(mplog_writer_dropped(w) == d ? 0 : 5);
+	}
+	mplog_child_fds_close(&fds);
+	close(rep[1]);
+	close(go[0]);
+	uint32_t sent;
+	ck_assert_int_eq(read(rep[0], &sent, sizeof sent), sizeof sent);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0); /* drain the full pipe */
+	ck_assert_uint_eq(c.n, sent);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	ck_assert_uint_eq(c.n, sent + 2);
+	ck_assert_int_eq(c.v[sent].level, MPLOG_WARN);
+	ck_assert_ptr_nonnull(strstr(c.v[sent].msg, "10 records dropped"));
+	ck_assert_str_eq(c.v[sent].kvs, "mplog.dropped=10;");
+	ck_assert_str_eq(c.v[sent + 1].msg, "after the drain");
+	close(rep[0]);
+	close(go[1]);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- file sink reopen ---------------------------------------------------- */
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	static char buf[1 << 16];
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return buf;
+}
+
+START_TEST(file_sink_reopens_a_rotated_file_on_request)
+{
+	char dir[] = "/tmp/mplog-test-XXXXXX", path[128], rotated[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/app.log", dir);
+	snprintf(rotated, sizeof rotated, "%s/app.log.1", dir);
+	mplog_aggregator *a;
+	mplog_sink *s;
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "f.c", 1, "fn", NULL, 0, "before"), 0);
+	ck_assert_int_eq(rename(path, rotated), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "f.c", 2, "fn", NULL, 0, "still old"), 0);
+	ck_assert_int_eq(mplog_aggregator_reopen(a), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "f.c", 3, "fn", NULL, 0, "after"), 0);
+	/* The async-signal-safe request, as from a SIGHUP handler. */
+	ck_assert_int_eq(rename(path, rotated), 0 /* replaces .1 */);
+	mplog_aggregator_request_reopen(a);
+	ck_assert_int_ge(mplog_aggregator_dispatch(a, 0), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_WARN, "f.c", 4, "fn", NULL, 0, "third"), 0);
+	char *t = slurp(rotated);
+	ck_assert_ptr_nonnull(strstr(t, "] after (f.c:3 fn)\n"));
+	ck_assert_ptr_null(strstr(t, "third"));
+	t = slurp(path);
+	ck_assert_ptr_nonnull(strstr(t, "WARN "));
+	ck_assert_ptr_nonnull(strstr(t, "] third (f.c:4 fn)\n"));
+	ck_assert_ptr_null(strstr(t, "after"));
+	ck_assert_int_eq(strchr(t, '\033') == NULL, 1); /* never coloured */
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+	unlink(path);
+	unlink(rotated);
+	rmdir(dir);
+}
+END_TEST
+
+/* ---- JSON lines ---------------------------------------------------------- */
+
+static int log_nasty(int arg)
+{
+	(void)arg;
+	mplog_set_context(9, 77);
+	mplog_kv kv[] = {{"quote\"key", "back\\slash"}, {"ctl", "a\x01" "b\x7f"}};
+	if (mplog_error_kv(kv, 2, "q\" b\\ nl\n tab\t ctl\x01\x1f bad\xff\xfe\xc0\xaf ok\xc3\xa9 "
+				  "euro\xe2\x82\xac sur\xed\xa0\x80 end"))
+		return 1;
+	printf("plain stdout line\n");
+	return 0;
+}
+
+static const char json_check[] =
+	"import json, sys\n"
+	"recs = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]\n"
+	"assert len(recs) == 3, recs\n"
+	"r = recs[0]\n"
+	"for k in ('timestamp', 'observed_timestamp', 'severity_text', 'severity_number', 'body', 'attributes'):\n"
+	"    assert k in r, k\n"
+	"assert isinstance(r['timestamp'], int) and r['timestamp'] > 1600000000 * 10**9\n"
+	"assert r['severity_text'] == 'ERROR' and r['severity_number'] == 17\n"
+	"want = 'q\" b\\\\ nl\\n tab\\t ctl\\x01\\x1f bad\\ufffd\\ufffd\\ufffd\\ufffd ok\\u00e9 euro\\u20ac sur\\ufffd\\ufffd\\ufffd end'\n"
+	"assert r['body'] == want, repr(r['body'])\n"
+	"a = r['attributes']\n"
+	"assert a['process.pid'] == int(sys.argv[2]) and a['mpkit.worker'] == 9 and a['mpkit.task'] == 77, a\n"
+	"assert a['code.filepath'].endswith('test-mplog.c') and a['code.lineno'] > 0 and a['code.function'] == 'log_nasty', a\n"
+	"assert a['mpkit.channel'] == 'json\\nchild', a\n"
+	"assert a['quote\"key'] == 'back\\\\slash' and a['ctl'] == 'a\\x01b\\x7f', a\n"
+	"assert 'log.iostream' not in a\n"
+	"o = recs[1]\n"
+	"assert o['body'] == 'plain stdout line' and o['attributes']['log.iostream'] == 'stdout', o\n"
+	"assert o['severity_text'] == 'INFO' and o['severity_number'] == 9\n"
+	"p = recs[2]\n"
+	"assert p['body'] == 'parent says hi' and p['severity_text'] == 'NOTICE' and p['severity_number'] == 10, p\n"
+	"assert 'mpkit.worker' not in p['attributes'], p\n";
+
+START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
+{
+	char dir[] = "/tmp/mplog-test-XXXXXX", path[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/log.json", dir);
+	mplog_aggregator *a;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	pid_t pid = spawn_child(a, "json\nchild", 1, MPLOG_CAPTURE_STDOUT, log_nasty, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_NOTICE, NULL, 0, NULL, NULL, 0, "parent says hi"), 0);
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+
+	char pidstr[16];
+	snprintf(pidstr, sizeof pidstr, "%d", pid);
+	char *argv[] = {"python3", "-c", (char *)json_check, path, pidstr, NULL};
+	pid_t py;
+	int r = posix_spawnp(&py, "python3", NULL, NULL, argv, environ);
+	if (r == ENOENT) {
+		unlink(path);
+		rmdir(dir);
+		ck_abort_msg("python3 not installed");
+	}
+	ck_assert_int_eq(r, 0);
+	int st;
+	ck_assert_int_eq(waitpid(py, &st, 0), py);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python3 rejected %s", slurp(path));
+	unlink(path);
+	rmdir(dir);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- API contract -------------------------------------------------------- */
+
+START_TEST(api_rejects_bad_arguments_and_accepts_null_destructors)
+{
+	mplog_writer *w = NULL;
+	mplog_aggregator *a = NULL;
+	mplog_sink *s = NULL;
+	ck_assert_int_eq(mplog_writer_new(-1, 0, &w), -EINVAL);
+	ck_assert_int_eq(mplog_writer_new(0, 0, NULL), -EINVAL);
+	ck_assert_int_eq(mplog_writer_new(0, 0x100, &w), -EINVAL);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(mplog_set_default_writer(NULL), 0);
+	ck_assert_int_eq(mplog_info("nowhere"), -ENOTCONN);
+	ck_assert_int_eq(mplog_set_min_level((mplog_level)99), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_new(NULL), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_dispatch(NULL, 0), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_flush(NULL), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_fd(NULL), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_callback(NULL, NULL, &s), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_fd(-1, MPLOG_FORMAT_TEXT, 0, &s), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_fd(2, (mplog_format)5, 0, &s), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_file("/nonexistent/dir/x.log", MPLOG_FORMAT_TEXT, 0, &s),
+			 -ENOENT);
+	ck_assert_ptr_null(s);
+	mplog_writer_free(NULL);
+	mplog_writer_freep(NULL);
+	mplog_sink_free(NULL);
+	mplog_aggregator_free(NULL);
+	mplog_aggregator_freep(&a);
+	ck_assert_uint_eq(mplog_writer_dropped(NULL), 0);
+
+	int fds0 = mpk_count_fds();
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_aggregator_add(a, 1000, MPLOG_STREAM_LOG, "x", 0), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_remove(a, 12345), -ENOENT);
+	int rd, wr;
+	ck_assert_int_eq(mplog_pipe(&rd, &wr), 0);
+	ck_assert_int_eq(fcntl(rd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	ck_assert_int_eq(fcntl(wr, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	int id = mplog_aggregator_add(a, rd, MPLOG_STREAM_LOG, "x", 0);
+	ck_assert_int_gt(id, 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), -EALREADY);
+	ck_assert_int_eq(mplog_aggregator_dispatch(a, 0), -EBUSY);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_int_eq(mplog_aggregator_remove(a, (unsigned)id), 0);
+	close(wr);
+	/* A forked child may not drive the parent's aggregator. */
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mplog_writer *aw;
+		int ok = mplog_aggregator_flush(a) == -ECHILD &&
+			 mplog_aggregator_writer(a, &aw) == -ECHILD;
+		mplog_aggregator_free(a); /* frees memory only */
+		_exit(ok ? 0 : 1);
+	}
+	reap_ok(pid);
+	mplog_aggregator_free(a);
+	ck_assert_int_eq(mpk_count_fds(), fds0);
+	mpk_assert_no_children();
+}
+END_TEST
+
+static int log_parent_writer_in_child(int arg)
+{
+	(void)arg;
+	return 0;
+}
+
+START_TEST(aggregator_writer_is_refused_in_a_forked_child)
+{
+	mplog_aggregator *a;
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	ck_assert_int_eq(mplog_set_default_writer(w), 0);
+	ck_assert_int_eq(mplog_info("parent"), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(mplog_info("child") == -ECHILD ? log_parent_writer_in_child(0) : 1);
+	reap_ok(pid);
+	mplog_writer_free(w);
+	ck_assert_ptr_null(mplog_default_writer()); /* freeing unset it */
+	mplog_aggregator_free(a);
+}
+END_TEST
+
+START_TEST(sinks_and_the_child_filter_by_minimum_level)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	mplog_sink *s;
+	int p[2];
+	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+	ck_assert_int_eq(mplog_sink_new_fd(p[1], MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_ALWAYS, &s), 0);
+	ck_assert_int_eq(mplog_sink_set_min_level(s, MPLOG_ERROR), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, NULL, 0, NULL, NULL, 0, "info"), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, NULL, 0, "error"), 0);
+	ck_assert_int_eq(mplog_set_min_level(MPLOG_WARN), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, NULL, 0, NULL, NULL, 0, "filtered"), 0);
+	ck_assert_int_eq(mplog_set_min_level(MPLOG_TRACE), 0);
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+	close(p[1]);
+	char buf[512];
+	ssize_t n = read(p[0], buf, sizeof buf - 1);
+	close(p[0]);
+	ck_assert_int_gt(n, 0);
+	buf[n] = 0;
+	ck_assert_ptr_null(strstr(buf, "info"));
+	ck_assert_ptr_nonnull(strstr(buf, "\033[31mERROR\033[0m"));
+	ck_assert_ptr_nonnull(strstr(buf, "] error\n"));
+	ck_assert_uint_eq(c.n, 2); /* callback sink: TRACE and up, not "filtered" */
+	collector_free(&c);
+}
+END_TEST
+
+static Suite *mplog_suite(void)
+{
+	Suite *s = suite_create("mplog");
+	TCase *tc = tcase_create("end-to-end");
+	tcase_add_test(tc, records_carry_every_field_and_arrive_in_order_through_the_epoll_fd);
+	tcase_add_test(tc, records_of_1_byte_to_64k_from_processes_and_threads_never_interleave);
+	tcase_add_test(tc, records_survive_sigkill_right_after_the_call_returns);
+	tcase_add_test(tc, stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushed);
+	tcase_add_test(tc, garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others);
+	tcase_add_test(tc, drop_mode_drops_when_full_and_reports_the_count_in_a_record);
+	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);
+	tcase_add_test(tc, json_lines_parse_back_with_python_and_escape_any_bytes);
+	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
+	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);
+	tcase_add_test(tc, sinks_and_the_child_filter_by_minimum_level);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(mplog_suite)
