@@ -46,10 +46,18 @@ struct mpg__modlist {
 
 int mpg__modlist_decode(const void *body, size_t len, struct mpg__modlist *out);
 void mpg__modlist_free(struct mpg__modlist *l);
+/* Symbolization state kept between calls (owned by the pool). */
+struct mpg__symcache {
+	void *dwfl;          /* Dwfl *, for the module list below */
+	struct mpg__modlist mods;
+	bool *trusted;       /* per module: its file is the one that was loaded */
+};
+void mpg__symcache_free(struct mpg__symcache *c);
+
 /* "#N 0xADDR function+off (file.c:LINE) [module]" lines; malloc'd, or NULL.
  * ips[0] is exact when first_exact (a signal frame); the others are return
  * addresses, looked up one byte earlier to name the call's line. */
-char *mpg__symbolize(const struct mpg__modlist *mods, const uint64_t *ips, unsigned n,
-		     bool first_exact);
+char *mpg__symbolize(struct mpg__symcache *cache, const struct mpg__modlist *mods,
+		     const uint64_t *ips, unsigned n, bool first_exact);
 /* "address not mapped to object" for SIGSEGV/SEGV_MAPERR, etc. */
 const char *mpg__si_code_name(int sig, int code, const char **description);

@@ -200,8 +200,8 @@ static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job
 	if (err && f->has_fault)
 		mpg__error_set_fault(err, f->si_code, f->addr);
 	if (err && f->nips)
-		err->backtrace = mpg__symbolize(w ? &w->modules : NULL, f->ips, f->nips,
-						f->first_exact);
+		err->backtrace = mpg__symbolize(&p->symcache, w ? &w->modules : NULL, f->ips,
+						f->nips, f->first_exact);
 	fail_task(p, job, index, err);
 }
 

@@ -361,6 +361,7 @@ struct mpg_pool {
 	size_t ndeliveries, deliveries_cap;
 
 	mpg_stats stats;
+	struct mpg__symcache symcache; /* dispatcher thread only */
 };
 
 /* dispatch.c */

@@ -34,6 +34,7 @@ static unsigned cpu_count(void)
 static void pool_release(struct mpg_pool *p)
 {
 	mpg__pool_bury(p);
+	mpg__symcache_free(&p->symcache);
 	if (p->workers) {
 		for (unsigned i = 0; i < p->nworkers; i++) {
 			mpk_buf_free(&p->workers[i].in);

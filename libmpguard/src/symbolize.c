@@ -85,29 +85,78 @@ static const Dwfl_Callbacks offline_callbacks = {
 	.section_address = dwfl_offline_section_address,
 };
 
-/* Report to dwfl every module the backtrace touches whose file on disk is
- * the one the worker had loaded. */
-static void report_modules(Dwfl *dwfl, const struct mpg__modlist *mods, const uint64_t *ips,
-			   unsigned n)
+static bool same_modules(const struct mpg__modlist *a, const struct mpg__modlist *b)
 {
-	dwfl_report_begin(dwfl);
-	for (size_t i = 0; mods && i < mods->n; i++) {
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (a->m[i].bias != b->m[i].bias || a->m[i].lo != b->m[i].lo ||
+		    a->m[i].hi != b->m[i].hi || strcmp(a->m[i].path, b->m[i].path) != 0)
+			return false;
+	return true;
+}
+
+static int copy_modules(struct mpg__modlist *dst, const struct mpg__modlist *src)
+{
+	*dst = (struct mpg__modlist){calloc(src->n ? src->n : 1, sizeof *src->m), src->n};
+	if (!dst->m)
+		return -ENOMEM;
+	for (size_t i = 0; i < src->n; i++) {
+		dst->m[i] = src->m[i];
+		dst->m[i].path = strdup(src->m[i].path);
+		if (!dst->m[i].path) {
+			dst->n = i;
+			mpg__modlist_free(dst);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void mpg__symcache_free(struct mpg__symcache *c)
+{
+	if (c->dwfl)
+		dwfl_end(c->dwfl);
+	mpg__modlist_free(&c->mods);
+	free(c->trusted);
+	*c = (struct mpg__symcache){0};
+}
+
+/* A Dwfl for this module list, reused while workers have the same modules
+ * (they all fork from one image): DWARF is read once, not per crash. A
+ * module whose file on disk is not the one the worker loaded (build-id
+ * differs) is not trusted for names. */
+static Dwfl *cached_dwfl(struct mpg__symcache *c, const struct mpg__modlist *mods)
+{
+	if (c->dwfl && same_modules(&c->mods, mods))
+		return c->dwfl;
+	mpg__symcache_free(c);
+	if (copy_modules(&c->mods, mods) < 0)
+		return NULL;
+	c->trusted = calloc(mods->n ? mods->n : 1, sizeof *c->trusted);
+	c->dwfl = dwfl_begin(&offline_callbacks);
+	if (!c->trusted || !c->dwfl) {
+		mpg__symcache_free(c);
+		return NULL;
+	}
+	dwfl_report_begin(c->dwfl);
+	for (size_t i = 0; i < mods->n; i++) {
 		const struct mpg__module *m = &mods->m[i];
-		bool used = false;
-		for (unsigned k = 0; k < n && !used; k++)
-			used = ips[k] >= m->lo && ips[k] < m->hi;
-		if (!used || m->path[0] != '/')
-			continue;
-		Dwfl_Module *dm = dwfl_report_elf(dwfl, base_name(m->path), m->path, -1, m->bias, false);
-		if (!dm || !m->build_id_len)
+		if (m->path[0] != '/')
+			continue; /* the vdso */
+		Dwfl_Module *dm = dwfl_report_elf(c->dwfl, base_name(m->path), m->path, -1, m->bias,
+						  false);
+		if (!dm)
 			continue;
 		const unsigned char *bits;
 		GElf_Addr vaddr;
 		int len = dwfl_module_build_id(dm, &bits, &vaddr);
-		if (len != (int)m->build_id_len || memcmp(bits, m->build_id, m->build_id_len) != 0)
-			dwfl_report_end(dwfl, NULL, NULL), dwfl_report_begin_add(dwfl);
+		c->trusted[i] = !m->build_id_len ||
+				(len == (int)m->build_id_len &&
+				 memcmp(bits, m->build_id, m->build_id_len) == 0);
 	}
-	dwfl_report_end(dwfl, NULL, NULL);
+	dwfl_report_end(c->dwfl, NULL, NULL);
+	return c->dwfl;
 }
 
 struct inlined {
@@ -151,17 +200,16 @@ static int inline_chain(Dwfl_Module *dm, uint64_t pc, struct inlined *out, int m
 	return n;
 }
 
-char *mpg__symbolize(const struct mpg__modlist *mods, const uint64_t *ips, unsigned n,
-		     bool first_exact)
+char *mpg__symbolize(struct mpg__symcache *cache, const struct mpg__modlist *mods,
+		     const uint64_t *ips, unsigned n, bool first_exact)
 {
 	char *text = NULL;
 	size_t size = 0;
 	FILE *out = open_memstream(&text, &size);
 	if (!out)
 		return NULL;
-	Dwfl *dwfl = dwfl_begin(&offline_callbacks);
-	if (dwfl)
-		report_modules(dwfl, mods, ips, n);
+	static const struct mpg__modlist none;
+	Dwfl *dwfl = cached_dwfl(cache, mods ? mods : &none);
 
 	unsigned frame = 0;
 	for (unsigned k = 0; k < n; k++) {
@@ -170,7 +218,8 @@ char *mpg__symbolize(const struct mpg__modlist *mods, const uint64_t *ips, unsig
 		uint64_t pc = (k == 0 && first_exact) || ip == 0 ? ip : ip - 1;
 		const struct mpg__module *m = module_of(mods, ip);
 		const char *mname = m ? base_name(m->path) : "??";
-		Dwfl_Module *dm = dwfl ? dwfl_addrmodule(dwfl, pc) : NULL;
+		bool trusted = m && cache->trusted && cache->trusted[m - mods->m];
+		Dwfl_Module *dm = dwfl && trusted ? dwfl_addrmodule(dwfl, pc) : NULL;
 		const char *fn = NULL;
 		GElf_Off off = 0;
 		GElf_Sym sym;
@@ -207,8 +256,6 @@ char *mpg__symbolize(const struct mpg__modlist *mods, const uint64_t *ips, unsig
 			fprintf(out, " (%s:%d)", base_name(file), lineno);
 		fprintf(out, " [%s]\n", mname);
 	}
-	if (dwfl)
-		dwfl_end(dwfl);
 	if (fclose(out) != 0) {
 		free(text);
 		return NULL;
