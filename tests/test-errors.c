@@ -4,6 +4,7 @@
 #include "mpk-test.h"
 #include <mpguard.h>
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -445,6 +446,19 @@ __attribute__((noinline)) static int recurse(volatile int depth)
 	return recurse(depth + 1) + pad[0]; /* no tail call: the stack grows */
 }
 
+/* A mapping past the end of its file: touching it is SIGBUS (BUS_ADRERR). */
+__attribute__((noinline)) static int64_t read_past_end_of_file(void)
+{
+	char path[] = "/tmp/mpkit-sigbus-XXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return -1;
+	unlink(path);
+	volatile char *m = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0); /* file is empty */
+	close(fd);
+	return m == MAP_FAILED ? -1 : m[100];
+}
+
 /* UBSan must not stop strlen(NULL) before it faults. */
 __attribute__((no_sanitize_undefined))
 static int crashes(mpg_task *t, const void *in, size_t len, void *ud)
@@ -461,6 +475,21 @@ static int crashes(mpg_task *t, const void *in, size_t len, void *ud)
 		x = recurse(0);
 	else if (x == 5)
 		abort();
+	else if (x == 6)
+		x = read_past_end_of_file();
+	else if (x == 7)
+		__builtin_trap(); /* ud2 on x86: SIGILL */
+	else if (x == 8)
+		__asm__ volatile("int3"); /* SIGTRAP */
+	else if (x == 9)
+		raise(SIGSYS);
+	else if (x == 10)
+		x = dlopen(CRASHLIB_PATH, RTLD_NOW) ? 10 : -1; /* stays loaded */
+	else if (x == 11) {
+		int (*deref)(volatile int *) = (int (*)(volatile int *))dlsym(
+			dlopen(CRASHLIB_PATH, RTLD_NOW), "crashlib_deref");
+		x = deref ? deref(NULL) : -1;
+	}
 	return mpg_task_set_result(t, &x, 8);
 }
 
@@ -672,6 +701,55 @@ START_TEST(max_tasks_per_worker_replaces_workers_after_n_tasks)
 }
 END_TEST
 
+START_TEST(every_fatal_signal_is_reported_with_its_si_code_and_a_backtrace)
+{
+	static const struct {
+		int64_t what;
+		int sig;
+		int code; /* -1: any */
+	} cases[] = {
+		{6, SIGBUS, BUS_ADRERR},
+		{7, SIGILL, -1},
+		{8, SIGTRAP, -1},
+		{9, SIGSYS, SI_TKILL},
+	};
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		mpg_results *res;
+		const mpg_error *e = crash_error(p, cases[i].what, &res);
+		ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_SIGNALED);
+		ck_assert_int_eq(mpg_error_signal(e), cases[i].sig);
+		int code;
+		ck_assert_int_eq(mpg_error_fault(e, &code, NULL), 0);
+		if (cases[i].code != -1)
+			ck_assert_int_eq(code, cases[i].code);
+		ck_assert_msg(strstr(mpg_error_backtrace(e), "crashes"), "%s", mpg_error_backtrace(e));
+		mpg_results_free(res);
+	}
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(a_crash_in_a_library_dlopened_by_an_earlier_task_is_symbolized)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0); /* one worker: both calls run there */
+	int64_t x = 10, y;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, crashes, &x, 8, 1, &y, 8, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	ck_assert_int_eq(y, 10); /* the dlopen() worked */
+	mpg_results_free(res);
+	const mpg_error *e = crash_error(p, 11, &res);
+	const char *bt = mpg_error_backtrace(e);
+	const char *nl = strchr(bt, '\n');
+	ck_assert_msg(nl && memmem(bt, (size_t)(nl - bt), "crashlib_deref", 14) &&
+		      memmem(bt, (size_t)(nl - bt), "(crashlib.c:8)", 14) &&
+		      memmem(bt, (size_t)(nl - bt), "[libcrashlib.so]", 16), "%s", bt);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static Suite *errors_suite(void)
 {
 	Suite *s = suite_create("errors");
@@ -692,6 +770,8 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, fault_inside_a_shared_library_names_the_library_then_the_caller);
 	tcase_add_test(tc, stack_overflow_is_caught_and_reported);
 	tcase_add_test(tc, abort_reports_sigabrt_with_a_backtrace);
+	tcase_add_test(tc, every_fatal_signal_is_reported_with_its_si_code_and_a_backtrace);
+	tcase_add_test(tc, a_crash_in_a_library_dlopened_by_an_earlier_task_is_symbolized);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 120);

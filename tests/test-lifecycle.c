@@ -243,8 +243,8 @@ START_TEST(crashing_workers_are_replaced_while_parent_threads_hold_locks)
 	atomic_store(&stop_threads, false);
 	for (int i = 0; i < 8; i++)
 		pthread_create(&th[i], NULL, malloc_stdio_loop, devnull);
-	enum { CRASHES = 200 };
-	int64_t x[CRASHES * 2], y[CRASHES * 2];
+	enum { CRASHES = 1000 };
+	static int64_t x[CRASHES * 2], y[CRASHES * 2];
 	for (int i = 0; i < CRASHES * 2; i++)
 		x[i] = i % 2 ? -4 : i;
 	mpg_results *res;
