@@ -362,6 +362,83 @@ MPG_EXPORT int mpg_error_fault(const mpg_error *err, int *si_code, uintptr_t *ad
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);
 
 /* ------------------------------------------------------------------------ */
+/* Supervised long-running workers                                          */
+
+/*
+ * A supervisor runs K named service functions, each in its own forked
+ * process (through a fork server, as pools do), restarts them by policy when
+ * they end, and gives up when they fail too often — the Erlang/OTP way.
+ * Failures are reported as mpg_error (RAISED, EXITED, SIGNALED with
+ * backtrace, KILLED); mpg_error_task() is the service's index.
+ */
+typedef struct mpg_supervisor mpg_supervisor;
+
+/** A service: runs until it returns. 0 is a normal end; non-zero or
+ *  mpg_raise() a failure (RAISED with that code). */
+typedef int (*mpg_service_fn)(void *userdata);
+
+/** When a service that ended is started again. Since 0.1. */
+typedef enum mpg_restart {
+	MPG_RESTART_PERMANENT = 0, /* always */
+	MPG_RESTART_TRANSIENT,     /* only after a failure */
+	MPG_RESTART_TEMPORARY,     /* never */
+} mpg_restart;
+
+/** Returns 0, -EINVAL, -ENOMEM, -ECHILD (in a worker). Since 0.1. */
+MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret);
+MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *sup);
+
+/** Add a service (before mpg_supervisor_run(); at most 256). @name is
+ *  copied. @userdata is seen by the service in its copy of memory as it was
+ *  when mpg_supervisor_run() started. Returns its index, or -EINVAL,
+ *  -EBUSY (running), -E2BIG, -ENOMEM. Since 0.1. */
+MPG_EXPORT int mpg_supervisor_add(mpg_supervisor *sup, const char *name, mpg_service_fn fn,
+				  void *userdata, mpg_restart restart);
+
+/** Restart intensity: more than @max_restarts restarts within @period_ms
+ *  and the supervisor gives up (default 3 in 5000 ms). Since 0.1. */
+MPG_EXPORT int mpg_supervisor_set_intensity(mpg_supervisor *sup, unsigned max_restarts,
+					    unsigned period_ms);
+
+/** Restart delay: @initial_ms after a first failure, doubling with each
+ *  failure in a row up to @max_ms (default 10 ms .. 5000 ms); a service
+ *  that ran for longer than @max_ms starts over at @initial_ms. */
+MPG_EXPORT int mpg_supervisor_set_backoff(mpg_supervisor *sup, unsigned initial_ms,
+					  unsigned max_ms);
+
+/** At shutdown, how long a service has after SIGTERM before SIGKILL
+ *  (default 5000 ms). */
+MPG_EXPORT int mpg_supervisor_set_shutdown_timeout(mpg_supervisor *sup, unsigned ms);
+
+/** Called (in mpg_supervisor_run()'s thread) for every failure. */
+MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *sup, mpg_error_fn fn,
+						 void *userdata);
+
+/**
+ * mpg_supervisor_run - start the services in the order they were added and
+ * supervise them until none is left to run. SIGINT and SIGTERM are blocked
+ * in the calling thread and taken through a signalfd while it runs (block
+ * them in your other threads too, or they may go there): either one, or
+ * mpg_supervisor_stop(), shuts the services down in reverse order, each
+ * with SIGTERM then, after the shutdown timeout, SIGKILL.
+ * Returns 0 when every service ended for good; -EINTR after a shutdown by
+ * signal or mpg_supervisor_stop(); -ECANCELED when it gave up (restart
+ * intensity exceeded: mpg_supervisor_error() says why; the others were shut
+ * down); -EINVAL (no service), -EBUSY, -ECHILD, or a setup errno.
+ * Since 0.1.
+ */
+MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *sup);
+
+/** Ask a running supervisor to shut down (from any thread; async-signal-
+ *  safe). Returns 0 or -EINVAL. Since 0.1. */
+MPG_EXPORT int mpg_supervisor_stop(mpg_supervisor *sup);
+
+/** The failure that made the supervisor give up, or NULL. */
+MPG_EXPORT const mpg_error *mpg_supervisor_error(mpg_supervisor *sup);
+/** Times service @index was restarted; -EINVAL for a bad index. */
+MPG_EXPORT int mpg_supervisor_restarts(mpg_supervisor *sup, unsigned index);
+
+/* ------------------------------------------------------------------------ */
 /* Shared memory buffers                                                    */
 
 /**

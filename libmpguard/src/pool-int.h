@@ -122,6 +122,7 @@ enum {
 	MSG_CRASH = 3,   /* worker -> parent: from the crash handler */
 	MSG_MODULES = 4, /* worker -> parent: loaded modules, for symbolization */
 	MSG_STACK = 5,   /* worker -> parent: where a timed-out task is stuck */
+	MSG_SERVICE_END = 6, /* service -> supervisor: failed, with code, message, backtrace */
 };
 enum {
 	CHUNK_FIXED_IN = 1u << 0,
@@ -146,7 +147,13 @@ struct mpg__wstatus {
 };
 
 /* ---- fork server ------------------------------------------------------ */
+struct mpg__service { /* a supervised service, as its worker sees it */
+	mpg_service_fn fn;
+	void *userdata;
+};
+
 struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
+	const struct mpg__service *services; /* a supervisor's, else NULL */
 	void *userdata;
 	size_t shm_threshold;
 	struct mpg__wstatus *status; /* array, one per slot */

@@ -621,6 +621,44 @@ out:
 
 bool mpg__in_worker;
 
+/* A supervised service: run it once, report a failure in one frame, exit.
+ * A normal return exits 0. Backtraces stop at this function. */
+__attribute__((noinline)) static _Noreturn void run_service(const struct mpg__service *svc)
+{
+	int code;
+	const char *msg;
+	char m[64];
+	if (sigsetjmp(W.jmp, 0) == 0) {
+		W.in_task = true;
+		code = svc->fn(svc->userdata);
+		W.in_task = false;
+		if (code == 0)
+			worker_exit(0);
+		snprintf(m, sizeof m, "service returned %d", code);
+		msg = m;
+		W.raise_nips = 0;
+	} else {
+		W.in_task = false;
+		code = W.raise_code;
+		msg = W.msg;
+	}
+	struct mpk_buf b = {0};
+	uint32_t mlen = (uint32_t)strnlen(msg, MPG_MAX_MESSAGE - 1);
+	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
+	mpk_buf_put_u32(&b, (uint32_t)code);
+	mpk_buf_put_u32(&b, mlen);
+	mpk_buf_put_u32(&b, W.raise_nips);
+	mpk_buf_put(&b, msg, mlen);
+	mpk_buf_put(&b, W.raise_ips, W.raise_nips * sizeof W.raise_ips[0]);
+	if (!b.oom) {
+		mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_SERVICE_END,
+				      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), 0);
+		struct iovec iov = {b.data, b.len};
+		send_all(&iov, 1, NULL, 0);
+	}
+	worker_exit(1);
+}
+
 _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock)
 {
 	mpg__in_worker = true;
@@ -633,13 +671,19 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	atomic_store(&W.status[slot].state, WS_IDLE);
 	atomic_store(&W.status[slot].tasks_done, 0);
 	char name[16];
-	snprintf(name, sizeof name, "mpg-worker-%u", slot);
+	snprintf(name, sizeof name, cfg->services ? "mpg-service-%u" : "mpg-worker-%u", slot);
 	prctl(PR_SET_NAME, name);
 	signal(SIGCHLD, SIG_DFL);
 	/* Before any task: the handler's memory and libunwind's state. */
-	(void)mpg__crash_install(sock, &W.sending, (const void *)(uintptr_t)run_tasks);
+	const void *loop = cfg->services ? (const void *)(uintptr_t)run_service :
+					   (const void *)(uintptr_t)run_tasks;
+	(void)mpg__crash_install(sock, &W.sending, loop);
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
 	send_modules_if_changed();
+	if (cfg->services) {
+		signal(SIGTERM, SIG_DFL); /* the supervisor's shutdown request */
+		run_service(&cfg->services[slot]);
+	}
 
 	for (;;) {
 		struct mpk_frame_header h;

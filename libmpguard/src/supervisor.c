@@ -1,0 +1,678 @@
+/* The supervisor: long-running services in forked processes, restarted by
+ * policy (permanent, transient, temporary) with exponential backoff, given
+ * up on when they fail too often (restart intensity), shut down in reverse
+ * order on SIGINT/SIGTERM. Single-threaded: everything happens in
+ * mpg_supervisor_run()'s thread, around one epoll. Services are forked by a
+ * fork server, like pool workers, and report failures the same way. */
+#include "pool-int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAX_SERVICES 256u
+#define MAX_INTENSITY 1000u
+
+enum svc_state { SVC_IDLE, SVC_WAITING, SVC_RUNNING, SVC_DONE };
+
+struct service {
+	char *name;
+	mpg_restart restart;
+	enum svc_state state;
+	pid_t pid;
+	int sock;
+	uint64_t started_ns;
+	uint64_t restart_at;     /* SVC_WAITING: when */
+	unsigned failures_in_row;
+	unsigned restarts;
+	struct mpk_buf in;
+};
+
+struct mpg_supervisor {
+	pid_t creator;
+	bool running;
+	struct mpg__service *table; /* what the workers see */
+	struct service *svc;
+	unsigned n;
+	unsigned max_restarts, period_ms;
+	unsigned backoff_initial_ms, backoff_max_ms;
+	unsigned shutdown_ms;
+	mpg_error_fn on_error;
+	void *on_error_userdata;
+	mpg_error *give_up_error;
+	uint64_t *restart_times;    /* ring of the last max_restarts+1 restarts */
+	unsigned nrestart_times, restart_head;
+	int stopfd;                 /* eventfd: mpg_supervisor_stop() */
+	struct mpg__symcache symcache;
+};
+
+MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	if (mpg__in_worker)
+		return -ECHILD;
+	mpg_supervisor *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->creator = getpid();
+	s->max_restarts = 3;
+	s->period_ms = 5000;
+	s->backoff_initial_ms = 10;
+	s->backoff_max_ms = 5000;
+	s->shutdown_ms = 5000;
+	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stopfd < 0) {
+		int r = -errno;
+		free(s);
+		return r;
+	}
+	mpg__fdreg_add(s->stopfd);
+	*ret = s;
+	return 0;
+}
+
+MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *s)
+{
+	if (!s || s->running || getpid() != s->creator)
+		return;
+	for (unsigned i = 0; i < s->n; i++) {
+		free(s->svc[i].name);
+		mpk_buf_free(&s->svc[i].in);
+	}
+	free(s->svc);
+	free(s->table);
+	free(s->restart_times);
+	mpg__error_free(s->give_up_error);
+	mpg__symcache_free(&s->symcache);
+	mpg__fdreg_del(s->stopfd);
+	close(s->stopfd);
+	free(s);
+}
+
+MPG_EXPORT int mpg_supervisor_add(mpg_supervisor *s, const char *name, mpg_service_fn fn,
+				  void *userdata, mpg_restart restart)
+{
+	if (!s || !name || !fn || (unsigned)restart > MPG_RESTART_TEMPORARY)
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	if (s->n == MAX_SERVICES)
+		return -E2BIG;
+	struct service *sv = realloc(s->svc, (s->n + 1) * sizeof *sv);
+	if (!sv)
+		return -ENOMEM;
+	s->svc = sv;
+	struct mpg__service *t = realloc(s->table, (s->n + 1) * sizeof *t);
+	if (!t)
+		return -ENOMEM;
+	s->table = t;
+	char *copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	s->svc[s->n] = (struct service){.name = copy, .restart = restart, .sock = -1};
+	s->table[s->n] = (struct mpg__service){.fn = fn, .userdata = userdata};
+	return (int)s->n++;
+}
+
+MPG_EXPORT int mpg_supervisor_set_intensity(mpg_supervisor *s, unsigned max, unsigned period_ms)
+{
+	if (!s || max > MAX_INTENSITY || period_ms == 0 || period_ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	s->max_restarts = max;
+	s->period_ms = period_ms;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_set_backoff(mpg_supervisor *s, unsigned initial_ms, unsigned max_ms)
+{
+	if (!s || initial_ms > max_ms || max_ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	s->backoff_initial_ms = initial_ms;
+	s->backoff_max_ms = max_ms;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_set_shutdown_timeout(mpg_supervisor *s, unsigned ms)
+{
+	if (!s || ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	s->shutdown_ms = ms;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *s, mpg_error_fn fn, void *ud)
+{
+	if (!s)
+		return -EINVAL;
+	s->on_error = fn;
+	s->on_error_userdata = ud;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_stop(mpg_supervisor *s)
+{
+	if (!s)
+		return -EINVAL;
+	uint64_t one = 1; /* write(2) only: async-signal-safe */
+	(void)!write(s->stopfd, &one, sizeof one);
+	return 0;
+}
+
+MPG_EXPORT const mpg_error *mpg_supervisor_error(mpg_supervisor *s)
+{
+	return s ? s->give_up_error : NULL;
+}
+
+MPG_EXPORT int mpg_supervisor_restarts(mpg_supervisor *s, unsigned index)
+{
+	if (!s || index >= s->n)
+		return -EINVAL;
+	return (int)s->svc[index].restarts;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+struct run {
+	mpg_supervisor *s;
+	int ep, ctl, sigfd, timer;
+	pid_t server;
+	struct mpg__wconfig cfg;
+	bool stopping;
+	int result;
+	int stop_index;          /* shutdown: the service being stopped, -1 none */
+	uint64_t stop_deadline;
+	bool stop_killed;
+};
+
+#define TAG_CTL 1u
+#define TAG_SIG 2u
+#define TAG_TIMER 3u
+#define TAG_STOP 4u
+
+static int start_service(struct run *r, unsigned i)
+{
+	struct service *sv = &r->s->svc[i];
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+		return -errno;
+	int e = mpg__fs_request_spawn(r->ctl, i, sp[1]);
+	close(sp[1]);
+	if (e < 0) {
+		close(sp[0]);
+		return e;
+	}
+	(void)fcntl(sp[0], F_SETFL, O_NONBLOCK);
+	mpg__fdreg_add(sp[0]);
+	sv->sock = sp[0];
+	sv->state = SVC_RUNNING;
+	sv->pid = 0;
+	sv->started_ns = mpg__now_ns();
+	sv->in.len = 0;
+	return 0;
+}
+
+static void signal_service(struct run *r, unsigned i, int sig)
+{
+	struct service *sv = &r->s->svc[i];
+	if (sv->pid > 0)
+		(void)mpg__fs_request_kill(r->ctl, i, sv->pid, sig);
+}
+
+/* Everything the dead service wrote: its module list, maybe a crash report
+ * or a raised error. Read to EOF; the process is gone. */
+static void drain(struct service *sv)
+{
+	for (;;) {
+		if (mpk_buf_reserve(&sv->in, 16384) < 0)
+			return;
+		ssize_t n = read(sv->sock, sv->in.data + sv->in.len, sv->in.cap - sv->in.len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		sv->in.len += (size_t)n;
+		if (sv->in.len > 4u << 20)
+			return; /* a service has no business sending more */
+	}
+}
+
+struct report {
+	struct mpg__modlist mods;
+	bool crashed, ended;
+	struct mpg__crash_head crash;
+	uint64_t crash_ips[MPG_MAX_FRAMES];
+	int code;
+	char msg[MPG_MAX_MESSAGE];
+	uint32_t nips;
+	uint64_t ips[MPG_MAX_FRAMES];
+	bool garbage;
+};
+
+static void parse_reports(const struct service *sv, struct report *rep)
+{
+	size_t off = 0;
+	while (sv->in.len - off >= sizeof(struct mpk_frame_header)) {
+		struct mpk_frame_header h;
+		memcpy(&h, sv->in.data + off, sizeof h);
+		if (mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY) < 0 ||
+		    sv->in.len - off - sizeof h < h.length) {
+			rep->garbage = true;
+			return;
+		}
+		const uint8_t *b = sv->in.data + off + sizeof h;
+		if (h.type == MSG_MODULES) {
+			struct mpg__modlist l;
+			if (mpg__modlist_decode(b, h.length, &l) == 0) {
+				mpg__modlist_free(&rep->mods);
+				rep->mods = l;
+			}
+		} else if (h.type == MSG_CRASH && h.length >= sizeof rep->crash) {
+			memcpy(&rep->crash, b, sizeof rep->crash);
+			if (rep->crash.nips <= MPG_MAX_FRAMES &&
+			    h.length == sizeof rep->crash + rep->crash.nips * 8u) {
+				memcpy(rep->crash_ips, b + sizeof rep->crash, rep->crash.nips * 8u);
+				rep->crashed = true;
+			}
+		} else if (h.type == MSG_SERVICE_END) {
+			struct mpk_reader rd;
+			mpk_reader_init(&rd, b, h.length);
+			rep->code = (int)mpk_get_u32(&rd);
+			uint32_t ml = mpk_get_u32(&rd);
+			uint32_t ni = mpk_get_u32(&rd);
+			const char *m = mpk_get_bytes(&rd, ml);
+			const void *ips = ni <= MPG_MAX_FRAMES ? mpk_get_bytes(&rd, ni * 8u) : NULL;
+			if (!rd.err && m && (ips || !ni) && ml < sizeof rep->msg) {
+				memcpy(rep->msg, m, ml);
+				rep->msg[ml] = '\0';
+				memcpy(rep->ips, ips, ni * 8u);
+				rep->nips = ni;
+				rep->ended = true;
+			}
+		}
+		off += sizeof h + h.length;
+	}
+}
+
+/* The failure of service i that ended with wait status `status`, or NULL
+ * when it ended normally (returned 0 / exit(0)) or was stopped by us. */
+static mpg_error *failure_of(struct run *r, unsigned i, int status, bool stopped_by_us)
+{
+	struct service *sv = &r->s->svc[i];
+	struct report rep = {0};
+	drain(sv);
+	parse_reports(sv, &rep);
+	mpg_error *e = NULL;
+	char msg[MPG_MAX_MESSAGE + 128];
+	if (rep.ended) {
+		snprintf(msg, sizeof msg, "service %s: %s", sv->name, rep.msg);
+		e = mpg__error_new(MPG_ERR_RAISED, i, (int)i, sv->pid, rep.code, 0, 1, msg);
+		if (e && rep.nips)
+			e->backtrace = mpg__symbolize(&r->s->symcache, &rep.mods, rep.ips, rep.nips, false);
+	} else if (WIFEXITED(status)) {
+		if (WEXITSTATUS(status) != 0) {
+			snprintf(msg, sizeof msg, "service %s exited with status %d", sv->name,
+				 WEXITSTATUS(status));
+			e = mpg__error_new(MPG_ERR_EXITED, i, (int)i, sv->pid, WEXITSTATUS(status), 0, 1,
+					   msg);
+		}
+	} else if (WIFSIGNALED(status) && !stopped_by_us) {
+		int sig = WTERMSIG(status);
+		bool crash = rep.crashed && (int)rep.crash.signo == sig;
+		if (crash) {
+			const char *desc, *name = mpg__si_code_name(sig, rep.crash.code, &desc);
+			snprintf(msg, sizeof msg, "service %s: %s (%s: %s) at address 0x%" PRIx64,
+				 sv->name, strsignal(sig), name, desc, rep.crash.addr);
+		} else {
+			snprintf(msg, sizeof msg, "service %s: %s%s", sv->name, strsignal(sig),
+				 sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" : "");
+		}
+		e = mpg__error_new(crash || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
+				   sig == SIGILL || sig == SIGABRT ? MPG_ERR_SIGNALED : MPG_ERR_KILLED,
+				   i, (int)i, sv->pid, 0, sig, 1, msg);
+		if (e && crash) {
+			mpg__error_set_fault(e, rep.crash.code, rep.crash.addr);
+			e->backtrace = mpg__symbolize(&r->s->symcache, &rep.mods, rep.crash_ips,
+						      rep.crash.nips, true);
+		}
+	}
+	mpg__modlist_free(&rep.mods);
+	return e;
+}
+
+static uint64_t backoff_ns(const mpg_supervisor *s, unsigned failures_in_row)
+{
+	uint64_t ms = s->backoff_initial_ms;
+	for (unsigned k = 1; k < failures_in_row && ms < s->backoff_max_ms; k++)
+		ms *= 2;
+	if (ms > s->backoff_max_ms)
+		ms = s->backoff_max_ms;
+	return ms * 1000000u;
+}
+
+/* Restart intensity: true if one more restart now stays within the limit. */
+static bool may_restart(mpg_supervisor *s, uint64_t now)
+{
+	uint64_t period = (uint64_t)s->period_ms * 1000000u;
+	unsigned recent = 0;
+	for (unsigned k = 0; k < s->nrestart_times; k++)
+		recent += now - s->restart_times[k] < period;
+	if (recent >= s->max_restarts)
+		return false;
+	if (s->max_restarts) {
+		s->restart_times[s->restart_head] = now;
+		s->restart_head = (s->restart_head + 1) % s->max_restarts;
+		if (s->nrestart_times < s->max_restarts)
+			s->nrestart_times++;
+	}
+	return true;
+}
+
+static void begin_shutdown(struct run *r, int result)
+{
+	if (r->stopping)
+		return;
+	r->stopping = true;
+	r->result = result;
+	r->stop_index = -1;
+	for (unsigned i = 0; i < r->s->n; i++)
+		if (r->s->svc[i].state == SVC_WAITING)
+			r->s->svc[i].state = SVC_DONE;
+}
+
+/* Shutdown in reverse order: one service at a time gets SIGTERM, then
+ * SIGKILL at its deadline. */
+static void shutdown_step(struct run *r, uint64_t now)
+{
+	if (r->stop_index >= 0) {
+		struct service *sv = &r->s->svc[r->stop_index];
+		if (sv->state == SVC_RUNNING) {
+			if (!r->stop_killed && now >= r->stop_deadline) {
+				signal_service(r, (unsigned)r->stop_index, SIGKILL);
+				r->stop_killed = true;
+			}
+			return;
+		}
+	}
+	for (int i = (int)r->s->n - 1; i >= 0; i--) {
+		struct service *sv = &r->s->svc[i];
+		if (sv->state != SVC_RUNNING)
+			continue;
+		if (sv->pid <= 0) {
+			r->stop_index = -1;
+			return; /* forked, pid not reported yet: keep the order, wait */
+		}
+		r->stop_index = i;
+		r->stop_killed = false;
+		r->stop_deadline = now + (uint64_t)r->s->shutdown_ms * 1000000u;
+		signal_service(r, (unsigned)i, SIGTERM);
+		return;
+	}
+	r->stop_index = -1;
+}
+
+static void service_exited(struct run *r, unsigned i, int status)
+{
+	mpg_supervisor *s = r->s;
+	struct service *sv = &s->svc[i];
+	bool ours = r->stopping;
+	mpg_error *e = failure_of(r, i, status, ours);
+	mpg__fdreg_del(sv->sock);
+	close(sv->sock);
+	sv->sock = -1;
+	sv->pid = 0;
+	uint64_t now = mpg__now_ns();
+	if (e && s->on_error)
+		s->on_error(e, s->on_error_userdata);
+	bool restart = !r->stopping && (sv->restart == MPG_RESTART_PERMANENT ||
+					(sv->restart == MPG_RESTART_TRANSIENT && e));
+	if (!restart) {
+		sv->state = SVC_DONE;
+		mpg__error_free(e);
+		return;
+	}
+	if (!may_restart(s, now)) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "gave up: service %s ended more than %u times in %u ms%s%s",
+			 sv->name, s->max_restarts, s->period_ms, e ? "; last: " : "",
+			 e ? mpg_error_describe(e) : "");
+		mpg__error_free(s->give_up_error);
+		s->give_up_error = mpg__error_new(e ? e->kind : MPG_ERR_EXITED, i, (int)i, 0,
+						  e ? e->code : 0, e ? e->sig : 0, sv->restarts + 1, msg);
+		if (s->give_up_error && e && e->backtrace)
+			s->give_up_error->backtrace = strdup(e->backtrace);
+		sv->state = SVC_DONE;
+		mpg__error_free(e);
+		begin_shutdown(r, -ECANCELED);
+		return;
+	}
+	/* A service that ran long enough starts its backoff over. */
+	if (!e || now - sv->started_ns > (uint64_t)s->backoff_max_ms * 1000000u)
+		sv->failures_in_row = 0;
+	if (e)
+		sv->failures_in_row++;
+	sv->restarts++;
+	sv->state = SVC_WAITING;
+	sv->restart_at = now + (e ? backoff_ns(s, sv->failures_in_row) : 0);
+	mpg__error_free(e);
+}
+
+static void arm_timer(struct run *r)
+{
+	uint64_t next = 0;
+	for (unsigned i = 0; i < r->s->n; i++)
+		if (r->s->svc[i].state == SVC_WAITING &&
+		    (!next || r->s->svc[i].restart_at < next))
+			next = r->s->svc[i].restart_at;
+	if (r->stopping && r->stop_index >= 0 && !r->stop_killed &&
+	    (!next || r->stop_deadline < next))
+		next = r->stop_deadline;
+	struct itimerspec its = {0};
+	if (next) {
+		its.it_value.tv_sec = (time_t)(next / 1000000000u);
+		its.it_value.tv_nsec = (long)(next % 1000000000u);
+		if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+			its.it_value.tv_nsec = 1;
+	}
+	(void)timerfd_settime(r->timer, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void read_server(struct run *r)
+{
+	for (;;) {
+		struct mpg__fsmsg m;
+		int fd;
+		int e = mpg__fs_recv(r->ctl, &m, &fd, MSG_DONTWAIT);
+		if (e == -EAGAIN)
+			return;
+		if (e <= 0 || m.slot >= r->s->n) {
+			if (fd >= 0)
+				close(fd);
+			/* The fork server is gone: its services die with it. */
+			for (unsigned i = 0; i < r->s->n; i++)
+				if (r->s->svc[i].state == SVC_RUNNING)
+					service_exited(r, i, SIGKILL);
+			begin_shutdown(r, r->stopping ? r->result : -EPIPE);
+			return;
+		}
+		if (fd >= 0)
+			close(fd); /* the pidfd: we signal through the server */
+		struct service *sv = &r->s->svc[m.slot];
+		if (m.type == FS_SPAWNED) {
+			sv->pid = m.pid; /* if stopping, shutdown_step() takes it in its turn */
+		} else if (m.type == FS_SPAWN_FAILED) {
+			service_exited(r, m.slot, 127 << 8);
+		} else if (m.type == FS_EXITED && sv->state == SVC_RUNNING && sv->pid == m.pid) {
+			service_exited(r, m.slot, m.value);
+		}
+	}
+}
+
+static bool all_done(const mpg_supervisor *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->svc[i].state != SVC_DONE)
+			return false;
+	return true;
+}
+
+MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (mpg__in_worker || getpid() != s->creator)
+		return -ECHILD;
+	if (s->running)
+		return -EBUSY;
+	if (s->n == 0)
+		return -EINVAL;
+	struct run r = {.s = s, .ep = -1, .ctl = -1, .sigfd = -1, .timer = -1, .stop_index = -1};
+	int ret = 0;
+	sigset_t stop_sigs, old_mask;
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGINT);
+	sigaddset(&stop_sigs, SIGTERM);
+
+	free(s->restart_times);
+	s->restart_times = calloc(s->max_restarts ? s->max_restarts : 1, sizeof *s->restart_times);
+	if (!s->restart_times)
+		return -ENOMEM;
+	s->nrestart_times = s->restart_head = 0;
+	mpg__error_free(s->give_up_error);
+	s->give_up_error = NULL;
+	uint64_t drained;
+	while (read(s->stopfd, &drained, sizeof drained) > 0)
+		; /* a stop asked before this run does not count */
+
+	r.cfg = (struct mpg__wconfig){
+		.services = s->table,
+		.nworkers = s->n,
+		.shm_threshold = MPG_DEFAULT_SHM_THRESHOLD,
+	};
+	r.cfg.status = mmap(NULL, sizeof(struct mpg__wstatus) * s->n, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (r.cfg.status == MAP_FAILED)
+		return -errno;
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
+	r.cfg.sigmask = old_mask; /* services get the caller's mask as it was */
+	s->running = true;
+
+	r.ep = epoll_create1(EPOLL_CLOEXEC);
+	r.sigfd = signalfd(-1, &stop_sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	r.timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (r.ep < 0 || r.sigfd < 0 || r.timer < 0) {
+		ret = -errno;
+		goto out;
+	}
+	mpg__fdreg_add(r.ep);
+	mpg__fdreg_add(r.sigfd);
+	mpg__fdreg_add(r.timer);
+	ret = mpg__forkserver_start(&r.cfg, &r.ctl, &r.server);
+	if (ret < 0)
+		goto out;
+	struct {
+		int fd;
+		uint64_t tag;
+	} watch[] = {{r.ctl, TAG_CTL}, {r.sigfd, TAG_SIG}, {r.timer, TAG_TIMER}, {s->stopfd, TAG_STOP}};
+	for (size_t k = 0; k < sizeof watch / sizeof watch[0]; k++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = watch[k].tag};
+		epoll_ctl(r.ep, EPOLL_CTL_ADD, watch[k].fd, &ev);
+	}
+
+	for (unsigned i = 0; i < s->n; i++) {
+		s->svc[i].restarts = 0;
+		s->svc[i].failures_in_row = 0;
+		int e = start_service(&r, i);
+		if (e < 0) {
+			s->svc[i].state = SVC_DONE;
+			begin_shutdown(&r, e);
+			break;
+		}
+	}
+
+	while (!all_done(s)) {
+		uint64_t now = mpg__now_ns();
+		if (r.stopping) {
+			shutdown_step(&r, now);
+		} else {
+			for (unsigned i = 0; i < s->n; i++) {
+				struct service *sv = &s->svc[i];
+				if (sv->state == SVC_WAITING && now >= sv->restart_at &&
+				    start_service(&r, i) < 0) {
+					sv->state = SVC_DONE;
+					begin_shutdown(&r, -EAGAIN);
+				}
+			}
+		}
+		if (all_done(s))
+			break;
+		arm_timer(&r);
+		struct epoll_event evs[8];
+		int n = epoll_wait(r.ep, evs, 8, -1);
+		for (int k = 0; k < n; k++) {
+			uint64_t v;
+			switch (evs[k].data.u64) {
+			case TAG_CTL:
+				read_server(&r);
+				break;
+			case TAG_SIG: {
+				struct signalfd_siginfo si;
+				while (read(r.sigfd, &si, sizeof si) > 0)
+					begin_shutdown(&r, -EINTR);
+				break;
+			}
+			case TAG_TIMER:
+				(void)!read(r.timer, &v, sizeof v);
+				break;
+			case TAG_STOP:
+				while (read(s->stopfd, &v, sizeof v) > 0)
+					begin_shutdown(&r, -EINTR);
+				break;
+			}
+		}
+	}
+	ret = r.result;
+
+out:
+	if (r.ctl >= 0) {
+		mpg__fdreg_del(r.ctl);
+		close(r.ctl); /* EOF: the server kills what is left and exits */
+	}
+	if (r.server > 0)
+		while (waitpid(r.server, NULL, 0) < 0 && errno == EINTR)
+			;
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->svc[i].sock >= 0) {
+			mpg__fdreg_del(s->svc[i].sock);
+			close(s->svc[i].sock);
+			s->svc[i].sock = -1;
+		}
+		s->svc[i].state = SVC_IDLE;
+	}
+	int fds[] = {r.ep, r.sigfd, r.timer};
+	for (size_t k = 0; k < sizeof fds / sizeof fds[0]; k++) {
+		if (fds[k] >= 0) {
+			mpg__fdreg_del(fds[k]);
+			close(fds[k]);
+		}
+	}
+	munmap(r.cfg.status, sizeof(struct mpg__wstatus) * s->n);
+	/* Signals that arrived during the run were consumed; restore. */
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+	s->running = false;
+	return ret;
+}

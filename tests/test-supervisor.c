@@ -1,0 +1,275 @@
+/* Supervised long-running services: restart policies, backoff, restart
+ * intensity, failures reported like task errors, ordered shutdown on
+ * SIGTERM and on request. */
+#include "mpk-test.h"
+#include <mpguard.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <time.h>
+
+struct shared {
+	atomic_int runs[8];
+	atomic_llong started_ns[8][8];
+	char order[64];
+	atomic_int norder;
+};
+static struct shared *sh;
+static int ready_fd = -1; /* services say "up" here (inherited) */
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void setup(void)
+{
+	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(sh, MAP_FAILED);
+}
+
+static int run_index(int id)
+{
+	int k = atomic_fetch_add(&sh->runs[id], 1);
+	if (k < 8)
+		atomic_store(&sh->started_ns[id][k], now_ns());
+	return k;
+}
+
+static int64_t *volatile nowhere;
+
+/* Crashes on its first two runs, then says it is up and waits to be stopped.
+ * UBSan must let the NULL dereference fault. */
+__attribute__((no_sanitize_undefined))
+static int flaky(void *ud)
+{
+	int id = (int)(intptr_t)ud;
+	int k = run_index(id);
+	if (k < 2)
+		return (int)*nowhere;
+	char c = (char)('0' + id);
+	if (write(ready_fd, &c, 1) != 1)
+		return 1;
+	for (;;)
+		pause();
+}
+
+static atomic_int errors_seen, backtraces_seen;
+static void count_errors(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	atomic_fetch_add(&errors_seen, 1);
+	if (mpg_error_backtrace(e) && strstr(mpg_error_backtrace(e), "flaky"))
+		atomic_fetch_add(&backtraces_seen, 1);
+}
+
+struct stopper {
+	mpg_supervisor *s;
+	int fd;
+	int wait_for;
+	bool by_signal;
+};
+
+static void *stopper_main(void *arg)
+{
+	struct stopper *st = arg;
+	char c;
+	for (int i = 0; i < st->wait_for; i++)
+		if (read(st->fd, &c, 1) != 1)
+			break;
+	if (st->by_signal)
+		kill(getpid(), SIGTERM); /* blocked everywhere: the supervisor's signalfd takes it */
+	else
+		mpg_supervisor_stop(st->s);
+	return NULL;
+}
+
+START_TEST(permanent_service_is_restarted_after_crashes_and_stops_on_request)
+{
+	setup();
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ready_fd = pfd[1];
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "flaky", flaky, (void *)(intptr_t)0,
+					    MPG_RESTART_PERMANENT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 1, 100), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, count_errors, NULL), 0);
+	atomic_store(&errors_seen, 0);
+	atomic_store(&backtraces_seen, 0);
+	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 1};
+	pthread_t th;
+	pthread_create(&th, NULL, stopper_main, &st);
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINTR);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(atomic_load(&sh->runs[0]), 3);
+	ck_assert_int_eq(mpg_supervisor_restarts(s, 0), 2);
+	ck_assert_int_eq(atomic_load(&errors_seen), 2); /* the stop is no failure */
+	ck_assert_int_eq(atomic_load(&backtraces_seen), 2);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+static int ok_once(void *ud) { run_index((int)(intptr_t)ud); return 0; }
+static int fail_once(void *ud)
+{
+	int id = (int)(intptr_t)ud;
+	if (run_index(id) == 0)
+		mpg_raise(7, "first run of %d fails", id);
+	return 0;
+}
+static int always_fails(void *ud) { run_index((int)(intptr_t)ud); return 3; }
+
+START_TEST(transient_restarts_only_failures_and_temporary_never)
+{
+	setup();
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	mpg_supervisor_set_backoff(s, 1, 10);
+	mpg_supervisor_add(s, "transient-ok", ok_once, (void *)(intptr_t)0, MPG_RESTART_TRANSIENT);
+	mpg_supervisor_add(s, "transient-fails-once", fail_once, (void *)(intptr_t)1,
+			   MPG_RESTART_TRANSIENT);
+	mpg_supervisor_add(s, "temporary-fails", always_fails, (void *)(intptr_t)2,
+			   MPG_RESTART_TEMPORARY);
+	atomic_store(&errors_seen, 0);
+	mpg_supervisor_set_error_callback(s, count_errors, NULL);
+	ck_assert_int_eq(mpg_supervisor_run(s), 0); /* all ended for good */
+	ck_assert_int_eq(atomic_load(&sh->runs[0]), 1);
+	ck_assert_int_eq(atomic_load(&sh->runs[1]), 2);
+	ck_assert_int_eq(atomic_load(&sh->runs[2]), 1);
+	ck_assert_int_eq(atomic_load(&errors_seen), 2);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+}
+END_TEST
+
+START_TEST(restart_intensity_exceeded_gives_up_with_a_clear_error)
+{
+	setup();
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	mpg_supervisor_set_backoff(s, 0, 0);
+	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 3, 60000), 0);
+	mpg_supervisor_add(s, "doomed", always_fails, (void *)(intptr_t)0, MPG_RESTART_PERMANENT);
+	ck_assert_int_eq(mpg_supervisor_run(s), -ECANCELED);
+	ck_assert_int_eq(atomic_load(&sh->runs[0]), 4); /* first run + 3 restarts */
+	const mpg_error *e = mpg_supervisor_error(s);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
+	ck_assert_msg(strstr(mpg_error_message(e), "gave up") &&
+		      strstr(mpg_error_message(e), "doomed"), "%s", mpg_error_message(e));
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+}
+END_TEST
+
+START_TEST(restart_delay_backs_off_exponentially)
+{
+	setup();
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 20, 1000), 0);
+	mpg_supervisor_set_intensity(s, 4, 60000);
+	mpg_supervisor_add(s, "slow-to-fail", always_fails, (void *)(intptr_t)0,
+			   MPG_RESTART_PERMANENT);
+	ck_assert_int_eq(mpg_supervisor_run(s), -ECANCELED);
+	ck_assert_int_eq(atomic_load(&sh->runs[0]), 5);
+	/* Lower bounds only: each restart waited at least its delay. */
+	long long want_ms[] = {20, 40, 80, 160};
+	for (int k = 0; k < 4; k++) {
+		long long gap = atomic_load(&sh->started_ns[0][k + 1]) - atomic_load(&sh->started_ns[0][k]);
+		ck_assert_msg(gap >= want_ms[k] * 1000000LL, "restart %d after %lld ns", k + 1, gap);
+	}
+	mpg_supervisor_free(s);
+}
+END_TEST
+
+/* Says it is up, records its SIGTERM in the shared order, exits. */
+static int orderly(void *ud)
+{
+	int id = (int)(intptr_t)ud;
+	sigset_t term;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, NULL);
+	char c = (char)('0' + id);
+	if (write(ready_fd, &c, 1) != 1)
+		return 1;
+	int sig;
+	sigwait(&term, &sig);
+	int k = atomic_fetch_add(&sh->norder, 1);
+	sh->order[k] = (char)('a' + id);
+	return 0;
+}
+
+START_TEST(sigterm_shuts_services_down_in_reverse_order)
+{
+	setup();
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ready_fd = pfd[1];
+	/* Block SIGTERM in this thread before the stopper thread exists, so
+	 * neither takes it: only the supervisor's signalfd does. */
+	sigset_t term, old;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &term, &old);
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	for (int i = 0; i < 3; i++)
+		mpg_supervisor_add(s, "orderly", orderly, (void *)(intptr_t)i, MPG_RESTART_PERMANENT);
+	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 3, .by_signal = true};
+	pthread_t th;
+	pthread_create(&th, NULL, stopper_main, &st);
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINTR);
+	pthread_join(th, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ck_assert_int_eq(atomic_load(&sh->norder), 3);
+	ck_assert_msg(memcmp(sh->order, "cba", 3) == 0, "order %.3s", sh->order);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+START_TEST(supervisor_rejects_bad_input)
+{
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(NULL), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINVAL); /* nothing to run */
+	ck_assert_int_eq(mpg_supervisor_add(s, NULL, ok_once, NULL, MPG_RESTART_TEMPORARY), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_add(s, "x", NULL, NULL, MPG_RESTART_TEMPORARY), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_add(s, "x", ok_once, NULL, (mpg_restart)9), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 10, 5), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 1, 0), -EINVAL);
+	ck_assert_int_eq(mpg_supervisor_restarts(s, 0), -EINVAL);
+	mpg_supervisor_free(s);
+	mpg_supervisor_free(NULL);
+}
+END_TEST
+
+static Suite *supervisor_suite(void)
+{
+	Suite *s = suite_create("supervisor");
+	TCase *tc = tcase_create("supervisor");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, permanent_service_is_restarted_after_crashes_and_stops_on_request);
+	tcase_add_test(tc, transient_restarts_only_failures_and_temporary_never);
+	tcase_add_test(tc, restart_intensity_exceeded_gives_up_with_a_clear_error);
+	tcase_add_test(tc, restart_delay_backs_off_exponentially);
+	tcase_add_test(tc, sigterm_shuts_services_down_in_reverse_order);
+	tcase_add_test(tc, supervisor_rejects_bad_input);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(supervisor_suite)
