@@ -376,11 +376,14 @@ static int chaos(mpg_task *t, const void *in, size_t len, void *ud)
 		_exit(5);
 	if (i % 401 == 23)
 		abort();
+	if (i % 997 == 29)
+		for (;;)
+			; /* hangs: the time limit ends it */
 	int64_t y = input_of(in) * 2;
 	return mpg_task_set_result(t, &y, 8);
 }
 
-START_TEST(every_task_ends_exactly_once_under_mixed_failures)
+START_TEST(every_task_ends_exactly_once_under_raise_crash_exit_abort_and_hang)
 {
 	enum { N = 20000 };
 	runs = shared(N * sizeof *runs);
@@ -388,8 +391,12 @@ START_TEST(every_task_ends_exactly_once_under_mixed_failures)
 	static int64_t x[N], y[N];
 	for (int i = 0; i < N; i++)
 		x[i] = i;
+	mpg_options *o;
+	mpg_options_new(&o);
+	mpg_options_set_timeout(o, 50);
 	mpg_results *res;
-	ck_assert_int_eq(mpg_map_array(p, chaos, x, 8, N, y, 8, NULL, &res), 0);
+	ck_assert_int_eq(mpg_map_array(p, chaos, x, 8, N, y, 8, o, &res), 0);
+	mpg_options_free(o);
 	size_t expected_failures = 0;
 	for (int i = 0; i < N; i++) {
 		mpg_error_kind want = 0;
@@ -399,6 +406,8 @@ START_TEST(every_task_ends_exactly_once_under_mixed_failures)
 			want = MPG_ERR_SIGNALED;
 		else if (i % 307 == 19)
 			want = MPG_ERR_EXITED;
+		else if (i % 997 == 29)
+			want = MPG_ERR_TIMEOUT;
 		const mpg_error *e = mpg_results_error(res, i);
 		if (want) {
 			expected_failures++;
@@ -426,6 +435,19 @@ __attribute__((noinline)) static int64_t crash_here(volatile int64_t *p)
 	int64_t v;
 	v = *p; /* faults: p is 0x10 */
 	return v;
+}
+
+static const int inlined_line = __LINE__ + 3; /* the dereference below */
+static inline __attribute__((always_inline)) int64_t inlined_deref(volatile int64_t *p)
+{
+	return *p * 3;
+}
+
+static const int caller_line = __LINE__ + 3; /* the inlined call below */
+__attribute__((noinline)) static int64_t calls_inlined(volatile int64_t *p)
+{
+	int64_t v = inlined_deref(p);
+	return v + 1;
 }
 
 static volatile int after_raise;
@@ -483,6 +505,8 @@ static int crashes(mpg_task *t, const void *in, size_t len, void *ud)
 		__asm__ volatile("int3"); /* SIGTRAP */
 	else if (x == 9)
 		raise(SIGSYS);
+	else if (x == 12)
+		x = calls_inlined(bad_pointer);
 	else if (x == 10)
 		x = dlopen(CRASHLIB_PATH, RTLD_NOW) ? 10 : -1; /* stays loaded */
 	else if (x == 11) {
@@ -730,6 +754,25 @@ START_TEST(every_fatal_signal_is_reported_with_its_si_code_and_a_backtrace)
 }
 END_TEST
 
+START_TEST(inlined_frames_get_their_own_line)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_results *res;
+	const mpg_error *e = crash_error(p, 12, &res);
+	const char *bt = mpg_error_backtrace(e);
+	char want0[96], want1[96];
+	snprintf(want0, sizeof want0, "inlined_deref (test-errors.c:%d) [test-errors, inlined]",
+		 inlined_line);
+	snprintf(want1, sizeof want1, "(test-errors.c:%d) [test-errors]", caller_line);
+	const char *nl = strchr(bt, '\n');
+	ck_assert_msg(nl && strncmp(bt, "#0 ", 3) == 0 && memmem(bt, (size_t)(nl - bt), want0,
+		      strlen(want0)), "want %s first in\n%s", want0, bt);
+	ck_assert_msg(strstr(nl, "calls_inlined") && strstr(nl, want1), "want %s in\n%s", want1, bt);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
 START_TEST(a_crash_in_a_library_dlopened_by_an_earlier_task_is_symbolized)
 {
 	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0); /* one worker: both calls run there */
@@ -761,7 +804,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, fatal_signals_are_reported_as_signaled);
 	tcase_add_test(tc, worker_killed_mid_task_neither_hangs_nor_loses_tasks);
 	tcase_add_test(tc, garbage_from_a_worker_is_a_protocol_error_of_that_task);
-	tcase_add_test(tc, every_task_ends_exactly_once_under_mixed_failures);
+	tcase_add_test(tc, every_task_ends_exactly_once_under_raise_crash_exit_abort_and_hang);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("backtraces");
 	tcase_set_timeout(tc, 120);
@@ -772,6 +815,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, abort_reports_sigabrt_with_a_backtrace);
 	tcase_add_test(tc, every_fatal_signal_is_reported_with_its_si_code_and_a_backtrace);
 	tcase_add_test(tc, a_crash_in_a_library_dlopened_by_an_earlier_task_is_symbolized);
+	tcase_add_test(tc, inlined_frames_get_their_own_line);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 120);
