@@ -789,6 +789,8 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 	w->tasks_done += count;
 	double per = (double)elapsed / count;
 	job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;
+	p->last_fn = job->fn;
+	p->last_ns_per_task = job->ns_per_task;
 	c->done += count;
 	if (job->cancelled) {
 		for (unsigned i = 0; i < nfds; i++)

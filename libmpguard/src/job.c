@@ -163,6 +163,9 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 	}
 	job->pool = p;
 	job->id = ++p->next_job_id;
+	/* The same function as last time: size the first chunks from its cost. */
+	if (p->last_fn == job->fn && p->last_ns_per_task > 0)
+		job->ns_per_task = p->last_ns_per_task;
 	if (job->n == 0) {
 		job->done = true;
 	} else {

@@ -369,6 +369,8 @@ struct mpg_pool {
 
 	mpg_stats stats;
 	struct mpg__symcache symcache; /* dispatcher thread only */
+	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
+	double last_ns_per_task;    /* a new call of the same function starts there */
 };
 
 /* dispatch.c */
