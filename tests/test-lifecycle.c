@@ -307,6 +307,31 @@ START_TEST(a_users_forked_child_does_not_keep_workers_alive)
 }
 END_TEST
 
+START_TEST(close_fds_keeps_the_programs_pipes_out_of_the_workers)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	ck_assert_int_eq(mpg_options_set_close_fds(o, 1), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	int64_t x = 4, y;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, work, &x, 8, 1, &y, 8, NULL, &res), 0); /* workers up */
+	mpg_results_free(res);
+	close(pfd[1]);
+	/* No worker or fork server holds the write end: EOF right away. */
+	struct pollfd pl = {.fd = pfd[0], .events = POLLIN};
+	ck_assert_int_eq(poll(&pl, 1, 0), 1);
+	ck_assert(pl.revents & POLLHUP);
+	mpg_pool_free(p);
+	close(pfd[0]);
+}
+END_TEST
+
 static Suite *lifecycle_suite(void)
 {
 	Suite *s = suite_create("lifecycle");
@@ -321,6 +346,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(tc, crashing_workers_are_replaced_while_parent_threads_hold_locks);
 	tcase_add_test(tc, two_pools_do_not_hold_each_others_workers);
 	tcase_add_test(tc, a_users_forked_child_does_not_keep_workers_alive);
+	tcase_add_test(tc, close_fds_keeps_the_programs_pipes_out_of_the_workers);
 	suite_add_tcase(s, tc);
 	return s;
 }

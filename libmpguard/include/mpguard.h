@@ -138,6 +138,14 @@ MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *opts, size_t bytes);
  *  call. Returns -EINVAL on a bad value. Since 0.1. */
 MPG_EXPORT int mpg_options_set_timeout(mpg_options *opts, unsigned ms);
 
+/** Close every inherited fd but stdin, stdout and stderr in the fork
+ *  server and so in every worker (default: off, fork semantics: workers
+ *  share the fds the program had when the pool was created, O_CLOEXEC or
+ *  not, since they do not exec). Turn it on when the program holds pipes to
+ *  other processes whose EOF must not wait for the pool. Pool only.
+ *  Since 0.1. */
+MPG_EXPORT int mpg_options_set_close_fds(mpg_options *opts, int close_fds);
+
 /** Replace a worker after it ran @n tasks (0: never, the default), e.g. to
  *  contain a leak in the task code. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t n);

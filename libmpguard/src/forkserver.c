@@ -145,6 +145,12 @@ fail:
 
 static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 {
+	if (cfg->close_fds) {
+		/* Nothing of the program's but stdio reaches the workers. */
+		if (ctl > 3)
+			close_range(3, (unsigned)ctl - 1, 0);
+		close_range((unsigned)ctl + 1, ~0u, 0);
+	}
 	/* Ctrl-C reaches the whole process group: the parent decides what it
 	 * means, so the server does not die of it. */
 	signal(SIGINT, SIG_IGN);

@@ -131,3 +131,12 @@ MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *o, uint64_t n)
 	o->set |= OPT_MAX_TASKS;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_close_fds(mpg_options *o, int close_fds)
+{
+	if (!o)
+		return -EINVAL;
+	o->close_fds = close_fds != 0;
+	o->set |= OPT_CLOSE_FDS;
+	return 0;
+}

@@ -42,8 +42,10 @@ enum {
 	OPT_SHM_THRESHOLD = 1u << 7,
 	OPT_TIMEOUT = 1u << 8,
 	OPT_MAX_TASKS = 1u << 9,
+	OPT_CLOSE_FDS = 1u << 10,
 };
-#define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS)
+#define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
+		       OPT_CLOSE_FDS)
 #define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 /* After SIGXCPU, how long a timed-out worker may take to report its stack. */
 #define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
@@ -63,6 +65,7 @@ struct mpg_options {
 	size_t shm_threshold;
 	unsigned timeout_ms;
 	uint64_t max_tasks;
+	bool close_fds;
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -159,6 +162,7 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 	struct mpg__wstatus *status; /* array, one per slot */
 	sigset_t sigmask;            /* the creating thread's mask */
 	unsigned nworkers;
+	bool close_fds;              /* the server keeps only stdio and its socket */
 };
 
 enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED, FS_KILL };

@@ -133,6 +133,7 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		.shm_threshold = p->opts.shm_threshold,
 		.status = st,
 		.nworkers = p->nworkers,
+		.close_fds = p->opts.close_fds,
 	};
 	pthread_sigmask(SIG_SETMASK, NULL, &p->wcfg.sigmask);
 
