@@ -33,6 +33,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <mplog.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -146,6 +148,15 @@ MPG_EXPORT int mpg_options_set_timeout(mpg_options *opts, unsigned ms);
  *  Since 0.1. */
 MPG_EXPORT int mpg_options_set_close_fds(mpg_options *opts, int close_fds);
 
+/** Where the workers' logs go. By default (never called) the pool makes its
+ *  own aggregator, writing text to stderr (coloured on a tty), run on its
+ *  own thread and drained at mpg_pool_free(); get it with mpg_pool_log() to
+ *  add sinks. @log: an aggregator of yours instead (you run it with
+ *  mplog_aggregator_start() or dispatch(), and free it after the pool), or
+ *  NULL for no log channels at all. Either way mplog_* calls in a task are
+ *  stamped with the worker and the task's index. Pool only. Since 0.1. */
+MPG_EXPORT int mpg_options_set_log(mpg_options *opts, mplog_aggregator *log);
+
 /** Replace a worker after it ran @n tasks (0: never, the default), e.g. to
  *  contain a leak in the task code. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t n);
@@ -201,6 +212,10 @@ typedef struct mpg_worker_info {
 } mpg_worker_info;
 /** Returns 0, -EINVAL (bad slot), -ESRCH (pool stopped), -ECHILD. */
 MPG_EXPORT int mpg_pool_worker_info(mpg_pool *pool, unsigned slot, mpg_worker_info *ret);
+
+/** The aggregator the pool's workers log into (see mpg_options_set_log()),
+ *  or NULL when logging is off. Valid until mpg_pool_free(). Since 0.1. */
+MPG_EXPORT mplog_aggregator *mpg_pool_log(mpg_pool *pool);
 
 /** The error that aborted the pool (MPG_ABORT), or NULL. Valid until
  *  mpg_pool_free(). Since 0.1. */

@@ -363,13 +363,38 @@ static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt
 	kill_worker(p, w);
 }
 
+/* The worker's log pipe: the read end goes to the pool's aggregator, the
+ * write end to the worker. Returns the write end, or -1 (no logging). */
+static int log_channel(struct mpg_pool *p, struct worker *w)
+{
+	if (!p->log)
+		return -1;
+	int lp[2];
+	if (pipe2(lp, O_CLOEXEC) < 0)
+		return -1;
+	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
+	char name[32];
+	snprintf(name, sizeof name, "worker-%u", w->slot);
+	if (mplog_aggregator_add(p->log, lp[0], MPLOG_STREAM_LOG, name, (int)w->slot) < 0) {
+		mpg__fdreg_del(lp[1]);
+		close(lp[1]);
+		return -1; /* the aggregator closed lp[0] */
+	}
+	return lp[1];
+}
+
 static int spawn_worker(struct mpg_pool *p, struct worker *w)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1]);
+	int logfd = log_channel(p, w);
+	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], logfd);
 	close(sv[1]);
+	if (logfd >= 0) {
+		mpg__fdreg_del(logfd);
+		close(logfd); /* the worker has it now: its death is the channel's EOF */
+	}
 	if (r < 0) {
 		close(sv[0]);
 		return r;
@@ -1237,8 +1262,11 @@ static void read_ctl(struct mpg_pool *p)
 {
 	for (;;) {
 		struct mpg__fsmsg m;
-		int fd;
-		int r = mpg__fs_recv(p->ctlfd, &m, &fd, MSG_DONTWAIT);
+		int fds[2];
+		int r = mpg__fs_recv(p->ctlfd, &m, fds, MSG_DONTWAIT);
+		int fd = fds[0];
+		if (fds[1] >= 0)
+			close(fds[1]);
 		if (r == -EAGAIN)
 			return;
 		if (r <= 0 || m.slot >= p->nworkers) {

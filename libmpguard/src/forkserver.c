@@ -17,24 +17,24 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Send one message with an optional fd. */
-static int fs_send(int sock, const struct mpg__fsmsg *m, int fd)
+/* Send one message with up to two fds. */
+static int fs_send(int sock, const struct mpg__fsmsg *m, const int *fds, unsigned nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (fd >= 0) {
+	if (nfds) {
 		memset(&u, 0, sizeof u);
 		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof fd);
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
 	}
 	for (;;) {
 		ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
@@ -46,9 +46,15 @@ static int fs_send(int sock, const struct mpg__fsmsg *m, int fd)
 	}
 }
 
-/* Receive one message and the fd sent with it (or -1). Returns 1, 0 on EOF,
- * or a negative errno (including -EAGAIN on a non-blocking socket). */
-int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags)
+static int fs_send1(int sock, const struct mpg__fsmsg *m, int fd)
+{
+	return fs_send(sock, m, &fd, fd >= 0 ? 1 : 0);
+}
+
+/* Receive one message and the fds sent with it (up to two; -1 where none).
+ * Returns 1, 0 on EOF, or a negative errno (-EAGAIN on a non-blocking
+ * socket); fds beyond two are closed. */
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
@@ -57,32 +63,34 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags)
 	struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
 			    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-	*fd = -1;
+	fds[0] = fds[1] = -1;
 	ssize_t r;
 	do
 		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return -errno;
+	unsigned got = 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
 		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
-			int got;
-			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
-			if (*fd < 0)
-				*fd = got;
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+			if (got < 2)
+				fds[got++] = fd;
 			else
-				close(got);
+				close(fd);
 		}
 	}
 	if (r == 0)
 		return 0;
 	if (r != (ssize_t)sizeof *m || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
+		for (int i = 0; i < 2; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		fds[0] = fds[1] = -1;
 		return -EPROTO;
 	}
 	return 1;
@@ -100,12 +108,12 @@ static void reap(int ctl, pid_t *pids, unsigned n)
 				m.slot = i;
 			}
 		}
-		(void)fs_send(ctl, &m, -1);
+		(void)fs_send1(ctl, &m, -1);
 	}
 }
 
 static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
-		  const struct mpg__fsmsg *req, int sock)
+		  const struct mpg__fsmsg *req, int sock, int logfd)
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
 	if (sock < 0 || req->slot >= cfg->nworkers || pids[req->slot] != 0) {
@@ -125,22 +133,26 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		/* Die with the server, which dies with the parent. */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != server)
 			_exit(127);
-		mpg__worker_main(cfg, req->slot, sock);
+		mpg__worker_main(cfg, req->slot, sock, logfd);
 	}
 	close(sock);
+	if (logfd >= 0)
+		close(logfd);
 	pids[req->slot] = pid;
 	/* The child cannot have been reaped yet (we reap only below), so this
 	 * pidfd names exactly our child. */
 	int pidfd = pidfd_open(pid, 0);
 	m = (struct mpg__fsmsg){.type = FS_SPAWNED, .slot = req->slot, .pid = pid};
-	(void)fs_send(ctl, &m, pidfd);
+	(void)fs_send1(ctl, &m, pidfd);
 	if (pidfd >= 0)
 		close(pidfd);
 	return;
 fail:
 	if (sock >= 0)
 		close(sock);
-	(void)fs_send(ctl, &m, -1);
+	if (logfd >= 0)
+		close(logfd);
+	(void)fs_send1(ctl, &m, -1);
 }
 
 static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
@@ -191,10 +203,12 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 		}
 		if (pfd[0].revents) {
 			struct mpg__fsmsg req;
-			int fd;
-			int r = mpg__fs_recv(ctl, &req, &fd, 0);
+			int fds[2];
+			int r = mpg__fs_recv(ctl, &req, fds, 0);
+			int fd = fds[0];
 			if (r == 1 && req.type == FS_SPAWN) {
-				spawn(cfg, ctl, sigfd, pids, &req, fd);
+				spawn(cfg, ctl, sigfd, pids, &req, fds[0], fds[1]);
+				fd = fds[1] = -1;
 			} else if (r == 1 && req.type == FS_KILL) {
 				/* Race-free: our child, not reaped yet, cannot be a reused pid. */
 				if (req.slot < cfg->nworkers && pids[req.slot] == req.pid && req.pid > 0)
@@ -210,6 +224,8 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 			} else if (fd >= 0) {
 				close(fd);
 			}
+			if (fds[1] >= 0)
+				close(fds[1]);
 		}
 	}
 }
@@ -237,14 +253,15 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	return 0;
 }
 
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock)
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, int logfd)
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
-	return fs_send(ctl, &m, sock);
+	int fds[2] = {sock, logfd};
+	return fs_send(ctl, &m, fds, logfd >= 0 ? 2 : 1);
 }
 
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig)
 {
 	struct mpg__fsmsg m = {.type = FS_KILL, .slot = slot, .pid = pid, .value = sig};
-	return fs_send(ctl, &m, -1);
+	return fs_send1(ctl, &m, -1);
 }

@@ -140,3 +140,12 @@ MPG_EXPORT int mpg_options_set_close_fds(mpg_options *o, int close_fds)
 	o->set |= OPT_CLOSE_FDS;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_log(mpg_options *o, mplog_aggregator *log)
+{
+	if (!o)
+		return -EINVAL;
+	o->log = log;
+	o->set |= OPT_LOG;
+	return 0;
+}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "mpguard.h"
+#include "mplog.h"
 #include "wire-int.h"
 #include "crash-int.h"
 
@@ -43,9 +44,10 @@ enum {
 	OPT_TIMEOUT = 1u << 8,
 	OPT_MAX_TASKS = 1u << 9,
 	OPT_CLOSE_FDS = 1u << 10,
+	OPT_LOG = 1u << 11,
 };
 #define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
-		       OPT_CLOSE_FDS)
+		       OPT_CLOSE_FDS | OPT_LOG)
 #define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 /* After SIGXCPU, how long a timed-out worker may take to report its stack. */
 #define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
@@ -66,6 +68,7 @@ struct mpg_options {
 	unsigned timeout_ms;
 	uint64_t max_tasks;
 	bool close_fds;
+	mplog_aggregator *log;
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -176,13 +179,13 @@ struct mpg__fsmsg {
 /* Start the fork server. On success *ret_fd is the parent's end of the
  * control socket and *ret_pid the server's pid. */
 int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid);
-int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int *fd, int flags);
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags);
 extern bool mpg__in_worker;
 void mpg__pool_unref(struct mpg_pool *p);
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock);
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, int logfd);
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
 /* Worker main, in the freshly forked worker. Never returns. */
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock);
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock, int logfd);
 
 /* ---- parent-side pool ------------------------------------------------- */
 enum job_kind { JOB_MAP, JOB_ARRAY, JOB_IMAP, JOB_SUBMIT };
@@ -373,6 +376,8 @@ struct mpg_pool {
 
 	mpg_stats stats;
 	struct mpg__symcache symcache; /* dispatcher thread only */
+	mplog_aggregator *log;      /* where workers' mplog_* records go, or NULL */
+	bool own_log;               /* created by the pool (else the caller's) */
 	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
 	double last_ns_per_task;    /* a new call of the same function starts there */
 };

@@ -34,6 +34,8 @@ static unsigned cpu_count(void)
 static void pool_release(struct mpg_pool *p)
 {
 	mpg__pool_bury(p);
+	if (p->own_log)
+		mplog_aggregator_free(p->log); /* drains every worker's last records */
 	mpg__symcache_free(&p->symcache);
 	if (p->workers) {
 		for (unsigned i = 0; i < p->nworkers; i++) {
@@ -76,6 +78,27 @@ void mpg__pool_unref(struct mpg_pool *p)
 {
 	if (p && atomic_fetch_sub(&p->refs, 1) == 1)
 		pool_release(p);
+}
+
+/* The default: an aggregator of the pool's own, text to stderr. */
+static int setup_log(struct mpg_pool *p)
+{
+	if (p->opts.set & OPT_LOG) {
+		p->log = p->opts.log;
+		return 0;
+	}
+	mplog_sink *sink;
+	int r = mplog_aggregator_new(&p->log);
+	if (r < 0)
+		return r;
+	p->own_log = true;
+	r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO, &sink);
+	if (r < 0)
+		return r;
+	r = mplog_aggregator_add_sink(p->log, sink);
+	if (r < 0)
+		return r;
+	return mplog_aggregator_start(p->log);
 }
 
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
@@ -149,6 +172,11 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 	mpg__fdreg_add(p->timerfd);
 
 	r = mpg__forkserver_start(&p->wcfg, &p->ctlfd, &p->server_pid);
+	if (r < 0)
+		goto fail;
+	/* After the fork server: it needs none of this, and its fork happens
+	 * before the aggregator's thread exists. */
+	r = setup_log(p);
 	if (r < 0)
 		goto fail;
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
@@ -306,6 +334,11 @@ MPG_EXPORT int mpg_pool_worker_info(mpg_pool *p, unsigned slot, mpg_worker_info 
 	};
 	pthread_mutex_unlock(&p->lock);
 	return 0;
+}
+
+MPG_EXPORT mplog_aggregator *mpg_pool_log(mpg_pool *p)
+{
+	return p ? p->log : NULL;
 }
 
 MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *p)

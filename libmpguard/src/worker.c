@@ -4,6 +4,7 @@
  * shared memory, so that if it dies the parent knows which task killed it. */
 #include "pool-int.h"
 #include "crash-int.h"
+#include "mplog.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -78,6 +79,7 @@ static struct {
 	uint32_t raise_nips;
 	volatile bool sending;  /* a frame is half written: the crash handler keeps out */
 	unsigned nmodules;      /* modules the parent knows of */
+	bool logging;           /* a log channel to the parent exists */
 } W;
 
 static _Noreturn void worker_exit(int status)
@@ -417,6 +419,8 @@ static void begin_task(size_t index)
 	W.shm_base = NULL;
 	atomic_store_explicit(&W.status[W.slot].index, index, memory_order_relaxed);
 	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
+	if (W.logging)
+		mplog_set_context((int)W.slot, (int64_t)index);
 }
 
 static void end_task(bool failed)
@@ -659,7 +663,7 @@ __attribute__((noinline)) static _Noreturn void run_service(const struct mpg__se
 	worker_exit(1);
 }
 
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock)
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock, int logfd)
 {
 	mpg__in_worker = true;
 	W.cfg = cfg;
@@ -679,6 +683,14 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 					   (const void *)(uintptr_t)run_tasks;
 	(void)mpg__crash_install(sock, &W.sending, loop);
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
+	/* mplog_* calls in tasks reach the pool's aggregator, stamped with
+	 * this worker and the running task. */
+	mplog_writer *writer;
+	if (logfd >= 0 && mplog_writer_new(logfd, 0, &writer) == 0) {
+		mplog_set_default_writer(writer);
+		W.logging = true;
+	}
+	mplog_set_context((int)slot, -1);
 	send_modules_if_changed();
 	if (cfg->services) {
 		signal(SIGTERM, SIG_DFL); /* the supervisor's shutdown request */

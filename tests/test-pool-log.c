@@ -1,0 +1,132 @@
+/* Every pool logs: mplog_* calls in tasks reach the pool's aggregator,
+ * stamped with worker and task; nothing written before a crash is lost. */
+#include "mpk-test.h"
+#include <mpguard.h>
+#include <mplog.h>
+
+#include <pthread.h>
+
+struct seen {
+	pthread_mutex_t lock;
+	int count[1000];
+	int worker_ok;
+	int last_words;
+	int bad;
+};
+
+static void collect(const mplog_record *r, void *ud)
+{
+	struct seen *s = ud;
+	size_t len;
+	const char *m = mplog_record_message(r, &len);
+	unsigned idx;
+	pthread_mutex_lock(&s->lock);
+	if (sscanf(m, "task %u says hi", &idx) == 1 && idx < 1000) {
+		s->count[idx]++;
+		if (mplog_record_task(r) != (int64_t)idx)
+			s->bad++;
+		if (mplog_record_worker(r) >= 0 && mplog_record_worker(r) < 2)
+			s->worker_ok++;
+	} else if (strcmp(m, "last words before the crash") == 0) {
+		s->last_words++;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int64_t *volatile nowhere;
+
+__attribute__((no_sanitize_undefined))
+static int chatty(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	if (i == 500) {
+		if (mplog_error("last words before the crash") != 0)
+			return 1;
+		return (int)*nowhere; /* dies right after the call returned */
+	}
+	if (mplog_info("task %zu says hi", i) != 0)
+		return 1;
+	int64_t y = (int64_t)i;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+START_TEST(task_logs_reach_the_aggregator_stamped_with_worker_and_task)
+{
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	struct seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect, &s, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	ck_assert_int_eq(mpg_options_set_log(o, agg), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0); /* before the aggregator's thread */
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	ck_assert_ptr_eq(mpg_pool_log(p), agg);
+	static int64_t x[1000], y[1000];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, chatty, x, 8, 1000, y, 8, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	mpg_results_free(res);
+	mpg_pool_close(p);
+	ck_assert_int_eq(mpg_pool_join(p), 0);
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg); /* drains what the workers wrote */
+	for (int i = 0; i < 1000; i++)
+		if (i != 500)
+			ck_assert_msg(s.count[i] >= 1, "task %d's record is missing", i);
+	ck_assert_int_eq(s.bad, 0);
+	ck_assert_int_ge(s.worker_ok, 999);
+	ck_assert_int_eq(s.last_words, 1);
+	mpk_assert_no_children();
+}
+END_TEST
+
+static int log_result(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	int32_t r = mplog_info("nobody listens");
+	return mpg_task_set_result(t, &r, sizeof r);
+}
+
+START_TEST(logging_can_be_turned_off_and_is_on_by_default)
+{
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_pool_new(NULL, &p), 0);
+	ck_assert_ptr_nonnull(mpg_pool_log(p)); /* the default: stderr */
+	mpg_pool_free(p);
+
+	mpg_options *o;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 1);
+	ck_assert_int_eq(mpg_options_set_log(o, NULL), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_ptr_null(mpg_pool_log(p));
+	int64_t x = 0;
+	int32_t r;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, log_result, &x, 8, 1, &r, sizeof r, NULL, &res), 0);
+	ck_assert_int_eq(r, -ENOTCONN);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+static Suite *pool_log_suite(void)
+{
+	Suite *s = suite_create("pool-log");
+	TCase *tc = tcase_create("pool-log");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, task_logs_reach_the_aggregator_stamped_with_worker_and_task);
+	tcase_add_test(tc, logging_can_be_turned_off_and_is_on_by_default);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(pool_log_suite)
