@@ -1,7 +1,8 @@
 /* The README's demo: a map over 12 inputs in which task 3 raises an error
  * and task 7 crashes its worker with a NULL dereference. The pool reports
  * both as structured errors with backtraces, replaces the dead worker, and
- * goes on. */
+ * goes on. Task 5 logs a line; it and the pool's error records reach
+ * stderr through the pool's log aggregator (libmplog). */
 #include <mpguard.h>
 
 #include <inttypes.h>
@@ -25,6 +26,8 @@ static int square(mpg_task *task, const void *in, size_t len, void *userdata)
 	memcpy(&x, in, sizeof x);
 	if (x == 3)
 		mpg_raise(42, "refusing to square %" PRId64 ": three is unlucky", x);
+	if (x == 5)
+		mplog_info("squaring %" PRId64 " in worker %u", x, mpg_task_worker(task));
 	x = lookup(x);
 	int64_t y = x * x;
 	return mpg_task_set_result(task, &y, sizeof y);

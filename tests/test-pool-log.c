@@ -1,5 +1,6 @@
 /* Every pool logs: mplog_* calls in tasks reach the pool's aggregator,
- * stamped with worker and task; nothing written before a crash is lost. */
+ * stamped with worker and task; nothing written before a crash is lost;
+ * task errors are records too, with their backtraces. */
 #include "mpk-test.h"
 #include <mpguard.h>
 #include <mplog.h>
@@ -11,6 +12,7 @@ struct seen {
 	int count[1000];
 	int worker_ok;
 	int last_words;
+	int crash_record;
 	int bad;
 };
 
@@ -21,7 +23,7 @@ static void collect(const mplog_record *r, void *ud)
 	const char *m = mplog_record_message(r, &len);
 	unsigned idx;
 	pthread_mutex_lock(&s->lock);
-	if (sscanf(m, "task %u says hi", &idx) == 1 && idx < 1000) {
+	if (strstr(m, " says hi") && sscanf(m, "task %u says hi", &idx) == 1 && idx < 1000) {
 		s->count[idx]++;
 		if (mplog_record_task(r) != (int64_t)idx)
 			s->bad++;
@@ -29,6 +31,12 @@ static void collect(const mplog_record *r, void *ud)
 			s->worker_ok++;
 	} else if (strcmp(m, "last words before the crash") == 0) {
 		s->last_words++;
+	} else if (strstr(m, "task 500") && strstr(m, "SIGSEGV") &&
+		   mplog_record_level(r) == MPLOG_ERROR) {
+		const char *bt = mplog_record_kv_get(r, "mpg.backtrace");
+		const char *kind = mplog_record_kv_get(r, "mpg.kind");
+		if (bt && strstr(bt, "chatty") && kind && strcmp(kind, "signaled") == 0)
+			s->crash_record++;
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -83,6 +91,7 @@ START_TEST(task_logs_reach_the_aggregator_stamped_with_worker_and_task)
 	ck_assert_int_eq(s.bad, 0);
 	ck_assert_int_ge(s.worker_ok, 999);
 	ck_assert_int_eq(s.last_words, 1);
+	ck_assert_int_eq(s.crash_record, 1); /* the pool's own record of the crash */
 	mpk_assert_no_children();
 }
 END_TEST

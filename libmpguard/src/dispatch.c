@@ -161,9 +161,11 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 		kept = true;
 		break;
 	}
+	/* Delivered without the lock: the callback, and the error's record in
+	 * the merged log. */
 	struct delivery d = {.job = job, .err = err, .index = index, .error_fn = efn,
 			     .error_userdata = eud, .free_err = !kept};
-	if (!(efn && err && add_delivery(p, &d) == 0) && !kept)
+	if (!((efn || p->log_writer) && err && add_delivery(p, &d) == 0) && !kept)
 		mpg__error_free(err);
 	if (job->cfg.policy == MPG_ABORT)
 		begin_stop(p, POOL_ABORTING); /* first: the call must see the abort */
@@ -1498,6 +1500,26 @@ static void retire_idle(struct mpg_pool *p)
 	}
 }
 
+/* A failed task, as an ERROR record in the pool's merged log. */
+static void log_error(struct mpg_pool *p, const mpg_error *e)
+{
+	if (!p->log_writer || e->kind == MPG_ERR_CANCELLED)
+		return;
+	char task[24], worker[16], pid[16], code[16], sig[16];
+	snprintf(task, sizeof task, "%zu", e->task);
+	snprintf(worker, sizeof worker, "%d", e->worker);
+	snprintf(pid, sizeof pid, "%d", (int)e->pid);
+	snprintf(code, sizeof code, "%d", e->code);
+	snprintf(sig, sizeof sig, "%s", e->sig ? mpg__signal_name(e->sig) : "");
+	mplog_kv kv[] = {
+		{"mpg.kind", mpg_error_kind_name(e->kind)}, {"mpg.task", task},
+		{"mpg.worker", worker}, {"mpg.pid", pid}, {"mpg.code", code},
+		{"mpg.signal", sig}, {"mpg.backtrace", e->backtrace ? e->backtrace : ""},
+	};
+	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, kv,
+			       sizeof kv / sizeof kv[0], "%s", e->describe);
+}
+
 /* Run queued callbacks without the lock; a job ends after its callbacks. */
 static void deliver(struct mpg_pool *p)
 {
@@ -1509,10 +1531,13 @@ static void deliver(struct mpg_pool *p)
 		pthread_mutex_unlock(&p->lock);
 		for (size_t i = 0; i < n; i++) {
 			struct delivery *d = &list[i];
-			if (d->err)
-				d->error_fn(d->err, d->error_userdata);
-			else
+			if (d->err) {
+				log_error(p, d->err);
+				if (d->error_fn)
+					d->error_fn(d->err, d->error_userdata);
+			} else {
 				d->job->on_result(d->index, d->data, d->len, d->job->userdata);
+			}
 		}
 		pthread_mutex_lock(&p->lock);
 		for (size_t i = 0; i < n; i++) {
@@ -1550,6 +1575,8 @@ static _Noreturn void exit_on_abort(struct mpg_pool *p)
 	/* Unlocked: atexit handlers may call into the pool; callers stay
 	 * asleep as no job is marked done. */
 	pthread_mutex_unlock(&p->lock);
+	if (p->log)
+		mplog_aggregator_flush(p->log); /* the merged log is complete first */
 	fprintf(stderr, "mpguard: pool aborted: %s\n", mpg_error_describe(p->abort_error));
 	fflush(NULL);
 	exit(status);

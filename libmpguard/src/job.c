@@ -209,6 +209,9 @@ static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
 	bool cancelled = job->cancelled;
 	pthread_mutex_unlock(&p->lock);
 	if (cancelled) {
+		/* The workers are dead: their last records are in the pipes. */
+		if (p->log)
+			mplog_aggregator_flush(p->log);
 		free(res);
 		r = -ECANCELED;
 		goto fail;

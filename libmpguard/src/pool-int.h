@@ -377,6 +377,7 @@ struct mpg_pool {
 	mpg_stats stats;
 	struct mpg__symcache symcache; /* dispatcher thread only */
 	mplog_aggregator *log;      /* where workers' mplog_* records go, or NULL */
+	mplog_writer *log_writer;   /* the pool's own records: task errors */
 	bool own_log;               /* created by the pool (else the caller's) */
 	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
 	double last_ns_per_task;    /* a new call of the same function starts there */

@@ -34,6 +34,7 @@ static unsigned cpu_count(void)
 static void pool_release(struct mpg_pool *p)
 {
 	mpg__pool_bury(p);
+	mplog_writer_free(p->log_writer);
 	if (p->own_log)
 		mplog_aggregator_free(p->log); /* drains every worker's last records */
 	mpg__symcache_free(&p->symcache);
@@ -85,7 +86,7 @@ static int setup_log(struct mpg_pool *p)
 {
 	if (p->opts.set & OPT_LOG) {
 		p->log = p->opts.log;
-		return 0;
+		return p->log ? mplog_aggregator_writer(p->log, &p->log_writer) : 0;
 	}
 	mplog_sink *sink;
 	int r = mplog_aggregator_new(&p->log);
@@ -96,6 +97,9 @@ static int setup_log(struct mpg_pool *p)
 	if (r < 0)
 		return r;
 	r = mplog_aggregator_add_sink(p->log, sink);
+	if (r < 0)
+		return r;
+	r = mplog_aggregator_writer(p->log, &p->log_writer);
 	if (r < 0)
 		return r;
 	return mplog_aggregator_start(p->log);
@@ -291,6 +295,8 @@ MPG_EXPORT void mpg_pool_free(mpg_pool *p)
 	if (!p || check_caller(p) < 0 || mpg__on_dispatcher(p))
 		return; /* in a forked child the pool is not ours to stop */
 	(void)mpg_pool_terminate(p);
+	if (p->log)
+		mplog_aggregator_flush(p->log); /* every worker's last records, now */
 	mpg__pool_unref(p);
 }
 
