@@ -127,6 +127,76 @@ START_TEST(logging_can_be_turned_off_and_is_on_by_default)
 }
 END_TEST
 
+struct lines {
+	pthread_mutex_t lock;
+	int out, err, partial, pid_ok;
+};
+
+static void collect_lines(const mplog_record *r, void *ud)
+{
+	struct lines *l = ud;
+	size_t len;
+	const char *m = mplog_record_message(r, &len);
+	pthread_mutex_lock(&l->lock);
+	if (mplog_record_stream(r) == MPLOG_STREAM_STDOUT && strncmp(m, "out ", 4) == 0)
+		l->out++;
+	if (mplog_record_stream(r) == MPLOG_STREAM_STDERR && strncmp(m, "err ", 4) == 0)
+		l->err++;
+	if (strcmp(m, "no newline before dying") == 0)
+		l->partial++;
+	if (mplog_record_pid(r) > 0)
+		l->pid_ok++;
+	pthread_mutex_unlock(&l->lock);
+}
+
+static int prints(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	if (i == 7) {
+		fputs("no newline before dying", stdout);
+		fflush(stdout);
+		_exit(9);
+	}
+	printf("out %zu\n", i);
+	fprintf(stderr, "err %zu\n", i);
+	return mpg_task_set_result(t, "", 0);
+}
+
+START_TEST(captured_stdout_and_stderr_lines_become_records)
+{
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	struct lines l = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_lines, &l, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	mpg_options_set_log(o, agg);
+	ck_assert_int_eq(mpg_options_set_capture(o, MPG_CAPTURE_STDOUT | MPG_CAPTURE_STDERR), 0);
+	ck_assert_int_eq(mpg_options_set_capture(o, 4), -EINVAL);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	mpg_buf in[20];
+	for (int i = 0; i < 20; i++)
+		in[i] = (mpg_buf){"", 0};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, prints, in, 20, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg);
+	ck_assert_int_ge(l.out, 19); /* re-runs after the exit may add some */
+	ck_assert_int_ge(l.err, 19);
+	ck_assert_int_eq(l.partial, 1);
+	ck_assert_int_eq(l.pid_ok, l.out + l.err + l.partial + 1 /* the pool's error record */);
+}
+END_TEST
+
 static Suite *pool_log_suite(void)
 {
 	Suite *s = suite_create("pool-log");
@@ -134,6 +204,7 @@ static Suite *pool_log_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, task_logs_reach_the_aggregator_stamped_with_worker_and_task);
 	tcase_add_test(tc, logging_can_be_turned_off_and_is_on_by_default);
+	tcase_add_test(tc, captured_stdout_and_stderr_lines_become_records);
 	suite_add_tcase(s, tc);
 	return s;
 }

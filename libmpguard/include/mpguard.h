@@ -157,6 +157,14 @@ MPG_EXPORT int mpg_options_set_close_fds(mpg_options *opts, int close_fds);
  *  stamped with the worker and the task's index. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_log(mpg_options *opts, mplog_aggregator *log);
 
+/** Also capture the workers' stdout and/or stderr (MPG_CAPTURE_STDOUT,
+ *  MPG_CAPTURE_STDERR; default none): each line a task prints becomes a
+ *  record of the pool's log, tagged with its stream, worker and pid (a last
+ *  line without newline is kept when the worker dies). Needs logging on
+ *  (mpg_options_set_log()). Pool only. Since 0.1. */
+enum { MPG_CAPTURE_STDOUT = 1u << 0, MPG_CAPTURE_STDERR = 1u << 1 };
+MPG_EXPORT int mpg_options_set_capture(mpg_options *opts, unsigned streams);
+
 /** Replace a worker after it ran @n tasks (0: never, the default), e.g. to
  *  contain a leak in the task code. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t n);

@@ -165,8 +165,16 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 	 * the merged log. */
 	struct delivery d = {.job = job, .err = err, .index = index, .error_fn = efn,
 			     .error_userdata = eud, .free_err = !kept};
-	if (!((efn || p->log_writer) && err && add_delivery(p, &d) == 0) && !kept)
+	if (kept && job->kind == JOB_IMAP && err && (efn || p->log_writer)) {
+		/* The iterator may hand out and free its error before the
+		 * callback runs: the callback gets a copy of its own. */
+		d.err = mpg__error_dup(err);
+		d.free_err = true;
+		if (d.err && add_delivery(p, &d) < 0)
+			mpg__error_free(d.err);
+	} else if (!((efn || p->log_writer) && err && add_delivery(p, &d) == 0) && !kept) {
 		mpg__error_free(err);
+	}
 	if (job->cfg.policy == MPG_ABORT)
 		begin_stop(p, POOL_ABORTING); /* first: the call must see the abort */
 	task_ended(p, job);
@@ -365,23 +373,23 @@ static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt
 	kill_worker(p, w);
 }
 
-/* The worker's log pipe: the read end goes to the pool's aggregator, the
- * write end to the worker. Returns the write end, or -1 (no logging). */
-static int log_channel(struct mpg_pool *p, struct worker *w)
+/* One of the worker's pipes to the aggregator: the read end becomes a
+ * channel, the write end (returned, or -1) goes to the worker. */
+static int aggregator_pipe(struct mpg_pool *p, struct worker *w, mplog_stream stream)
 {
-	if (!p->log)
-		return -1;
-	int lp[2];
+	int lp[2], id;
 	if (pipe2(lp, O_CLOEXEC) < 0)
 		return -1;
 	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
 	char name[32];
 	snprintf(name, sizeof name, "worker-%u", w->slot);
-	if (mplog_aggregator_add(p->log, lp[0], MPLOG_STREAM_LOG, name, (int)w->slot) < 0) {
+	if ((id = mplog_aggregator_add(p->log, lp[0], stream, name, (int)w->slot)) < 0) {
 		mpg__fdreg_del(lp[1]);
 		close(lp[1]);
 		return -1; /* the aggregator closed lp[0] */
 	}
+	if (stream != MPLOG_STREAM_LOG)
+		w->capture_ch[stream == MPLOG_STREAM_STDERR] = (unsigned)id;
 	return lp[1];
 }
 
@@ -390,12 +398,24 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	int logfd = log_channel(p, w);
-	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], logfd);
+	/* Its log pipe, and its stdout/stderr if captured: the worker's death
+	 * is each channel's EOF, after which the aggregator drains and closes. */
+	int io[3] = {-1, -1, -1};
+	w->capture_ch[0] = w->capture_ch[1] = 0;
+	if (p->log) {
+		io[0] = aggregator_pipe(p, w, MPLOG_STREAM_LOG);
+		if (p->opts.capture & MPG_CAPTURE_STDOUT)
+			io[1] = aggregator_pipe(p, w, MPLOG_STREAM_STDOUT);
+		if (p->opts.capture & MPG_CAPTURE_STDERR)
+			io[2] = aggregator_pipe(p, w, MPLOG_STREAM_STDERR);
+	}
+	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], io);
 	close(sv[1]);
-	if (logfd >= 0) {
-		mpg__fdreg_del(logfd);
-		close(logfd); /* the worker has it now: its death is the channel's EOF */
+	for (int i = 0; i < 3; i++) {
+		if (io[i] >= 0) {
+			mpg__fdreg_del(io[i]);
+			close(io[i]);
+		}
 	}
 	if (r < 0) {
 		close(sv[0]);
@@ -1264,11 +1284,12 @@ static void read_ctl(struct mpg_pool *p)
 {
 	for (;;) {
 		struct mpg__fsmsg m;
-		int fds[2];
+		int fds[MPG_FS_MAX_FDS];
 		int r = mpg__fs_recv(p->ctlfd, &m, fds, MSG_DONTWAIT);
 		int fd = fds[0];
-		if (fds[1] >= 0)
-			close(fds[1]);
+		for (int k = 1; k < MPG_FS_MAX_FDS; k++)
+			if (fds[k] >= 0)
+				close(fds[k]);
 		if (r == -EAGAIN)
 			return;
 		if (r <= 0 || m.slot >= p->nworkers) {
@@ -1281,6 +1302,9 @@ static void read_ctl(struct mpg_pool *p)
 		switch (m.type) {
 		case FS_SPAWNED:
 			w->pid = m.pid;
+			for (int k = 0; k < 2; k++) /* captured lines carry the pid */
+				if (w->capture_ch[k])
+					(void)mplog_aggregator_set_pid(p->log, w->capture_ch[k], m.pid);
 			w->pidfd = fd;
 			mpg__fdreg_add(fd);
 			w->state = W_READY;

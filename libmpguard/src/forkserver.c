@@ -17,11 +17,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Send one message with up to two fds. */
+/* Send one message with up to MPG_FS_MAX_FDS fds. */
 static int fs_send(int sock, const struct mpg__fsmsg *m, const int *fds, unsigned nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		char buf[CMSG_SPACE(sizeof(int) * MPG_FS_MAX_FDS)];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
@@ -51,19 +51,20 @@ static int fs_send1(int sock, const struct mpg__fsmsg *m, int fd)
 	return fs_send(sock, m, &fd, fd >= 0 ? 1 : 0);
 }
 
-/* Receive one message and the fds sent with it (up to two; -1 where none).
- * Returns 1, 0 on EOF, or a negative errno (-EAGAIN on a non-blocking
- * socket); fds beyond two are closed. */
-int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags)
+/* Receive one message and the fds sent with it (up to MPG_FS_MAX_FDS; -1
+ * where none). Returns 1, 0 on EOF, or a negative errno (-EAGAIN on a
+ * non-blocking socket); fds beyond the maximum are closed. */
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		char buf[CMSG_SPACE(sizeof(int) * (MPG_FS_MAX_FDS + 2))];
 		struct cmsghdr align;
 	} u;
 	struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
 			    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-	fds[0] = fds[1] = -1;
+	for (int i = 0; i < MPG_FS_MAX_FDS; i++)
+		fds[i] = -1;
 	ssize_t r;
 	do
 		r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
@@ -78,7 +79,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags)
 		for (size_t i = 0; i < n; i++) {
 			int fd;
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-			if (got < 2)
+			if (got < MPG_FS_MAX_FDS)
 				fds[got++] = fd;
 			else
 				close(fd);
@@ -87,10 +88,11 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags)
 	if (r == 0)
 		return 0;
 	if (r != (ssize_t)sizeof *m || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		for (int i = 0; i < 2; i++)
+		for (int i = 0; i < MPG_FS_MAX_FDS; i++) {
 			if (fds[i] >= 0)
 				close(fds[i]);
-		fds[0] = fds[1] = -1;
+			fds[i] = -1;
+		}
 		return -EPROTO;
 	}
 	return 1;
@@ -112,9 +114,22 @@ static void reap(int ctl, pid_t *pids, unsigned n)
 	}
 }
 
-static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
-		  const struct mpg__fsmsg *req, int sock, int logfd)
+static void close_fds(const int *fds, int n)
 {
+	for (int i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* fds: the worker's socket, then its log, stdout and stderr pipes (or -1). */
+static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
+		  const struct mpg__fsmsg *req, const int *fds)
+{
+	int sock = fds[0];
+	int io[3] = {-1, -1, -1};
+	for (int i = 0, k = 1; i < 3 && k < MPG_FS_MAX_FDS; i++)
+		if (req->value & (1 << i))
+			io[i] = fds[k++];
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
 	if (sock < 0 || req->slot >= cfg->nworkers || pids[req->slot] != 0) {
 		m.value = EINVAL;
@@ -133,11 +148,9 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		/* Die with the server, which dies with the parent. */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != server)
 			_exit(127);
-		mpg__worker_main(cfg, req->slot, sock, logfd);
+		mpg__worker_main(cfg, req->slot, sock, io);
 	}
-	close(sock);
-	if (logfd >= 0)
-		close(logfd);
+	close_fds(fds, MPG_FS_MAX_FDS);
 	pids[req->slot] = pid;
 	/* The child cannot have been reaped yet (we reap only below), so this
 	 * pidfd names exactly our child. */
@@ -148,10 +161,7 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		close(pidfd);
 	return;
 fail:
-	if (sock >= 0)
-		close(sock);
-	if (logfd >= 0)
-		close(logfd);
+	close_fds(fds, MPG_FS_MAX_FDS);
 	(void)fs_send1(ctl, &m, -1);
 }
 
@@ -203,29 +213,24 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 		}
 		if (pfd[0].revents) {
 			struct mpg__fsmsg req;
-			int fds[2];
+			int fds[MPG_FS_MAX_FDS];
 			int r = mpg__fs_recv(ctl, &req, fds, 0);
-			int fd = fds[0];
 			if (r == 1 && req.type == FS_SPAWN) {
-				spawn(cfg, ctl, sigfd, pids, &req, fds[0], fds[1]);
-				fd = fds[1] = -1;
+				spawn(cfg, ctl, sigfd, pids, &req, fds);
 			} else if (r == 1 && req.type == FS_KILL) {
 				/* Race-free: our child, not reaped yet, cannot be a reused pid. */
 				if (req.slot < cfg->nworkers && pids[req.slot] == req.pid && req.pid > 0)
 					kill(req.pid, req.value);
-				if (fd >= 0)
-					close(fd);
+				close_fds(fds, MPG_FS_MAX_FDS);
 			} else if (r == 0 || (r < 0 && r != -EAGAIN && r != -EPROTO)) {
 				/* Parent gone or closing: no worker may outlive it. */
 				parent_alive = false;
 				for (unsigned i = 0; i < cfg->nworkers; i++)
 					if (pids[i])
 						kill(pids[i], SIGKILL);
-			} else if (fd >= 0) {
-				close(fd);
+			} else {
+				close_fds(fds, MPG_FS_MAX_FDS);
 			}
-			if (fds[1] >= 0)
-				close(fds[1]);
 		}
 	}
 }
@@ -253,11 +258,20 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	return 0;
 }
 
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, int logfd)
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3])
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
-	int fds[2] = {sock, logfd};
-	return fs_send(ctl, &m, fds, logfd >= 0 ? 2 : 1);
+	/* Only the pipes that exist travel; bits of value say which of log,
+	 * stdout, stderr follow the socket, in that order. */
+	int fds[MPG_FS_MAX_FDS] = {sock};
+	unsigned n = 1;
+	for (int i = 0; i < 3; i++) {
+		if (io && io[i] >= 0) {
+			fds[n++] = io[i];
+			m.value |= 1 << i;
+		}
+	}
+	return fs_send(ctl, &m, fds, n);
 }
 
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig)

@@ -149,3 +149,12 @@ MPG_EXPORT int mpg_options_set_log(mpg_options *o, mplog_aggregator *log)
 	o->set |= OPT_LOG;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_capture(mpg_options *o, unsigned streams)
+{
+	if (!o || (streams & ~(unsigned)(MPG_CAPTURE_STDOUT | MPG_CAPTURE_STDERR)))
+		return -EINVAL;
+	o->capture = streams;
+	o->set |= OPT_CAPTURE;
+	return 0;
+}

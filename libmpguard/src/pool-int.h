@@ -45,9 +45,10 @@ enum {
 	OPT_MAX_TASKS = 1u << 9,
 	OPT_CLOSE_FDS = 1u << 10,
 	OPT_LOG = 1u << 11,
+	OPT_CAPTURE = 1u << 12,
 };
 #define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
-		       OPT_CLOSE_FDS | OPT_LOG)
+		       OPT_CLOSE_FDS | OPT_LOG | OPT_CAPTURE)
 #define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 /* After SIGXCPU, how long a timed-out worker may take to report its stack. */
 #define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
@@ -69,6 +70,7 @@ struct mpg_options {
 	uint64_t max_tasks;
 	bool close_fds;
 	mplog_aggregator *log;
+	unsigned capture;           /* MPG_CAPTURE_* */
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -179,13 +181,16 @@ struct mpg__fsmsg {
 /* Start the fork server. On success *ret_fd is the parent's end of the
  * control socket and *ret_pid the server's pid. */
 int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid);
-int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[2], int flags);
+#define MPG_FS_MAX_FDS 4 /* a worker's socket, log, stdout and stderr pipes */
+int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags);
 extern bool mpg__in_worker;
 void mpg__pool_unref(struct mpg_pool *p);
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, int logfd);
+/* io: the worker's log, stdout, stderr pipe write ends, -1 for none; or NULL. */
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3]);
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
 /* Worker main, in the freshly forked worker. Never returns. */
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock, int logfd);
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock,
+				const int io[3]);
 
 /* ---- parent-side pool ------------------------------------------------- */
 enum job_kind { JOB_MAP, JOB_ARRAY, JOB_IMAP, JOB_SUBMIT };
@@ -307,6 +312,7 @@ struct worker {
 	uint64_t crash_ips[MPG_MAX_FRAMES];
 	uint64_t tasks_done;        /* results received from this process */
 	uint64_t ready_ns;          /* when it became ready (CLOCK_MONOTONIC) */
+	unsigned capture_ch[2];     /* aggregator channels of its stdout, stderr */
 	uint64_t tasks_sent;
 	bool retiring;              /* max_tasks reached: socket closed */
 	/* timeout watch: the task seen running at the last tick, since when */

@@ -210,7 +210,7 @@ static int start_service(struct run *r, unsigned i)
 	int sp[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
-	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], -1);
+	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], NULL);
 	close(sp[1]);
 	if (e < 0) {
 		close(sp[0]);
@@ -495,11 +495,12 @@ static void read_server(struct run *r)
 {
 	for (;;) {
 		struct mpg__fsmsg m;
-		int fds[2];
+		int fds[MPG_FS_MAX_FDS];
 		int e = mpg__fs_recv(r->ctl, &m, fds, MSG_DONTWAIT);
 		int fd = fds[0];
-		if (fds[1] >= 0)
-			close(fds[1]);
+		for (int k = 1; k < MPG_FS_MAX_FDS; k++)
+			if (fds[k] >= 0)
+				close(fds[k]);
 		if (e == -EAGAIN)
 			return;
 		if (e <= 0 || m.slot >= r->s->n) {

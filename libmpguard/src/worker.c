@@ -663,8 +663,10 @@ __attribute__((noinline)) static _Noreturn void run_service(const struct mpg__se
 	worker_exit(1);
 }
 
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock, int logfd)
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock,
+				const int io[3])
 {
+	int logfd = io ? io[0] : -1;
 	mpg__in_worker = true;
 	W.cfg = cfg;
 	W.status = cfg->status;
@@ -685,6 +687,16 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
 	/* mplog_* calls in tasks reach the pool's aggregator, stamped with
 	 * this worker and the running task. */
+	/* Captured stdout/stderr: the aggregator turns each line into a record. */
+	for (int i = 1; io && i < 3; i++) {
+		if (io[i] >= 0) {
+			fflush(i == 1 ? stdout : stderr);
+			dup2(io[i], i);
+			close(io[i]);
+		}
+	}
+	if (io && io[1] >= 0)
+		setvbuf(stdout, NULL, _IOLBF, 0); /* a line at a time, like a terminal */
 	mplog_writer *writer;
 	if (logfd >= 0 && mplog_writer_new(logfd, 0, &writer) == 0) {
 		mplog_set_default_writer(writer);
