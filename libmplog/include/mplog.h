@@ -12,7 +12,7 @@
  *  - the parent side: an mplog_aggregator that owns the read ends of many
  *    children's channels (and optionally their stdout/stderr pipes), reads
  *    them without blocking, validates every frame, and hands the records to
- *    several sinks (text, JSON lines, callback), each with its own minimum
+ *    several sinks (text, JSON lines, syslog, callback), each with its own minimum
  *    level.
  *
  * Guarantees of the wire protocol (see DESIGN.md, "Processes and channels"):
@@ -364,6 +364,64 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
  */
 MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
 				     mplog_sink **ret);
+
+/**
+ * mplog_sink_new_syslog - a sink sending each record as an RFC 5424
+ * message:
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ * PRI is facility * 8 + severity (trace and debug 7, info 6, notice 5,
+ * warn 4, error 3, fatal 2); TIMESTAMP the record's, in UTC with
+ * microseconds ("2024-11-23T10:18:00.123456Z"); HOSTNAME from
+ * gethostname(); APP-NAME program_invocation_short_name (see
+ * mplog_sink_set_syslog_app_name()); PROCID the record's pid ("-" when
+ * unknown); no MSGID. The structured data element "mpkit@32473" holds
+ * worker, task (when known), stream ("stdout"/"stderr", for captured
+ * lines) and the record's key-values, names reduced to the SD-NAME
+ * charset (other characters become '_', at most 32), values with '"',
+ * '\' and ']' escaped and invalid UTF-8 replaced by U+FFFD; "-" when
+ * there is none. MSG is the message as is, without a BOM. Messages over
+ * 64000 bytes are cut.
+ * @address: NULL or "unix:PATH" (NULL means "unix:/dev/log"): a datagram
+ *      socket, or a stream socket with octet-counting framing if PATH is a
+ *      stream socket; "udp:HOST:PORT": one datagram per message;
+ *      "tcp:HOST:PORT": RFC 6587 octet-counting framing ("LEN MSG").
+ *      HOST is a name or an address, IPv6 in brackets ("[::1]").
+ * @flags: 0 (reserved).
+ * The socket is O_CLOEXEC and connected at once. Sends time out after
+ * 500 ms; a failed send (collector gone, timeout) reconnects once and
+ * resends; if that fails too the message is dropped and counted (see
+ * mplog_sink_dropped()), and for the next second messages are dropped
+ * without trying. The facility is user (1) unless set with
+ * mplog_sink_set_syslog_facility().
+ * Returns 0 and the sink in *ret, -EINVAL (malformed address, flags, NULL
+ * ret), -ENOMEM, -EADDRNOTAVAIL (HOST does not resolve), or the errno of
+ * socket()/connect() (e.g. -ENOENT, -ECONNREFUSED, -ETIMEDOUT).
+ * Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_set_syslog_facility - facility of a syslog sink's messages:
+ * 0 to 23 (1 user, the default; 16 to 23 local0 to local7, i.e.
+ * LOG_LOCAL0 >> 3). Call it before mplog_aggregator_add_sink(). Returns 0,
+ * or -EINVAL (not a syslog sink, facility out of range). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
+
+/**
+ * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages
+ * (copied; non-printable or non-ASCII characters become '_', at most 48).
+ * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
+ * a syslog sink, NULL or empty name). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name);
+
+/**
+ * mplog_sink_dropped - number of messages a syslog sink could not send
+ * (0 for other sinks and NULL). May be called from any thread while the
+ * sink exists (until its aggregator is freed). Since 0.2.
+ */
+MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
 
 /** Callback of a callback sink; runs on the thread that dispatches. */
 typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);

@@ -29,7 +29,9 @@ struct mplog_record {
 };
 
 /* ---- sinks ------------------------------------------------------------ */
-enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK };
+enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG };
+
+struct mplog__syslog; /* sink-syslog.c */
 
 struct mplog_sink {
 	enum sink_kind kind;
@@ -42,6 +44,7 @@ struct mplog_sink {
 	void *userdata;
 	struct mpk_buf out; /* formatted, not yet written */
 	int err;            /* first write error, kept for diagnosis */
+	struct mplog__syslog *sys; /* SINK_SYSLOG: address, identity, counters */
 };
 
 /* Format r into s->out (or call the callback). */
@@ -55,6 +58,24 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
 /* Append s (n bytes, any bytes) as a JSON string with its quotes. */
 void mplog__json_string(struct mpk_buf *b, const char *s, size_t n);
+/* Length of the valid UTF-8 sequence at p (n > 0 bytes left), 0 if invalid. */
+size_t mplog__utf8_len(const unsigned char *p, size_t n);
+
+/* RFC 5424 (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
+ * 5 notice, 4 warn, 3 error, 2 fatal. */
+int mplog__syslog_severity(mplog_level level);
+/* Append the RFC 5424 message of r, without framing or newline:
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ * hostname and app are tokens made by mplog__syslog_token(). */
+void mplog__format_syslog(struct mpk_buf *b, const mplog_record *r, int facility,
+			  const char *hostname, const char *app);
+/* Copy src into dst (cap bytes, cap >= 2) as an RFC 5424 header token:
+ * printable US-ASCII, others replaced by '_', at most cap - 1 bytes, "-"
+ * (NILVALUE) when empty or NULL. */
+void mplog__syslog_token(char *dst, size_t cap, const char *src);
+/* Format r and send it through a syslog sink (sink-syslog.c). */
+void mplog__syslog_put(mplog_sink *s, const mplog_record *r);
+void mplog__syslog_free(mplog_sink *s);
 
 /* The aggregator whose sink callback runs on this thread, if any. */
 extern _Thread_local const struct mplog_aggregator *mplog__in_callback;

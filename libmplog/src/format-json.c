@@ -8,8 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
+size_t mplog__utf8_len(const unsigned char *p, size_t n)
 {
 	unsigned char c = p[0];
 	size_t len;
@@ -72,7 +71,7 @@ void mplog__json_string(struct mpk_buf *b, const char *s, size_t n)
 			}
 			i++;
 		} else {
-			size_t len = utf8_len(p + i, n - i);
+			size_t len = mplog__utf8_len(p + i, n - i);
 			if (len) {
 				mpk_buf_put(b, p + i, len);
 				i += len;

@@ -1,7 +1,8 @@
 /* Sinks: where the aggregator's records go. fd and file sinks buffer the
  * formatted records of one dispatch round and write them at once; file
  * sinks reopen their path on request (logrotate); callback sinks hand the
- * record to the caller. */
+ * record to the caller; syslog sinks (sink-syslog.c) send each record as
+ * it comes. */
 #include "aggregator-int.h"
 
 #include <errno.h>
@@ -106,6 +107,8 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
 		return;
 	if (s->kind == SINK_FILE && s->fd >= 0)
 		close(s->fd);
+	if (s->kind == SINK_SYSLOG)
+		mplog__syslog_free(s);
 	free(s->path);
 	mpk_buf_free(&s->out);
 	free(s);
@@ -115,6 +118,10 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 {
 	if (s->kind == SINK_CALLBACK) {
 		s->fn(r, s->userdata);
+		return;
+	}
+	if (s->kind == SINK_SYSLOG) {
+		mplog__syslog_put(s, r);
 		return;
 	}
 	if (s->format == MPLOG_FORMAT_JSON)
@@ -127,6 +134,8 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 
 void mplog__sink_flush(mplog_sink *s)
 {
+	if (s->kind == SINK_SYSLOG)
+		return; /* sent one message at a time */
 	size_t off = 0;
 	while (off < s->out.len && s->fd >= 0) {
 		ssize_t k = write(s->fd, s->out.data + off, s->out.len - off);
