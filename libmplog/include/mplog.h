@@ -91,10 +91,10 @@ MPLOG_EXPORT int mplog_level_parse(const char *name, mplog_level *ret);
 /** mplog_version - the library's version string, e.g. "0.1.0". Since 0.1. */
 MPLOG_EXPORT const char *mplog_version(void);
 
-/** Largest encoded record; longer messages are truncated. Since 0.2. */
+/** Largest encoded record; longer messages are truncated. Since 0.1. */
 #define MPLOG_RECORD_MAX (16u << 20)
 
-/** Where a record came from. Since 0.2. */
+/** Where a record came from. Since 0.1. */
 typedef enum mplog_stream {
 	MPLOG_STREAM_LOG = 0,    /* an mplog_* call */
 	MPLOG_STREAM_STDOUT = 1, /* a line the child wrote to its fd 1 */
@@ -111,10 +111,10 @@ typedef struct mplog_kv {
  * Child side: writers and logging calls
  * ====================================================================== */
 
-/** A writer: sends records to one channel. Opaque. Since 0.2. */
+/** A writer: sends records to one channel. Opaque. Since 0.1. */
 typedef struct mplog_writer mplog_writer;
 
-/** Flags of mplog_writer_new(). Since 0.2. */
+/** Flags of mplog_writer_new(). Since 0.1. */
 enum {
 	/* When the pipe is full, drop the record and count it instead of
 	 * blocking. Puts fd in O_NONBLOCK mode (which its other users share).
@@ -133,14 +133,14 @@ enum {
  * @flags: 0 (block when the pipe is full: nothing is lost) or
  *      MPLOG_WRITER_DROP.
  * Returns 0 and the writer in *ret, -EINVAL (bad fd, unknown flag, NULL
- * ret), -ENOMEM, or the errno of fcntl(). Since 0.2.
+ * ret), -ENOMEM, or the errno of fcntl(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_writer_new(int fd, unsigned flags, mplog_writer **ret);
 
 /**
  * mplog_writer_free - free a writer (NULL is accepted). If it is the default
  * writer, the default is unset first. Not to be called while other threads
- * still log through it. Since 0.2.
+ * still log through it. Since 0.1.
  */
 MPLOG_EXPORT void mplog_writer_free(mplog_writer *w);
 
@@ -150,37 +150,37 @@ MPLOG_EXPORT void mplog_writer_freep(mplog_writer **w);
 /**
  * mplog_writer_dropped - number of records this writer has dropped because
  * the pipe was full (MPLOG_WRITER_DROP only) since it was created. Returns
- * 0 for NULL. Since 0.2.
+ * 0 for NULL. Since 0.1.
  */
 MPLOG_EXPORT uint64_t mplog_writer_dropped(const mplog_writer *w);
 
 /**
  * mplog_set_default_writer - make w the writer used by mplog_log() and the
  * mplog_info()... macros; NULL unsets it. The writer is not owned. Always
- * returns 0. Async-signal-safe (one atomic store). Since 0.2.
+ * returns 0. Async-signal-safe (one atomic store). Since 0.1.
  */
 MPLOG_EXPORT int mplog_set_default_writer(mplog_writer *w);
 
-/** mplog_default_writer - the current default writer, or NULL. Since 0.2. */
+/** mplog_default_writer - the current default writer, or NULL. Since 0.1. */
 MPLOG_EXPORT mplog_writer *mplog_default_writer(void);
 
 /**
  * mplog_set_context - set the worker id and task id stamped on every record
  * this process sends from now on; -1 means unknown (the initial values).
- * Process-wide; async-signal-safe (atomic stores). Since 0.2.
+ * Process-wide; async-signal-safe (atomic stores). Since 0.1.
  */
 MPLOG_EXPORT void mplog_set_context(int worker, int64_t task);
 
 /**
  * mplog_get_context - read back what mplog_set_context() set; either
- * pointer may be NULL. Since 0.2.
+ * pointer may be NULL. Since 0.1.
  */
 MPLOG_EXPORT void mplog_get_context(int *worker, int64_t *task);
 
 /**
  * mplog_set_min_level - records below level are not sent by this process
  * at all (mplog_log() returns 0 without writing). Default MPLOG_TRACE.
- * Returns -EINVAL for a value that is not a level. Since 0.2.
+ * Returns -EINVAL for a value that is not a level. Since 0.1.
  */
 MPLOG_EXPORT int mplog_set_min_level(mplog_level level);
 
@@ -199,25 +199,25 @@ MPLOG_EXPORT int mplog_set_min_level(mplog_level level);
  * mplog_aggregator_writer() used in another process, -ENOMEM when a long
  * record could not be allocated, or the errno of write(2) (e.g. -EPIPE
  * when the aggregator closed the channel and SIGPIPE is ignored).
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_writer_logv(mplog_writer *w, mplog_level level, const char *file,
 				   int line, const char *func, const mplog_kv *kv, size_t nkv,
 				   const char *fmt, va_list ap) MPLOG_PRINTF(8, 0);
 
-/** mplog_writer_log - mplog_writer_logv() with variadic arguments. Since 0.2. */
+/** mplog_writer_log - mplog_writer_logv() with variadic arguments. Since 0.1. */
 MPLOG_EXPORT int mplog_writer_log(mplog_writer *w, mplog_level level, const char *file,
 				  int line, const char *func, const mplog_kv *kv, size_t nkv,
 				  const char *fmt, ...) MPLOG_PRINTF(8, 9);
 
 /**
  * mplog_log - send one record through the default writer; what the
- * mplog_info()... macros call. Returns as mplog_writer_logv(). Since 0.2.
+ * mplog_info()... macros call. Returns as mplog_writer_logv(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_log(mplog_level level, const char *file, int line, const char *func,
 			   const char *fmt, ...) MPLOG_PRINTF(5, 6);
 
-/** mplog_log_kv - mplog_log() with key-values. Since 0.2. */
+/** mplog_log_kv - mplog_log() with key-values. Since 0.1. */
 MPLOG_EXPORT int mplog_log_kv(mplog_level level, const char *file, int line, const char *func,
 			      const mplog_kv *kv, size_t nkv, const char *fmt, ...)
 	MPLOG_PRINTF(7, 8);
@@ -241,7 +241,7 @@ MPLOG_EXPORT int mplog_log_kv(mplog_level level, const char *file, int line, con
 /**
  * mplog_pipe - create a channel pipe, both ends O_CLOEXEC: the read end for
  * mplog_aggregator_add(), the write end for mplog_writer_new() in a child.
- * Returns 0 and the fds, or the negative errno of pipe2(). Since 0.2.
+ * Returns 0 and the fds, or the negative errno of pipe2(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_pipe(int *ret_read_fd, int *ret_write_fd);
 
@@ -261,7 +261,7 @@ typedef struct mplog_child_fds {
  * mplog_set_context(worker, -1). On success the writer is in *ret (may be
  * NULL if the caller does not want it; it then lives until exit).
  * Returns 0 or a negative errno (-EINVAL, -ENOMEM, errno of dup2()).
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsigned flags,
 				   mplog_writer **ret);
@@ -269,7 +269,7 @@ MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsig
 /**
  * mplog_child_fds_close - in the parent after fork(), close the child's
  * write ends (needed for the aggregator to see EOF when the child dies)
- * and set them to -1. NULL is accepted. Since 0.2.
+ * and set them to -1. NULL is accepted. Since 0.1.
  */
 MPLOG_EXPORT void mplog_child_fds_close(mplog_child_fds *fds);
 
@@ -277,7 +277,7 @@ MPLOG_EXPORT void mplog_child_fds_close(mplog_child_fds *fds);
  * Records as the aggregator delivers them (to callback sinks)
  * ====================================================================== */
 
-/** A received record; valid only during the sink callback. Since 0.2. */
+/** A received record; valid only during the sink callback. Since 0.1. */
 typedef struct mplog_record mplog_record;
 
 /** Realtime timestamp of the record (ns since the epoch), 0 for NULL. */
@@ -317,10 +317,10 @@ MPLOG_EXPORT const char *mplog_record_kv_get(const mplog_record *r, const char *
  * Sinks
  * ====================================================================== */
 
-/** A destination for records. Opaque. Since 0.2. */
+/** A destination for records. Opaque. Since 0.1. */
 typedef struct mplog_sink mplog_sink;
 
-/** Output formats of fd and file sinks. Since 0.2. */
+/** Output formats of fd and file sinks. Since 0.1. */
 typedef enum mplog_format {
 	/* One human line per record: time, level, worker/pid/task, message,
 	 * key-values, source location. */
@@ -339,7 +339,7 @@ typedef enum mplog_format {
 	MPLOG_FORMAT_JSON = 1,
 } mplog_format;
 
-/** Colour choice for text sinks. Since 0.2. */
+/** Colour choice for text sinks. Since 0.1. */
 enum {
 	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty */
 	MPLOG_SINK_COLOR_NEVER = 1u << 0,
@@ -350,7 +350,7 @@ enum {
  * mplog_sink_new_fd - a sink writing to fd (e.g. STDERR_FILENO), not owned.
  * @flags: MPLOG_SINK_COLOR_* (text format only; colour per level and per
  *      worker).
- * Returns 0 and the sink in *ret, -EINVAL, or -ENOMEM. Since 0.2.
+ * Returns 0 and the sink in *ret, -EINVAL, or -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 				   mplog_sink **ret);
@@ -360,7 +360,7 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
  * O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, mode 0644 (minus umask); reopened by
  * mplog_aggregator_reopen() (for logrotate). Never coloured.
  * Returns 0 and the sink, -EINVAL, -ENOMEM, or the errno of open(2).
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
 				     mplog_sink **ret);
@@ -396,7 +396,7 @@ MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsi
  * Returns 0 and the sink in *ret, -EINVAL (malformed address, flags, NULL
  * ret), -ENOMEM, -EADDRNOTAVAIL (HOST does not resolve), or the errno of
  * socket()/connect() (e.g. -ENOENT, -ECONNREFUSED, -ETIMEDOUT).
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplog_sink **ret);
 
@@ -404,7 +404,7 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
  * mplog_sink_set_syslog_facility - facility of a syslog sink's messages:
  * 0 to 23 (1 user, the default; 16 to 23 local0 to local7, i.e.
  * LOG_LOCAL0 >> 3). Call it before mplog_aggregator_add_sink(). Returns 0,
- * or -EINVAL (not a syslog sink, facility out of range). Since 0.2.
+ * or -EINVAL (not a syslog sink, facility out of range). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
 
@@ -412,14 +412,14 @@ MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
  * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages
  * (copied; non-printable or non-ASCII characters become '_', at most 48).
  * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
- * a syslog sink, NULL or empty name). Since 0.2.
+ * a syslog sink, NULL or empty name). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name);
 
 /**
  * mplog_sink_dropped - number of messages a syslog sink could not send
  * (0 for other sinks and NULL). May be called from any thread while the
- * sink exists (until its aggregator is freed). Since 0.2.
+ * sink exists (until its aggregator is freed). Since 0.1.
  */
 MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
 
@@ -430,14 +430,14 @@ typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);
  * mplog_sink_new_callback - a sink calling fn for each record. The
  * callback must not call the aggregator that owns the sink (it would
  * return -EDEADLK). Returns 0 and the sink, -EINVAL, or -ENOMEM.
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_callback(mplog_sink_fn fn, void *userdata, mplog_sink **ret);
 
 /**
  * mplog_sink_set_min_level - the sink ignores records below level (default
  * MPLOG_TRACE). Call it before mplog_aggregator_add_sink(). Returns 0 or
- * -EINVAL. Since 0.2.
+ * -EINVAL. Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_min_level(mplog_sink *s, mplog_level level);
 
@@ -448,13 +448,13 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s);
  * Parent side: the aggregator
  * ====================================================================== */
 
-/** The parent-side collector. Opaque. Since 0.2. */
+/** The parent-side collector. Opaque. Since 0.1. */
 typedef struct mplog_aggregator mplog_aggregator;
 
 /**
  * mplog_aggregator_new - create an aggregator (no channel, no sink).
  * Returns 0 and it in *ret, -EINVAL, -ENOMEM, or the errno of
- * epoll_create1()/eventfd(). Since 0.2.
+ * epoll_create1()/eventfd(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret);
 
@@ -462,7 +462,7 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret);
  * mplog_aggregator_free - stop its thread if running, drain every channel
  * (everything already written is delivered), flush and free the sinks,
  * close every fd. NULL is accepted. In a child forked from the creating
- * process it frees memory only (no drain, no sink output). Since 0.2.
+ * process it frees memory only (no drain, no sink output). Since 0.1.
  */
 MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a);
 
@@ -472,7 +472,7 @@ MPLOG_EXPORT void mplog_aggregator_freep(mplog_aggregator **a);
 /**
  * mplog_aggregator_add_sink - hand a sink to the aggregator, which owns it
  * from then on (also on failure: it is freed). Returns 0, -EINVAL,
- * -ECHILD (forked child), -ENOMEM. Since 0.2.
+ * -ECHILD (forked child), -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s);
 
@@ -488,7 +488,7 @@ MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s);
  * Records are delivered in the order they are read: in order per channel
  * (and per writing thread), not sorted by timestamp across channels.
  * Returns a channel id (> 0) or -EINVAL, -ECHILD, -ENOMEM, errno of
- * epoll_ctl(). Since 0.2.
+ * epoll_ctl(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_add(mplog_aggregator *a, int fd, mplog_stream stream,
 				      const char *name, int worker);
@@ -507,7 +507,7 @@ enum {
  * mplog_child_fds_close() in the parent after fork(). Fork each child right
  * after adding it (before adding the next) so no child inherits a
  * sibling's write ends. Returns 0, -EINVAL, -ECHILD, -ENOMEM, -EMFILE...
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *name, int worker,
 					    unsigned flags, mplog_child_fds *ret);
@@ -516,7 +516,7 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
  * mplog_aggregator_set_pid - pid to stamp on the stdout/stderr lines of
  * channel (group) id; call it right after fork(). Until then, lines carry
  * the pid of the group's last record, else 0. Returns 0, -EINVAL, -ECHILD,
- * -ENOENT. Since 0.2.
+ * -ENOENT. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_set_pid(mplog_aggregator *a, unsigned id, int pid);
 
@@ -525,14 +525,14 @@ MPLOG_EXPORT int mplog_aggregator_set_pid(mplog_aggregator *a, unsigned id, int 
  * channel of the group from mplog_aggregator_add_child()), deliver it, and
  * close it. Channels that reached EOF are removed automatically; removing
  * them again returns 0. Returns 0, -EINVAL, -ECHILD, -ENOENT (id never
- * given). Since 0.2.
+ * given). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_remove(mplog_aggregator *a, unsigned id);
 
 /**
  * mplog_aggregator_fd - an epoll fd that becomes readable when
  * mplog_aggregator_dispatch() has work; for the caller's event loop.
- * Returns the fd, or -EINVAL. Since 0.2.
+ * Returns the fd, or -EINVAL. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_fd(const mplog_aggregator *a);
 
@@ -542,7 +542,7 @@ MPLOG_EXPORT int mplog_aggregator_fd(const mplog_aggregator *a);
  * deliver the records and flush the sinks. Returns the number of records
  * delivered (>= 0), -EINVAL, -ECHILD, -EBUSY (a thread from
  * mplog_aggregator_start() is running), or the errno of epoll_wait().
- * Since 0.2.
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_dispatch(mplog_aggregator *a, int timeout_ms);
 
@@ -551,7 +551,7 @@ MPLOG_EXPORT int mplog_aggregator_dispatch(mplog_aggregator *a, int timeout_ms);
  * (EAGAIN) or EOF, deliver everything, report pending garbage, and flush
  * the sinks. Anything a child wrote before this call is delivered (in
  * particular everything written by a child that has died). Safe while the
- * thread runs. Returns 0, -EINVAL, -ECHILD. Since 0.2.
+ * thread runs. Returns 0, -EINVAL, -ECHILD. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
 
@@ -559,7 +559,7 @@ MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
  * mplog_aggregator_start / _stop - run the dispatch loop on a thread of
  * its own; stop drains and flushes before it returns. Returns 0, -EINVAL,
  * -ECHILD, -EALREADY (start: already running), or the errno of
- * pthread_create(). Since 0.2.
+ * pthread_create(). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_start(mplog_aggregator *a);
 MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a);
@@ -567,14 +567,14 @@ MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a);
 /**
  * mplog_aggregator_reopen - reopen every file sink (after logrotate moved
  * the files). Returns 0 or the first negative errno of open(2) (a sink
- * that fails keeps its old file). Since 0.2.
+ * that fails keeps its old file). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_reopen(mplog_aggregator *a);
 
 /**
  * mplog_aggregator_request_reopen - async-signal-safe (an atomic store and
  * a write(2) to an eventfd): ask the dispatching side to reopen the file
- * sinks at its next dispatch; call it from a SIGHUP handler. Since 0.2.
+ * sinks at its next dispatch; call it from a SIGHUP handler. Since 0.1.
  */
 MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
 
@@ -583,13 +583,13 @@ MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
  * own records straight to the aggregator's sinks, in the same merged
  * stream; make it the default with mplog_set_default_writer(). Free it
  * before the aggregator. In a forked child it returns -ECHILD.
- * Returns 0, -EINVAL, -ENOMEM. Since 0.2.
+ * Returns 0, -EINVAL, -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret);
 
 /**
  * mplog_aggregator_protocol_errors - number of protocol errors (garbage
- * runs, bad frames, incomplete records) seen so far. Since 0.2.
+ * runs, bad frames, incomplete records) seen so far. Since 0.1.
  */
 MPLOG_EXPORT uint64_t mplog_aggregator_protocol_errors(const mplog_aggregator *a);
 
