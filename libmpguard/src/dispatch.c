@@ -4,6 +4,7 @@
  * runs the user's callbacks (without the pool lock). */
 #include "pool-int.h"
 #include "crash-int.h"
+#include "fdpass-int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -458,16 +459,8 @@ static void flush_out(struct mpg_pool *p, struct worker *w)
 			iov[niov++] = (struct iovec){(void *)(f->ext + done), f->ext_len - done};
 		}
 		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
-		if (f->sent == 0 && f->nfds) {
-			memset(&u, 0, sizeof u);
-			mh.msg_control = u.buf;
-			mh.msg_controllen = CMSG_SPACE(sizeof(int) * f->nfds);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int) * f->nfds);
-			memcpy(CMSG_DATA(c), f->fds, sizeof(int) * f->nfds);
-		}
+		/* The fds go with the frame's first byte. */
+		mpg__cmsg_put_fds(&mh, u.buf, f->fds, f->sent == 0 ? f->nfds : 0);
 		ssize_t n = sendmsg(w->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1043,19 +1036,8 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 				w->sock_eof = true;
 			break;
 		}
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-				if (w->nfdq < sizeof w->fdq / sizeof w->fdq[0])
-					w->fdq[w->nfdq++] = fd;
-				else
-					close(fd);
-			}
-		}
+		w->nfdq += mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
+					      sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, NULL);
 		if (mh.msg_flags & MSG_CTRUNC)
 			protocol_error(p, w, "worker sent more file descriptors than allowed");
 		if (n == 0) {

@@ -5,6 +5,7 @@
  * same memory image. The server reaps its workers and reports their exit
  * status; when the parent dies (EOF on the control socket) it kills them. */
 #include "pool-int.h"
+#include "fdpass-int.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -26,16 +27,7 @@ static int fs_send(int sock, const struct mpg__fsmsg *m, const int *fds, unsigne
 	} u;
 	struct iovec iov = {.iov_base = (void *)m, .iov_len = sizeof *m};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (nfds) {
-		memset(&u, 0, sizeof u);
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	mpg__cmsg_put_fds(&mh, u.buf, fds, nfds);
 	for (;;) {
 		ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
 		if (w == (ssize_t)sizeof *m)
@@ -71,20 +63,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int fl
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
 		return -errno;
-	unsigned got = 0;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < n; i++) {
-			int fd;
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-			if (got < MPG_FS_MAX_FDS)
-				fds[got++] = fd;
-			else
-				close(fd);
-		}
-	}
+	mpg__cmsg_take_fds(&mh, fds, MPG_FS_MAX_FDS, NULL);
 	if (r == 0)
 		return 0;
 	if (r != (ssize_t)sizeof *m || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {

@@ -4,6 +4,7 @@
  * shared memory, so that if it dies the parent knows which task killed it. */
 #include "pool-int.h"
 #include "crash-int.h"
+#include "fdpass-int.h"
 #include "mplog.h"
 
 #include <dlfcn.h>
@@ -113,19 +114,11 @@ static int read_full(void *p, size_t n)
 			continue;
 		if (r < 0)
 			worker_exit(EX_PROTOCOL_ERROR);
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-				if (W.nfdq < sizeof W.fdq / sizeof W.fdq[0])
-					W.fdq[W.nfdq++] = fd;
-				else
-					worker_exit(EX_PROTOCOL_ERROR);
-			}
-		}
+		unsigned dropped = 0;
+		W.nfdq += mpg__cmsg_take_fds(&mh, W.fdq + W.nfdq,
+					     sizeof W.fdq / sizeof W.fdq[0] - W.nfdq, &dropped);
+		if (dropped)
+			worker_exit(EX_PROTOCOL_ERROR);
 		if (r == 0) {
 			if (got == 0)
 				return 0;
@@ -152,16 +145,7 @@ static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfd
 		struct cmsghdr align;
 	} u;
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
-	if (nfds) {
-		memset(&u, 0, sizeof u);
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-	}
+	mpg__cmsg_put_fds(&mh, u.buf, fds, nfds);
 	W.sending = true;
 	while (mh.msg_iovlen) {
 		ssize_t w = sendmsg(W.sock, &mh, MSG_NOSIGNAL);
