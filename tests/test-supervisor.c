@@ -140,7 +140,8 @@ START_TEST(transient_restarts_only_failures_and_temporary_never)
 			   MPG_RESTART_TEMPORARY);
 	atomic_store(&errors_seen, 0);
 	mpg_supervisor_set_error_callback(s, count_errors, NULL);
-	ck_assert_int_eq(mpg_supervisor_run(s), 0); /* all ended for good */
+	int rr = mpg_supervisor_run(s);
+	ck_assert_msg(rr == 0, "run: %d: %s", rr, mpg_supervisor_error(s) ? mpg_error_describe(mpg_supervisor_error(s)) : "-"); /* all ended for good */
 	ck_assert_int_eq(atomic_load(&sh->runs[0]), 1);
 	ck_assert_int_eq(atomic_load(&sh->runs[1]), 2);
 	ck_assert_int_eq(atomic_load(&sh->runs[2]), 1);
