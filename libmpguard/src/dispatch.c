@@ -58,16 +58,25 @@ bool mpg__on_dispatcher(struct mpg_pool *p)
 	return p->thread_started && pthread_equal(pthread_self(), p->thread);
 }
 
+/* Room for one more element in a doubling array of *cap elements. */
+static int grow(void **arr, size_t len, size_t *cap, size_t elem, size_t first_cap)
+{
+	if (len < *cap)
+		return 0;
+	size_t c = *cap ? *cap * 2 : first_cap;
+	void *n = realloc(*arr, c * elem);
+	if (!n)
+		return -ENOMEM;
+	*arr = n;
+	*cap = c;
+	return 0;
+}
+
 static int add_delivery(struct mpg_pool *p, const struct delivery *d)
 {
-	if (p->ndeliveries == p->deliveries_cap) {
-		size_t cap = p->deliveries_cap ? p->deliveries_cap * 2 : 64;
-		struct delivery *n = realloc(p->deliveries, cap * sizeof *n);
-		if (!n)
-			return -ENOMEM;
-		p->deliveries = n;
-		p->deliveries_cap = cap;
-	}
+	if (grow((void **)&p->deliveries, p->ndeliveries, &p->deliveries_cap,
+		 sizeof *p->deliveries, 64) < 0)
+		return -ENOMEM;
 	p->deliveries[p->ndeliveries++] = *d;
 	d->job->pending_callbacks++;
 	return 0;
@@ -77,17 +86,10 @@ static int redo_push(struct job *job, struct redo r)
 {
 	if (r.count == 0)
 		return 0;
-	if (job->redo_head > 0 && job->redo_head == job->nredo) {
+	if (job->redo_head > 0 && job->redo_head == job->nredo)
 		job->redo_head = job->nredo = 0;
-	}
-	if (job->nredo == job->redo_cap) {
-		size_t cap = job->redo_cap ? job->redo_cap * 2 : 16;
-		struct redo *n = realloc(job->redo, cap * sizeof *n);
-		if (!n)
-			return -ENOMEM;
-		job->redo = n;
-		job->redo_cap = cap;
-	}
+	if (grow((void **)&job->redo, job->nredo, &job->redo_cap, sizeof *job->redo, 16) < 0)
+		return -ENOMEM;
 	job->redo[job->nredo++] = r;
 	return 0;
 }
@@ -102,14 +104,8 @@ static void task_ended(struct mpg_pool *p, struct job *job)
 
 static int push_error(struct job *job, mpg_error *err)
 {
-	if (job->nerrors == job->errors_cap) {
-		size_t cap = job->errors_cap ? job->errors_cap * 2 : 16;
-		mpg_error **n = realloc(job->errors, cap * sizeof *n);
-		if (!n)
-			return -ENOMEM;
-		job->errors = n;
-		job->errors_cap = cap;
-	}
+	if (grow((void **)&job->errors, job->nerrors, &job->errors_cap, sizeof *job->errors, 16) < 0)
+		return -ENOMEM;
 	job->errors[job->nerrors++] = err;
 	return 0;
 }
@@ -118,14 +114,8 @@ static int push_ready(struct job *job, struct ready r)
 {
 	if (job->ready_head > 0 && job->ready_head == job->nready)
 		job->ready_head = job->nready = 0;
-	if (job->nready == job->ready_cap) {
-		size_t cap = job->ready_cap ? job->ready_cap * 2 : 64;
-		struct ready *n = realloc(job->ready, cap * sizeof *n);
-		if (!n)
-			return -ENOMEM;
-		job->ready = n;
-		job->ready_cap = cap;
-	}
+	if (grow((void **)&job->ready, job->nready, &job->ready_cap, sizeof *job->ready, 64) < 0)
+		return -ENOMEM;
 	job->ready[job->nready++] = r;
 	return 0;
 }
@@ -1154,13 +1144,27 @@ static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_
 	}
 }
 
-static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
+/* Stop talking to a worker: no more frames out, socket closed. A live
+ * worker sees EOF and exits 0. */
+static void drop_socket(struct mpg_pool *p, struct worker *w)
 {
-	read_worker(p, w); /* the dead worker's last words are in the socket */
 	free_outframes(w);
 	if (w->sock >= 0)
 		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
 	close_reg(&w->sock);
+}
+
+/* An idle worker that is not needed any more: let it exit, await its report. */
+static void let_go(struct mpg_pool *p, struct worker *w)
+{
+	drop_socket(p, w);
+	w->state = W_DRAINING;
+}
+
+static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
+{
+	read_worker(p, w); /* the dead worker's last words are in the socket */
+	drop_socket(p, w);
 	close_reg(&w->pidfd);
 	while (w->nfdq)
 		close(take_fd(w));
@@ -1404,12 +1408,8 @@ static void recycle_workers(struct mpg_pool *p)
 		struct worker *w = &p->workers[i];
 		if (w->state != W_READY || w->ninflight || w->tasks_sent < p->opts.max_tasks)
 			continue;
-		free_outframes(w);
-		if (w->sock >= 0)
-			ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
-		close_reg(&w->sock);
+		let_go(p, w);
 		w->retiring = true;
-		w->state = W_DRAINING;
 	}
 }
 
@@ -1494,11 +1494,7 @@ static void retire_idle(struct mpg_pool *p)
 		struct worker *w = &p->workers[i];
 		if (w->state != W_READY)
 			continue;
-		free_outframes(w);
-		if (w->sock >= 0)
-			ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
-		close_reg(&w->sock);
-		w->state = W_DRAINING;
+		let_go(p, w);
 	}
 	if (p->live_workers == 0) {
 		p->state = POOL_STOPPED;

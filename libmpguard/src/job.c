@@ -120,11 +120,7 @@ void mpg__job_free(struct job *job)
 
 static int check_call(struct mpg_pool *p, mpg_task_fn fn)
 {
-	if (!p || !fn)
-		return -EINVAL;
-	if (mpg__in_worker || getpid() != p->creator)
-		return -ECHILD;
-	return 0;
+	return fn ? mpg__check_caller(p) : -EINVAL;
 }
 
 static struct job *job_new(enum job_kind kind, mpg_task_fn fn, size_t n)

@@ -389,6 +389,10 @@ struct mpg_pool {
 	double last_ns_per_task;    /* a new call of the same function starts there */
 };
 
+/* pool.c */
+/* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */
+int mpg__check_caller(const struct mpg_pool *p);
+
 /* dispatch.c */
 void *mpg__dispatcher_main(void *arg);
 void mpg__pool_wake(struct mpg_pool *p);

@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int check_caller(const struct mpg_pool *p)
+int mpg__check_caller(const struct mpg_pool *p)
 {
 	if (!p)
 		return -EINVAL;
@@ -238,9 +238,20 @@ static void join_thread(struct mpg_pool *p)
 		pthread_join(p->thread, NULL);
 }
 
+/* With the lock held: wake the dispatcher, wait until the pool stopped
+ * (every worker reaped), then join its thread. Returns unlocked. */
+static void wait_stopped(struct mpg_pool *p)
+{
+	mpg__pool_wake(p);
+	while (p->state != POOL_STOPPED)
+		pthread_cond_wait(&p->cond, &p->lock);
+	pthread_mutex_unlock(&p->lock);
+	join_thread(p);
+}
+
 MPG_EXPORT int mpg_pool_close(mpg_pool *p)
 {
-	int r = check_caller(p);
+	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&p->lock);
@@ -254,7 +265,7 @@ MPG_EXPORT int mpg_pool_close(mpg_pool *p)
 
 MPG_EXPORT int mpg_pool_join(mpg_pool *p)
 {
-	int r = check_caller(p);
+	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
 	if (mpg__on_dispatcher(p))
@@ -265,34 +276,26 @@ MPG_EXPORT int mpg_pool_join(mpg_pool *p)
 		return -EINVAL;
 	}
 	p->join_requested = true;
-	mpg__pool_wake(p);
-	while (p->state != POOL_STOPPED)
-		pthread_cond_wait(&p->cond, &p->lock);
-	pthread_mutex_unlock(&p->lock);
-	join_thread(p);
+	wait_stopped(p);
 	return 0;
 }
 
 MPG_EXPORT int mpg_pool_terminate(mpg_pool *p)
 {
-	int r = check_caller(p);
+	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
 	pthread_mutex_lock(&p->lock);
 	mpg__pool_cancel_all(p, false);
-	mpg__pool_wake(p);
-	while (p->state != POOL_STOPPED)
-		pthread_cond_wait(&p->cond, &p->lock);
-	pthread_mutex_unlock(&p->lock);
-	join_thread(p);
+	wait_stopped(p);
 	return 0;
 }
 
 MPG_EXPORT void mpg_pool_free(mpg_pool *p)
 {
-	if (!p || check_caller(p) < 0 || mpg__on_dispatcher(p))
+	if (mpg__check_caller(p) < 0 || mpg__on_dispatcher(p))
 		return; /* in a forked child the pool is not ours to stop */
 	(void)mpg_pool_terminate(p);
 	if (p->log)
@@ -307,7 +310,7 @@ MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *p)
 
 MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *p, unsigned slot)
 {
-	int r = check_caller(p);
+	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
 	if (slot >= p->nworkers)
@@ -321,7 +324,7 @@ MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *p, unsigned slot)
 
 MPG_EXPORT int mpg_pool_worker_info(mpg_pool *p, unsigned slot, mpg_worker_info *ret)
 {
-	int r = check_caller(p);
+	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
 	if (slot >= p->nworkers || !ret)
