@@ -169,6 +169,33 @@ MPG_EXPORT int mpg_options_set_capture(mpg_options *opts, unsigned streams);
  *  contain a leak in the task code. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t n);
 
+/** Pause workers for a debugger (default: never): MPG_PAUSE_AT_START, a
+ *  new worker waits before its first task; MPG_PAUSE_ON_CRASH, a crashing
+ *  worker waits after its crash report, before it dies (the task's error
+ *  reaches the parent when it does). A paused worker shows as "paused" in
+ *  `mpattach list` and waits until `mpattach resume`, until a debugger
+ *  attached to it lets it run (`mpattach gdb`, then gdb's `continue`), or
+ *  for @timeout_ms (0: 5 minutes; at most one day). Task time limits do not
+ *  run while a worker is paused. When the program did not call this, the
+ *  environment decides: MPKIT_PAUSE=start, crash or start,crash, and
+ *  MPKIT_PAUSE_TIMEOUT in seconds. Pool only. Returns -EINVAL on a bad
+ *  value. Since 0.1. */
+enum { MPG_PAUSE_AT_START = 1u << 0, MPG_PAUSE_ON_CRASH = 1u << 1 };
+MPG_EXPORT int mpg_options_set_pause(mpg_options *opts, unsigned flags, unsigned timeout_ms);
+
+/** Register the pool for `mpattach` and `mplog live` (default: on, unless
+ *  the environment has MPKIT_CONTROL=0): a control socket
+ *  "<pid>.<n>.sock" in $XDG_RUNTIME_DIR/mpkit (else /tmp/mpkit-<uid>),
+ *  directory 0700, socket 0600, served by a thread of the pool that
+ *  answers only peers of this process's effective uid (SO_PEERCRED).
+ *  It lists the workers, streams the log, resumes paused workers and lets
+ *  a debugger started by that peer ptrace a worker (PR_SET_PTRACER naming
+ *  the peer's pid, so Yama's ptrace_scope=1 allows it). A registry that
+ *  cannot be set up (say, a directory of another owner) is reported on
+ *  the pool's log and the pool runs without it. Workers use SIGURG
+ *  for these requests. Pool only. Since 0.1. */
+MPG_EXPORT int mpg_options_set_control(mpg_options *opts, int on);
+
 /* ------------------------------------------------------------------------ */
 /* Pool                                                                     */
 

@@ -30,6 +30,7 @@ static struct {
 	int sock;
 	const volatile bool *sending; /* a result frame is half written */
 	uintptr_t stop_at; /* entry of the worker's task loop */
+	unsigned pause_ms; /* pause for a debugger after the report, or 0 */
 	struct {
 		struct mpk_frame_header h;
 		struct mpg__crash_head c;
@@ -97,6 +98,11 @@ static void on_crash(int sig, siginfo_t *si, void *ucontext)
 	/* Never in the middle of another frame: the stream would be garbage. */
 	if (!*C.sending)
 		write_all(&C.frame, sizeof C.frame.h + body);
+	if (C.pause_ms) {
+		alarm(0); /* the pause has its own timeout */
+		mpg__pause(WP_CRASH, C.pause_ms);
+		alarm(5);
+	}
 
 	errno = saved;
 	/* The default action now applies: re-raise for a true exit status. For
@@ -162,6 +168,11 @@ int mpg__crash_install(int sock, const volatile bool *sending, const void *task_
 	if (sigaction(SIGXCPU, &st, NULL) < 0)
 		return -errno;
 	return 0;
+}
+
+void mpg__crash_set_pause(unsigned timeout_ms)
+{
+	C.pause_ms = timeout_ms;
 }
 
 unsigned mpg__backtrace_here(uint64_t *ips, unsigned max, unsigned skip)

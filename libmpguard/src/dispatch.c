@@ -965,6 +965,15 @@ static void crash_report(struct mpg_pool *p, struct worker *w, const uint8_t *bo
 	w->crash = c;
 	memcpy(w->crash_ips, body + sizeof c, c.nips * sizeof(uint64_t));
 	w->crashed = true;
+	if ((p->wcfg.pause & MPG_PAUSE_ON_CRASH) && p->log_writer)
+		(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
+				       "worker %u (pid %d) crashed on %s and is paused for a "
+				       "debugger, up to %u s: mpattach gdb %d.%u %u, or mpattach "
+				       "resume %d.%u %u",
+				       w->slot, (int)w->pid, mpg__signal_name((int)c.signo),
+				       p->wcfg.pause_timeout_ms / 1000, (int)p->creator,
+				       p->wcfg.pool_seq, w->slot, (int)p->creator, p->wcfg.pool_seq,
+				       w->slot);
 }
 
 /* Where a timed-out task is stuck: keep it, and end the worker now. */
@@ -1351,6 +1360,10 @@ static void on_tick(struct mpg_pool *p)
 			continue;
 		}
 		struct mpg__wstatus *ws = &p->wcfg.status[i];
+		if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE) {
+			w->watch_since = 0; /* a debugger's time is not the task's */
+			continue;
+		}
 		uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
 		uint64_t job = atomic_load_explicit(&ws->job, memory_order_relaxed);
 		uint64_t index = atomic_load_explicit(&ws->index, memory_order_relaxed);

@@ -158,3 +158,23 @@ MPG_EXPORT int mpg_options_set_capture(mpg_options *o, unsigned streams)
 	o->set |= OPT_CAPTURE;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_pause(mpg_options *o, unsigned flags, unsigned timeout_ms)
+{
+	if (!o || (flags & ~(unsigned)(MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH)) ||
+	    timeout_ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	o->pause = flags;
+	o->pause_timeout_ms = timeout_ms ? timeout_ms : MPG_DEFAULT_PAUSE_TIMEOUT_MS;
+	o->set |= OPT_PAUSE;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_control(mpg_options *o, int on)
+{
+	if (!o)
+		return -EINVAL;
+	o->control = on != 0;
+	o->set |= OPT_CONTROL;
+	return 0;
+}

@@ -46,9 +46,12 @@ enum {
 	OPT_CLOSE_FDS = 1u << 10,
 	OPT_LOG = 1u << 11,
 	OPT_CAPTURE = 1u << 12,
+	OPT_PAUSE = 1u << 20,
+	OPT_CONTROL = 1u << 21,
 };
 #define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
-		       OPT_CLOSE_FDS | OPT_LOG | OPT_CAPTURE)
+		       OPT_CLOSE_FDS | OPT_LOG | OPT_CAPTURE | OPT_PAUSE | OPT_CONTROL)
+#define MPG_DEFAULT_PAUSE_TIMEOUT_MS (300u * 1000u)
 #define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
 /* After SIGXCPU, how long a timed-out worker may take to report its stack. */
 #define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
@@ -71,6 +74,9 @@ struct mpg_options {
 	bool close_fds;
 	mplog_aggregator *log;
 	unsigned capture;           /* MPG_CAPTURE_* */
+	unsigned pause;             /* MPG_PAUSE_* */
+	unsigned pause_timeout_ms;
+	bool control;               /* register a control socket */
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -146,13 +152,33 @@ enum {
 /* Worker status, in memory shared by parent and workers: the parent reads
  * it after a worker died to know which task was running. */
 enum { WS_IDLE = 0, WS_RUNNING = 1, WS_SENDING = 2 };
+/* Why a worker is paused (pause.c). */
+enum { WP_NONE = 0, WP_START = 1, WP_CRASH = 2 };
 struct mpg__wstatus {
 	_Atomic uint32_t state;
 	_Atomic uint64_t job;
 	_Atomic uint64_t index;
 	_Atomic uint64_t tasks_done;
-	char pad[32];
+	/* Control requests from the parent (control.c), served by the worker
+	 * (pause.c): bump ctl_seq and wake it, and signal a running worker. */
+	_Atomic uint32_t paused;      /* WP_* */
+	_Atomic uint32_t ctl_seq;     /* futex: a request is waiting */
+	_Atomic uint32_t resume;      /* 1: leave the pause */
+	_Atomic int32_t ptracer;      /* grant ptrace to this pid (PR_SET_PTRACER) */
+	_Atomic uint32_t ptracer_req; /* bumped by the parent for each grant */
+	_Atomic uint32_t ptracer_ack; /* futex: = ptracer_req once served */
+	_Atomic int32_t ptracer_err;  /* its errno, 0 on success */
+	char pad[4];
 };
+_Static_assert(sizeof(struct mpg__wstatus) == 64, "one cache line per worker");
+
+/* ---- pause and ptrace grants, worker side (pause.c) ------------------- */
+/* The signal the parent sends a worker to serve a ptrace grant now. */
+#define MPG_CONTROL_SIGNAL SIGURG
+int mpg__pause_install(struct mpg__wstatus *st);
+/* Pause (WP_START or WP_CRASH) until resumed, the timeout, or a debugger
+ * attached and let the worker run. Async-signal-safe. */
+void mpg__pause(uint32_t why, unsigned timeout_ms);
 
 /* ---- fork server ------------------------------------------------------ */
 struct mpg__service { /* a supervised service, as its worker sees it */
@@ -168,6 +194,10 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 	sigset_t sigmask;            /* the creating thread's mask */
 	unsigned nworkers;
 	bool close_fds;              /* the server keeps only stdio and its socket */
+	unsigned pause;              /* MPG_PAUSE_* */
+	unsigned pause_timeout_ms;
+	pid_t pool_pid;              /* the pool's registry name, for messages: */
+	unsigned pool_seq;           /* "<pool_pid>.<pool_seq>" */
 };
 
 enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED, FS_KILL };
@@ -385,9 +415,17 @@ struct mpg_pool {
 	mplog_aggregator *log;      /* where workers' mplog_* records go, or NULL */
 	mplog_writer *log_writer;   /* the pool's own records: task errors */
 	bool own_log;               /* created by the pool (else the caller's) */
+	struct mpg__control *control; /* the registered control socket, or NULL */
 	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
 	double last_ns_per_task;    /* a new call of the same function starts there */
 };
+
+/* control.c: the control socket for mpattach and mplog live */
+struct mpg__control;
+bool mpg__control_wanted(const struct mpg_options *opts);
+int mpg__control_start(struct mpg_pool *p);
+void mpg__control_stop(struct mpg_pool *p);
+const char *mpg__control_path(const struct mpg_pool *p);
 
 /* pool.c */
 /* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static _Atomic unsigned pool_seq; /* names this process's pools in the registry */
+
 int mpg__check_caller(const struct mpg_pool *p)
 {
 	if (!p)
@@ -33,6 +35,7 @@ static unsigned cpu_count(void)
 
 static void pool_release(struct mpg_pool *p)
 {
+	mpg__control_stop(p); /* first: it reads the workers and uses the log */
 	mpg__pool_bury(p);
 	mplog_writer_free(p->log_writer);
 	if (p->own_log)
@@ -79,6 +82,26 @@ void mpg__pool_unref(struct mpg_pool *p)
 {
 	if (p && atomic_fetch_sub(&p->refs, 1) == 1)
 		pool_release(p);
+}
+
+/* MPKIT_PAUSE=start|crash|start,crash, MPKIT_PAUSE_TIMEOUT=seconds: for
+ * programs that did not choose (mpg_options_set_pause()). */
+static void pause_from_env(unsigned *flags, unsigned *timeout_ms)
+{
+	const char *env = getenv("MPKIT_PAUSE");
+	*flags = 0;
+	*timeout_ms = MPG_DEFAULT_PAUSE_TIMEOUT_MS;
+	if (!env)
+		return;
+	if (strstr(env, "start"))
+		*flags |= MPG_PAUSE_AT_START;
+	if (strstr(env, "crash"))
+		*flags |= MPG_PAUSE_ON_CRASH;
+	const char *t = getenv("MPKIT_PAUSE_TIMEOUT");
+	char *end;
+	unsigned long s = t ? strtoul(t, &end, 10) : 0;
+	if (t && *t && !*end && s > 0 && s <= MPG_MAX_TIMEOUT_MS / 1000)
+		*timeout_ms = (unsigned)s * 1000u;
 }
 
 /* The default: an aggregator of the pool's own, text to stderr. */
@@ -161,7 +184,13 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		.status = st,
 		.nworkers = p->nworkers,
 		.close_fds = p->opts.close_fds,
+		.pause = p->opts.pause,
+		.pause_timeout_ms = p->opts.pause_timeout_ms,
+		.pool_pid = p->creator,
+		.pool_seq = atomic_fetch_add(&pool_seq, 1),
 	};
+	if (!(p->opts.set & OPT_PAUSE))
+		pause_from_env(&p->wcfg.pause, &p->wcfg.pause_timeout_ms);
 	pthread_sigmask(SIG_SETMASK, NULL, &p->wcfg.sigmask);
 
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -216,6 +245,13 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		pthread_cond_wait(&p->cond, &p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
+	if (mpg__control_wanted(&p->opts)) {
+		r = mpg__control_start(p);
+		if (r < 0 && p->log_writer)
+			(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
+					       "pool runs without a control socket (no mpattach): %s",
+					       strerror(-r));
+	}
 	*ret = p;
 	return 0;
 

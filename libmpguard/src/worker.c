@@ -668,6 +668,9 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	const void *loop = cfg->services ? (const void *)(uintptr_t)run_service :
 					   (const void *)(uintptr_t)run_tasks;
 	(void)mpg__crash_install(sock, &W.sending, loop);
+	(void)mpg__pause_install(&W.status[slot]);
+	if (cfg->pause & MPG_PAUSE_ON_CRASH)
+		mpg__crash_set_pause(cfg->pause_timeout_ms);
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
 	/* mplog_* calls in tasks reach the pool's aggregator, stamped with
 	 * this worker and the running task. */
@@ -688,6 +691,13 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	}
 	mplog_set_context((int)slot, -1);
 	send_modules_if_changed();
+	if (cfg->pause & MPG_PAUSE_AT_START) {
+		mplog_warn("worker %u (pid %d) paused at start for a debugger, up to %u s: "
+			   "mpattach gdb %d.%u %u, or mpattach resume %d.%u %u",
+			   slot, (int)getpid(), cfg->pause_timeout_ms / 1000, (int)cfg->pool_pid,
+			   cfg->pool_seq, slot, (int)cfg->pool_pid, cfg->pool_seq, slot);
+		mpg__pause(WP_START, cfg->pause_timeout_ms);
+	}
 	if (cfg->services) {
 		signal(SIGTERM, SIG_DFL); /* the supervisor's shutdown request */
 		run_service(&cfg->services[slot]);

@@ -50,6 +50,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -423,6 +424,18 @@ MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
  */
 MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
 
+/**
+ * mplog_record_format - format a record as a sink would write it (ending
+ * in '\n'; a JSON record is one line): into
+ * @buf, NUL-terminated, when it fits in @size bytes; like snprintf() it
+ * returns the length it needs without the NUL, so call again with a
+ * bigger buffer when the result is >= @size. @flags: MPLOG_SINK_COLOR_ALWAYS
+ * for a coloured text line, else 0. Returns the length, -EINVAL, -ENOMEM.
+ * Since 0.1.
+ */
+MPLOG_EXPORT ssize_t mplog_record_format(const mplog_record *r, mplog_format format,
+					 unsigned flags, char *buf, size_t size);
+
 /** Callback of a callback sink; runs on the thread that dispatches. */
 typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);
 
@@ -475,6 +488,16 @@ MPLOG_EXPORT void mplog_aggregator_freep(mplog_aggregator **a);
  * -ECHILD (forked child), -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s);
+
+/**
+ * mplog_aggregator_remove_sink - take a sink added with
+ * mplog_aggregator_add_sink() out of the aggregator, flush it and free it.
+ * Once it returns the sink gets no more records (its callback, if any,
+ * has returned and will not run again). Returns 0, -EINVAL, -ECHILD,
+ * -EDEADLK (called from a sink callback of this aggregator), -ENOENT (not
+ * one of its sinks). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_aggregator_remove_sink(mplog_aggregator *a, mplog_sink *s);
 
 /**
  * mplog_aggregator_add - add a channel: fd is the read end of a record pipe

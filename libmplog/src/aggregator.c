@@ -322,6 +322,31 @@ MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s)
 	return 0;
 }
 
+MPLOG_EXPORT int mplog_aggregator_remove_sink(mplog_aggregator *a, mplog_sink *s)
+{
+	if (!a || !s)
+		return -EINVAL;
+	if (getpid() != a->owner)
+		return -ECHILD;
+	if (mplog__in_callback == a)
+		return -EDEADLK;
+	pthread_mutex_lock(&a->lock);
+	size_t i = 0;
+	while (i < a->nsinks && a->sinks[i] != s)
+		i++;
+	bool found = i < a->nsinks;
+	if (found) {
+		memmove(&a->sinks[i], &a->sinks[i + 1], (a->nsinks - i - 1) * sizeof *a->sinks);
+		a->nsinks--;
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (!found)
+		return -ENOENT;
+	mplog__sink_flush(s);
+	mplog_sink_free(s);
+	return 0;
+}
+
 /* Add a channel with a given group (0: its own id). Lock held. */
 static int add_locked(mplog_aggregator *a, int fd, mplog_stream stream, const char *name,
 		      int worker, unsigned group)

@@ -2,6 +2,7 @@
 #include "aggregator-int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 MPLOG_EXPORT uint64_t mplog_record_timestamp(const mplog_record *r) { return r ? r->ts : 0; }
@@ -56,4 +57,28 @@ MPLOG_EXPORT const char *mplog_record_kv_get(const mplog_record *r, const char *
 		if (strcmp(r->kv[2 * i], key) == 0)
 			return r->kv[2 * i + 1];
 	return NULL;
+}
+
+MPLOG_EXPORT ssize_t mplog_record_format(const mplog_record *r, mplog_format format, unsigned flags,
+					 char *buf, size_t size)
+{
+	if (!r || (!buf && size) || (format != MPLOG_FORMAT_TEXT && format != MPLOG_FORMAT_JSON) ||
+	    (flags & ~(unsigned)(MPLOG_SINK_COLOR_NEVER | MPLOG_SINK_COLOR_ALWAYS)))
+		return -EINVAL;
+	struct mpk_buf b = {0};
+	if (format == MPLOG_FORMAT_JSON)
+		mplog__format_json(&b, r);
+	else
+		mplog__format_text(&b, r, flags & MPLOG_SINK_COLOR_ALWAYS);
+	if (b.oom) {
+		mpk_buf_free(&b);
+		return -ENOMEM;
+	}
+	size_t n = b.len;
+	if (n < size) {
+		memcpy(buf, b.data, n);
+		buf[n] = '\0';
+	}
+	mpk_buf_free(&b);
+	return n > SSIZE_MAX ? -EOVERFLOW : (ssize_t)n;
 }

@@ -1,0 +1,660 @@
+/* The pool's control socket, for mpattach and `mplog live`: registered as
+ * "<pid>.<n>.sock" in the registry directory (registry.c) and served by a
+ * thread of its own, so a slow or stuck client never holds up the
+ * dispatcher. Peers must have this process's effective uid (SO_PEERCRED).
+ *
+ * Protocol: the client sends one request per line; each gets one JSON
+ * line in reply:
+ *   info               the pool and its workers
+ *   ptrace WORKER      let the peer's pid (from SO_PEERCRED, never from
+ *                      the request) ptrace that worker: PR_SET_PTRACER
+ *   resume WORKER|all  end the pause of paused workers
+ *   log                {"ok":true}, then the pool's log records as JSON
+ *                      lines, until the client hangs up
+ * Errors: {"ok":false,"error":"..."}. */
+#include "pool-int.h"
+#include "futex-int.h"
+#include "registry-int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 16
+#define MAX_REQUEST 256
+#define GRANT_TIMEOUT_NS (2000u * 1000000u)
+/* A live log reader gets this much backlog, then records are dropped. */
+#define LOG_BACKLOG (4u << 20)
+
+struct mpg__control;
+struct client {
+	struct mpg__control *ctl;
+	int fd;
+	pid_t pid;
+	char req[MAX_REQUEST];
+	size_t req_len;
+	/* a log subscriber: records queued by the sink callback, which runs on
+	 * the aggregator's thread */
+	mplog_sink *sink;
+	pthread_mutex_t out_lock;
+	struct mpk_buf out;
+	uint64_t dropped;
+	bool broken; /* send failed: hang up */
+};
+
+struct mpg__control {
+	struct mpg_pool *pool;
+	int listen_fd;
+	int wake_fd; /* eventfd: stop, or a log subscriber has backlog */
+	_Atomic bool stopping;
+	pthread_t thread;
+	char path[PATH_MAX];
+	uint64_t start_realtime_ns;
+	struct client *clients[MAX_CLIENTS];
+};
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void put_fmt(struct mpk_buf *b, const char *fmt, ...) MPG_PRINTF(2, 3);
+static void put_fmt(struct mpk_buf *b, const char *fmt, ...)
+{
+	char tmp[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		mpk_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void put_json_string(struct mpk_buf *b, const char *s)
+{
+	mpk_buf_put(b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			put_fmt(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			put_fmt(b, "\\u%04x", c);
+		else
+			mpk_buf_put(b, s, 1);
+	}
+	mpk_buf_put(b, "\"", 1);
+}
+
+/* Blocking send of a whole reply (the socket has a send timeout). */
+static void send_all(struct client *c, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len && !c->broken) {
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			c->broken = true;
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void reply(struct client *c, const struct mpk_buf *b)
+{
+	if (b->oom) {
+		static const char oom[] = "{\"ok\":false,\"error\":\"out of memory\"}\n";
+		send_all(c, oom, sizeof oom - 1);
+	} else {
+		send_all(c, b->data, b->len);
+	}
+}
+
+static void reply_error(struct client *c, const char *fmt, ...) MPG_PRINTF(2, 3);
+static void reply_error(struct client *c, const char *fmt, ...)
+{
+	char msg[300];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	struct mpk_buf b = {0};
+	mpk_buf_put(&b, "{\"ok\":false,\"error\":", 20);
+	put_json_string(&b, msg);
+	mpk_buf_put(&b, "}\n", 2);
+	reply(c, &b);
+	mpk_buf_free(&b);
+}
+
+static const char *worker_state(const struct worker *w, const struct mpg__wstatus *ws)
+{
+	if (w->state == W_SPAWNING)
+		return "starting";
+	if (w->state != W_READY && w->state != W_DRAINING)
+		return "down";
+	if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE)
+		return "paused";
+	uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
+	return st == WS_IDLE && !w->ninflight ? "idle" : "busy";
+}
+
+static const char *pool_state_name(enum pool_state s)
+{
+	switch (s) {
+	case POOL_RUNNING: return "running";
+	case POOL_CLOSED: return "closed";
+	case POOL_ABORTING: return "aborting";
+	case POOL_TERMINATING: return "terminating";
+	case POOL_STOPPED: return "stopped";
+	}
+	return "?";
+}
+
+static void do_info(struct mpg__control *ctl, struct client *c)
+{
+	struct mpg_pool *p = ctl->pool;
+	struct mpk_buf b = {0};
+	uint64_t now = mpg__now_ns();
+	put_fmt(&b, "{\"ok\":true,\"pid\":%d,\"pool\":%u,\"program\":", (int)p->creator,
+		p->wcfg.pool_seq);
+	put_json_string(&b, program_invocation_name);
+	put_fmt(&b, ",\"start_ns\":%" PRIu64, ctl->start_realtime_ns);
+	pthread_mutex_lock(&p->lock);
+	put_fmt(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", pool_state_name(p->state),
+		p->wcfg.pause & MPG_PAUSE_AT_START ? "start" : "",
+		p->wcfg.pause == (MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH) ? "," : "",
+		p->wcfg.pause & MPG_PAUSE_ON_CRASH ? "crash" : "");
+	uint64_t done = 0, total = 0;
+	for (const struct job *j = p->jobs_head; j; j = j->next) {
+		total += j->n;
+		done += j->n - j->remaining;
+	}
+	put_fmt(&b, ",\"tasks_done\":%" PRIu64 ",\"tasks_total\":%" PRIu64
+		    ",\"tasks_failed\":%" PRIu64 ",\"workers\":[",
+		done, total, p->stats.tasks_failed);
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		const struct worker *w = &p->workers[i];
+		const struct mpg__wstatus *ws = &p->wcfg.status[i];
+		bool up = w->state == W_READY || w->state == W_DRAINING;
+		const char *state = worker_state(w, ws);
+		put_fmt(&b, "%s{\"worker\":%u,\"pid\":%d,\"state\":\"%s\"", i ? "," : "", i,
+			up ? (int)w->pid : 0, state);
+		if (up && (strcmp(state, "busy") == 0 || strcmp(state, "paused") == 0) &&
+		    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE)
+			put_fmt(&b, ",\"job\":%" PRIu64 ",\"task\":%" PRIu64,
+				atomic_load_explicit(&ws->job, memory_order_relaxed),
+				atomic_load_explicit(&ws->index, memory_order_relaxed));
+		put_fmt(&b, ",\"uptime_ms\":%" PRIu64 ",\"tasks_done\":%" PRIu64
+			    ",\"restarts\":%u}",
+			up && w->ready_ns && now > w->ready_ns ? (now - w->ready_ns) / 1000000u : 0,
+			w->tasks_done, w->restarts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	put_fmt(&b, "]}\n");
+	reply(c, &b);
+	mpk_buf_free(&b);
+}
+
+/* "all" or a worker number below the pool's count. */
+static int parse_worker(const struct mpg_pool *p, const char *arg, bool allow_all)
+{
+	if (allow_all && strcmp(arg, "all") == 0)
+		return -2;
+	char *end;
+	errno = 0;
+	unsigned long n = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || n >= p->nworkers)
+		return -1;
+	return (int)n;
+}
+
+static void do_ptrace(struct mpg__control *ctl, struct client *c, const char *arg)
+{
+	struct mpg_pool *p = ctl->pool;
+	int slot = parse_worker(p, arg, false);
+	if (slot < 0) {
+		reply_error(c, "no worker \"%s\" (workers are 0 to %u)", arg, p->nworkers - 1);
+		return;
+	}
+	pthread_mutex_lock(&p->lock);
+	const struct worker *w = &p->workers[slot];
+	pid_t pid = w->state == W_READY ? w->pid : 0;
+	pthread_mutex_unlock(&p->lock);
+	if (pid <= 0) {
+		reply_error(c, "worker %d is not running now (starting or being replaced)", slot);
+		return;
+	}
+	struct mpg__wstatus *ws = &p->wcfg.status[slot];
+	atomic_store(&ws->ptracer, c->pid);
+	uint32_t req = atomic_fetch_add(&ws->ptracer_req, 1) + 1;
+	/* A paused worker waits on ctl_seq; a running one takes the signal. */
+	atomic_fetch_add(&ws->ctl_seq, 1);
+	mpg__futex_wake(&ws->ctl_seq);
+	kill(pid, MPG_CONTROL_SIGNAL);
+	uint64_t deadline = mpg__now_ns() + GRANT_TIMEOUT_NS;
+	for (;;) {
+		uint32_t ack = atomic_load(&ws->ptracer_ack);
+		if (ack == req)
+			break;
+		uint64_t now = mpg__now_ns();
+		if (now >= deadline) {
+			reply_error(c, "worker %d (pid %d) did not answer within 2 s (is SIGURG "
+				       "blocked in its task?)", slot, (int)pid);
+			return;
+		}
+		mpg__futex_wait(&ws->ptracer_ack, ack, deadline - now);
+	}
+	int err = atomic_load(&ws->ptracer_err);
+	struct mpk_buf b = {0};
+	/* EINVAL: no Yama, nothing to grant; ptrace's usual rules apply. */
+	put_fmt(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
+		(int)pid, err == EINVAL ? "false" : "true", (int)c->pid);
+	if (err && err != EINVAL) {
+		reply_error(c, "worker %d could not grant ptrace: %s", slot, strerror(err));
+	} else {
+		reply(c, &b);
+	}
+	mpk_buf_free(&b);
+}
+
+static void do_resume(struct mpg__control *ctl, struct client *c, const char *arg)
+{
+	struct mpg_pool *p = ctl->pool;
+	int slot = parse_worker(p, arg, true);
+	if (slot == -1) {
+		reply_error(c, "no worker \"%s\" (workers are 0 to %u, or all)", arg, p->nworkers - 1);
+		return;
+	}
+	unsigned resumed = 0;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		if (slot >= 0 && i != (unsigned)slot)
+			continue;
+		struct mpg__wstatus *ws = &p->wcfg.status[i];
+		if (atomic_load(&ws->paused) == WP_NONE)
+			continue;
+		atomic_store(&ws->resume, 1);
+		atomic_fetch_add(&ws->ctl_seq, 1);
+		mpg__futex_wake(&ws->ctl_seq);
+		resumed++;
+	}
+	struct mpk_buf b = {0};
+	put_fmt(&b, "{\"ok\":true,\"resumed\":%u}\n", resumed);
+	reply(c, &b);
+	mpk_buf_free(&b);
+}
+
+static void wake(struct mpg__control *ctl)
+{
+	uint64_t one = 1;
+	(void)!write(ctl->wake_fd, &one, sizeof one);
+}
+
+/* Send what the client's backlog holds without blocking; out_lock held. */
+static void flush_backlog(struct client *c)
+{
+	while (c->out.len && !c->broken) {
+		ssize_t n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			c->broken = true;
+			return;
+		}
+		mpk_buf_consume(&c->out, (size_t)n);
+	}
+}
+
+/* The sink callback of a live log reader, on the aggregator's thread:
+ * queue the record whole, or drop it whole (a line is never cut). */
+static void on_log_record(const mplog_record *r, void *userdata)
+{
+	struct client *c = userdata;
+	char small[1024];
+	ssize_t n = mplog_record_format(r, MPLOG_FORMAT_JSON, 0, small, sizeof small);
+	char *big = NULL;
+	if (n >= (ssize_t)sizeof small) {
+		big = malloc((size_t)n + 1);
+		if (!big || mplog_record_format(r, MPLOG_FORMAT_JSON, 0, big, (size_t)n + 1) != n)
+			n = -ENOMEM;
+	}
+	pthread_mutex_lock(&c->out_lock);
+	if (n < 0 || c->out.len + (size_t)n > LOG_BACKLOG) {
+		c->dropped++;
+	} else {
+		if (c->dropped) {
+			char note[256];
+			int k = snprintf(note, sizeof note,
+					 "{\"timestamp\":%" PRIu64 ",\"severity_text\":\"WARN\","
+					 "\"severity_number\":13,\"body\":\"%" PRIu64 " records dropped: "
+					 "the reader was too slow\",\"attributes\":{\"mpkit.channel\":"
+					 "\"control\"}}\n", realtime_ns(), c->dropped);
+			mpk_buf_put(&c->out, note, (size_t)k);
+			c->dropped = 0;
+		}
+		mpk_buf_put(&c->out, big ? big : small, (size_t)n);
+	}
+	flush_backlog(c);
+	bool pending = c->out.len > 0;
+	pthread_mutex_unlock(&c->out_lock);
+	free(big);
+	if (pending) /* the control thread sends the rest when it can */
+		wake(c->ctl);
+}
+
+static void do_log(struct mpg__control *ctl, struct client *c)
+{
+	struct mpg_pool *p = ctl->pool;
+	if (!p->log) {
+		reply_error(c, "this pool has no log (mpg_options_set_log(NULL))");
+		return;
+	}
+	if (c->sink) {
+		reply_error(c, "already following the log");
+		return;
+	}
+	static const char ok[] = "{\"ok\":true}\n";
+	send_all(c, ok, sizeof ok - 1);
+	mplog_sink *sink;
+	if (c->broken || mplog_sink_new_callback(on_log_record, c, &sink) < 0) {
+		c->broken = true;
+		return;
+	}
+	c->sink = sink;
+	if (mplog_aggregator_add_sink(p->log, sink) < 0) {
+		c->sink = NULL; /* freed by add_sink */
+		c->broken = true;
+	}
+}
+
+static void handle_request(struct mpg__control *ctl, struct client *c, char *line)
+{
+	char *arg = strchr(line, ' ');
+	if (arg)
+		*arg++ = '\0';
+	if (strcmp(line, "info") == 0 && !arg)
+		do_info(ctl, c);
+	else if (strcmp(line, "ptrace") == 0 && arg)
+		do_ptrace(ctl, c, arg);
+	else if (strcmp(line, "resume") == 0 && arg)
+		do_resume(ctl, c, arg);
+	else if (strcmp(line, "log") == 0 && !arg)
+		do_log(ctl, c);
+	else
+		reply_error(c, "unknown request \"%.64s\" (info, ptrace W, resume W|all, log)", line);
+}
+
+static void client_free(struct mpg__control *ctl, struct client *c)
+{
+	if (c->sink)
+		(void)mplog_aggregator_remove_sink(ctl->pool->log, c->sink);
+	mpg__fdreg_del(c->fd);
+	close(c->fd);
+	mpk_buf_free(&c->out);
+	pthread_mutex_destroy(&c->out_lock);
+	free(c);
+}
+
+static void accept_client(struct mpg__control *ctl)
+{
+	int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		close(fd);
+		return;
+	}
+	struct timeval tv = {.tv_sec = 1};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	struct client tmp = {.fd = fd, .pid = cred.pid};
+	if (cred.uid != geteuid()) {
+		/* The directory and socket modes keep others out; this is the
+		 * lock behind the door. */
+		reply_error(&tmp, "permission denied: uid %u may not control a pool of uid %u",
+			    (unsigned)cred.uid, (unsigned)geteuid());
+		close(fd);
+		return;
+	}
+	size_t i = 0;
+	while (i < MAX_CLIENTS && ctl->clients[i])
+		i++;
+	struct client *c = i < MAX_CLIENTS ? calloc(1, sizeof *c) : NULL;
+	if (!c) {
+		reply_error(&tmp, "too many clients");
+		close(fd);
+		return;
+	}
+	*c = tmp;
+	c->ctl = ctl;
+	pthread_mutex_init(&c->out_lock, NULL);
+	mpg__fdreg_add(fd);
+	ctl->clients[i] = c;
+}
+
+/* Read requests; returns false when the client is to go. */
+static bool serve_client(struct mpg__control *ctl, struct client *c)
+{
+	char buf[512];
+	ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return true;
+	if (n <= 0)
+		return false;
+	for (ssize_t i = 0; i < n && !c->broken; i++) {
+		if (buf[i] == '\n') {
+			c->req[c->req_len] = '\0';
+			if (c->req_len && c->req[c->req_len - 1] == '\r')
+				c->req[c->req_len - 1] = '\0';
+			c->req_len = 0;
+			handle_request(ctl, c, c->req);
+		} else if (c->req_len + 1 < sizeof c->req) {
+			c->req[c->req_len++] = buf[i];
+		} else {
+			reply_error(c, "request longer than %u bytes", MAX_REQUEST - 1);
+			return false;
+		}
+	}
+	return !c->broken;
+}
+
+static void *control_main(void *arg)
+{
+	struct mpg__control *ctl = arg;
+	struct pollfd pfd[2 + MAX_CLIENTS];
+	struct client *who[2 + MAX_CLIENTS];
+	while (!atomic_load(&ctl->stopping)) {
+		nfds_t n = 0;
+		pfd[n++] = (struct pollfd){.fd = ctl->wake_fd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = ctl->listen_fd, .events = POLLIN};
+		for (size_t i = 0; i < MAX_CLIENTS; i++) {
+			struct client *c = ctl->clients[i];
+			if (!c)
+				continue;
+			short ev = POLLIN;
+			if (c->sink) {
+				pthread_mutex_lock(&c->out_lock);
+				if (c->out.len)
+					ev |= POLLOUT;
+				pthread_mutex_unlock(&c->out_lock);
+			}
+			who[n] = c;
+			pfd[n++] = (struct pollfd){.fd = c->fd, .events = ev};
+		}
+		if (poll(pfd, n, -1) < 0)
+			continue;
+		if (pfd[0].revents) {
+			uint64_t v;
+			(void)!read(ctl->wake_fd, &v, sizeof v);
+		}
+		if (pfd[1].revents & POLLIN)
+			accept_client(ctl);
+		for (nfds_t k = 2; k < n; k++) {
+			struct client *c = who[k];
+			bool keep = true;
+			if (pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
+				keep = serve_client(ctl, c);
+			if (keep && c->sink) {
+				pthread_mutex_lock(&c->out_lock);
+				flush_backlog(c);
+				keep = !c->broken;
+				pthread_mutex_unlock(&c->out_lock);
+			}
+			if (!keep) {
+				for (size_t i = 0; i < MAX_CLIENTS; i++)
+					if (ctl->clients[i] == c)
+						ctl->clients[i] = NULL;
+				client_free(ctl, c);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Entries of pools whose process is gone: a crash leaves them behind. */
+static void sweep_stale(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		pid_t pid;
+		unsigned n;
+		if (mpg__registry_parse(e->d_name, &pid, &n) < 0)
+			continue;
+		if (kill(pid, 0) < 0 && errno == ESRCH)
+			(void)unlinkat(dirfd(d), e->d_name, 0);
+	}
+	closedir(d);
+}
+
+static int listen_at(struct mpg__control *ctl, const char *dir)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int n = snprintf(ctl->path, sizeof ctl->path, "%s/%d.%u%s", dir, (int)ctl->pool->creator,
+			 ctl->pool->wcfg.pool_seq, MPG_REGISTRY_SUFFIX);
+	if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
+		ctl->path[0] = '\0';
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, ctl->path, (size_t)n + 1);
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ctl->listen_fd < 0)
+		return -errno;
+	(void)unlink(ctl->path); /* a dead process's pid, reused */
+	if (bind(ctl->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int r = -errno;
+		ctl->path[0] = '\0';
+		return r;
+	}
+	/* The directory is 0700 already; the mode is a second lock. */
+	if (chmod(ctl->path, 0600) < 0 || listen(ctl->listen_fd, 8) < 0)
+		return -errno;
+	return 0;
+}
+
+static void control_free(struct mpg__control *ctl)
+{
+	for (size_t i = 0; i < MAX_CLIENTS; i++)
+		if (ctl->clients[i])
+			client_free(ctl, ctl->clients[i]);
+	if (ctl->path[0])
+		(void)unlink(ctl->path);
+	if (ctl->listen_fd >= 0) {
+		mpg__fdreg_del(ctl->listen_fd);
+		close(ctl->listen_fd);
+	}
+	if (ctl->wake_fd >= 0) {
+		mpg__fdreg_del(ctl->wake_fd);
+		close(ctl->wake_fd);
+	}
+	free(ctl);
+}
+
+bool mpg__control_wanted(const struct mpg_options *opts)
+{
+	if (opts->set & OPT_CONTROL)
+		return opts->control;
+	const char *env = getenv("MPKIT_CONTROL");
+	return !(env && strcmp(env, "0") == 0);
+}
+
+int mpg__control_start(struct mpg_pool *p)
+{
+	struct mpg__control *ctl = calloc(1, sizeof *ctl);
+	if (!ctl)
+		return -ENOMEM;
+	ctl->pool = p;
+	ctl->listen_fd = ctl->wake_fd = -1;
+	ctl->start_realtime_ns = realtime_ns();
+	char dir[PATH_MAX];
+	int r = mpg__registry_dir(dir, sizeof dir, true);
+	if (r < 0)
+		goto fail;
+	sweep_stale(dir);
+	ctl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctl->wake_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	mpg__fdreg_add(ctl->wake_fd);
+	r = listen_at(ctl, dir);
+	if (ctl->listen_fd >= 0)
+		mpg__fdreg_add(ctl->listen_fd);
+	if (r < 0)
+		goto fail;
+	/* Like the dispatcher, it takes no signal meant for the program. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 128 * 1024);
+	r = -pthread_create(&ctl->thread, &attr, control_main, ctl);
+	pthread_attr_destroy(&attr);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r < 0)
+		goto fail;
+	p->control = ctl;
+	return 0;
+fail:
+	control_free(ctl);
+	return r;
+}
+
+void mpg__control_stop(struct mpg_pool *p)
+{
+	struct mpg__control *ctl = p->control;
+	if (!ctl)
+		return;
+	atomic_store(&ctl->stopping, true);
+	wake(ctl);
+	pthread_join(ctl->thread, NULL);
+	control_free(ctl);
+	p->control = NULL;
+}
+
+const char *mpg__control_path(const struct mpg_pool *p)
+{
+	return p->control ? p->control->path : NULL;
+}

@@ -1,0 +1,232 @@
+/* Client side of a pool's control socket (see pool-client.h). */
+#include "pool-client.h"
+#include "registry-int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int by_pid(const void *a, const void *b)
+{
+	const struct mpk_pool_ref *x = a, *y = b;
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->n < y->n ? -1 : x->n > y->n;
+}
+
+int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+	int r = mpg__registry_dir(dir, sizeof dir, false);
+	*ret = NULL;
+	*count = 0;
+	if (r == -ENOENT)
+		return 0; /* no pool ever ran */
+	if (r < 0) {
+		snprintf(err, errlen, "registry %s: %s%s", dir, strerror(-r),
+			 r == -EPERM ? " (it must be a directory of yours, mode 0700)" : "");
+		return r;
+	}
+	DIR *d = opendir(dir);
+	if (!d) {
+		r = -errno;
+		snprintf(err, errlen, "registry %s: %s", dir, strerror(-r));
+		return r;
+	}
+	struct mpk_pool_ref *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		struct mpk_pool_ref ref;
+		if (mpg__registry_parse(e->d_name, &ref.pid, &ref.n) < 0)
+			continue;
+		if (kill(ref.pid, 0) < 0 && errno == ESRCH)
+			continue; /* left behind by a crash; the next pool sweeps it */
+		if ((size_t)snprintf(ref.path, sizeof ref.path, "%s/%s", dir, e->d_name) >=
+		    sizeof ref.path)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 8;
+			struct mpk_pool_ref *nv = realloc(v, cap * sizeof *v);
+			if (!nv) {
+				free(v);
+				closedir(d);
+				snprintf(err, errlen, "out of memory");
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n++] = ref;
+	}
+	closedir(d);
+	qsort(v, n, sizeof *v, by_pid);
+	*ret = v;
+	*count = n;
+	return 0;
+}
+
+int mpk_pool_find(const char *spec, struct mpk_pool_ref *ret, char *err, size_t errlen)
+{
+	pid_t pid = 0;
+	unsigned k = 0;
+	bool want_k = false;
+	if (spec) {
+		char *end;
+		errno = 0;
+		long p = strtol(spec, &end, 10);
+		if (*end == '.') {
+			const char *s = end + 1;
+			unsigned long q = strtoul(s, &end, 10);
+			want_k = end != s;
+			k = (unsigned)q;
+		}
+		if (errno || end == spec || *end || p <= 0) {
+			snprintf(err, errlen, "bad pool \"%s\": expected PID or PID.N", spec);
+			return -EINVAL;
+		}
+		pid = (pid_t)p;
+	}
+	struct mpk_pool_ref *v;
+	size_t n;
+	int r = mpk_pools_list(&v, &n, err, errlen);
+	if (r < 0)
+		return r;
+	size_t found = 0, at = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!spec || (v[i].pid == pid && (!want_k || v[i].n == k))) {
+			if (!found)
+				at = i;
+			found++;
+		}
+	if (found == 1) {
+		*ret = v[at];
+	} else if (!found) {
+		if (spec)
+			snprintf(err, errlen, "no running pool %s (see mpattach list)", spec);
+		else
+			snprintf(err, errlen, "no running pool found");
+		r = -ENOENT;
+	} else {
+		int len = snprintf(err, errlen, "%zu pools are running; name one:", found);
+		for (size_t i = 0; i < n && len > 0 && (size_t)len < errlen; i++)
+			if (!spec || v[i].pid == pid)
+				len += snprintf(err + len, errlen - (size_t)len, " %d.%u",
+						(int)v[i].pid, v[i].n);
+		r = -EEXIST;
+	}
+	free(v);
+	return r;
+}
+
+int mpk_conn_open(struct mpk_conn *c, const struct mpk_pool_ref *ref, char *err, size_t errlen)
+{
+	*c = (struct mpk_conn){.fd = -1};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(ref->path) >= sizeof sa.sun_path) {
+		snprintf(err, errlen, "%s: path too long", ref->path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, ref->path);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "pool %d.%u (%s): %s", (int)ref->pid, ref->n, ref->path,
+			 strerror(-r));
+		mpk_conn_close(c);
+		return r;
+	}
+	return 0;
+}
+
+void mpk_conn_close(struct mpk_conn *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->buf);
+	*c = (struct mpk_conn){.fd = -1};
+}
+
+char *mpk_conn_readline(struct mpk_conn *c)
+{
+	if (c->used) { /* the line handed out last */
+		memmove(c->buf, c->buf + c->used, c->len - c->used);
+		c->len -= c->used;
+		c->used = 0;
+	}
+	for (;;) {
+		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
+		if (nl) {
+			*nl = '\0';
+			c->used = (size_t)(nl - c->buf) + 1;
+			return c->buf;
+		}
+		if (c->cap - c->len < 4096) {
+			size_t cap = c->cap ? 2 * c->cap : 65536;
+			char *b = realloc(c->buf, cap);
+			if (!b)
+				return NULL;
+			c->buf = b;
+			c->cap = cap;
+		}
+		ssize_t n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = 0;
+			return NULL;
+		}
+		c->len += (size_t)n;
+	}
+}
+
+int mpk_conn_request(struct mpk_conn *c, const char *req, json_object **reply, char *err,
+		     size_t errlen)
+{
+	char line[512];
+	int n = snprintf(line, sizeof line, "%s\n", req);
+	if (n < 0 || (size_t)n >= sizeof line)
+		return -EINVAL;
+	for (const char *p = line; n > 0;) {
+		ssize_t w = send(c->fd, p, (size_t)n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			int r = -errno;
+			snprintf(err, errlen, "sending to the pool: %s", strerror(-r));
+			return r;
+		}
+		p += w;
+		n -= (int)w;
+	}
+	char *text = mpk_conn_readline(c);
+	if (!text) {
+		int r = errno ? -errno : -ECONNRESET;
+		snprintf(err, errlen, "the pool closed the connection%s%s", errno ? ": " : "",
+			 errno ? strerror(errno) : "");
+		return r;
+	}
+	json_object *o = json_tokener_parse(text);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		snprintf(err, errlen, "the pool sent a reply that is not JSON");
+		return -EPROTO;
+	}
+	json_object *ok;
+	if (!json_object_object_get_ex(o, "ok", &ok) || !json_object_get_boolean(ok)) {
+		json_object *e;
+		snprintf(err, errlen, "%s",
+			 json_object_object_get_ex(o, "error", &e) ? json_object_get_string(e) :
+								      "the pool refused");
+		json_object_put(o);
+		return 1;
+	}
+	*reply = o;
+	return 0;
+}
