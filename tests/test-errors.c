@@ -411,7 +411,8 @@ START_TEST(every_task_ends_exactly_once_under_raise_crash_exit_abort_and_hang)
 		const mpg_error *e = mpg_results_error(res, i);
 		if (want) {
 			expected_failures++;
-			ck_assert_msg(e && mpg_error_get_kind(e) == want, "task %d", i);
+			ck_assert_msg(e && mpg_error_get_kind(e) == want, "task %d: %s", i,
+				      e ? mpg_error_describe(e) : "succeeded");
 			ck_assert_int_eq(atomic_load(&runs[i]), 1); /* failed tasks never re-run */
 		} else {
 			ck_assert_msg(!e, "task %d: %s", i, e ? mpg_error_describe(e) : "");

@@ -81,6 +81,7 @@ static void on_crash(int sig, siginfo_t *si, void *ucontext)
 	int saved = errno;
 	reset_dispositions(); /* a second fault, in here, kills us */
 	alarm(5);             /* and so does a hang (SIGALRM's default action) */
+	mpg__status_crashing();
 
 	unw_cursor_t cursor;
 	uint32_t n = 0;

@@ -1360,8 +1360,9 @@ static void on_tick(struct mpg_pool *p)
 			continue;
 		}
 		struct mpg__wstatus *ws = &p->wcfg.status[i];
-		if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE) {
-			w->watch_since = 0; /* a debugger's time is not the task's */
+		if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE ||
+		    atomic_load_explicit(&ws->crashing, memory_order_relaxed)) {
+			w->watch_since = 0; /* a debugger's or a crash report's time */
 			continue;
 		}
 		uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);

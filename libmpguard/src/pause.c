@@ -61,6 +61,7 @@ int mpg__pause_install(struct mpg__wstatus *st)
 {
 	S = st;
 	atomic_store(&S->paused, WP_NONE);
+	atomic_store(&S->crashing, 0);
 	atomic_store(&S->resume, 0);
 	atomic_store(&S->ptracer_ack, atomic_load(&S->ptracer_req)); /* a dead worker's */
 	struct sigaction sa = {.sa_handler = on_control_signal, .sa_flags = SA_RESTART};
@@ -86,6 +87,12 @@ static bool traced(void)
 	for (t += 10; *t == ' ' || *t == '\t'; t++)
 		;
 	return *t >= '1' && *t <= '9';
+}
+
+void mpg__status_crashing(void)
+{
+	if (S)
+		atomic_store(&S->crashing, 1);
 }
 
 void mpg__pause(uint32_t why, unsigned timeout_ms)

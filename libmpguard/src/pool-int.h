@@ -168,7 +168,7 @@ struct mpg__wstatus {
 	_Atomic uint32_t ptracer_req; /* bumped by the parent for each grant */
 	_Atomic uint32_t ptracer_ack; /* futex: = ptracer_req once served */
 	_Atomic int32_t ptracer_err;  /* its errno, 0 on success */
-	char pad[4];
+	_Atomic uint32_t crashing;    /* in its crash handler: no time limit now */
 };
 _Static_assert(sizeof(struct mpg__wstatus) == 64, "one cache line per worker");
 
@@ -179,6 +179,8 @@ int mpg__pause_install(struct mpg__wstatus *st);
 /* Pause (WP_START or WP_CRASH) until resumed, the timeout, or a debugger
  * attached and let the worker run. Async-signal-safe. */
 void mpg__pause(uint32_t why, unsigned timeout_ms);
+/* From the crash handler: the time a crash report takes is not the task's. */
+void mpg__status_crashing(void);
 
 /* ---- fork server ------------------------------------------------------ */
 struct mpg__service { /* a supervised service, as its worker sees it */

@@ -65,7 +65,8 @@ int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t e
 		v[n++] = ref;
 	}
 	closedir(d);
-	qsort(v, n, sizeof *v, by_pid);
+	if (n)
+		qsort(v, n, sizeof *v, by_pid);
 	*ret = v;
 	*count = n;
 	return 0;

@@ -1,0 +1,517 @@
+/* mpattach against real pools in this process: list shows the workers and
+ * their tasks, stacks shows where a stuck task is, gdb (batch) prints the
+ * stack of a worker paused after its crash, resume lets paused workers go
+ * on, and the control socket refuses another uid. */
+#include "mpk-test.h"
+#include <mpguard.h>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#ifndef MPATTACH_PATH
+#error "MPATTACH_PATH must name the built tool"
+#endif
+
+static char rundir[64];
+static int started[2] = {-1, -1}; /* tasks write their index when they run */
+static int release[2] = {-1, -1}; /* one byte lets one stuck task end */
+
+static void setup(void)
+{
+	strcpy(rundir, "/tmp/mpattach-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(rundir));
+	/* Our own registry: other suites' pools do not show up. */
+	setenv("XDG_RUNTIME_DIR", rundir, 1);
+	ck_assert_int_eq(pipe2(started, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(release, O_CLOEXEC), 0);
+}
+
+static void teardown(void)
+{
+	char dir[128];
+	snprintf(dir, sizeof dir, "%s/mpkit", rundir);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d)))
+		(void)unlinkat(dirfd(d), e->d_name, 0);
+	if (d)
+		closedir(d);
+	rmdir(dir);
+	rmdir(rundir);
+	for (int i = 0; i < 2; i++) {
+		close(started[i]);
+		close(release[i]);
+	}
+}
+
+__attribute__((noinline)) void mpk_test_stuck_here(void)
+{
+	char c;
+	while (read(release[0], &c, 1) < 0 && errno == EINTR)
+		;
+}
+
+static int stuck_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	char line[32];
+	int n = snprintf(line, sizeof line, "%zu\n", mpg_task_index(t));
+	(void)!write(started[1], line, (size_t)n);
+	mpk_test_stuck_here();
+	return mpg_task_set_result(t, "ok", 2);
+}
+
+__attribute__((noinline)) void mpk_test_crash_here(void)
+{
+	volatile int *volatile bad = (int *)8; /* opaque to the compiler */
+	*bad = 1;
+}
+
+static int crash_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)t; (void)in; (void)len; (void)ud;
+	mpk_test_crash_here();
+	return 0;
+}
+
+static int ok_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)ud;
+	return mpg_task_set_result(t, in, len);
+}
+
+static mpg_pool *new_pool(unsigned workers, unsigned pause)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, workers), 0);
+	if (pause)
+		ck_assert_int_eq(mpg_options_set_pause(o, pause, 60000), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	return p;
+}
+
+/* Run the tool; its stdout and stderr, together, into *out (malloc'd).
+ * Returns its exit status. */
+static int run_tool(char **out, const char *arg, ...)
+{
+	const char *argv[16] = {MPATTACH_PATH};
+	int argc = 1;
+	va_list ap;
+	va_start(ap, arg);
+	for (const char *a = arg; a && argc < 15; a = va_arg(ap, const char *))
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(fds[1], 1);
+		dup2(fds[1], 2);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	ssize_t n;
+	while ((n = read(fds[0], buf + len, cap - len - 1)) > 0 || (n < 0 && errno == EINTR)) {
+		if (n < 0)
+			continue;
+		len += (size_t)n;
+		if (cap - len < 1024)
+			buf = realloc(buf, cap *= 2);
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	*out = buf;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static const char *self(void)
+{
+	static char spec[16];
+	snprintf(spec, sizeof spec, "%d", (int)getpid());
+	return spec;
+}
+
+/* `mpattach list --json` of this process's pool. */
+static json_object *list_json(void)
+{
+	char *out;
+	int rc = run_tool(&out, "list", "--json", self(), NULL);
+	ck_assert_msg(rc == 0, "mpattach list failed (%d): %s", rc, out);
+	json_object *all = json_tokener_parse(out);
+	ck_assert_msg(all && json_object_array_length(all) == 1, "bad list: %s", out);
+	json_object *pool = json_object_get(json_object_array_get_idx(all, 0));
+	json_object_put(all);
+	free(out);
+	return pool;
+}
+
+static json_object *worker_of(json_object *pool, size_t i)
+{
+	json_object *ws;
+	ck_assert(json_object_object_get_ex(pool, "workers", &ws));
+	return json_object_array_get_idx(ws, i);
+}
+
+static int64_t field(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+static const char *sfield(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+/* Wait (10 s at most) until worker i shows the state. */
+static json_object *wait_state(size_t i, const char *state)
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		json_object *pool = list_json();
+		if (strcmp(sfield(worker_of(pool, i), "state"), state) == 0)
+			return pool;
+		json_object_put(pool);
+		poll(NULL, 0, 10);
+	}
+	ck_abort_msg("worker %zu never became %s", i, state);
+	return NULL;
+}
+
+/* Both tasks of a 2-task map are running (their indices read back). */
+static void wait_started(unsigned n)
+{
+	char buf[64];
+	size_t got = 0;
+	unsigned lines = 0;
+	while (lines < n) {
+		ssize_t r = read(started[0], buf + got, sizeof buf - 1 - got);
+		ck_assert_int_gt(r, 0);
+		for (ssize_t i = 0; i < r; i++)
+			lines += buf[got + (size_t)i] == '\n';
+		got += (size_t)r;
+	}
+}
+
+struct map_call {
+	mpg_pool *pool;
+	mpg_task_fn fn;
+	size_t n;
+	int rc;
+	mpg_results *res;
+};
+
+static void *map_thread(void *arg)
+{
+	struct map_call *c = arg;
+	static const mpg_buf in[4] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}};
+	c->rc = mpg_map(c->pool, c->fn, in, c->n, NULL, &c->res);
+	return NULL;
+}
+
+START_TEST(list_shows_workers_and_their_tasks)
+{
+	mpg_pool *p = new_pool(2, 0);
+	struct map_call call = {p, stuck_task, 2, 0, NULL};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
+	wait_started(2);
+
+	json_object *pool = list_json();
+	ck_assert_int_eq(field(pool, "pid"), getpid());
+	ck_assert_int_eq(field(pool, "tasks_total"), 2);
+	ck_assert_int_eq(field(pool, "tasks_done"), 0);
+	ck_assert_str_eq(sfield(pool, "state"), "running");
+	int64_t tasks = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		json_object *w = worker_of(pool, i);
+		ck_assert_int_eq(field(w, "worker"), i);
+		ck_assert_int_eq(field(w, "pid"), mpg_pool_worker_pid(p, i));
+		ck_assert_str_eq(sfield(w, "state"), "busy");
+		tasks |= 1 << field(w, "task"); /* tasks 0 and 1, one each */
+		ck_assert_int_eq(field(w, "restarts"), 0);
+	}
+	ck_assert_int_eq(tasks, 3);
+	json_object_put(pool);
+
+	/* The human listing names the same. */
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 0);
+	char want[64];
+	snprintf(want, sizeof want, "pool %d.", (int)getpid());
+	ck_assert_msg(strstr(out, want) && strstr(out, "busy") && strstr(out, "progress 0/2"),
+		      "%s", out);
+	free(out);
+
+	ck_assert_int_eq(write(release[1], "xx", 2), 2);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(call.rc, 0);
+	ck_assert_uint_eq(mpg_results_failed(call.res), 0);
+	mpg_results_free(call.res);
+
+	pool = wait_state(0, "idle");
+	ck_assert_int_eq(field(worker_of(pool, 0), "tasks_done") + field(worker_of(pool, 1), "tasks_done"), 2);
+	json_object_put(pool);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(stacks_show_where_tasks_are_stuck)
+{
+	mpg_pool *p = new_pool(2, 0);
+	struct map_call call = {p, stuck_task, 2, 0, NULL};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
+	wait_started(2);
+
+	char *out;
+	int rc = run_tool(&out, "stacks", self(), NULL);
+	ck_assert_msg(rc == 0, "stacks failed (%d): %s", rc, out);
+	for (unsigned i = 0; i < 2; i++) {
+		char hdr[64];
+		snprintf(hdr, sizeof hdr, "=== worker %u (pid %d, busy, task ", i,
+			 (int)mpg_pool_worker_pid(p, i));
+		ck_assert_msg(strstr(out, hdr), "no \"%s\" in:\n%s", hdr, out);
+	}
+	/* Both workers are in the function, under the task. */
+	const char *first = strstr(out, "mpk_test_stuck_here");
+	ck_assert_msg(first && strstr(first + 1, "mpk_test_stuck_here"), "%s", out);
+	ck_assert_msg(strstr(out, "stuck_task"), "%s", out);
+	free(out);
+
+	ck_assert_int_eq(write(release[1], "xx", 2), 2);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(call.rc, 0);
+	ck_assert_uint_eq(mpg_results_failed(call.res), 0); /* detached, unharmed */
+	mpg_results_free(call.res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(gdb_prints_the_stack_of_a_worker_paused_after_its_crash)
+{
+	mpg_pool *p = new_pool(1, MPG_PAUSE_ON_CRASH);
+	struct map_call call = {p, crash_task, 1, 0, NULL};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
+	json_object *pool = wait_state(0, "paused");
+	ck_assert_str_eq(sfield(pool, "pause"), "crash");
+	ck_assert_int_eq(field(worker_of(pool, 0), "task"), 0);
+	pid_t crashed = (pid_t)field(worker_of(pool, 0), "pid");
+	json_object_put(pool);
+
+	char *out;
+	int rc = run_tool(&out, "gdb", self(), "0", "--", "-batch", "-ex", "bt", NULL);
+	ck_assert_msg(rc == 0, "gdb failed (%d): %s", rc, out);
+	/* The crash handler's frame, the signal frame, then the fault. */
+	const char *sig = strstr(out, "<signal handler called>");
+	ck_assert_msg(sig, "%s", out);
+	ck_assert_msg(strstr(sig, "mpk_test_crash_here") && strstr(sig, "crash_task"), "%s", out);
+	free(out);
+
+	/* Still paused after gdb detached; resume lets it die of its crash. */
+	ck_assert_int_eq(run_tool(&out, "resume", self(), "0", NULL), 0);
+	ck_assert_msg(strstr(out, "resumed 1 worker"), "%s", out);
+	free(out);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(call.rc, 0);
+	const mpg_error *e = mpg_results_error(call.res, 0);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_SIGNALED);
+	ck_assert_int_eq(mpg_error_signal(e), SIGSEGV);
+	ck_assert_int_eq(mpg_error_pid(e), crashed);
+	ck_assert_ptr_nonnull(strstr(mpg_error_backtrace(e), "mpk_test_crash_here"));
+	mpg_results_free(call.res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(workers_paused_at_start_run_after_resume)
+{
+	mpg_pool *p = new_pool(2, MPG_PAUSE_AT_START);
+	for (unsigned i = 0; i < 2; i++)
+		json_object_put(wait_state(i, "paused"));
+	struct map_call call = {p, ok_task, 4, 0, NULL};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
+	/* Nothing runs while they are paused. */
+	json_object *pool;
+	for (int tries = 0; field(pool = list_json(), "tasks_total") != 4; tries++) {
+		ck_assert_int_lt(tries, 1000); /* the call reaches the pool soon */
+		json_object_put(pool);
+		poll(NULL, 0, 10);
+	}
+	ck_assert_int_eq(field(pool, "tasks_done"), 0);
+	ck_assert_str_eq(sfield(worker_of(pool, 0), "state"), "paused");
+	json_object_put(pool);
+
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "resume", NULL), 0);
+	ck_assert_msg(strstr(out, "resumed 2 workers"), "%s", out);
+	free(out);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(call.rc, 0);
+	ck_assert_uint_eq(mpg_results_failed(call.res), 0);
+	mpg_results_free(call.res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(tool_errors_are_clear)
+{
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 0); /* none: not an error */
+	ck_assert_msg(strstr(out, "no running pool"), "%s", out);
+	free(out);
+	ck_assert_int_eq(run_tool(&out, "stacks", "1", NULL), 1);
+	ck_assert_msg(strstr(out, "no running pool 1"), "%s", out);
+	free(out);
+	ck_assert_int_eq(run_tool(&out, "frobnicate", NULL), 2);
+	ck_assert_msg(strstr(out, "unknown command"), "%s", out);
+	free(out);
+	ck_assert_int_eq(run_tool(&out, "--help", NULL), 0);
+	ck_assert_msg(strstr(out, "Usage: mpattach"), "%s", out);
+	free(out);
+
+	mpg_pool *p = new_pool(2, 0);
+	ck_assert_int_eq(run_tool(&out, "gdb", self(), "7", "--", "-batch", NULL), 1);
+	ck_assert_msg(strstr(out, "no worker \"7\""), "%s", out);
+	free(out);
+	ck_assert_int_eq(run_tool(&out, "resume", "x.y", NULL), 1);
+	ck_assert_msg(strstr(out, "no worker \"x.y\""), "%s", out);
+	free(out);
+	mpg_pool_free(p);
+	/* The pool's entry went with it. */
+	int rc = run_tool(&out, "list", NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "no running pool"), "%d: %s", rc, out);
+	free(out);
+}
+END_TEST
+
+/* Send one request as uid nobody; the reply line into buf. */
+static void ask_as_nobody(const char *path, char *buf, size_t size, int *connect_errno)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	struct passwd *pw = getpwnam("nobody");
+	uid_t uid = pw ? pw->pw_uid : 65534;
+	gid_t gid = pw ? pw->pw_gid : 65534;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+	pid_t pid = fork();
+	if (pid == 0) {
+		/* Forked from a threaded process: system calls only. */
+		if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(3);
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) {
+			int e = errno;
+			(void)!write(fds[1], &e, sizeof e);
+			_exit(0);
+		}
+		(void)!send(s, "info\n", 5, MSG_NOSIGNAL); /* it may have hung up */
+		char r[512];
+		ssize_t n = read(s, r, sizeof r);
+		(void)!write(fds[1], r, n > 0 ? (size_t)n : 0);
+		_exit(0);
+	}
+	close(fds[1]);
+	ssize_t n, got = 0;
+	while ((n = read(fds[0], buf + got, size - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	close(fds[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "could not become nobody (status %#x)", status);
+	*connect_errno = 0;
+	if (got == sizeof(int))
+		memcpy(connect_errno, buf, sizeof(int));
+}
+
+START_TEST(socket_refuses_another_uid)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "socket_refuses_another_uid: SKIP: needs root to run a part as nobody\n");
+		return;
+	}
+	mpg_pool *p = new_pool(1, 0);
+	char path[512], dir[128];
+	snprintf(dir, sizeof dir, "%s/mpkit", rundir);
+	snprintf(path, sizeof path, "%s/%d.", dir, (int)getpid());
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, path + strlen(dir) + 1, strlen(path) - strlen(dir) - 1) == 0)
+			break;
+	ck_assert_ptr_nonnull(e);
+	snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+	closedir(d);
+	struct stat st;
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+
+	char reply[512];
+	int err;
+	/* The modes keep nobody out... */
+	ask_as_nobody(path, reply, sizeof reply, &err);
+	ck_assert_msg(err == EACCES, "nobody got in: %s", reply);
+	/* ...and with them opened up, the pool's uid check still does. */
+	ck_assert_int_eq(chmod(rundir, 0711), 0);
+	ck_assert_int_eq(chmod(dir, 0711), 0);
+	ck_assert_int_eq(chmod(path, 0666), 0);
+	ask_as_nobody(path, reply, sizeof reply, &err);
+	ck_assert_int_eq(err, 0);
+	ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "permission denied") &&
+		      !strstr(reply, "workers"), "%s", reply);
+	/* The tool will not trust a registry others can enter. */
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 1);
+	ck_assert_msg(strstr(out, "mode 0700"), "%s", out);
+	free(out);
+	/* The pool goes on serving its own user. */
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	json_object *pool = list_json();
+	ck_assert_int_eq(field(pool, "pid"), getpid());
+	json_object_put(pool);
+	mpg_pool_free(p);
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+	Suite *s = suite_create("mpattach");
+	TCase *tc = tcase_create("tool");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, list_shows_workers_and_their_tasks);
+	tcase_add_test(tc, stacks_show_where_tasks_are_stuck);
+	tcase_add_test(tc, gdb_prints_the_stack_of_a_worker_paused_after_its_crash);
+	tcase_add_test(tc, workers_paused_at_start_run_after_resume);
+	tcase_add_test(tc, tool_errors_are_clear);
+	tcase_add_test(tc, socket_refuses_another_uid);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(make_suite)
