@@ -232,34 +232,45 @@ END_TEST
 /* ---- rate limit ------------------------------------------------------------ */
 
 #define NMILLION 1000000
-START_TEST(a_million_tasks_make_few_reports)
+/* A map of a million tiny tasks with reports every interval_ms: at most one
+ * report per interval slot of the call (their elapsed times fall in
+ * distinct slots), plus the final one. */
+static void million(mpg_pool *p, const int64_t *in, int64_t *out, unsigned interval_ms,
+		    struct reports *rs)
 {
-	mpg_pool *p = new_pool(2, false);
-	static struct reports rs;
-	memset(&rs, 0, sizeof rs);
+	memset(rs, 0, sizeof *rs);
 	mpg_options *o;
 	ck_assert_int_eq(mpg_options_new(&o), 0);
-	ck_assert_int_eq(mpg_options_set_progress(o, record, &rs, 0), 0); /* 100 ms */
-	int64_t *in = malloc(NMILLION * sizeof *in), *out = malloc(NMILLION * sizeof *out);
-	ck_assert(in && out);
-	for (size_t i = 0; i < NMILLION; i++)
-		in[i] = (int64_t)i;
+	ck_assert_int_eq(mpg_options_set_progress(o, record, rs, interval_ms), 0);
 	mpg_results *res;
 	ck_assert_int_eq(mpg_map_array(p, add1, in, sizeof *in, NMILLION, out, sizeof *out, o, &res), 0);
 	ck_assert_uint_eq(mpg_results_failed(res), 0);
 	ck_assert_int_eq(out[NMILLION - 1], NMILLION);
-	assert_consistent(&rs, 1);
-	const mpg_progress *f = &rs.r[rs.n - 1];
-	ck_assert_uint_eq(f->done, NMILLION);
-	ck_assert_uint_eq(f->total, NMILLION);
-	/* At most one report per 100 ms slot of the call, plus the final. */
-	uint64_t slots = f->elapsed_ns / 100000000u + 1;
-	ck_assert_uint_le(rs.n, slots + 1);
-	for (size_t i = 1; i + 1 < rs.n; i++)
-		ck_assert_uint_gt(rs.r[i].elapsed_ns / 100000000u, rs.r[i - 1].elapsed_ns / 100000000u);
-	fprintf(stderr, "a_million_tasks: %zu reports in %.3f s\n", rs.n, (double)f->elapsed_ns / 1e9);
 	mpg_results_free(res);
 	mpg_options_free(o);
+	assert_consistent(rs, 1);
+	const mpg_progress *f = &rs->r[rs->n - 1];
+	ck_assert_uint_eq(f->done, NMILLION);
+	ck_assert_uint_eq(f->total, NMILLION);
+	uint64_t slot = (interval_ms ? interval_ms : 100) * 1000000ull;
+	ck_assert_uint_le(rs->n, f->elapsed_ns / slot + 2);
+	for (size_t i = 1; i + 1 < rs->n; i++)
+		ck_assert_uint_gt(rs->r[i].elapsed_ns / slot, rs->r[i - 1].elapsed_ns / slot);
+	fprintf(stderr, "a_million_tasks, every %u ms: %zu reports in %.3f s\n", interval_ms,
+		rs->n, (double)f->elapsed_ns / 1e9);
+}
+
+START_TEST(a_million_tasks_make_few_reports)
+{
+	mpg_pool *p = new_pool(2, false);
+	static struct reports rs;
+	int64_t *in = malloc(NMILLION * sizeof *in), *out = malloc(NMILLION * sizeof *out);
+	ck_assert(in && out);
+	for (size_t i = 0; i < NMILLION; i++)
+		in[i] = (int64_t)i;
+	million(p, in, out, 0, &rs); /* the default, 100 ms */
+	ck_assert_uint_le(rs.n, 300);
+	million(p, in, out, 1, &rs);
 	free(in);
 	free(out);
 	mpg_pool_free(p);
