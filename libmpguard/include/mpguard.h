@@ -206,8 +206,8 @@ typedef void (*mpg_progress_fn)(const mpg_progress *progress, void *userdata);
  *  call runs, whether results came in or not — never per task — and once at
  *  the end (final = 1): before mpg_map() returns, before mpg_iter_next()
  *  returns 0, before the last future of a submit batch is done. The
- *  interval is also the redraw period of the progress bar. Returns -EINVAL
- *  on a bad value. Since 0.1. */
+ *  interval is also the redraw period of the progress bar. A call of no
+ *  task reports nothing. Returns -EINVAL on a bad value. Since 0.1. */
 MPG_EXPORT int mpg_options_set_progress(mpg_options *opts, mpg_progress_fn fn, void *userdata,
 					unsigned interval_ms);
 
