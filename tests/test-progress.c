@@ -602,6 +602,34 @@ START_TEST(status_line_is_erased_and_redrawn_around_records)
 }
 END_TEST
 
+START_TEST(progress_options_are_checked)
+{
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_progress(NULL, record, NULL, 0), -EINVAL);
+	ck_assert_int_eq(mpg_options_set_progress(o, record, NULL, 3600u * 1000u + 1), -EINVAL);
+	ck_assert_int_eq(mpg_options_set_progress(o, record, NULL, 3600u * 1000u), 0);
+	ck_assert_int_eq(mpg_options_set_progress(o, NULL, NULL, 0), 0);
+	ck_assert_int_eq(mpg_options_set_progress_bar(NULL, MPG_PROGRESS_BAR_AUTO), -EINVAL);
+	ck_assert_int_eq(mpg_options_set_progress_bar(o, (mpg_progress_bar)3), -EINVAL);
+	ck_assert_int_eq(mpg_options_set_progress_bar(o, MPG_PROGRESS_BAR_TTY), 0);
+	/* Both are pool defaults and per call. */
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, NULL), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_progress(o, record, NULL, 5), 0);
+	ck_assert_int_eq(mpg_options_set_progress_bar(o, MPG_PROGRESS_BAR_OFF), 0);
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, add1, NULL, 0, o, &res), 0); /* no task: no report */
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static Suite *progress_suite(void)
 {
 	Suite *s = suite_create("progress");
@@ -615,6 +643,7 @@ static Suite *progress_suite(void)
 	tcase_add_test(tc, no_output_on_a_non_tty_when_disabled);
 	tcase_add_test(tc, non_tty_gets_a_plain_summary_when_asked);
 	tcase_add_test(tc, status_line_is_erased_and_redrawn_around_records);
+	tcase_add_test(tc, progress_options_are_checked);
 	suite_add_tcase(s, tc);
 	return s;
 }
