@@ -22,7 +22,7 @@
  *    pool's userdata must exist then; per-call data travels by value (the
  *    inputs and the call's context bytes).
  *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
- *    error) run on it, one at a time, with no pool lock held: they may call
+ *    error, progress) run on it, one at a time, with no pool lock held: they may call
  *    non-blocking pool functions such as mpg_submit(), and must not block
  *    for long.
  */
