@@ -2,10 +2,12 @@
  * and task 7 crashes its worker with a NULL dereference. The pool reports
  * both as structured errors with backtraces, replaces the dead worker, and
  * goes on. Task 5 logs a line; it and the pool's error records reach
- * stderr through the pool's log aggregator (libmplog). */
+ * stderr through the pool's log aggregator (libmplog). Then a longer map
+ * shows the progress bar on stderr, with log records going above it. */
 #include <mpguard.h>
 
 #include <inttypes.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +31,27 @@ static int square(mpg_task *task, const void *in, size_t len, void *userdata)
 	if (x == 5)
 		mplog_info("squaring %" PRId64 " in worker %u", x, mpg_task_worker(task));
 	x = lookup(x);
+	int64_t y = x * x;
+	return mpg_task_set_result(task, &y, sizeof y);
+}
+
+/* About 0.6 ms of work; every 1500th input fails, every 2000th logs. */
+static int slow_square(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)userdata;
+	int64_t x;
+	if (len != sizeof x)
+		return mpg_raise(22, "expected 8 bytes, got %zu", len);
+	memcpy(&x, in, sizeof x);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 600000L);
+	if (x % 1500 == 1499)
+		mpg_raise(7, "input %" PRId64 " is not welcome", x);
+	if (x % 2000 == 0)
+		mplog_info("%" PRId64 " inputs in, worker %u says hello", x, mpg_task_worker(task));
 	int64_t y = x * x;
 	return mpg_task_set_result(task, &y, sizeof y);
 }
@@ -105,6 +128,30 @@ int main(void)
 			printf("  %" PRId64 "^2 = %" PRId64 "\n", ok[i], sq[i]);
 		mpg_results_free(res);
 	}
+	/* A longer map with a progress bar: redrawn in place on a terminal
+	 * (records go above it), then a summary line that stays. */
+	enum { NBIG = 4000 };
+	static int64_t big[NBIG], bigsq[NBIG];
+	for (int i = 0; i < NBIG; i++)
+		big[i] = i;
+	printf("\nmap slow_square() over %d inputs with a progress bar on stderr:\n", NBIG);
+	fflush(stdout);
+	mpg_options *bar;
+	if ((r = mpg_options_new(&bar)) < 0 ||
+	    (r = mpg_options_set_progress_bar(bar, MPG_PROGRESS_BAR_AUTO)) < 0 ||
+	    (r = mpg_options_set_error_callback(bar, NULL, NULL)) < 0) { /* no printing under the bar */
+		fprintf(stderr, "demo: options: %s\n", strerror(-r));
+		mpg_pool_free(pool);
+		return 1;
+	}
+	r = mpg_map_array(pool, slow_square, big, sizeof big[0], NBIG, bigsq, sizeof bigsq[0], bar,
+			  &res);
+	mpg_options_free(bar);
+	if (r == 0) {
+		printf("  %zu of %d tasks failed\n", mpg_results_failed(res), NBIG);
+		mpg_results_free(res);
+	}
+
 	mpg_stats st;
 	mpg_pool_stats(pool, &st);
 	printf("\nworkers replaced: %" PRIu64 ", pids now", st.workers_replaced);

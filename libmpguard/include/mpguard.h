@@ -22,7 +22,7 @@
  *    pool's userdata must exist then; per-call data travels by value (the
  *    inputs and the call's context bytes).
  *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
- *    error) run on it, one at a time, with no pool lock held: they may call
+ *    error, progress) run on it, one at a time, with no pool lock held: they may call
  *    non-blocking pool functions such as mpg_submit(), and must not block
  *    for long.
  */
@@ -195,6 +195,74 @@ MPG_EXPORT int mpg_options_set_pause(mpg_options *opts, unsigned flags, unsigned
  *  the pool's log and the pool runs without it. Workers use SIGURG
  *  for these requests. Pool only. Since 0.1. */
 MPG_EXPORT int mpg_options_set_control(mpg_options *opts, int on);
+
+/**
+ * Progress of a call: what a progress callback gets (valid during the call;
+ * copy what you keep). Fields are only ever appended in later versions:
+ * @size is sizeof the struct the library filled in, so a program built
+ * against a newer header can tell which fields are there. Since 0.1.
+ *
+ * For mpg_map(), mpg_map_array() and mpg_imap_unordered() the counts are
+ * the call's. For mpg_submit() they are the pool's current *submit batch*:
+ * it opens with a submit made while no submitted task is running or queued,
+ * takes in every task submitted until all of them ended, and closes there
+ * with the final report; @total is the tasks submitted in the batch so far
+ * (it grows as you submit).
+ */
+typedef struct mpg_progress {
+	size_t size;        /* sizeof(mpg_progress) as the library knows it */
+	size_t total;       /* tasks of the call (or of the submit batch so far) */
+	size_t done;        /* tasks ended: succeeded or failed for good */
+	size_t failed;      /* of those, failed for good (after retries; cancelled included) */
+	size_t retried;     /* re-runs after a failure (as mpg_stats.tasks_retried) */
+	uint64_t elapsed_ns;/* since the call (or batch) started */
+	double rate;        /* tasks ended per second: smoothed over the last second
+			     * or so; in the final report, done / elapsed */
+	double eta_s;       /* seconds left at that rate, or -1 when unknown */
+	int final;          /* 1 in the last report of the call: done == total */
+	size_t failed_by_kind[8]; /* failed, indexed by mpg_error_kind (1..7) */
+} mpg_progress;
+
+/** Progress callback: on the dispatcher thread, without the pool lock, like
+ *  error callbacks; it must not block for long. Since 0.1. */
+typedef void (*mpg_progress_fn)(const mpg_progress *progress, void *userdata);
+
+/** Progress callback of the calls (pool default and per call; @fn NULL
+ *  turns it off). It is called from a timer of the dispatcher, at most once
+ *  per @interval_ms (0: the default, 100 ms; at most one hour) while the
+ *  call runs, whether results came in or not — never per task — and once at
+ *  the end (final = 1): before mpg_map() returns, before mpg_iter_next()
+ *  returns 0, before the last future of a submit batch is done. The
+ *  interval is also the redraw period of the progress bar. A call of no
+ *  task reports nothing. Returns -EINVAL on a bad value. Since 0.1. */
+MPG_EXPORT int mpg_options_set_progress(mpg_options *opts, mpg_progress_fn fn, void *userdata,
+					unsigned interval_ms);
+
+/** Progress bar modes (mpg_options_set_progress_bar()). Since 0.1. */
+typedef enum mpg_progress_bar {
+	MPG_PROGRESS_BAR_OFF = 0, /* no bar */
+	MPG_PROGRESS_BAR_AUTO,    /* stderr a terminal: a bar redrawn in place, then a
+				   * summary; else a plain line every 5 s, then the summary */
+	MPG_PROGRESS_BAR_TTY,     /* the bar and summary on a terminal, nothing else */
+} mpg_progress_bar;
+
+/**
+ * mpg_options_set_progress_bar - a progress bar on stderr (pool default
+ * and per call; default off). On a terminal it is one line, redrawn in
+ * place at the progress interval (mpg_options_set_progress(), 100 ms by
+ * default): done/total, percent, rate (tasks/s), ETA and failures (in red),
+ * fitted to the terminal's width; the pool's log records (and yours, in
+ * the same aggregator, see mplog_aggregator_set_status()) are written
+ * above it, never through it. At the end it is replaced by a one-line
+ * summary that stays: tasks, failures by kind, retries, wall time, tasks/s.
+ * The environment variable MPKIT_PROGRESS gives every call a bar without
+ * recompiling: "1" (or "auto") means MPG_PROGRESS_BAR_AUTO and "tty"
+ * MPG_PROGRESS_BAR_TTY for calls whose program chose nothing; "0" turns
+ * every bar off, chosen or not. One bar at a time per pool: while one call
+ * draws, others' bars wait (their summaries are still printed).
+ * Returns -EINVAL on a bad mode. Since 0.1.
+ */
+MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *opts, mpg_progress_bar mode);
 
 /* ------------------------------------------------------------------------ */
 /* Pool                                                                     */

@@ -176,16 +176,13 @@ static void do_info(struct mpg__control *ctl, struct client *c)
 		p->wcfg.pool_seq);
 	put_json_string(&b, program_invocation_name);
 	put_fmt(&b, ",\"start_ns\":%" PRIu64, ctl->start_realtime_ns);
+	uint64_t done, total;
+	mpg__pool_progress(p, &done, &total);
 	pthread_mutex_lock(&p->lock);
 	put_fmt(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", pool_state_name(p->state),
 		p->wcfg.pause & MPG_PAUSE_AT_START ? "start" : "",
 		p->wcfg.pause == (MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH) ? "," : "",
 		p->wcfg.pause & MPG_PAUSE_ON_CRASH ? "crash" : "");
-	uint64_t done = 0, total = 0;
-	for (const struct job *j = p->jobs_head; j; j = j->next) {
-		total += j->n;
-		done += j->n - j->remaining;
-	}
 	put_fmt(&b, ",\"tasks_done\":%" PRIu64 ",\"tasks_total\":%" PRIu64
 		    ",\"tasks_failed\":%" PRIu64 ",\"workers\":[",
 		done, total, p->stats.tasks_failed);

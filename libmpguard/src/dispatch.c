@@ -72,7 +72,7 @@ static int grow(void **arr, size_t len, size_t *cap, size_t elem, size_t first_c
 	return 0;
 }
 
-static int add_delivery(struct mpg_pool *p, const struct delivery *d)
+int mpg__add_delivery(struct mpg_pool *p, const struct delivery *d)
 {
 	if (grow((void **)&p->deliveries, p->ndeliveries, &p->deliveries_cap,
 		 sizeof *p->deliveries, 64) < 0)
@@ -99,6 +99,8 @@ static int redo_push(struct job *job, struct redo r)
 static void task_ended(struct mpg_pool *p, struct job *job)
 {
 	job->remaining--;
+	if (job->pr)
+		job->pr->done++;
 	mpg__job_maybe_done(p, job);
 }
 
@@ -128,6 +130,10 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 {
 	job->nfailed++;
 	p->stats.tasks_failed++;
+	if (job->pr) {
+		job->pr->failed++;
+		job->pr->kinds[err ? err->kind & 7 : MPG_ERR_CANCELLED]++;
+	}
 	if (job->cfg.policy == MPG_ABORT && !p->abort_error && err) {
 		p->abort_error = mpg__error_dup(err);
 		p->exit_status_on_abort = job->cfg.abort_exit;
@@ -161,9 +167,9 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 		 * callback runs: the callback gets a copy of its own. */
 		d.err = mpg__error_dup(err);
 		d.free_err = true;
-		if (d.err && add_delivery(p, &d) < 0)
+		if (d.err && mpg__add_delivery(p, &d) < 0)
 			mpg__error_free(d.err);
-	} else if (!((efn || p->log_writer) && err && add_delivery(p, &d) == 0) && !kept) {
+	} else if (!((efn || p->log_writer) && err && mpg__add_delivery(p, &d) == 0) && !kept) {
 		mpg__error_free(err);
 	}
 	if (job->cfg.policy == MPG_ABORT)
@@ -194,6 +200,8 @@ static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job
 	    redo_push(job, (struct redo){.first = index, .count = 1, .attempts = attempts + 1,
 					  .avoid = w ? (int)w->slot : -1}) == 0) {
 		p->stats.tasks_retried++;
+		if (job->pr)
+			job->pr->retried++;
 		return;
 	}
 	mpg_error *err = mpg__error_new(f->kind, index, w ? (int)w->slot : -1, w ? w->pid : 0,
@@ -268,7 +276,7 @@ static void task_ok(struct mpg_pool *p, struct job *job, size_t index, const voi
 		job->slots[0] = (struct slotref){data, len};
 		if (job->on_result) {
 			struct delivery d = {.job = job, .data = data, .len = len, .index = index};
-			(void)add_delivery(p, &d);
+			(void)mpg__add_delivery(p, &d);
 		}
 		break;
 	}
@@ -282,6 +290,12 @@ void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
 	/* A cancelled job ends once the workers are dead and reaped. */
 	if (job->cancelled && p->state != POOL_STOPPED)
 		return;
+	/* Its final progress report first: the call returns after it. */
+	if (job->pr && !job->progress_ended) {
+		job->progress_ended = true;
+		if (mpg__progress_final(p, job))
+			return;
+	}
 	job->done = true;
 	for (struct job **pp = &p->jobs_head; *pp; pp = &(*pp)->next) {
 		if (*pp == job) {
@@ -857,6 +871,8 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 		size_t ok = count - nerr;
 		p->stats.tasks_ok += ok;
 		job->remaining -= ok;
+		if (job->pr)
+			job->pr->done += ok;
 		mpg__job_maybe_done(p, job);
 		goto out;
 	}
@@ -1385,6 +1401,7 @@ static void on_tick(struct mpg_pool *p)
 			signal_worker(p, w, SIGXCPU); /* report where you are */
 		}
 	}
+	mpg__progress_tick(p, now);
 }
 
 /* Tick at a tenth of the smallest time limit in use (5 ms to 250 ms). */
@@ -1402,6 +1419,9 @@ static void update_timer(struct mpg_pool *p)
 		if (tick > 250000000u)
 			tick = 250000000u;
 	}
+	uint64_t ptick = mpg__progress_tick_ns(p);
+	if (ptick && (!tick || ptick < tick))
+		tick = ptick;
 	if (tick == p->tick_ns)
 		return;
 	p->tick_ns = tick;
@@ -1457,6 +1477,7 @@ static void cancel_remaining(struct mpg_pool *p, struct job *job)
 	job->cancelled = true;
 	if (job->remaining == 0)
 		return;
+	mpg__progress_cancelled(job, job->remaining);
 	char msg[512];
 	if (p->abort_error)
 		snprintf(msg, sizeof msg, "cancelled: the pool aborted after %s",
@@ -1476,7 +1497,7 @@ static void cancel_remaining(struct mpg_pool *p, struct job *job)
 		mpg_error_fn efn = job->on_error ? job->on_error : job->cfg.on_error;
 		void *eud = job->on_error ? job->userdata : job->cfg.on_error_userdata;
 		if (efn && err)
-			(void)add_delivery(p, &(struct delivery){.job = job, .err = err,
+			(void)mpg__add_delivery(p, &(struct delivery){.job = job, .err = err,
 								  .error_fn = efn,
 								  .error_userdata = eud});
 		break;
@@ -1547,7 +1568,11 @@ static void deliver(struct mpg_pool *p)
 		pthread_mutex_unlock(&p->lock);
 		for (size_t i = 0; i < n; i++) {
 			struct delivery *d = &list[i];
-			if (d->err) {
+			if (d->note) {
+				mpg__progress_deliver(p, d->note);
+				free(d->note);
+				d->note = NULL;
+			} else if (d->err) {
 				log_error(p, d->err);
 				if (d->error_fn)
 					d->error_fn(d->err, d->error_userdata);
@@ -1587,6 +1612,7 @@ static _Noreturn void exit_on_abort(struct mpg_pool *p)
 {
 	deliver(p);
 	stop_server(p);
+	mpg__progress_bar_clear(p);
 	int status = p->exit_status_on_abort;
 	/* Unlocked: atexit handlers may call into the pool; callers stay
 	 * asleep as no job is marked done. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -39,7 +40,12 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 		.on_error = d->on_error,
 		.on_error_userdata = d->on_error_userdata,
 		.timeout_ms = d->set & OPT_TIMEOUT ? d->timeout_ms : 0,
+		.progress_fn = d->progress_fn,
+		.progress_userdata = d->progress_userdata,
+		.progress_ms = d->progress_ms,
+		.bar = d->set & OPT_PROGRESS_BAR ? d->bar : MPG_PROGRESS_BAR_OFF,
 	};
+	bool bar_chosen = d->set & OPT_PROGRESS_BAR;
 	if (call) {
 		if (call->set & OPT_POLICY) {
 			c.policy = call->policy;
@@ -55,6 +61,15 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 			c.on_error = call->on_error;
 			c.on_error_userdata = call->on_error_userdata;
 		}
+		if (call->set & OPT_PROGRESS) {
+			c.progress_fn = call->progress_fn;
+			c.progress_userdata = call->progress_userdata;
+			c.progress_ms = call->progress_ms;
+		}
+		if (call->set & OPT_PROGRESS_BAR) {
+			c.bar = call->bar;
+			bar_chosen = true;
+		}
 		if ((call->set & OPT_CONTEXT) && call->context_len) {
 			c.context = malloc(call->context_len);
 			if (!c.context)
@@ -63,6 +78,18 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 			c.context_len = call->context_len;
 		}
 	}
+	if (!c.progress_ms)
+		c.progress_ms = MPG_DEFAULT_PROGRESS_MS;
+	/* MPKIT_PROGRESS: "0" turns every bar off; "1"/"auto" or "tty" give one
+	 * to calls whose program chose nothing. */
+	const char *env = getenv("MPKIT_PROGRESS");
+	if (env && (!strcmp(env, "0") || !strcasecmp(env, "off")))
+		c.bar = MPG_PROGRESS_BAR_OFF;
+	else if (env && !bar_chosen && (!strcmp(env, "1") || !strcasecmp(env, "auto") ||
+					!strcasecmp(env, "on")))
+		c.bar = MPG_PROGRESS_BAR_AUTO;
+	else if (env && !bar_chosen && !strcasecmp(env, "tty"))
+		c.bar = MPG_PROGRESS_BAR_TTY;
 	*ret = c;
 	return 0;
 }
@@ -165,6 +192,7 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 	if (job->n == 0) {
 		job->done = true;
 	} else {
+		mpg__progress_start(p, job);
 		if (p->jobs_tail)
 			p->jobs_tail->next = job;
 		else
@@ -417,6 +445,8 @@ MPG_EXPORT void mpg_iter_free(mpg_iter *it)
 		job->cursor = job->n;
 		job->redo_head = job->nredo = 0;
 		job->remaining -= dropped;
+		mpg__progress_cancelled(job, dropped);
+		job->prog.fn = NULL; /* nobody to tell: the bar, if any, ends */
 		job->user_gone = true;
 		for (size_t i = job->ready_head; i < job->nready; i++) {
 			mpg__error_free(job->ready[i].err);

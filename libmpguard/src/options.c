@@ -178,3 +178,25 @@ MPG_EXPORT int mpg_options_set_control(mpg_options *o, int on)
 	o->set |= OPT_CONTROL;
 	return 0;
 }
+
+MPG_EXPORT int mpg_options_set_progress(mpg_options *o, mpg_progress_fn fn, void *userdata,
+					unsigned interval_ms)
+{
+	if (!o || interval_ms > MPG_MAX_PROGRESS_MS)
+		return -EINVAL;
+	o->progress_fn = fn;
+	o->progress_userdata = userdata;
+	o->progress_ms = interval_ms;
+	o->set |= OPT_PROGRESS;
+	return 0;
+}
+
+MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *o, mpg_progress_bar mode)
+{
+	if (!o || (mode != MPG_PROGRESS_BAR_OFF && mode != MPG_PROGRESS_BAR_AUTO &&
+		   mode != MPG_PROGRESS_BAR_TTY))
+		return -EINVAL;
+	o->bar = mode;
+	o->set |= OPT_PROGRESS_BAR;
+	return 0;
+}

@@ -48,11 +48,17 @@ enum {
 	OPT_CAPTURE = 1u << 12,
 	OPT_PAUSE = 1u << 20,
 	OPT_CONTROL = 1u << 21,
+	OPT_PROGRESS = 1u << 13,
+	OPT_PROGRESS_BAR = 1u << 14,
 };
 #define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
 		       OPT_CLOSE_FDS | OPT_LOG | OPT_CAPTURE | OPT_PAUSE | OPT_CONTROL)
 #define MPG_DEFAULT_PAUSE_TIMEOUT_MS (300u * 1000u)
 #define MPG_MAX_TIMEOUT_MS (24u * 3600u * 1000u)
+#define MPG_DEFAULT_PROGRESS_MS 100u
+#define MPG_MAX_PROGRESS_MS (3600u * 1000u)
+/* On a non-terminal, a plain progress line at most this often. */
+#define MPG_PROGRESS_PLAIN_NS (5000u * 1000000ull)
 /* After SIGXCPU, how long a timed-out worker may take to report its stack. */
 #define MPG_TIMEOUT_GRACE_NS (1000u * 1000000u)
 
@@ -77,6 +83,10 @@ struct mpg_options {
 	unsigned pause;             /* MPG_PAUSE_* */
 	unsigned pause_timeout_ms;
 	bool control;               /* register a control socket */
+	mpg_progress_fn progress_fn;
+	void *progress_userdata;
+	unsigned progress_ms;       /* 0: default */
+	mpg_progress_bar bar;
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -90,6 +100,10 @@ struct mpg__callcfg {
 	void *context; /* owned copy */
 	size_t context_len;
 	unsigned timeout_ms;
+	mpg_progress_fn progress_fn;
+	void *progress_userdata;
+	unsigned progress_ms;       /* resolved: never 0 */
+	mpg_progress_bar bar;       /* resolved with MPKIT_PROGRESS */
 };
 
 /* ---- errors ----------------------------------------------------------- */
@@ -257,6 +271,37 @@ struct ready { /* a finished task of an imap, waiting for mpg_iter_next() */
 	struct blob *blob;
 };
 
+/* ---- progress (progress.c) -------------------------------------------- */
+enum bar_out { BAR_NONE = 0, BAR_TTY, BAR_PLAIN }; /* what the bar draws, resolved */
+
+/* The progress of one call, or of the pool's submit batch. Counts and
+ * deadlines under the pool lock. */
+struct mpg__progress {
+	mpg_progress_fn fn;
+	void *userdata;
+	uint64_t interval_ns;
+	enum bar_out bar;
+	enum job_kind kind;
+	bool on;                    /* tracking */
+	size_t total, done, failed, retried;
+	size_t kinds[8];            /* failed, by mpg_error_kind */
+	uint64_t start_ns;
+	uint64_t next_cb, next_bar; /* on a grid of intervals from start_ns */
+	uint64_t rate_ns;           /* last rate sample */
+	size_t rate_done;
+	double rate;                /* smoothed tasks/s, < 0 before the first sample */
+};
+
+/* One report to deliver (without the lock) on the dispatcher thread. */
+struct mpg__progress_note {
+	mpg_progress snap;
+	mpg_progress_fn fn;         /* NULL: bar only */
+	void *userdata;
+	enum bar_out bar;           /* BAR_NONE: callback only */
+	enum job_kind kind;
+	const void *key;            /* the tracker: which bar */
+};
+
 struct job {
 	struct job *next;
 	struct mpg_pool *pool;
@@ -299,6 +344,9 @@ struct job {
 	void *userdata;
 
 	unsigned pending_callbacks;
+	struct mpg__progress prog;  /* MAP, ARRAY, IMAP: the call's progress */
+	struct mpg__progress *pr;   /* &prog, the pool's submit batch, or NULL */
+	bool progress_ended;        /* its end was seen by the progress tracker */
 	bool cancelled;             /* pool aborted/terminated: stop */
 	bool done;
 	bool user_gone;             /* iterator/future freed by the user */
@@ -377,6 +425,7 @@ struct delivery { /* a callback to run without the lock */
 	mpg_error_fn error_fn;
 	void *error_userdata;
 	bool free_err;
+	struct mpg__progress_note *note; /* a progress report, owned */
 };
 
 struct mpg_pool {
@@ -420,6 +469,8 @@ struct mpg_pool {
 	struct mpg__control *control; /* the registered control socket, or NULL */
 	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
 	double last_ns_per_task;    /* a new call of the same function starts there */
+	struct mpg__progress subprog; /* the submit batch */
+	const void *bar_owner;      /* tracker whose bar is drawn (dispatcher only) */
 };
 
 /* control.c: the control socket for mpattach and mplog live */
@@ -441,6 +492,25 @@ void mpg__job_maybe_done(struct mpg_pool *p, struct job *job); /* with the lock 
 void mpg__pool_bury(struct mpg_pool *p);
 bool mpg__on_dispatcher(struct mpg_pool *p);
 void mpg__pool_cancel_all(struct mpg_pool *p, bool abort);
+int mpg__add_delivery(struct mpg_pool *p, const struct delivery *d);
+
+/* progress.c; all with the lock held but _deliver and _bar_clear. */
+void mpg__progress_start(struct mpg_pool *p, struct job *job);
+void mpg__progress_tick(struct mpg_pool *p, uint64_t now);
+uint64_t mpg__progress_tick_ns(const struct mpg_pool *p);
+/* The job's tasks all ended: queue the final report if due; true if queued
+ * (the job ends after it is delivered). */
+bool mpg__progress_final(struct mpg_pool *p, struct job *job);
+/* Tasks that end without running (cancelled, dropped). */
+void mpg__progress_cancelled(struct job *job, size_t n);
+void mpg__progress_deliver(struct mpg_pool *p, const struct mpg__progress_note *n);
+void mpg__progress_bar_clear(struct mpg_pool *p);
+
+/* For tools (mpattach list): tasks ended and tasks in all, summed over the
+ * calls running now (maps, iterators not done, submitted tasks not ended);
+ * 0 and 0 when idle. From any thread of the parent not holding the pool
+ * lock. */
+void mpg__pool_progress(struct mpg_pool *p, uint64_t *done, uint64_t *total);
 
 /* job.c */
 int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, struct mpg__callcfg *ret);

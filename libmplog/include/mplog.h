@@ -610,6 +610,37 @@ MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
  */
 MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret);
 
+/** Longest status line kept by mplog_aggregator_set_status(). Since 0.1. */
+#define MPLOG_STATUS_MAX 4096
+
+/** Flags of mplog_aggregator_set_status(). Since 0.1. */
+enum {
+	MPLOG_STATUS_KEEP = 1u << 0, /* write the line for good (with a newline) */
+};
+
+/**
+ * mplog_aggregator_set_status - show @line as a status line (a progress
+ * bar, say) at the bottom of the terminal @fd, below the records: every fd
+ * sink writing to @fd erases it ("\r" ESC "[K") before it writes records
+ * and draws it again after them, under the aggregator's lock, so records
+ * and the status line never break each other, whichever thread writes.
+ * The line is written now (replacing the previous one) and kept; it should
+ * fit the terminal's width (a line that wraps cannot be erased whole).
+ * @line: one line without newline (cut at the first '\n' and at
+ *      MPLOG_STATUS_MAX bytes), or NULL or "" to erase the status line.
+ * @flags: MPLOG_STATUS_KEEP: write @line for good, with a newline (e.g. a
+ *      final summary replacing a progress bar); no status line is kept.
+ *      On a non-terminal @fd, this writes @line and a newline as one
+ *      plain line (without escape sequences), in order with the records.
+ * One status line per aggregator: a call with another @fd erases the
+ * previous one first. mplog_aggregator_free() erases it.
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), -ENOTTY
+ * (@fd is not a terminal and MPLOG_STATUS_KEEP was not given: nothing is
+ * written), -ENOMEM, or the errno of write(2). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const char *line,
+					     unsigned flags);
+
 /**
  * mplog_aggregator_protocol_errors - number of protocol errors (garbage
  * runs, bad frames, incomplete records) seen so far. Since 0.1.

@@ -33,6 +33,17 @@ enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG };
 
 struct mplog__syslog; /* sink-syslog.c */
 
+/* The status line of an aggregator (mplog_aggregator_set_status()): kept
+ * at the bottom of a terminal; fd sinks writing to that terminal erase it
+ * before their records and redraw it after (lock held). */
+struct mplog__status {
+	int fd;        /* -1: none */
+	bool tty;      /* fd is a terminal (checked when fd was set) */
+	char *line;    /* NUL-terminated, without newline; NULL: none */
+	size_t len;
+	bool visible;  /* drawn on the terminal now */
+};
+
 struct mplog_sink {
 	enum sink_kind kind;
 	mplog_format format;
@@ -45,12 +56,15 @@ struct mplog_sink {
 	struct mpk_buf out; /* formatted, not yet written */
 	int err;            /* first write error, kept for diagnosis */
 	struct mplog__syslog *sys; /* SINK_SYSLOG: address, identity, counters */
+	struct mplog__status *status; /* its aggregator's, once added */
 };
 
 /* Format r into s->out (or call the callback). */
 void mplog__sink_put(mplog_sink *s, const mplog_record *r);
 /* Write out what is buffered. */
 void mplog__sink_flush(mplog_sink *s);
+/* Write all of data to fd (poll through EAGAIN); 0 or -errno. */
+int mplog__write_all(int fd, const void *data, size_t len);
 /* Reopen a file sink; 0 or -errno (other kinds: 0). */
 int mplog__sink_reopen(mplog_sink *s);
 
@@ -121,6 +135,7 @@ struct mplog_aggregator {
 	struct mpk_buf scratch;  /* strings of the record being delivered */
 	const char **kvp;        /* its key/value pointers */
 	size_t kvcap;
+	struct mplog__status status;
 };
 
 /* Everything a record consists of, before materialization. */

@@ -51,6 +51,7 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	a->owner = getpid();
 	a->next_id = 1;
 	a->evfd = -1;
+	a->status.fd = -1;
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	int r = -errno;
 	if (a->epfd < 0)
@@ -276,6 +277,9 @@ MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 		mplog_sink_free(a->sinks[i]);
 	}
 	free(a->sinks);
+	if (origin && a->status.visible) /* leave the terminal clean */
+		(void)mplog__write_all(a->status.fd, "\r\033[K", 4);
+	free(a->status.line);
 	mpk_buf_free(&a->scratch);
 	free(a->kvp);
 	close(a->epfd);
@@ -313,6 +317,7 @@ MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s)
 	if (v) {
 		a->sinks = v;
 		a->sinks[a->nsinks++] = s;
+		s->status = &a->status;
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (!v) {
@@ -519,6 +524,66 @@ MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a)
 	atomic_store(&a->reopen_req, true);
 	wake(a);
 	errno = saved;
+}
+
+MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const char *line,
+					     unsigned flags)
+{
+	CHECK_USABLE(a);
+	if (fd < 0 || (flags & ~(unsigned)MPLOG_STATUS_KEEP))
+		return -EINVAL;
+	bool clear = !line || !*line;
+	size_t len = clear ? 0 : strcspn(line, "\n");
+	if (len > MPLOG_STATUS_MAX)
+		len = MPLOG_STATUS_MAX;
+	char *copy = NULL;
+	if (!clear && !(flags & MPLOG_STATUS_KEEP)) {
+		copy = strndup(line, len);
+		if (!copy)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&a->lock);
+	struct mplog__status *st = &a->status;
+	flush_sinks(a); /* nothing buffered goes out below the new line */
+	int r = 0;
+	if (st->fd != fd) {
+		if (st->visible)
+			(void)mplog__write_all(st->fd, "\r\033[K", 4);
+		st->visible = false;
+		st->fd = fd;
+		st->tty = isatty(fd);
+	}
+	struct mpk_buf b = {0};
+	if (st->tty) {
+		mpk_buf_put(&b, "\r\033[K", 4);
+		if (!clear)
+			mpk_buf_put(&b, line, len);
+		if ((flags & MPLOG_STATUS_KEEP) && !clear)
+			mpk_buf_put_u8(&b, '\n');
+	} else if ((flags & MPLOG_STATUS_KEEP) && !clear) {
+		mpk_buf_put(&b, line, len); /* a plain line on a non-terminal */
+		mpk_buf_put_u8(&b, '\n');
+	} else if (!clear) {
+		r = -ENOTTY;
+	}
+	if (b.oom)
+		r = -ENOMEM;
+	else if (r == 0 && b.len)
+		r = mplog__write_all(fd, b.data, b.len);
+	mpk_buf_free(&b);
+	free(st->line);
+	st->line = NULL;
+	st->len = 0;
+	st->visible = false;
+	if (r == 0 && copy && st->tty) {
+		st->line = copy;
+		st->len = len;
+		st->visible = true;
+		copy = NULL;
+	}
+	pthread_mutex_unlock(&a->lock);
+	free(copy);
+	return r;
 }
 
 MPLOG_EXPORT uint64_t mplog_aggregator_protocol_errors(const mplog_aggregator *a)

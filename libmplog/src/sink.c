@@ -132,26 +132,45 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 		mplog__sink_flush(s);
 }
 
-void mplog__sink_flush(mplog_sink *s)
+int mplog__write_all(int fd, const void *data, size_t len)
 {
-	if (s->kind == SINK_SYSLOG)
-		return; /* sent one message at a time */
 	size_t off = 0;
-	while (off < s->out.len && s->fd >= 0) {
-		ssize_t k = write(s->fd, s->out.data + off, s->out.len - off);
+	while (off < len) {
+		ssize_t k = write(fd, (const char *)data + off, len - off);
 		if (k > 0) {
 			off += (size_t)k;
 		} else if (k < 0 && errno == EINTR) {
 			continue;
 		} else if (k < 0 && errno == EAGAIN) { /* a non-blocking terminal */
-			struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+			struct pollfd p = {.fd = fd, .events = POLLOUT};
 			poll(&p, 1, -1);
 		} else {
-			if (!s->err)
-				s->err = k < 0 ? -errno : -EIO;
-			break; /* the output is broken: drop, do not spin */
+			return k < 0 ? -errno : -EIO; /* broken: drop, do not spin */
 		}
 	}
+	return 0;
+}
+
+#define ERASE_LINE "\r\033[K"
+
+void mplog__sink_flush(mplog_sink *s)
+{
+	if (s->kind == SINK_SYSLOG)
+		return; /* sent one message at a time */
+	struct mplog__status *st = s->status;
+	bool below = st && st->tty && st->line && s->kind == SINK_FD && s->fd == st->fd &&
+		     s->out.len && s->fd >= 0;
+	int r = 0;
+	/* Records go above the status line: erase it, write, draw it again. */
+	if (below && st->visible)
+		r = mplog__write_all(s->fd, ERASE_LINE, sizeof ERASE_LINE - 1);
+	if (r == 0 && s->fd >= 0)
+		r = mplog__write_all(s->fd, s->out.data, s->out.len);
+	if (below) {
+		st->visible = r == 0 && mplog__write_all(s->fd, st->line, st->len) == 0;
+	}
+	if (r < 0 && !s->err)
+		s->err = r;
 	s->out.len = 0;
 	s->out.oom = false;
 }
