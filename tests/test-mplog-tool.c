@@ -168,6 +168,37 @@ START_TEST(filters_combine_and_know_failed_tasks)
 }
 END_TEST
 
+START_TEST(text_form_shows_fields_and_escapes_control_characters)
+{
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *mem = open_memstream(&out, &outlen);
+	json_tokener *tok = json_tokener_new();
+	struct mt_record r;
+	const char *why;
+	const char *esc = "{\"timestamp\":1000000000000000000,\"severity_text\":\"WARN\","
+			  "\"body\":\"red \\u001b[31m\\nnext\",\"attributes\":{\"k\":\"a b\"}}";
+	ck_assert_int_eq(mt_record_parse(tok, esc, strlen(esc), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	ck_assert_int_eq(mt_record_parse(tok, worker_line, strlen(worker_line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	ck_assert_int_eq(mt_record_parse(tok, failed_line, strlen(failed_line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	fclose(mem);
+	ck_assert_str_eq(out,
+			 "2001-09-09 01:46:40.000000 WARN  red \\x1b[31m\n    next k=\"a b\"\n"
+			 "2001-09-09 01:46:40.000000 INFO  [w1 pid 201 task 3 stderr] hello\\x00 world"
+			 " k=v n=5\n"
+			 "2033-05-18 03:33:20.000000 ERROR [w1 pid 201 task 4] task 4: worker 1 died"
+			 " mpg.kind=signaled mpg.code=0 mpg.signal=SEGV\n    #0 f\n    #1 g\n");
+	free(out);
+	json_tokener_free(tok);
+}
+END_TEST
+
 /* ---- units: the line reader ------------------------------------------- */
 
 START_TEST(reader_holds_a_partial_line_until_its_newline)
@@ -958,6 +989,10 @@ START_TEST(tail_prints_the_last_records)
 	r = tool("tail", children_log); /* 10 by default: all of them */
 	ck_assert_uint_eq(records(r.out), 10);
 	run_free(&r);
+	r = tool("tail", "-n", "1000000000000", children_log); /* costs what it keeps */
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_uint_eq(records(r.out), 10);
+	run_free(&r);
 	r = tool("tail", "-n", "0", children_log);
 	ck_assert_str_eq(r.out, "");
 	run_free(&r);
@@ -1177,6 +1212,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(units, records_parse_with_every_attribute);
 	tcase_add_test(units, filters_combine_and_know_failed_tasks);
 	tcase_add_test(units, reader_holds_a_partial_line_until_its_newline);
+	tcase_add_test(units, text_form_shows_fields_and_escapes_control_characters);
 	suite_add_tcase(s, units);
 	/* Filters and options, then what memcheck also runs (each mplog under
 	 * valgrind costs a second or two: CK_RUN_CASE=memcheck there). */

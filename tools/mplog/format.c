@@ -16,13 +16,26 @@ static const char *const worker_color[] = {"\033[34m", "\033[35m", "\033[36m", "
 #define RESET "\033[0m"
 #define INDENT "    "
 
+/* Other control characters (a child's stray escape sequences, NUL bytes)
+ * shown as \xNN: they must not drive the reader's terminal. */
+static void put_safe(FILE *out, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			fprintf(out, "\\x%02x", ch);
+		else
+			fputc(ch, out);
+	}
+}
+
 /* Text with each embedded newline continued on an indented line. */
 static void put_indented(FILE *out, const char *s, size_t n)
 {
 	while (n) {
 		const char *nl = memchr(s, '\n', n);
 		size_t k = nl ? (size_t)(nl - s) : n;
-		fwrite(s, 1, k, out);
+		put_safe(out, s, k);
 		if (!nl)
 			return;
 		n -= k + 1;
@@ -38,7 +51,7 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 	const char *v = kv->value;
 	fprintf(out, " %s=", kv->key);
 	if (*v && !v[strcspn(v, " \t\n\"=")]) {
-		fputs(v, out);
+		put_safe(out, v, strlen(v));
 		return;
 	}
 	fputc('"', out);
@@ -48,7 +61,7 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 		if (*v == '\n')
 			fputs("\\n", out);
 		else
-			fputc(*v, out);
+			put_safe(out, v, 1);
 	}
 	fputc('"', out);
 }
@@ -72,9 +85,12 @@ void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
 		localtime_r(&sec, &tm);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
 	fprintf(out, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
-	fprintf(out, "%s%s%s [", color ? level_color[r->level] : "", level_tag[r->level],
+	fprintf(out, "%s%s%s ", color ? level_color[r->level] : "", level_tag[r->level],
 		color ? RESET : "");
 	long long worker = mt_record_worker(r), pid = mt_record_pid(r), task = mt_record_task(r);
+	if (worker < 0 && !*r->channel && pid < 0 && task < 0 && r->stream == MT_STREAM_LOG)
+		goto message; /* from nobody in particular: no brackets */
+	fputc('[', out);
 	if (color && worker >= 0)
 		fputs(worker_color[worker % 8], out);
 	const char *sep = "";
@@ -98,6 +114,7 @@ void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
 	if (color && worker >= 0)
 		fputs(RESET, out);
 	fputs("] ", out);
+message:
 	put_indented(out, r->body, r->body_len);
 	for (size_t i = 0; i < r->nkv; i++)
 		if (!hidden_kv(r, r->kv[i].key) && (*r->kv[i].value || !r->kind))

@@ -122,7 +122,7 @@ struct mt_ctx {
 	/* tail -n: keep the last ring_cap matching lines instead of printing */
 	char **ring;
 	size_t *ring_len;
-	size_t ring_cap, ring_n, ring_next;
+	size_t ring_cap, ring_alloc, ring_n, ring_next;
 };
 
 int mt_ctx_init(struct mt_ctx *c, FILE *out);

@@ -15,13 +15,13 @@ int mt_ctx_init(struct mt_ctx *c, FILE *out)
 
 static void ring_free(struct mt_ctx *c)
 {
-	for (size_t i = 0; i < c->ring_cap; i++)
+	for (size_t i = 0; i < c->ring_alloc; i++)
 		free(c->ring[i]);
 	free(c->ring);
 	free(c->ring_len);
 	c->ring = NULL;
 	c->ring_len = NULL;
-	c->ring_cap = c->ring_n = c->ring_next = 0;
+	c->ring_cap = c->ring_alloc = c->ring_n = c->ring_next = 0;
 }
 
 void mt_ctx_free(struct mt_ctx *c)
@@ -51,8 +51,31 @@ static int emit(struct mt_ctx *c, const struct mt_record *r, const char *line, s
 	return 0;
 }
 
+/* Grown as lines come, so a large -n costs only what the file holds. */
+static int ring_grow(struct mt_ctx *c)
+{
+	size_t n = c->ring_alloc ? 2 * c->ring_alloc : 64;
+	if (n > c->ring_cap)
+		n = c->ring_cap;
+	char **ring = realloc(c->ring, (n ? n : 1) * sizeof *ring);
+	if (!ring)
+		return -ENOMEM;
+	c->ring = ring;
+	size_t *len = realloc(c->ring_len, (n ? n : 1) * sizeof *len);
+	if (!len)
+		return -ENOMEM;
+	c->ring_len = len;
+	for (size_t i = c->ring_alloc; i < n; i++)
+		c->ring[i] = NULL;
+	c->ring_alloc = n;
+	return 0;
+}
+
 static int keep(struct mt_ctx *c, const char *line, size_t len)
 {
+	/* Not full yet: appended at ring_n; full (ring_alloc == ring_cap): wraps. */
+	if (c->ring_next == c->ring_alloc && c->ring_alloc < c->ring_cap && ring_grow(c) < 0)
+		return -ENOMEM;
 	char *copy = malloc(len ? len : 1);
 	if (!copy)
 		return -ENOMEM;
@@ -95,15 +118,9 @@ int mt_ctx_line(struct mt_ctx *c, const char *name, uint64_t lineno, const char 
 int mt_ctx_ring_start(struct mt_ctx *c, size_t n)
 {
 	ring_free(c);
-	/* n == 0 still needs a ring (of nothing) to mean "keep, don't print". */
-	c->ring = calloc(n ? n : 1, sizeof *c->ring);
-	c->ring_len = calloc(n ? n : 1, sizeof *c->ring_len);
-	if (!c->ring || !c->ring_len) {
-		ring_free(c);
-		return -ENOMEM;
-	}
 	c->ring_cap = n;
-	return 0;
+	/* Non-NULL even for n == 0: it means "keep, don't print". */
+	return ring_grow(c) < 0 ? (ring_free(c), -ENOMEM) : 0;
 }
 
 /* Print what the ring kept, oldest first, and stop keeping. */
