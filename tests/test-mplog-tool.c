@@ -1204,6 +1204,41 @@ START_TEST(tail_follows_across_rotation_and_truncation)
 }
 END_TEST
 
+START_TEST(tail_f_waits_for_the_file_to_appear)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/later.jsonl", dir);
+	struct follower f = {0};
+	const char *args[] = {"--json", "tail", "-f", path, NULL};
+	f.pid = spawn_tool(args, NULL, &f.out, &f.err);
+	expect(&f, 1, "waiting for it");
+	mplog_aggregator *a;
+	mplog_sink *s;
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	put(a, w, "born late");
+	expect(&f, 0, "\"body\":\"born late\"");
+	ck_assert_int_eq(kill(f.pid, SIGTERM), 0);
+	int status;
+	ck_assert_int_eq(waitpid(f.pid, &status, 0), f.pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+	/* Without -f a missing file is an error. */
+	struct run r = tool("tail", "/nonexistent/x.jsonl");
+	ck_assert_int_eq(r.status, 1);
+	ck_assert(strstr(r.err, "No such file"));
+	run_free(&r);
+	close(f.out);
+	close(f.err);
+	free(f.got[0]);
+	free(f.got[1]);
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+}
+END_TEST
+
 static Suite *tool_suite(void)
 {
 	Suite *s = suite_create("mplog-tool");
@@ -1241,6 +1276,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, stats_count_levels_workers_and_crashes);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);
+	tcase_add_test(mc, tail_f_waits_for_the_file_to_appear);
 	suite_add_tcase(s, mc);
 	return s;
 }

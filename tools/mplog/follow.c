@@ -1,7 +1,8 @@
 /* tail [-n N] [-f]: the last N matching records, then, when following,
  * new ones as they are written, like tail -F: across rotation (the file
  * renamed and a new one created: the old one is read to its end first)
- * and truncation (read again from the start). inotify wakes us up; a poll
+ * and truncation (read again from the start); a file that does not exist
+ * yet is waited for. inotify wakes us up; a poll
  * every second covers file systems where it does not (no busy loop). */
 #include "mplog-tool.h"
 
@@ -74,6 +75,8 @@ static int open_file(struct follower *f)
 /* Read what the file has now. */
 static int drain(struct follower *f, struct mt_ctx *c)
 {
+	if (f->fd < 0)
+		return 0; /* waiting for the file to appear */
 	for (;;) {
 		ssize_t n = mt_reader_fill(&f->rd, f->fd, c);
 		if (n <= 0) {
@@ -88,6 +91,12 @@ static int drain(struct follower *f, struct mt_ctx *c)
 static int check(struct follower *f, struct mt_ctx *c)
 {
 	struct stat st;
+	if (f->fd < 0) {
+		int r = open_file(f);
+		if (r == 0)
+			fprintf(stderr, "mplog: %s: file appeared, following it\n", f->path);
+		return r == 0 ? 1 : r == -ENOENT ? 0 : r;
+	}
 	if (fstat(f->fd, &st) == 0 && st.st_size < f->offset) {
 		fprintf(stderr, "mplog: %s: file truncated\n", f->path);
 		if (lseek(f->fd, 0, SEEK_SET) < 0)
@@ -189,7 +198,11 @@ int mt_tail(struct mt_ctx *c, const char *path, size_t n, bool follow_it)
 		return ret;
 	if (is_stdin) {
 		f.fd = STDIN_FILENO;
-	} else if ((ret = open_file(&f)) < 0) {
+	} else if ((ret = open_file(&f)) == -ENOENT && follow_it) {
+		/* As tail -F: it may be created (or rotated in) soon. */
+		fprintf(stderr, "mplog: %s: no such file yet, waiting for it\n", path);
+		ret = 0;
+	} else if (ret < 0) {
 		mt_reader_free(&f.rd);
 		return ret;
 	}
