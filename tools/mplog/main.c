@@ -138,6 +138,55 @@ static int cat_files(struct mt_ctx *c, char **files, int n)
 	return status;
 }
 
+/* What a command gets besides the context: its operands and options. */
+struct cmd_args {
+	char **args;
+	int nargs;
+	const char *lines;
+	bool follow, stats;
+};
+
+static int cmd_cat(struct mt_ctx *c, const struct cmd_args *a)
+{
+	if (a->lines || a->follow)
+		return usage_error("%s", "-n and -f are for tail");
+	return cat_files(c, a->args, a->nargs);
+}
+
+static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
+{
+	size_t n = 10;
+	if (a->nargs != 1)
+		return usage_error("%s", "tail takes one FILE");
+	if (a->follow && a->stats)
+		return usage_error("%s", "--stats cannot follow");
+	if (a->lines) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(a->lines, &end, 10);
+		if (errno || !*a->lines || *end || *a->lines == '-' || v > SIZE_MAX)
+			return usage_error("-n wants a count, not '%s'", a->lines);
+		n = (size_t)v;
+	}
+	int r = mt_tail(c, a->args[0], n, a->follow);
+	if (r < 0) {
+		fprintf(stderr, "mplog: %s: %s\n", a->args[0], strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
+/* A command feeds records from somewhere into the context and returns an
+ * exit status. Another source (e.g. a running pool's socket) is one more
+ * entry: connect, then mplog_tool_read_fd(). */
+static const struct command {
+	const char *name;
+	int (*run)(struct mt_ctx *c, const struct cmd_args *a);
+} commands[] = {
+	{"cat", cmd_cat},
+	{"tail", cmd_tail},
+};
+
 int main(int argc, char **argv)
 {
 	struct mt_ctx c;
@@ -226,47 +275,29 @@ int main(int argc, char **argv)
 			goto out;
 	}
 
-	const char *cmd = optind < argc ? argv[optind++] : NULL;
-	char **files = argv + optind;
-	int nfiles = argc - optind;
-	size_t n = 10;
+	const char *name = optind < argc ? argv[optind++] : NULL;
+	const struct command *cmd = NULL;
+	for (size_t i = 0; name && i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(name, commands[i].name))
+			cmd = &commands[i];
 	bool color_ok;
 	c.color = want_color(color, &color_ok);
 	c.mode = stats ? MT_MODE_STATS : json ? MT_MODE_JSON : MT_MODE_TEXT;
-	if (!cmd)
+	if (!name)
 		status = usage_error("%s", "no command (cat or tail)");
-	else if (strcmp(cmd, "cat") && strcmp(cmd, "tail"))
-		status = usage_error("unknown command '%s' (cat or tail)", cmd);
+	else if (!cmd)
+		status = usage_error("unknown command '%s' (cat or tail)", name);
 	else if (!color_ok)
 		status = usage_error("--color is auto, always or never, not '%s'", color);
-	else if (!strcmp(cmd, "cat") && (lines || follow))
-		status = usage_error("%s", "-n and -f are for tail");
-	else if (!strcmp(cmd, "tail") && nfiles != 1)
-		status = usage_error("%s", "tail takes one FILE");
-	else if (follow && stats)
-		status = usage_error("%s", "--stats cannot follow");
 	else if (grep && mt_filter_set_grep(&c.filter, grep, icase, err, sizeof err) < 0)
 		status = usage_error("bad --grep regex: %s", err);
-	else if (lines) {
-		char *end;
-		errno = 0;
-		unsigned long long v = strtoull(lines, &end, 10);
-		if (errno || !*lines || *end || *lines == '-' || v > SIZE_MAX / sizeof(char *))
-			status = usage_error("-n wants a count, not '%s'", lines);
-		n = (size_t)v;
-	}
 	if (status)
 		goto out;
 
-	if (!strcmp(cmd, "cat")) {
-		status = cat_files(&c, files, nfiles);
-	} else {
-		int r = mt_tail(&c, files[0], n, follow);
-		if (r < 0) {
-			fprintf(stderr, "mplog: %s: %s\n", files[0], strerror(-r));
-			status = EXIT_RUNTIME;
-		}
-	}
+	struct cmd_args args = {argv + optind, argc - optind, lines, follow, stats};
+	status = cmd->run(&c, &args);
+	if (status == EXIT_USAGE)
+		goto out;
 	if (stats)
 		mt_stats_print(&c.stats, c.invalid, json, stdout);
 	if (c.invalid)
