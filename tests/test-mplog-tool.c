@@ -943,11 +943,11 @@ START_TEST(garbage_lines_are_skipped_with_a_warning)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_uint_eq(records(r.out), CHILD_RECORDS);
 	char want[200];
-	snprintf(want, sizeof want, "mplog: %s:3: skipped", path);
+	snprintf(want, sizeof want, "mplog: %s:3: not a record, skipped", path);
 	ck_assert_msg(strstr(r.err, want), "%s", r.err);
-	snprintf(want, sizeof want, "mplog: %s:6: skipped", path);
+	snprintf(want, sizeof want, "mplog: %s:6: not a record, skipped", path);
 	ck_assert_msg(strstr(r.err, want), "%s", r.err);
-	snprintf(want, sizeof want, "mplog: %s:9: skipped", path);
+	snprintf(want, sizeof want, "mplog: %s:9: not a record, skipped", path);
 	ck_assert_msg(strstr(r.err, want), "%s", r.err);
 	ck_assert(strstr(r.err, "3 lines skipped"));
 	run_free(&r);

@@ -113,7 +113,7 @@ static int check(struct follower *f, struct mt_ctx *c)
 	if (r < 0)
 		return r;
 	if (mt_reader_pending(&f->rd)) {
-		fprintf(stderr, "mplog: %s:%llu: skipped, incomplete last line of the old file\n",
+		fprintf(stderr, "mplog: %s:%llu: incomplete last line of the old file, skipped\n",
 			f->rd.name, (unsigned long long)f->rd.lineno + 1);
 		c->invalid++;
 	}

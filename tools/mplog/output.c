@@ -99,8 +99,8 @@ int mt_ctx_line(struct mt_ctx *c, const char *name, uint64_t lineno, const char 
 	int ret = mt_record_parse(c->tok, line, len, &r, &why);
 	if (ret == -EINVAL) {
 		c->invalid++;
-		fprintf(stderr, "mplog: %s:%llu: skipped, %s\n", name, (unsigned long long)lineno,
-			why);
+		fprintf(stderr, "mplog: %s:%llu: not a record, skipped: %s\n", name,
+			(unsigned long long)lineno, why);
 		return 0;
 	}
 	if (ret < 0)
