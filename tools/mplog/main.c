@@ -1,0 +1,315 @@
+/* mplog: read, filter and follow the JSON-lines logs libmplog writes.
+ * Option parsing and the two commands; see mplog(1). */
+#include "mplog-tool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+enum {
+	OPT_SINCE = 256,
+	OPT_UNTIL,
+	OPT_STREAM,
+	OPT_STATS,
+	OPT_COLOR,
+	OPT_UTC,
+	OPT_STRICT,
+};
+
+static const struct option options[] = {
+	{"worker", required_argument, NULL, 'w'},
+	{"pid", required_argument, NULL, 'p'},
+	{"task", required_argument, NULL, 't'},
+	{"level", required_argument, NULL, 'l'},
+	{"grep", required_argument, NULL, 'g'},
+	{"ignore-case", no_argument, NULL, 'i'},
+	{"since", required_argument, NULL, OPT_SINCE},
+	{"until", required_argument, NULL, OPT_UNTIL},
+	{"stream", required_argument, NULL, OPT_STREAM},
+	{"json", no_argument, NULL, 'j'},
+	{"stats", no_argument, NULL, OPT_STATS},
+	{"lines", required_argument, NULL, 'n'},
+	{"follow", no_argument, NULL, 'f'},
+	{"color", optional_argument, NULL, OPT_COLOR},
+	{"colour", optional_argument, NULL, OPT_COLOR},
+	{"utc", no_argument, NULL, OPT_UTC},
+	{"strict", no_argument, NULL, OPT_STRICT},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{0},
+};
+
+static void usage(FILE *out)
+{
+	fputs("Usage: mplog [OPTION]... cat [FILE]...\n"
+	      "       mplog [OPTION]... tail [-n N] [-f] FILE\n"
+	      "Print the JSON-lines logs of libmplog readably, filtered.\n"
+	      "\n"
+	      "  cat FILE...         every record of each FILE (\"-\" or none: stdin)\n"
+	      "  tail FILE           the last N records; with -f, then new ones\n"
+	      "\n"
+	      "Filters (all must match):\n"
+	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
+	      "  -p, --pid P[,P]     records of these processes (repeatable)\n"
+	      "  -t, --task T[,T]    records of these tasks (repeatable)\n"
+	      "  -l, --level L       at least this level (trace debug info notice warn\n"
+	      "                      error fatal)\n"
+	      "  -g, --grep REGEX    message matches this POSIX extended regex\n"
+	      "  -i, --ignore-case   --grep ignores case\n"
+	      "      --since TIME    at or after TIME: 2026-11-23T10:00:00[Z|+01:00],\n"
+	      "                      '2026-11-23 10:00', @EPOCH, or 90s 10m 2h 1d ago\n"
+	      "      --until TIME    at or before TIME\n"
+	      "      --stream S[,S]  stdout, stderr (captured lines) or log (mplog calls)\n"
+	      "Output:\n"
+	      "  -j, --json          matching records as JSON lines, as read\n"
+	      "      --stats         counts instead of records (with --json: one object)\n"
+	      "      --color[=WHEN]  auto (default: on a tty, unless NO_COLOR), always, never\n"
+	      "      --utc           times in UTC instead of local time\n"
+	      "      --strict        exit 1 if any line was not a record\n"
+	      "  -n, --lines N       tail: how many records (default 10)\n"
+	      "  -f, --follow        tail: follow the file across rotation and truncation\n"
+	      "  -h, --help          this help;  -V, --version  the version\n"
+	      "\n"
+	      "Exit status: 0 success (even if nothing matched), 1 a file could not be\n"
+	      "read (or --strict and a line was skipped), 2 usage error.\n",
+	      out);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("mplog: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs("\nTry 'mplog --help'.\n", stderr);
+	return EXIT_USAGE;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool want_color(const char *when, bool *ok)
+{
+	*ok = true;
+	if (!when || !strcmp(when, "auto")) {
+		const char *no = getenv("NO_COLOR"), *term = getenv("TERM");
+		return isatty(STDOUT_FILENO) && !(no && *no) && !(term && !strcmp(term, "dumb"));
+	}
+	if (!strcmp(when, "always"))
+		return true;
+	if (!strcmp(when, "never"))
+		return false;
+	*ok = false;
+	return false;
+}
+
+static int cat_files(struct mt_ctx *c, char **files, int n)
+{
+	int status = EXIT_OK;
+	static char *const dash[] = {"-"};
+	if (n == 0) {
+		files = (char **)dash;
+		n = 1;
+	}
+	for (int i = 0; i < n; i++) {
+		bool is_stdin = !strcmp(files[i], "-");
+		int fd = is_stdin ? STDIN_FILENO : open(files[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "mplog: %s: %s\n", files[i], strerror(errno));
+			status = EXIT_RUNTIME;
+			continue;
+		}
+		int r = mplog_tool_read_fd(c, fd, is_stdin ? "<stdin>" : files[i]);
+		if (r < 0) {
+			fprintf(stderr, "mplog: %s: %s\n", files[i], strerror(-r));
+			status = EXIT_RUNTIME;
+		}
+		if (!is_stdin)
+			close(fd);
+	}
+	return status;
+}
+
+/* What a command gets besides the context: its operands and options. */
+struct cmd_args {
+	char **args;
+	int nargs;
+	const char *lines;
+	bool follow, stats;
+};
+
+static int cmd_cat(struct mt_ctx *c, const struct cmd_args *a)
+{
+	if (a->lines || a->follow)
+		return usage_error("%s", "-n and -f are for tail");
+	return cat_files(c, a->args, a->nargs);
+}
+
+static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
+{
+	size_t n = 10;
+	if (a->nargs != 1)
+		return usage_error("%s", "tail takes one FILE");
+	if (a->follow && a->stats)
+		return usage_error("%s", "--stats cannot follow");
+	if (a->lines) {
+		char *end;
+		errno = 0;
+		unsigned long long v = strtoull(a->lines, &end, 10);
+		if (errno || !*a->lines || *end || *a->lines == '-' || v > SIZE_MAX)
+			return usage_error("-n wants a count, not '%s'", a->lines);
+		n = (size_t)v;
+	}
+	int r = mt_tail(c, a->args[0], n, a->follow);
+	if (r < 0) {
+		fprintf(stderr, "mplog: %s: %s\n", a->args[0], strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
+/* A command feeds records from somewhere into the context and returns an
+ * exit status. Another source (e.g. a running pool's socket) is one more
+ * entry: connect, then mplog_tool_read_fd(). */
+static const struct command {
+	const char *name;
+	int (*run)(struct mt_ctx *c, const struct cmd_args *a);
+} commands[] = {
+	{"cat", cmd_cat},
+	{"tail", cmd_tail},
+};
+
+int main(int argc, char **argv)
+{
+	struct mt_ctx c;
+	if (mt_ctx_init(&c, stdout) < 0) {
+		fputs("mplog: out of memory\n", stderr);
+		return EXIT_RUNTIME;
+	}
+	const char *color = NULL;
+	bool stats = false, json = false, follow = false, strict = false, icase = false;
+	const char *grep = NULL, *lines = NULL;
+	int status = EXIT_OK, opt;
+	char err[256];
+	while ((opt = getopt_long(argc, argv, "w:p:t:l:g:ijn:fFhV", options, NULL)) != -1) {
+		uint64_t *when = NULL;
+		switch (opt) {
+		case 'w':
+		case 'p':
+		case 't': {
+			struct mt_idset *s = opt == 'w' ? &c.filter.workers
+					     : opt == 'p' ? &c.filter.pids
+							  : &c.filter.tasks;
+			if (mt_idset_add(s, optarg) < 0)
+				status = usage_error("not a number or comma list: '%s'", optarg);
+			break;
+		}
+		case 'l':
+			if (mplog_level_parse(optarg, &c.filter.min_level) < 0)
+				status = usage_error("unknown level '%s'", optarg);
+			break;
+		case 'g':
+			grep = optarg;
+			break;
+		case 'i':
+			icase = true;
+			break;
+		case OPT_SINCE:
+			when = &c.filter.since;
+			c.filter.has_since = true;
+			break;
+		case OPT_UNTIL:
+			when = &c.filter.until;
+			c.filter.has_until = true;
+			break;
+		case OPT_STREAM:
+			if (mt_streams_add(&c.filter.streams, optarg) < 0)
+				status = usage_error("unknown stream '%s' (stdout, stderr, log)", optarg);
+			break;
+		case 'j':
+			json = true;
+			break;
+		case OPT_STATS:
+			stats = true;
+			break;
+		case 'n':
+			lines = optarg;
+			break;
+		case 'f':
+		case 'F':
+			follow = true;
+			break;
+		case OPT_COLOR:
+			color = optarg ? optarg : "always";
+			break;
+		case OPT_UTC:
+			c.utc = true;
+			break;
+		case OPT_STRICT:
+			strict = true;
+			break;
+		case 'h':
+			usage(stdout);
+			mt_ctx_free(&c);
+			return EXIT_OK;
+		case 'V':
+			printf("mplog (mpkit) %s\n", mplog_version());
+			mt_ctx_free(&c);
+			return EXIT_OK;
+		default:
+			status = EXIT_USAGE; /* getopt said why */
+			fputs("Try 'mplog --help'.\n", stderr);
+			break;
+		}
+		if (when && mt_time_parse(optarg, now_ns(), when) < 0)
+			status = usage_error("not a time or duration: '%s'", optarg);
+		if (status)
+			goto out;
+	}
+
+	const char *name = optind < argc ? argv[optind++] : NULL;
+	const struct command *cmd = NULL;
+	for (size_t i = 0; name && i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(name, commands[i].name))
+			cmd = &commands[i];
+	bool color_ok;
+	c.color = want_color(color, &color_ok);
+	c.mode = stats ? MT_MODE_STATS : json ? MT_MODE_JSON : MT_MODE_TEXT;
+	if (!name)
+		status = usage_error("%s", "no command (cat or tail)");
+	else if (!cmd)
+		status = usage_error("unknown command '%s' (cat or tail)", name);
+	else if (!color_ok)
+		status = usage_error("--color is auto, always or never, not '%s'", color);
+	else if (grep && mt_filter_set_grep(&c.filter, grep, icase, err, sizeof err) < 0)
+		status = usage_error("bad --grep regex: %s", err);
+	if (status)
+		goto out;
+
+	struct cmd_args args = {argv + optind, argc - optind, lines, follow, stats};
+	status = cmd->run(&c, &args);
+	if (status == EXIT_USAGE)
+		goto out;
+	if (stats)
+		mt_stats_print(&c.stats, c.invalid, json, stdout);
+	if (c.invalid)
+		fprintf(stderr, "mplog: %llu line%s skipped\n", (unsigned long long)c.invalid,
+			c.invalid == 1 ? "" : "s");
+	if (strict && c.invalid && status == EXIT_OK)
+		status = EXIT_RUNTIME;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "mplog: write error: %s\n", strerror(errno));
+		status = EXIT_RUNTIME;
+	}
+out:
+	mt_ctx_free(&c);
+	return status;
+}
