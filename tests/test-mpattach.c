@@ -1,9 +1,11 @@
-/* mpattach against real pools in this process: list shows the workers and
- * their tasks, stacks shows where a stuck task is, gdb (batch) prints the
- * stack of a worker paused after its crash, resume lets paused workers go
- * on, and the control socket refuses another uid. */
+/* The tools against real pools in this process: mpattach list shows the
+ * workers and their tasks, stacks shows where a stuck task is, gdb (batch)
+ * prints the stack of a worker paused after its crash, resume lets paused
+ * workers go on, the control socket refuses another uid, and mplog live
+ * follows a pool's log until it ends. */
 #include "mpk-test.h"
 #include <mpguard.h>
+#include <mplog.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -16,6 +18,9 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#ifndef MPLOG_PATH
+#error "MPLOG_PATH must name the built mplog"
+#endif
 #ifndef MPATTACH_PATH
 #error "MPATTACH_PATH must name the built tool"
 #endif
@@ -499,6 +504,115 @@ START_TEST(socket_refuses_another_uid)
 }
 END_TEST
 
+static int log_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	mplog_info("hello from task %zu", mpg_task_index(t));
+	return 0;
+}
+
+/* Start `mplog ARGS... live SPEC`; its stdout and stderr pipes. */
+static pid_t start_mplog(int *out, int *err, const char *opt)
+{
+	int o[2], e[2];
+	ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(e, O_CLOEXEC), 0);
+	const char *argv[] = {MPLOG_PATH, "--color=never", opt ? opt : "live", opt ? "live" : self(),
+			      opt ? self() : NULL, NULL};
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(o[1], 1);
+		dup2(e[1], 2);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(o[1]);
+	close(e[1]);
+	*out = o[0];
+	*err = e[0];
+	return pid;
+}
+
+/* Read fd until its text holds want (or EOF). */
+static char *read_until(int fd, const char *want)
+{
+	size_t len = 0, cap = 1 << 16;
+	char *buf = malloc(cap);
+	buf[0] = '\0';
+	while (!want || !strstr(buf, want)) {
+		ssize_t n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		ck_assert_uint_lt(len, cap - 1);
+	}
+	return buf;
+}
+
+START_TEST(mplog_live_follows_a_running_pool_until_it_ends)
+{
+	mpg_pool *p = new_pool(2, 0);
+	int out, err, out2, err2;
+	pid_t all = start_mplog(&out, &err, NULL);
+	pid_t one = start_mplog(&out2, &err2, "--task=1");
+	/* Once it says it follows, every later record reaches it. */
+	char *text = read_until(err, "following the log of pool");
+	ck_assert_msg(strstr(text, "following the log of pool"), "%s", text);
+	free(text);
+	text = read_until(err2, "following the log of pool");
+	ck_assert_msg(strstr(text, "following the log of pool"), "%s", text);
+	free(text);
+
+	static const mpg_buf in[3] = {{"a", 1}, {"b", 1}, {"c", 1}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, log_task, in, 3, NULL, &res), 0);
+	mpg_results_free(res);
+	mpg_pool_free(p); /* the socket closes: mplog ends */
+
+	text = read_until(out, NULL);
+	for (int i = 0; i < 3; i++) {
+		char want[64];
+		snprintf(want, sizeof want, "task %d] hello from task %d", i, i);
+		ck_assert_msg(strstr(text, want), "no \"%s\" in:\n%s", want, text);
+	}
+	free(text);
+	text = read_until(out2, NULL);
+	ck_assert_msg(strstr(text, "hello from task 1") && !strstr(text, "hello from task 0") &&
+		      !strstr(text, "hello from task 2"), "%s", text);
+	free(text);
+	int status;
+	ck_assert_int_eq(waitpid(all, &status, 0), all);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_int_eq(waitpid(one, &status, 0), one);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(out), close(err), close(out2), close(err2);
+}
+END_TEST
+
+START_TEST(mplog_live_needs_a_pool_with_a_log)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, NULL), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	int out, err, status;
+	pid_t pid = start_mplog(&out, &err, NULL);
+	char *text = read_until(err, NULL);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1 && strstr(text, "has no log"),
+		      "%s", text);
+	free(text);
+	close(out), close(err);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("mpattach");
@@ -510,6 +624,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, workers_paused_at_start_run_after_resume);
 	tcase_add_test(tc, tool_errors_are_clear);
 	tcase_add_test(tc, socket_refuses_another_uid);
+	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
+	tcase_add_test(tc, mplog_live_needs_a_pool_with_a_log);
 	suite_add_tcase(s, tc);
 	return s;
 }

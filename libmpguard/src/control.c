@@ -368,18 +368,23 @@ static void do_log(struct mpg__control *ctl, struct client *c)
 		reply_error(c, "already following the log");
 		return;
 	}
-	static const char ok[] = "{\"ok\":true}\n";
-	send_all(c, ok, sizeof ok - 1);
 	mplog_sink *sink;
-	if (c->broken || mplog_sink_new_callback(on_log_record, c, &sink) < 0) {
-		c->broken = true;
+	if (mplog_sink_new_callback(on_log_record, c, &sink) < 0) {
+		reply_error(c, "out of memory");
 		return;
 	}
+	/* Every record after the reply reaches the client, none before it:
+	 * the sink's callback waits for out_lock until the reply is sent. */
+	pthread_mutex_lock(&c->out_lock);
 	c->sink = sink;
 	if (mplog_aggregator_add_sink(p->log, sink) < 0) {
 		c->sink = NULL; /* freed by add_sink */
 		c->broken = true;
+	} else {
+		static const char ok[] = "{\"ok\":true}\n";
+		send_all(c, ok, sizeof ok - 1);
 	}
+	pthread_mutex_unlock(&c->out_lock);
 }
 
 static void handle_request(struct mpg__control *ctl, struct client *c, char *line)
@@ -401,8 +406,11 @@ static void handle_request(struct mpg__control *ctl, struct client *c, char *lin
 
 static void client_free(struct mpg__control *ctl, struct client *c)
 {
-	if (c->sink)
+	if (c->sink) {
 		(void)mplog_aggregator_remove_sink(ctl->pool->log, c->sink);
+		/* The pool's last records too (within the send timeout). */
+		send_all(c, c->out.data, c->out.len);
+	}
 	mpg__fdreg_del(c->fd);
 	close(c->fd);
 	mpk_buf_free(&c->out);

@@ -1,6 +1,7 @@
 /* mplog: read, filter and follow the JSON-lines logs libmplog writes.
  * Option parsing and the two commands; see mplog(1). */
 #include "mplog-tool.h"
+#include "pool-client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,10 +50,14 @@ static void usage(FILE *out)
 {
 	fputs("Usage: mplog [OPTION]... cat [FILE]...\n"
 	      "       mplog [OPTION]... tail [-n N] [-f] FILE\n"
+	      "       mplog [OPTION]... live [POOL]\n"
 	      "Print the JSON-lines logs of libmplog readably, filtered.\n"
 	      "\n"
 	      "  cat FILE...         every record of each FILE (\"-\" or none: stdin)\n"
 	      "  tail FILE           the last N records; with -f, then new ones\n"
+	      "  live [POOL]         a running pool's records as they come, until it\n"
+	      "                      ends (POOL: PID or PID.N, see mpattach list; may\n"
+	      "                      be left out when one pool runs)\n"
 	      "\n"
 	      "Filters (all must match):\n"
 	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
@@ -176,15 +181,54 @@ static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
 	return EXIT_OK;
 }
 
+/* live [POOL]: a running pool's records as they come, from its control
+ * socket (the registry, see mpattach(1)), until the pool ends. */
+static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
+{
+	if (a->lines || a->follow)
+		return usage_error("%s", "-n and -f are for tail");
+	if (a->stats)
+		return usage_error("%s", "--stats cannot follow");
+	if (a->nargs > 1)
+		return usage_error("live takes at most one POOL, not '%s'", a->args[1]);
+	char err[512], name[64];
+	struct mpk_pool_ref ref;
+	struct mpk_conn conn;
+	json_object *reply;
+	if (mpk_pool_find(a->nargs ? a->args[0] : NULL, &ref, err, sizeof err) < 0 ||
+	    mpk_conn_open(&conn, &ref, err, sizeof err) < 0) {
+		fprintf(stderr, "mplog: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	if (mpk_conn_request(&conn, "log", &reply, err, sizeof err) != 0) {
+		fprintf(stderr, "mplog: pool %d.%u: %s\n", (int)ref.pid, ref.n, err);
+		mpk_conn_close(&conn);
+		return EXIT_RUNTIME;
+	}
+	json_object_put(reply);
+	snprintf(name, sizeof name, "pool %d.%u", (int)ref.pid, ref.n);
+	/* On stderr, so the records stay alone on stdout. */
+	fprintf(stderr, "mplog: following the log of %s until it ends\n", name);
+	/* Records that came with the reply are already in the buffer. */
+	int r = mplog_tool_read_stream(c, conn.fd, name, conn.buf + conn.used,
+				       conn.len - conn.used);
+	mpk_conn_close(&conn);
+	if (r < 0 && r != -ECONNRESET) {
+		fprintf(stderr, "mplog: %s: %s\n", name, strerror(-r));
+		return EXIT_RUNTIME;
+	}
+	return EXIT_OK;
+}
+
 /* A command feeds records from somewhere into the context and returns an
- * exit status. Another source (e.g. a running pool's socket) is one more
- * entry: connect, then mplog_tool_read_fd(). */
+ * exit status. */
 static const struct command {
 	const char *name;
 	int (*run)(struct mt_ctx *c, const struct cmd_args *a);
 } commands[] = {
 	{"cat", cmd_cat},
 	{"tail", cmd_tail},
+	{"live", cmd_live},
 };
 
 int main(int argc, char **argv)

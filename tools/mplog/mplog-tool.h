@@ -166,6 +166,11 @@ void mt_reader_reset(struct mt_reader *rd);
  * read (so records from a socket or pipe show as they come). The entry
  * point for any already-connected fd. Returns 0 or a negative errno. */
 int mplog_tool_read_fd(struct mt_ctx *c, int fd, const char *name);
+/* The same, with bytes already read from fd (pre) handed over first. */
+int mplog_tool_read_stream(struct mt_ctx *c, int fd, const char *name, const void *pre,
+			   size_t prelen);
+/* Append bytes to the reader and hand out its complete lines. */
+int mt_reader_feed(struct mt_reader *rd, const void *data, size_t len, struct mt_ctx *c);
 
 /* ---- follow.c --------------------------------------------------------- */
 

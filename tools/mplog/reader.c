@@ -91,10 +91,36 @@ int mt_reader_finish(struct mt_reader *rd, struct mt_ctx *c)
 	return ret;
 }
 
+int mt_reader_feed(struct mt_reader *rd, const void *data, size_t len, struct mt_ctx *c)
+{
+	if (rd->cap - rd->len < len) {
+		size_t cap = rd->cap ? rd->cap : CHUNK;
+		while (cap - rd->len < len)
+			cap *= 2;
+		char *nb = realloc(rd->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		rd->buf = nb;
+		rd->cap = cap;
+	}
+	if (len)
+		memcpy(rd->buf + rd->len, data, len);
+	rd->len += len;
+	return split(rd, c);
+}
+
 int mplog_tool_read_fd(struct mt_ctx *c, int fd, const char *name)
+{
+	return mplog_tool_read_stream(c, fd, name, NULL, 0);
+}
+
+int mplog_tool_read_stream(struct mt_ctx *c, int fd, const char *name, const void *pre,
+			   size_t prelen)
 {
 	struct mt_reader rd;
 	int ret = mt_reader_init(&rd, name);
+	if (ret == 0 && prelen)
+		ret = mt_reader_feed(&rd, pre, prelen, c);
 	while (ret == 0) {
 		ssize_t n = mt_reader_fill(&rd, fd, c);
 		fflush(c->out);
