@@ -222,20 +222,26 @@ struct map_call {
 	size_t n;
 	int rc;
 	mpg_results *res;
+	unsigned timeout_ms;
 };
 
 static void *map_thread(void *arg)
 {
 	struct map_call *c = arg;
 	static const mpg_buf in[4] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}};
-	c->rc = mpg_map(c->pool, c->fn, in, c->n, NULL, &c->res);
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	if (c->timeout_ms)
+		ck_assert_int_eq(mpg_options_set_timeout(o, c->timeout_ms), 0);
+	c->rc = mpg_map(c->pool, c->fn, in, c->n, o, &c->res);
+	mpg_options_free(o);
 	return NULL;
 }
 
 START_TEST(list_shows_workers_and_their_tasks)
 {
 	mpg_pool *p = new_pool(2, 0);
-	struct map_call call = {p, stuck_task, 2, 0, NULL};
+	struct map_call call = {.pool = p, .fn = stuck_task, .n = 2};
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
 	wait_started(2);
@@ -282,7 +288,7 @@ END_TEST
 START_TEST(stacks_show_where_tasks_are_stuck)
 {
 	mpg_pool *p = new_pool(2, 0);
-	struct map_call call = {p, stuck_task, 2, 0, NULL};
+	struct map_call call = {.pool = p, .fn = stuck_task, .n = 2};
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
 	wait_started(2);
@@ -313,8 +319,12 @@ END_TEST
 
 START_TEST(gdb_prints_the_stack_of_a_worker_paused_after_its_crash)
 {
-	mpg_pool *p = new_pool(1, MPG_PAUSE_ON_CRASH);
-	struct map_call call = {p, crash_task, 1, 0, NULL};
+	/* From the environment, as a program that chose nothing gets it. */
+	setenv("MPKIT_PAUSE", "crash", 1);
+	mpg_pool *p = new_pool(1, 0);
+	unsetenv("MPKIT_PAUSE");
+	/* A time limit far below the pause: paused time does not count. */
+	struct map_call call = {.pool = p, .fn = crash_task, .n = 1, .timeout_ms = 50};
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
 	json_object *pool = wait_state(0, "paused");
@@ -354,7 +364,7 @@ START_TEST(workers_paused_at_start_run_after_resume)
 	mpg_pool *p = new_pool(2, MPG_PAUSE_AT_START);
 	for (unsigned i = 0; i < 2; i++)
 		json_object_put(wait_state(i, "paused"));
-	struct map_call call = {p, ok_task, 4, 0, NULL};
+	struct map_call call = {.pool = p, .fn = ok_task, .n = 4};
 	pthread_t th;
 	ck_assert_int_eq(pthread_create(&th, NULL, map_thread, &call), 0);
 	/* Nothing runs while they are paused. */
@@ -376,6 +386,25 @@ START_TEST(workers_paused_at_start_run_after_resume)
 	ck_assert_int_eq(call.rc, 0);
 	ck_assert_uint_eq(mpg_results_failed(call.res), 0);
 	mpg_results_free(call.res);
+	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(a_pause_ends_at_its_timeout)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_pause(o, MPG_PAUSE_AT_START, 200), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	/* Nobody resumes it: the map still completes, after the pause. */
+	static const mpg_buf in[2] = {{"a", 1}, {"b", 1}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, ok_task, in, 2, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	mpg_results_free(res);
 	mpg_pool_free(p);
 }
 END_TEST
@@ -622,6 +651,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, stacks_show_where_tasks_are_stuck);
 	tcase_add_test(tc, gdb_prints_the_stack_of_a_worker_paused_after_its_crash);
 	tcase_add_test(tc, workers_paused_at_start_run_after_resume);
+	tcase_add_test(tc, a_pause_ends_at_its_timeout);
 	tcase_add_test(tc, tool_errors_are_clear);
 	tcase_add_test(tc, socket_refuses_another_uid);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
