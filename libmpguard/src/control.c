@@ -73,27 +73,15 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void put_fmt(struct mpk_buf *b, const char *fmt, ...) MPG_PRINTF(2, 3);
-static void put_fmt(struct mpk_buf *b, const char *fmt, ...)
-{
-	char tmp[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		mpk_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 static void put_json_string(struct mpk_buf *b, const char *s)
 {
 	mpk_buf_put(b, "\"", 1);
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c == '"' || c == '\\')
-			put_fmt(b, "\\%c", c);
+			mpk_buf_printf(b, "\\%c", c);
 		else if (c < 0x20 || c == 0x7f)
-			put_fmt(b, "\\u%04x", c);
+			mpk_buf_printf(b, "\\u%04x", c);
 		else
 			mpk_buf_put(b, s, 1);
 	}
@@ -172,18 +160,18 @@ static void do_info(struct mpg__control *ctl, struct client *c)
 	struct mpg_pool *p = ctl->pool;
 	struct mpk_buf b = {0};
 	uint64_t now = mpg__now_ns();
-	put_fmt(&b, "{\"ok\":true,\"pid\":%d,\"pool\":%u,\"program\":", (int)p->creator,
+	mpk_buf_printf(&b, "{\"ok\":true,\"pid\":%d,\"pool\":%u,\"program\":", (int)p->creator,
 		p->wcfg.pool_seq);
 	put_json_string(&b, program_invocation_name);
-	put_fmt(&b, ",\"start_ns\":%" PRIu64, ctl->start_realtime_ns);
+	mpk_buf_printf(&b, ",\"start_ns\":%" PRIu64, ctl->start_realtime_ns);
 	uint64_t done, total;
 	mpg__pool_progress(p, &done, &total);
 	pthread_mutex_lock(&p->lock);
-	put_fmt(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", pool_state_name(p->state),
+	mpk_buf_printf(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", pool_state_name(p->state),
 		p->wcfg.pause & MPG_PAUSE_AT_START ? "start" : "",
 		p->wcfg.pause == (MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH) ? "," : "",
 		p->wcfg.pause & MPG_PAUSE_ON_CRASH ? "crash" : "");
-	put_fmt(&b, ",\"tasks_done\":%" PRIu64 ",\"tasks_total\":%" PRIu64
+	mpk_buf_printf(&b, ",\"tasks_done\":%" PRIu64 ",\"tasks_total\":%" PRIu64
 		    ",\"tasks_failed\":%" PRIu64 ",\"workers\":[",
 		done, total, p->stats.tasks_failed);
 	for (unsigned i = 0; i < p->nworkers; i++) {
@@ -191,20 +179,20 @@ static void do_info(struct mpg__control *ctl, struct client *c)
 		const struct mpg__wstatus *ws = &p->wcfg.status[i];
 		bool up = w->state == W_READY || w->state == W_DRAINING;
 		const char *state = worker_state(w, ws);
-		put_fmt(&b, "%s{\"worker\":%u,\"pid\":%d,\"state\":\"%s\"", i ? "," : "", i,
+		mpk_buf_printf(&b, "%s{\"worker\":%u,\"pid\":%d,\"state\":\"%s\"", i ? "," : "", i,
 			up ? (int)w->pid : 0, state);
 		if (up && (strcmp(state, "busy") == 0 || strcmp(state, "paused") == 0) &&
 		    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE)
-			put_fmt(&b, ",\"job\":%" PRIu64 ",\"task\":%" PRIu64,
+			mpk_buf_printf(&b, ",\"job\":%" PRIu64 ",\"task\":%" PRIu64,
 				atomic_load_explicit(&ws->job, memory_order_relaxed),
 				atomic_load_explicit(&ws->index, memory_order_relaxed));
-		put_fmt(&b, ",\"uptime_ms\":%" PRIu64 ",\"tasks_done\":%" PRIu64
+		mpk_buf_printf(&b, ",\"uptime_ms\":%" PRIu64 ",\"tasks_done\":%" PRIu64
 			    ",\"restarts\":%u}",
 			up && w->ready_ns && now > w->ready_ns ? (now - w->ready_ns) / 1000000u : 0,
 			w->tasks_done, w->restarts);
 	}
 	pthread_mutex_unlock(&p->lock);
-	put_fmt(&b, "]}\n");
+	mpk_buf_printf(&b, "]}\n");
 	reply(c, &b);
 	mpk_buf_free(&b);
 }
@@ -261,7 +249,7 @@ static void do_ptrace(struct mpg__control *ctl, struct client *c, const char *ar
 	int err = atomic_load(&ws->ptracer_err);
 	struct mpk_buf b = {0};
 	/* EINVAL: no Yama, nothing to grant; ptrace's usual rules apply. */
-	put_fmt(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
+	mpk_buf_printf(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
 		(int)pid, err == EINVAL ? "false" : "true", (int)c->pid);
 	if (err && err != EINVAL) {
 		reply_error(c, "worker %d could not grant ptrace: %s", slot, strerror(err));
@@ -292,7 +280,7 @@ static void do_resume(struct mpg__control *ctl, struct client *c, const char *ar
 		resumed++;
 	}
 	struct mpk_buf b = {0};
-	put_fmt(&b, "{\"ok\":true,\"resumed\":%u}\n", resumed);
+	mpk_buf_printf(&b, "{\"ok\":true,\"resumed\":%u}\n", resumed);
 	reply(c, &b);
 	mpk_buf_free(&b);
 }

@@ -21,18 +21,6 @@ static void put_str(struct mpk_buf *b, const char *s)
 	mpk_buf_put(b, s, strlen(s));
 }
 
-static void put_fmt(struct mpk_buf *b, const char *fmt, ...) MPLOG_PRINTF(2, 3);
-static void put_fmt(struct mpk_buf *b, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		mpk_buf_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
 static void put_message(struct mpk_buf *b, const char *m, size_t n)
 {
 	for (;;) {
@@ -55,7 +43,7 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	char when[32];
 	localtime_r(&sec, &tm);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-	put_fmt(b, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
+	mpk_buf_printf(b, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
 	if (color)
 		put_str(b, level_color[r->level]);
 	put_str(b, level_tag[r->level]);
@@ -65,12 +53,12 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	if (color && r->worker >= 0)
 		put_str(b, worker_color[r->worker % 8]);
 	if (r->worker >= 0)
-		put_fmt(b, "w%d ", r->worker);
+		mpk_buf_printf(b, "w%d ", r->worker);
 	else if (*r->channel)
-		put_fmt(b, "%.40s ", r->channel);
-	put_fmt(b, "pid %d", r->pid);
+		mpk_buf_printf(b, "%.40s ", r->channel);
+	mpk_buf_printf(b, "pid %d", r->pid);
 	if (r->task >= 0)
-		put_fmt(b, " task %lld", (long long)r->task);
+		mpk_buf_printf(b, " task %lld", (long long)r->task);
 	if (r->stream != MPLOG_STREAM_LOG)
 		put_str(b, r->stream == MPLOG_STREAM_STDOUT ? " stdout" : " stderr");
 	if (color && r->worker >= 0)
@@ -87,7 +75,7 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 		put_str(b, " (");
 		put_str(b, r->file);
 		if (r->line > 0)
-			put_fmt(b, ":%d", r->line);
+			mpk_buf_printf(b, ":%d", r->line);
 		if (*r->func) {
 			if (*r->file)
 				mpk_buf_put_u8(b, ' ');

@@ -41,6 +41,8 @@ struct mpk_buf {
 int mpk_buf_reserve(struct mpk_buf *b, size_t extra);
 void *mpk_buf_grow(struct mpk_buf *b, size_t n); /* append n bytes, return them */
 void mpk_buf_put(struct mpk_buf *b, const void *p, size_t n);
+/* printf() at the end of the buffer (sets oom on failure). */
+void mpk_buf_printf(struct mpk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mpk_buf_put_u8(struct mpk_buf *b, uint8_t v);
 void mpk_buf_put_u32(struct mpk_buf *b, uint32_t v);
 void mpk_buf_put_u64(struct mpk_buf *b, uint64_t v);

@@ -2,6 +2,8 @@
 #include "wire-int.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +69,21 @@ void mpk_buf_put(struct mpk_buf *b, const void *p, size_t n)
 	void *d = mpk_buf_grow(b, n);
 	if (d && n)
 		memcpy(d, p, n);
+}
+
+void mpk_buf_printf(struct mpk_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	char *d = n > 0 ? mpk_buf_grow(b, (size_t)n + 1) : NULL;
+	if (!d)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(d, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len--; /* not the NUL */
 }
 
 void mpk_buf_put_u8(struct mpk_buf *b, uint8_t v) { mpk_buf_put(b, &v, sizeof v); }

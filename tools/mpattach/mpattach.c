@@ -191,8 +191,8 @@ static int cmd_list(int argc, char **argv)
 	return rc;
 }
 
-/* Why a debugger may still be refused, from Yama's setting. */
-static void explain_ptrace_scope(void)
+/* Yama's ptrace_scope, or -1 without Yama. */
+static int ptrace_scope(void)
 {
 	FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
 	int scope = -1;
@@ -201,6 +201,13 @@ static void explain_ptrace_scope(void)
 			scope = -1;
 		fclose(f);
 	}
+	return scope;
+}
+
+/* Why a debugger may still be refused, from Yama's setting. */
+static void explain_ptrace_scope(void)
+{
+	int scope = ptrace_scope();
 	if (scope == 2)
 		fprintf(stderr, "mpattach: note: kernel.yama.ptrace_scope is 2: only root (or "
 				"CAP_SYS_PTRACE) may attach a debugger; run as root or lower it "
@@ -209,18 +216,6 @@ static void explain_ptrace_scope(void)
 		fprintf(stderr, "mpattach: ptrace is disabled on this machine "
 				"(kernel.yama.ptrace_scope is 3, until reboot): no debugger can "
 				"attach\n");
-}
-
-static bool yama_forbids_all(void)
-{
-	FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
-	int scope = -1;
-	if (f) {
-		if (fscanf(f, "%d", &scope) != 1)
-			scope = -1;
-		fclose(f);
-	}
-	return scope == 3;
 }
 
 /* gdb on PATH? */
@@ -246,7 +241,7 @@ static int check_debugger(void)
 {
 	if (!have_gdb())
 		return fail("gdb not found on PATH (install the gdb package)");
-	if (yama_forbids_all()) {
+	if (ptrace_scope() == 3) {
 		explain_ptrace_scope();
 		return EXIT_FAIL;
 	}

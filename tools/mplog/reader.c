@@ -58,18 +58,26 @@ static int split(struct mt_reader *rd, struct mt_ctx *c)
 	return ret;
 }
 
+/* Room for n more bytes. */
+static int reserve(struct mt_reader *rd, size_t n)
+{
+	if (rd->cap - rd->len >= n)
+		return 0;
+	size_t cap = rd->cap ? rd->cap : CHUNK;
+	while (cap - rd->len < n)
+		cap *= 2;
+	char *nb = realloc(rd->buf, cap);
+	if (!nb)
+		return -ENOMEM;
+	rd->buf = nb;
+	rd->cap = cap;
+	return 0;
+}
+
 ssize_t mt_reader_fill(struct mt_reader *rd, int fd, struct mt_ctx *c)
 {
-	if (rd->cap - rd->len < CHUNK) {
-		size_t cap = rd->cap ? rd->cap : CHUNK;
-		while (cap - rd->len < CHUNK)
-			cap *= 2;
-		char *nb = realloc(rd->buf, cap);
-		if (!nb)
-			return -ENOMEM;
-		rd->buf = nb;
-		rd->cap = cap;
-	}
+	if (reserve(rd, CHUNK) < 0)
+		return -ENOMEM;
 	ssize_t n;
 	do
 		n = read(fd, rd->buf + rd->len, rd->cap - rd->len);
@@ -93,16 +101,8 @@ int mt_reader_finish(struct mt_reader *rd, struct mt_ctx *c)
 
 int mt_reader_feed(struct mt_reader *rd, const void *data, size_t len, struct mt_ctx *c)
 {
-	if (rd->cap - rd->len < len) {
-		size_t cap = rd->cap ? rd->cap : CHUNK;
-		while (cap - rd->len < len)
-			cap *= 2;
-		char *nb = realloc(rd->buf, cap);
-		if (!nb)
-			return -ENOMEM;
-		rd->buf = nb;
-		rd->cap = cap;
-	}
+	if (reserve(rd, len) < 0)
+		return -ENOMEM;
 	if (len)
 		memcpy(rd->buf + rd->len, data, len);
 	rd->len += len;
