@@ -34,7 +34,9 @@ static void setup(void)
 	strcpy(rundir, "/tmp/mpattach-test-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(rundir));
 	/* Our own registry: other suites' pools do not show up. */
-	setenv("XDG_RUNTIME_DIR", rundir, 1);
+	char registry[128];
+	snprintf(registry, sizeof registry, "%s/mpkit", rundir);
+	setenv("MPKIT_REGISTRY", registry, 1);
 	ck_assert_int_eq(pipe2(started, O_CLOEXEC), 0);
 	ck_assert_int_eq(pipe2(release, O_CLOEXEC), 0);
 }
@@ -533,6 +535,88 @@ START_TEST(socket_refuses_another_uid)
 }
 END_TEST
 
+/* A child that blocks until its pipe closes, as uid (or as us: uid < 0). */
+static pid_t start_sleeper(int uid, int *hold)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Forked from a threaded process: system calls only. */
+		close(fds[1]);
+		if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 ||
+				 setuid((uid_t)uid) < 0))
+			_exit(3);
+		char c;
+		while (read(fds[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(fds[0]);
+	*hold = fds[1];
+	return pid;
+}
+
+static void stop_sleeper(pid_t pid, int hold)
+{
+	close(hold);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+}
+
+START_TEST(a_pid_without_a_pool_of_ours_is_explained)
+{
+	char *out, spec[16];
+	int hold;
+	/* A process of ours that runs no pool. */
+	pid_t pid = start_sleeper(-1, &hold);
+	snprintf(spec, sizeof spec, "%d", (int)pid);
+	ck_assert_int_eq(run_tool(&out, "stacks", spec, NULL), 1);
+	ck_assert_msg(strstr(out, "has registered none") && strstr(out, "MPKIT_CONTROL=0"), "%s",
+		      out);
+	free(out);
+	stop_sleeper(pid, hold);
+	/* A process that is gone. */
+	ck_assert_int_eq(run_tool(&out, "gdb", spec, "0", NULL), 1);
+	ck_assert_msg(strstr(out, "no process"), "%s", out);
+	free(out);
+	if (geteuid() != 0) {
+		fprintf(stderr, "a_pid_without_a_pool_of_ours_is_explained: SKIP (another "
+				"user's process): needs root to run a part as nobody\n");
+		return;
+	}
+	/* Another user's process: its pools answer that user only. */
+	struct passwd *pw = getpwnam("nobody");
+	pid = start_sleeper(pw ? (int)pw->pw_uid : 65534, &hold);
+	snprintf(spec, sizeof spec, "%d", (int)pid);
+	ck_assert_int_eq(run_tool(&out, "gdb", spec, "0", NULL), 1);
+	ck_assert_msg(strstr(out, "belongs to uid") && strstr(out, "run mpattach as that user"),
+		      "%s", out);
+	free(out);
+	stop_sleeper(pid, hold);
+}
+END_TEST
+
+/* A pool started without XDG_RUNTIME_DIR (cron, sudo) registers in
+ * /tmp/mpkit-<uid>; a tool run from a session that has one finds it. */
+START_TEST(a_pool_of_another_environment_is_found)
+{
+	char registry[128];
+	snprintf(registry, sizeof registry, "%s", getenv("MPKIT_REGISTRY"));
+	unsetenv("MPKIT_REGISTRY");
+	unsetenv("XDG_RUNTIME_DIR");
+	mpg_pool *p = new_pool(1, 0);
+	setenv("XDG_RUNTIME_DIR", rundir, 1); /* the tool's: nothing there */
+	json_object *pool = list_json();
+	ck_assert_int_eq(field(pool, "pid"), getpid());
+	json_object_put(pool);
+	mpg_pool_free(p);
+	setenv("MPKIT_REGISTRY", registry, 1);
+}
+END_TEST
+
 static int log_task(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)in; (void)len; (void)ud;
@@ -654,6 +738,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pause_ends_at_its_timeout);
 	tcase_add_test(tc, tool_errors_are_clear);
 	tcase_add_test(tc, socket_refuses_another_uid);
+	tcase_add_test(tc, a_pid_without_a_pool_of_ours_is_explained);
+	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
 	tcase_add_test(tc, mplog_live_needs_a_pool_with_a_log);
 	suite_add_tcase(s, tc);

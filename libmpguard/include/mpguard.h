@@ -185,7 +185,8 @@ MPG_EXPORT int mpg_options_set_pause(mpg_options *opts, unsigned flags, unsigned
 
 /** Register the pool for `mpattach` and `mplog live` (default: on, unless
  *  the environment has MPKIT_CONTROL=0): a control socket
- *  "<pid>.<n>.sock" in $XDG_RUNTIME_DIR/mpkit (else /tmp/mpkit-<uid>),
+ *  "<pid>.<n>.sock" in $MPKIT_REGISTRY, else $XDG_RUNTIME_DIR/mpkit,
+ *  else /tmp/mpkit-<uid> (variables count when absolute paths),
  *  directory 0700, socket 0600, served by a thread of the pool that
  *  answers only peers of this process's effective uid (SO_PEERCRED).
  *  It lists the workers, streams the log, resumes paused workers and lets

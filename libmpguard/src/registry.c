@@ -8,21 +8,42 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int mpg__registry_dir(char *buf, size_t size, bool create)
+/* dir must be a directory of ours that nobody else may enter. */
+static int check_dir(const char *dir, bool create)
 {
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n = xdg && xdg[0] == '/' ? snprintf(buf, size, "%s/mpkit", xdg) :
-				       snprintf(buf, size, "/tmp/mpkit-%u", (unsigned)geteuid());
-	if (n < 0 || (size_t)n >= size)
-		return -ENAMETOOLONG;
-	if (create && mkdir(buf, 0700) < 0 && errno != EEXIST)
+	if (create && mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return -errno;
 	struct stat st;
-	if (lstat(buf, &st) < 0)
+	if (lstat(dir, &st) < 0)
 		return -errno;
 	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
 		return -EPERM;
 	return 0;
+}
+
+static const char *absolute_env(const char *name)
+{
+	const char *v = getenv(name);
+	return v && v[0] == '/' ? v : NULL;
+}
+
+int mpg__registry_dir(char *buf, size_t size, bool create)
+{
+	const char *dir = absolute_env(MPG_REGISTRY_ENV);
+	if (!dir)
+		return mpg__registry_dir_in(absolute_env("XDG_RUNTIME_DIR"), buf, size, create);
+	if ((size_t)snprintf(buf, size, "%s", dir) >= size)
+		return -ENAMETOOLONG;
+	return check_dir(buf, create);
+}
+
+int mpg__registry_dir_in(const char *runtime_dir, char *buf, size_t size, bool create)
+{
+	int n = runtime_dir ? snprintf(buf, size, "%s/mpkit", runtime_dir) :
+			      snprintf(buf, size, "/tmp/mpkit-%u", (unsigned)geteuid());
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return check_dir(buf, create);
 }
 
 int mpg__registry_parse(const char *name, pid_t *pid, unsigned *n)

@@ -4,11 +4,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,14 +22,26 @@ static int by_pid(const void *a, const void *b)
 	return x->n < y->n ? -1 : x->n > y->n;
 }
 
-int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t errlen)
+struct ref_list {
+	struct mpk_pool_ref *v;
+	size_t n, cap;
+};
+
+static bool listed(const struct ref_list *l, pid_t pid, unsigned n)
 {
-	char dir[PATH_MAX];
-	int r = mpg__registry_dir(dir, sizeof dir, false);
-	*ret = NULL;
-	*count = 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (l->v[i].pid == pid && l->v[i].n == n)
+			return true;
+	return false;
+}
+
+/* Add the live pools registered in a registry directory: r is what
+ * finding dir returned (mpg__registry_dir*); one that does not exist holds
+ * none. */
+static int scan_registry(int r, const char *dir, struct ref_list *l, char *err, size_t errlen)
+{
 	if (r == -ENOENT)
-		return 0; /* no pool ever ran */
+		return 0; /* no pool ever ran there */
 	if (r < 0) {
 		snprintf(err, errlen, "registry %s: %s%s", dir, strerror(-r),
 			 r == -EPERM ? " (it must be a directory of yours, mode 0700)" : "");
@@ -39,8 +53,6 @@ int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t e
 		snprintf(err, errlen, "registry %s: %s", dir, strerror(-r));
 		return r;
 	}
-	struct mpk_pool_ref *v = NULL;
-	size_t n = 0, cap = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		struct mpk_pool_ref ref;
@@ -48,28 +60,104 @@ int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t e
 			continue;
 		if (kill(ref.pid, 0) < 0 && errno == ESRCH)
 			continue; /* left behind by a crash; the next pool sweeps it */
+		if (listed(l, ref.pid, ref.n))
+			continue; /* an older entry in another registry */
 		if ((size_t)snprintf(ref.path, sizeof ref.path, "%s/%s", dir, e->d_name) >=
 		    sizeof ref.path)
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 8;
-			struct mpk_pool_ref *nv = realloc(v, cap * sizeof *v);
+		if (l->n == l->cap) {
+			size_t cap = l->cap ? 2 * l->cap : 8;
+			struct mpk_pool_ref *nv = realloc(l->v, cap * sizeof *nv);
 			if (!nv) {
-				free(v);
 				closedir(d);
 				snprintf(err, errlen, "out of memory");
 				return -ENOMEM;
 			}
-			v = nv;
+			l->v = nv;
+			l->cap = cap;
 		}
-		v[n++] = ref;
+		l->v[l->n++] = ref;
 	}
 	closedir(d);
-	if (n)
-		qsort(v, n, sizeof *v, by_pid);
-	*ret = v;
-	*count = n;
 	return 0;
+}
+
+int mpk_pools_list(struct mpk_pool_ref **ret, size_t *count, char *err, size_t errlen)
+{
+	*ret = NULL;
+	*count = 0;
+	struct ref_list l = {0};
+	char dir[PATH_MAX];
+	/* This environment's registry must be sound. */
+	int r = scan_registry(mpg__registry_dir(dir, sizeof dir, false), dir, &l, err, errlen);
+	if (r < 0)
+		goto fail;
+	/* Unless the registry was named outright, also where a pool of ours
+	 * started with another environment registered: the login session's
+	 * runtime directory and the fallback. A registry there that is not
+	 * sound (someone else's, or open to others) is passed over: nothing
+	 * in it can be trusted. */
+	const char *named = getenv(MPG_REGISTRY_ENV);
+	if (!named || named[0] != '/') {
+		char session[64];
+		snprintf(session, sizeof session, "/run/user/%u", (unsigned)geteuid());
+		const char *elsewhere[] = {session, NULL};
+		for (size_t i = 0; i < sizeof elsewhere / sizeof elsewhere[0]; i++) {
+			char other[PATH_MAX];
+			int found = mpg__registry_dir_in(elsewhere[i], other, sizeof other, false);
+			if (strcmp(other, dir) == 0)
+				continue;
+			r = scan_registry(found, other, &l, err, errlen);
+			if (r == -ENOMEM)
+				goto fail;
+		}
+	}
+	if (l.n)
+		qsort(l.v, l.n, sizeof *l.v, by_pid);
+	*ret = l.v;
+	*count = l.n;
+	return 0;
+fail:
+	free(l.v);
+	return r;
+}
+
+/* Why process pid shows no pool of ours: gone, another user's, or none. */
+static void explain_missing(pid_t pid, const char *spec, char *err, size_t errlen)
+{
+	char proc[32], comm[64] = "";
+	snprintf(proc, sizeof proc, "/proc/%d", (int)pid);
+	struct stat st;
+	if (stat(proc, &st) < 0) {
+		snprintf(err, errlen, "no running pool %s: no process %d (see mpattach list)", spec,
+			 (int)pid);
+		return;
+	}
+	snprintf(proc, sizeof proc, "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(proc, "re");
+	if (f) {
+		if (fgets(comm, sizeof comm, f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
+	if (st.st_uid != geteuid()) {
+		struct passwd *pw = getpwuid(st.st_uid);
+		char who[64];
+		if (pw)
+			snprintf(who, sizeof who, "%s", pw->pw_name);
+		else
+			snprintf(who, sizeof who, "#%u", (unsigned)st.st_uid);
+		snprintf(err, errlen,
+			 "no pool %s of yours: process %d (%s) belongs to uid %u (%s), and a pool "
+			 "answers its own user only; run %s as that user, e.g. sudo -u %s %s ...",
+			 spec, (int)pid, comm, (unsigned)st.st_uid, who,
+			 program_invocation_short_name, who, program_invocation_short_name);
+		return;
+	}
+	snprintf(err, errlen,
+		 "no running pool %s: process %d (%s) has registered none (not an mpkit "
+		 "program, MPKIT_CONTROL=0, or no pool yet)",
+		 spec, (int)pid, comm);
 }
 
 int mpk_pool_find(const char *spec, struct mpk_pool_ref *ret, char *err, size_t errlen)
@@ -109,7 +197,7 @@ int mpk_pool_find(const char *spec, struct mpk_pool_ref *ret, char *err, size_t 
 		*ret = v[at];
 	} else if (!found) {
 		if (spec)
-			snprintf(err, errlen, "no running pool %s (see mpattach list)", spec);
+			explain_missing(pid, spec, err, errlen);
 		else
 			snprintf(err, errlen, "no running pool found");
 		r = -ENOENT;
