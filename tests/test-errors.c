@@ -682,6 +682,54 @@ START_TEST(timeout_ends_a_stuck_task_with_where_it_was_stuck)
 }
 END_TEST
 
+/* Over its limit, then dead by its own hand before it could be killed:
+ * it waits for the parent's stack request (SIGXCPU, sent once the limit
+ * has passed) with the signal blocked, so it never reports. */
+static int outlives_its_limit_then_dies(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in);
+	if (x < 0) {
+		sigset_t xcpu;
+		sigemptyset(&xcpu);
+		sigaddset(&xcpu, SIGXCPU);
+		sigprocmask(SIG_BLOCK, &xcpu, NULL);
+		while (sigwaitinfo(&xcpu, NULL) < 0)
+			;
+		if (x == -1)
+			_exit(7);
+		abort();
+	}
+	return mpg_task_set_result(t, &x, 8);
+}
+
+START_TEST(a_task_that_dies_on_its_own_after_its_limit_keeps_its_own_cause)
+{
+	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
+	int64_t x[4] = {0, -1, 2, -2}, y[4];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, outlives_its_limit_then_dies, x, 8, 4, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 2);
+	const mpg_error *e = mpg_results_error(res, 1);
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_EXITED && mpg_error_code(e) == 7, "%s",
+		      mpg_error_describe(e));
+	e = mpg_results_error(res, 3);
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_SIGNALED && mpg_error_signal(e) == SIGABRT,
+		      "%s", mpg_error_describe(e));
+	ck_assert_int_eq(y[0], 0);
+	ck_assert_int_eq(y[2], 2);
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.tasks_timed_out, 0);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static int whoami(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)in; (void)len; (void)ud;
@@ -821,6 +869,7 @@ static Suite *errors_suite(void)
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, timeout_ends_a_stuck_task_with_where_it_was_stuck);
+	tcase_add_test(tc, a_task_that_dies_on_its_own_after_its_limit_keeps_its_own_cause);
 	tcase_add_test(tc, max_tasks_per_worker_replaces_workers_after_n_tasks);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policies");

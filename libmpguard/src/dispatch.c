@@ -1207,7 +1207,12 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	 * Only when no task was running (killed between tasks, or while
 	 * sending) do the lost tasks count a loss, so a task that kills its
 	 * worker without being seen still fails after MPG_MAX_LOST tries. */
-	if (w->timing_out && !w->killed_by_pool)
+	/* A task over its limit ends as a timeout only if our SIGKILL ended
+	 * it: one that exited or crashed on its own meanwhile (a slow exit on
+	 * a loaded machine, say) gets its own cause, from its own status. */
+	bool timed_out = w->timing_out && !w->killed_by_pool && WIFSIGNALED(status) &&
+			 WTERMSIG(status) == SIGKILL;
+	if (timed_out)
 		st = WS_RUNNING, wjob = w->watch_job, windex = w->watch_index; /* the task we timed */
 	bool blamed = false;
 	for (struct chunk *c = w->inflight_head; c && !w->killed_by_pool; c = c->next)
@@ -1222,7 +1227,7 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 				code, sig, msg);
 			struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
 			char tmsg[128];
-			if (w->timing_out) {
+			if (timed_out) {
 				snprintf(tmsg, sizeof tmsg, "ran over its time limit of %u ms; %s",
 					 w->timeout_ms, w->have_stack ? "killed after reporting where it was"
 					 : "killed (it did not report where it was)");
@@ -1542,19 +1547,23 @@ static void log_error(struct mpg_pool *p, const mpg_error *e)
 {
 	if (!p->log_writer || e->kind == MPG_ERR_CANCELLED)
 		return;
-	char task[24], worker[16], pid[16], code[16], sig[16];
+	char task[24], worker[16], pid[16], code[16];
 	snprintf(task, sizeof task, "%zu", e->task);
 	snprintf(worker, sizeof worker, "%d", e->worker);
 	snprintf(pid, sizeof pid, "%d", (int)e->pid);
 	snprintf(code, sizeof code, "%d", e->code);
-	snprintf(sig, sizeof sig, "%s", e->sig ? mpg__signal_name(e->sig) : "");
-	mplog_kv kv[] = {
+	mplog_kv kv[7] = {
 		{"mpg.kind", mpg_error_kind_name(e->kind)}, {"mpg.task", task},
 		{"mpg.worker", worker}, {"mpg.pid", pid}, {"mpg.code", code},
-		{"mpg.signal", sig}, {"mpg.backtrace", e->backtrace ? e->backtrace : ""},
 	};
-	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, kv,
-			       sizeof kv / sizeof kv[0], "%s", e->describe);
+	size_t nkv = 5;
+	/* Only what there is: no empty signal or backtrace. */
+	if (e->sig)
+		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
+	if (e->backtrace && *e->backtrace)
+		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
+	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, kv, nkv, "%s",
+			       e->describe);
 }
 
 /* Run queued callbacks without the lock; a job ends after its callbacks. */
