@@ -474,6 +474,32 @@ START_TEST(file_sink_reopens_a_rotated_file_on_request)
 }
 END_TEST
 
+START_TEST(text_puts_a_value_of_several_lines_below_the_record)
+{
+	char dir[] = "/tmp/mplog-test-XXXXXX", path[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/app.log", dir);
+	mplog_aggregator *a;
+	mplog_sink *s;
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	mplog_kv kv[] = {{"trace", "#0 f\n#1 g\n"}, {"k", "v"}, {"empty", ""}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, "f.c", 5, "fn", kv, 3, "two\nlines"), 0);
+	ck_assert_int_ge(mplog_aggregator_dispatch(a, 0), 0);
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+	char *t = slurp(path);
+	ck_assert_msg(strstr(t, "] two\n    lines k=v empty= (f.c:5 fn)\n    trace:\n      #0 f\n"
+				"      #1 g\n") && t[strlen(t) - 2] == 'g',
+		      "%s", t);
+	unlink(path);
+	rmdir(dir);
+}
+END_TEST
+
 /* ---- JSON lines ---------------------------------------------------------- */
 
 static int log_nasty(int arg)
@@ -684,6 +710,7 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others);
 	tcase_add_test(tc, drop_mode_drops_when_full_and_reports_the_count_in_a_record);
 	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);
+	tcase_add_test(tc, text_puts_a_value_of_several_lines_below_the_record);
 	tcase_add_test(tc, json_lines_parse_back_with_python_and_escape_any_bytes);
 	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
 	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);

@@ -1,7 +1,9 @@
 /* The human format of fd and file sinks: one line per record,
  *   2024-11-23 11:18:00.123456 INFO  [w3 pid 1234 task 17] message k=v (file.c:42 func)
  * with colour per level and per worker when the sink asked for it.
- * Newlines inside a message continue on indented lines. */
+ * Newlines inside a message continue on indented lines; a key-value whose
+ * value has several lines (a backtrace) goes below, "    key:" and then
+ * its lines indented further. */
 #include "aggregator-int.h"
 
 #include <stdio.h>
@@ -36,6 +38,30 @@ static void put_message(struct mpk_buf *b, const char *m, size_t n)
 	}
 }
 
+/* A value of several lines, below the record's line; its final newlines
+ * would only make empty lines. */
+static void put_block(struct mpk_buf *b, const char *key, const char *value)
+{
+	if (!strchr(value, '\n'))
+		return;
+	size_t n = strlen(value);
+	while (n && value[n - 1] == '\n')
+		n--;
+	put_str(b, "\n    ");
+	put_str(b, key);
+	put_str(b, ":");
+	for (;;) {
+		const char *nl = memchr(value, '\n', n);
+		size_t len = nl ? (size_t)(nl - value) : n;
+		put_str(b, "\n      ");
+		mpk_buf_put(b, value, len);
+		if (!nl)
+			return;
+		n -= len + 1;
+		value = nl + 1;
+	}
+}
+
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 {
 	time_t sec = (time_t)(r->ts / 1000000000u);
@@ -66,6 +92,8 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	put_str(b, "] ");
 	put_message(b, r->msg, r->msg_len);
 	for (size_t i = 0; i < r->nkv; i++) {
+		if (strchr(r->kv[2 * i + 1], '\n'))
+			continue; /* below */
 		mpk_buf_put_u8(b, ' ');
 		put_str(b, r->kv[2 * i]);
 		mpk_buf_put_u8(b, '=');
@@ -83,5 +111,7 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 		}
 		mpk_buf_put_u8(b, ')');
 	}
+	for (size_t i = 0; i < r->nkv; i++)
+		put_block(b, r->kv[2 * i], r->kv[2 * i + 1]);
 	mpk_buf_put_u8(b, '\n');
 }
