@@ -61,6 +61,48 @@ static void count_done(size_t i, const void *d, size_t l, void *ud)
 	atomic_fetch_add(&done_count, 1);
 }
 
+static int echo_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)ud;
+	return mpg_task_set_result(t, in, len);
+}
+
+START_TEST(output_buffered_before_the_pool_is_printed_once)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	fflush(stdout);
+	int saved = fcntl(1, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fds[1], 1), 1);
+	close(fds[1]);
+	printf("said once|"); /* no newline: still in stdout's buffer */
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 2), 0);
+	ck_assert_int_eq(mpg_options_set_max_tasks_per_worker(o, 1), 0); /* more exits */
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	static const mpg_buf in[4] = {{"a", 1}, {"b", 1}, {"c", 1}, {"d", 1}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, echo_task, in, 4, NULL, &res), 0);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	fflush(stdout);
+	ck_assert_int_eq(dup2(saved, 1), 1); /* the pipe's last writer goes */
+	close(saved);
+	char buf[256];
+	size_t got = 0;
+	ssize_t n;
+	while ((n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(fds[0]);
+	ck_assert_str_eq(buf, "said once|");
+}
+END_TEST
+
 START_TEST(close_and_join_finish_queued_work)
 {
 	mpg_pool *p = new_pool(2);
@@ -339,6 +381,7 @@ static Suite *lifecycle_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, free_leaves_no_zombie_and_no_extra_fd);
 	tcase_add_test(tc, close_and_join_finish_queued_work);
+	tcase_add_test(tc, output_buffered_before_the_pool_is_printed_once);
 	tcase_add_test(tc, terminate_stops_now_and_cancels_what_did_not_end);
 	tcase_add_test(tc, pool_calls_from_inside_a_worker_return_echild);
 	tcase_add_test(tc, a_forked_child_cannot_use_the_parents_pool);

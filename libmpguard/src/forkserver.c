@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -222,6 +223,9 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	/* Registered, so the server's atfork handler closes our end: the
 	 * server then sees EOF when the parent dies. */
 	mpg__fdreg_add(sv[0]);
+	/* Output the program buffered before now is the program's: flushed
+	 * here, it is not printed again by every worker that exits. */
+	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0)
 		server_main(cfg, sv[1]);
