@@ -60,7 +60,6 @@ static mpg_pool *aborting_pool(int exit_status)
 	mpg_options *opts = NULL;
 	mpg_pool *pool = NULL;
 	int r;
-	fflush(stdout); /* workers are forked: they must not inherit unwritten output */
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, 3)) < 0 ||
 	    (r = mpg_options_set_policy(opts, MPG_ABORT, 0)) < 0 ||
 	    (exit_status >= 0 && (r = mpg_options_set_abort_exit(opts, exit_status)) < 0) ||

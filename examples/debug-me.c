@@ -86,7 +86,6 @@ int main(int argc, char **argv)
 	mpg_options *opts = NULL;
 	mpg_pool *pool = NULL;
 	int r;
-	fflush(stdout); /* workers are forked: they must not inherit unwritten output */
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, 2)) < 0 ||
 	    /* A choice made here overrides MPKIT_PAUSE; 0 ms: the default 5 minutes. */
 	    (r = mpg_options_set_pause(opts, want_pause ? MPG_PAUSE_ON_CRASH : 0, 0)) < 0 ||

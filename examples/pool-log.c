@@ -84,7 +84,6 @@ int main(int argc, char **argv)
 	mplog_sink *json, *cb;
 	struct check c = {0}; /* outlives the pool, whose aggregator calls into it */
 	int r;
-	fflush(stdout); /* workers are forked: they must not inherit unwritten output */
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, 2)) < 0 ||
 	    (r = mpg_options_set_capture(opts, MPG_CAPTURE_STDOUT)) < 0 ||
 	    (r = mpg_pool_new(opts, &pool)) < 0 ||

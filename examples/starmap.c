@@ -69,7 +69,6 @@ int main(void)
 	mpg_options *opts = NULL;
 	mpg_pool *pool = NULL;
 	int r;
-	fflush(stdout); /* workers are forked: they must not inherit unwritten output */
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, 2)) < 0 ||
 	    (r = mpg_options_set_userdata(opts, &prices)) < 0 || (r = mpg_pool_new(opts, &pool)) < 0) {
 		fprintf(stderr, "starmap: cannot start the pool: %s\n", strerror(-r));

@@ -84,7 +84,6 @@ int main(void)
 	}
 	mpg_options *opts = NULL, *retry = NULL;
 	int r;
-	fflush(stdout); /* workers are forked: they must not inherit unwritten output */
 	if ((r = mpg_options_new(&opts)) < 0 || (r = mpg_options_set_workers(opts, 2)) < 0 ||
 	    (r = mpg_pool_new(opts, &pool)) < 0 ||
 	    /* per call: re-run a failed task up to 3 times, on another worker if any */
