@@ -6,6 +6,7 @@
 #include <mplog.h>
 
 #include <pthread.h>
+#include <sys/mman.h>
 
 struct seen {
 	pthread_mutex_t lock;
@@ -197,6 +198,84 @@ START_TEST(captured_stdout_and_stderr_lines_become_records)
 }
 END_TEST
 
+struct retries_seen {
+	pthread_mutex_t lock;
+	int warn[2], error[2], bad;
+};
+
+static void collect_retries(const mplog_record *r, void *ud)
+{
+	struct retries_seen *s = ud;
+	const char *task = mplog_record_kv_get(r, "mpg.task");
+	if (!task)
+		return;
+	int i = atoi(task);
+	size_t len;
+	const char *m = mplog_record_message(r, &len);
+	const char *retrying = mplog_record_kv_get(r, "mpg.retrying");
+	const char *bt = mplog_record_kv_get(r, "mpg.backtrace");
+	pthread_mutex_lock(&s->lock);
+	if (i < 0 || i > 1)
+		s->bad++;
+	else if (mplog_record_level(r) == MPLOG_WARN && retrying && !strcmp(retrying, "raised") &&
+		 !mplog_record_kv_get(r, "mpg.kind") && strstr(m, "will retry (attempt") &&
+		 bt && strstr(bt, "flaky"))
+		s->warn[i]++;
+	else if (mplog_record_level(r) == MPLOG_ERROR && !retrying)
+		s->error[i]++;
+	else
+		s->bad++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int *attempts; /* shared with the workers */
+
+static int flaky(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	int n = __atomic_add_fetch(&attempts[i], 1, __ATOMIC_SEQ_CST);
+	if (i == 1 || n < 3)
+		mpg_raise(5, "attempt %d of task %zu fails", n, i);
+	return mpg_task_set_result(t, "", 0);
+}
+
+START_TEST(failed_attempts_that_are_retried_are_warnings)
+{
+	attempts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(attempts, MAP_FAILED);
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	struct retries_seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_retries, &seen, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	mpg_options_set_log(o, agg);
+	ck_assert_int_eq(mpg_options_set_policy(o, MPG_RETRY, 2), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	static const mpg_buf in[2] = {{"", 0}, {"", 0}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, flaky, in, 2, NULL, &res), 0);
+	ck_assert_ptr_null(mpg_results_error(res, 0)); /* third time lucky */
+	ck_assert_ptr_nonnull(mpg_results_error(res, 1));
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg);
+	ck_assert_int_eq(seen.bad, 0);
+	ck_assert_int_eq(seen.warn[0], 2);
+	ck_assert_int_eq(seen.error[0], 0);
+	ck_assert_int_eq(seen.warn[1], 2);
+	ck_assert_int_eq(seen.error[1], 1);
+	munmap(attempts, 4096);
+}
+END_TEST
+
 static Suite *pool_log_suite(void)
 {
 	Suite *s = suite_create("pool-log");
@@ -205,6 +284,7 @@ static Suite *pool_log_suite(void)
 	tcase_add_test(tc, task_logs_reach_the_aggregator_stamped_with_worker_and_task);
 	tcase_add_test(tc, logging_can_be_turned_off_and_is_on_by_default);
 	tcase_add_test(tc, captured_stdout_and_stderr_lines_become_records);
+	tcase_add_test(tc, failed_attempts_that_are_retried_are_warnings);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -191,6 +191,20 @@ struct failure {
 };
 
 /* A task failed in a worker: retry or fail it. */
+/* The error of a failed attempt, symbolized; NULL when out of memory. */
+static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, size_t index,
+				unsigned attempts, const struct failure *f)
+{
+	mpg_error *err = mpg__error_new(f->kind, index, w ? (int)w->slot : -1, w ? w->pid : 0,
+					f->code, f->sig, attempts + 1, f->msg);
+	if (err && f->has_fault)
+		mpg__error_set_fault(err, f->si_code, f->addr);
+	if (err && f->nips)
+		err->backtrace = mpg__symbolize(&p->symcache, w ? &w->modules : NULL, f->ips,
+						f->nips, f->first_exact);
+	return err;
+}
+
 static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
 			   unsigned attempts, const struct failure *f)
 {
@@ -202,16 +216,14 @@ static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job
 		p->stats.tasks_retried++;
 		if (job->pr)
 			job->pr->retried++;
+		/* A failure that a retry may hide still gets its record. */
+		struct delivery d = {.job = job, .index = index, .retrying = true, .free_err = true};
+		if (p->log_writer && (d.err = failure_error(p, w, index, attempts, f)) &&
+		    mpg__add_delivery(p, &d) < 0)
+			mpg__error_free(d.err);
 		return;
 	}
-	mpg_error *err = mpg__error_new(f->kind, index, w ? (int)w->slot : -1, w ? w->pid : 0,
-					f->code, f->sig, attempts + 1, f->msg);
-	if (err && f->has_fault)
-		mpg__error_set_fault(err, f->si_code, f->addr);
-	if (err && f->nips)
-		err->backtrace = mpg__symbolize(&p->symcache, w ? &w->modules : NULL, f->ips,
-						f->nips, f->first_exact);
-	fail_task(p, job, index, err);
+	fail_task(p, job, index, failure_error(p, w, index, attempts, f));
 }
 
 static void task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
@@ -1566,6 +1578,29 @@ static void log_error(struct mpg_pool *p, const mpg_error *e)
 			       e->describe);
 }
 
+/* A failed attempt that will be retried, as a WARN record: the task has
+ * not failed (yet), so it is no ERROR and carries no mpg.kind. */
+static void log_retry(struct mpg_pool *p, const mpg_error *e, unsigned retries)
+{
+	char task[24], worker[16], pid[16], attempt[16];
+	snprintf(task, sizeof task, "%zu", e->task);
+	snprintf(worker, sizeof worker, "%d", e->worker);
+	snprintf(pid, sizeof pid, "%d", (int)e->pid);
+	snprintf(attempt, sizeof attempt, "%u", e->attempts);
+	mplog_kv kv[7] = {
+		{"mpg.retrying", mpg_error_kind_name(e->kind)}, {"mpg.task", task},
+		{"mpg.worker", worker}, {"mpg.pid", pid}, {"mpg.attempt", attempt},
+	};
+	size_t nkv = 5;
+	if (e->sig)
+		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
+	if (e->backtrace && *e->backtrace)
+		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
+	(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, kv, nkv,
+			       "%s; will retry (attempt %u of %u)", e->describe, e->attempts + 1,
+			       retries + 1);
+}
+
 /* Run queued callbacks without the lock; a job ends after its callbacks. */
 static void deliver(struct mpg_pool *p)
 {
@@ -1581,6 +1616,8 @@ static void deliver(struct mpg_pool *p)
 				mpg__progress_deliver(p, d->note);
 				free(d->note);
 				d->note = NULL;
+			} else if (d->retrying) {
+				log_retry(p, d->err, d->job->cfg.retries);
 			} else if (d->err) {
 				log_error(p, d->err);
 				if (d->error_fn)

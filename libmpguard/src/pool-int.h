@@ -425,6 +425,7 @@ struct delivery { /* a callback to run without the lock */
 	mpg_error_fn error_fn;
 	void *error_userdata;
 	bool free_err;
+	bool retrying;              /* err is a failed attempt to be retried: log only */
 	struct mpg__progress_note *note; /* a progress report, owned */
 };
 
