@@ -3,6 +3,7 @@
  * SIGTERM and on request. */
 #include "mpk-test.h"
 #include <mpguard.h>
+#include <mplog.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -241,6 +242,129 @@ START_TEST(sigterm_shuts_services_down_in_reverse_order)
 }
 END_TEST
 
+struct log_seen {
+	pthread_mutex_t lock;
+	int said, printed, failure, restart, gave_up, bad;
+};
+
+static void collect_log(const mplog_record *r, void *ud)
+{
+	struct log_seen *l = ud;
+	size_t len;
+	const char *m = mplog_record_message(r, &len);
+	const char *service = mplog_record_kv_get(r, "mpg.service");
+	pthread_mutex_lock(&l->lock);
+	if (strstr(m, "talker run ")) {
+		/* the service's own record: on its channel, no worker */
+		if (strcmp(mplog_record_channel(r), "talker") == 0 && mplog_record_worker(r) == -1 &&
+		    mplog_record_stream(r) == MPLOG_STREAM_LOG)
+			l->said++;
+		else
+			l->bad++;
+	} else if (strstr(m, "printed by talker")) {
+		if (mplog_record_stream(r) == MPLOG_STREAM_STDOUT &&
+		    strcmp(mplog_record_channel(r), "talker") == 0)
+			l->printed++;
+		else
+			l->bad++;
+	} else if (service && mplog_record_level(r) == MPLOG_ERROR) {
+		const char *bt = mplog_record_kv_get(r, "mpg.backtrace");
+		if (!strcmp(service, "talker") && strstr(m, "service talker (pid ") &&
+		    strstr(m, "died by SIGSEGV") && bt && strstr(bt, "talker"))
+			l->failure++;
+		else
+			l->bad++;
+	} else if (strstr(m, "service talker failed; restart ")) {
+		l->restart++;
+	} else if (strstr(m, "gave up: service talker")) {
+		l->gave_up++;
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* Logs, prints, then crashes: every run. */
+__attribute__((no_sanitize_undefined))
+static int talker(void *ud)
+{
+	int k = run_index((int)(intptr_t)ud);
+	if (mplog_info("talker run %d", k) != 0)
+		return 99;
+	printf("printed by talker %d\n", k);
+	fflush(stdout);
+	return (int)*nowhere;
+}
+
+static atomic_int named_errors;
+static void count_named(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	if (mpg_error_service(e) && !strcmp(mpg_error_service(e), "talker") &&
+	    mpg_error_worker(e) == 0 && strstr(mpg_error_describe(e), "service talker (pid "))
+		atomic_fetch_add(&named_errors, 1);
+}
+
+START_TEST(services_log_to_the_supervisors_aggregator)
+{
+	setup();
+	struct log_seen l = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_log, &l, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "talker", talker, (void *)(intptr_t)0,
+					    MPG_RESTART_PERMANENT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, agg), 0);
+	ck_assert_ptr_eq(mpg_supervisor_log(s), agg);
+	ck_assert_int_eq(mpg_supervisor_set_capture(s, MPG_CAPTURE_STDOUT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 2, 60000), 0);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 1, 10), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, count_named, NULL), 0);
+	atomic_store(&named_errors, 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), -ECANCELED);
+	/* Delivered before run() returned: no flush needed here. */
+	pthread_mutex_lock(&l.lock);
+	ck_assert_int_eq(l.bad, 0);
+	ck_assert_int_eq(l.said, 3);
+	ck_assert_int_eq(l.printed, 3);
+	ck_assert_int_eq(l.failure, 3);
+	ck_assert_int_eq(l.restart, 2);
+	ck_assert_int_eq(l.gave_up, 1);
+	pthread_mutex_unlock(&l.lock);
+	ck_assert_int_eq(atomic_load(&named_errors), 3);
+	const mpg_error *e = mpg_supervisor_error(s);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(mpg_error_service(e), "talker");
+	mpg_supervisor_free(s);
+	mplog_aggregator_free(agg);
+	mpk_assert_no_children();
+}
+END_TEST
+
+static int log_result(void *ud)
+{
+	(void)ud;
+	return mplog_info("anyone?") == -ENOTCONN ? 0 : 1;
+}
+
+START_TEST(services_log_by_default_and_not_when_turned_off)
+{
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_ptr_nonnull(mpg_supervisor_log(s)); /* the default, to stderr */
+	ck_assert_int_eq(mpg_supervisor_set_log(s, NULL), 0);
+	ck_assert_ptr_null(mpg_supervisor_log(s));
+	ck_assert_int_eq(mpg_supervisor_add(s, "mute", log_result, NULL, MPG_RESTART_TRANSIENT), 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), 0); /* returned 0: -ENOTCONN seen */
+	ck_assert_int_eq(mpg_supervisor_set_capture(s, 4), -EINVAL);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+}
+END_TEST
+
 START_TEST(supervisor_rejects_bad_input)
 {
 	mpg_supervisor *s;
@@ -269,6 +393,8 @@ static Suite *supervisor_suite(void)
 	tcase_add_test(tc, restart_delay_backs_off_exponentially);
 	tcase_add_test(tc, sigterm_shuts_services_down_in_reverse_order);
 	tcase_add_test(tc, supervisor_rejects_bad_input);
+	tcase_add_test(tc, services_log_to_the_supervisors_aggregator);
+	tcase_add_test(tc, services_log_by_default_and_not_when_turned_off);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -487,6 +487,11 @@ MPG_EXPORT int mpg_error_fault(const mpg_error *err, int *si_code, uintptr_t *ad
 /** One line for humans, e.g. "task 7 failed on worker 1 (pid 4242):
  *  killed by SIGKILL (perhaps out of memory)". */
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);
+/** For a supervised service's failure: the service's name (then
+ *  mpg_error_task() and mpg_error_worker() are its index, and the
+ *  description reads "service NAME (pid P) ..."); NULL for a task.
+ *  Since 0.1. */
+MPG_EXPORT const char *mpg_error_service(const mpg_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Supervised long-running workers                                          */
@@ -540,6 +545,30 @@ MPG_EXPORT int mpg_supervisor_set_shutdown_timeout(mpg_supervisor *sup, unsigned
 /** Called (in mpg_supervisor_run()'s thread) for every failure. */
 MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *sup, mpg_error_fn fn,
 						 void *userdata);
+
+/**
+ * mpg_supervisor_set_log - where the services' mplog_* records and the
+ * supervisor's own (each failure as an ERROR record with mpg.kind,
+ * mpg.service, mpg.pid, mpg.code, mpg.signal and mpg.backtrace; each
+ * restart; giving up) go. Default: an aggregator of the supervisor's own,
+ * text on stderr, run on a thread of its own during mpg_supervisor_run().
+ * @log: the caller's aggregator instead (it must outlive the supervisor's
+ * runs and be dispatched by another thread, e.g. mplog_aggregator_start()),
+ * or NULL for no log (mplog_* calls in services then return -ENOTCONN).
+ * A service's records come on a channel named after the service.
+ * Everything a service wrote is delivered before mpg_supervisor_run()
+ * returns. Returns 0, -EINVAL, -EBUSY (running). Since 0.1.
+ */
+MPG_EXPORT int mpg_supervisor_set_log(mpg_supervisor *sup, mplog_aggregator *log);
+
+/** The aggregator the records go to (creating the default one, to which
+ *  sinks may be added), or NULL: none, or out of memory. Since 0.1. */
+MPG_EXPORT mplog_aggregator *mpg_supervisor_log(mpg_supervisor *sup);
+
+/** Also turn each line the services print on stdout and/or stderr
+ *  (MPG_CAPTURE_STDOUT, MPG_CAPTURE_STDERR) into a record of the log
+ *  (none without a log). Returns 0, -EINVAL, -EBUSY. Since 0.1. */
+MPG_EXPORT int mpg_supervisor_set_capture(mpg_supervisor *sup, unsigned flags);
 
 /**
  * mpg_supervisor_run - start the services in the order they were added and

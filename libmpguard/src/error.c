@@ -28,12 +28,44 @@ MPG_EXPORT const char *mpg_error_kind_name(mpg_error_kind kind)
 	return kind_names[kind];
 }
 
+/* "service indexer (pid 4242) exited with status 3". */
+static char *describe_service(const mpg_error *e)
+{
+	char who[160];
+	if (e->pid > 0)
+		snprintf(who, sizeof who, "service %.100s (pid %d)", e->service, (int)e->pid);
+	else
+		snprintf(who, sizeof who, "service %.100s", e->service);
+	char *s = NULL;
+	int n;
+	switch (e->kind) {
+	case MPG_ERR_RAISED:
+		n = asprintf(&s, "%s raised error %d: %s", who, e->code, e->message);
+		break;
+	case MPG_ERR_EXITED:
+		n = asprintf(&s, "%s exited with status %d", who, e->code);
+		break;
+	case MPG_ERR_SIGNALED:
+	case MPG_ERR_KILLED:
+		n = asprintf(&s, "%s %s by SIG%s: %s", who,
+			     e->kind == MPG_ERR_SIGNALED ? "died" : "killed",
+			     mpg__signal_name(e->sig), e->message);
+		break;
+	default:
+		n = asprintf(&s, "%s %s: %s", who, mpg_error_kind_name(e->kind), e->message);
+		break;
+	}
+	return n < 0 ? NULL : s;
+}
+
 static char *describe(const mpg_error *e)
 {
 	char where[96];
 	char *s = NULL;
 	int n;
 
+	if (e->service)
+		return describe_service(e);
 	if (e->worker >= 0)
 		snprintf(where, sizeof where, "worker %d (pid %d)", e->worker, (int)e->pid);
 	else
@@ -94,6 +126,21 @@ mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pi
 	return e;
 }
 
+int mpg__error_set_service(mpg_error *e, const char *name)
+{
+	char *copy = strdup(name);
+	if (!copy)
+		return -ENOMEM;
+	free(e->service);
+	e->service = copy;
+	char *d = describe(e);
+	if (!d)
+		return -ENOMEM;
+	free(e->describe);
+	e->describe = d;
+	return 0;
+}
+
 void mpg__error_set_fault(mpg_error *e, int si_code, uint64_t addr)
 {
 	e->has_fault = true;
@@ -109,6 +156,10 @@ mpg_error *mpg__error_dup(const mpg_error *src)
 		e->backtrace = strdup(src->backtrace);
 	if (e && src->has_fault)
 		mpg__error_set_fault(e, src->si_code, src->addr);
+	if (e && src->service && mpg__error_set_service(e, src->service) < 0) {
+		mpg__error_free(e);
+		return NULL;
+	}
 	return e;
 }
 
@@ -119,6 +170,7 @@ void mpg__error_free(mpg_error *e)
 	free(e->message);
 	free(e->backtrace);
 	free(e->describe);
+	free(e->service);
 	free(e);
 }
 
@@ -132,6 +184,7 @@ MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *e) { return e ? e->attem
 MPG_EXPORT const char *mpg_error_message(const mpg_error *e) { return e ? e->message : NULL; }
 MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *e) { return e ? e->backtrace : NULL; }
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *e) { return e ? e->describe : NULL; }
+MPG_EXPORT const char *mpg_error_service(const mpg_error *e) { return e ? e->service : NULL; }
 
 MPG_EXPORT int mpg_error_fault(const mpg_error *e, int *si_code, uintptr_t *address)
 {

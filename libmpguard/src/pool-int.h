@@ -121,11 +121,14 @@ struct mpg_error {
 	char *message;
 	char *backtrace;
 	char *describe;
+	char *service;    /* a supervised service's name, or NULL for a task */
 };
 
 mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
 			  int code, int sig, unsigned attempts, const char *message);
 void mpg__error_free(mpg_error *err);
+/* Make err a failure of service `name` (its description says so). */
+int mpg__error_set_service(mpg_error *err, const char *name);
 void mpg__error_set_fault(mpg_error *err, int si_code, uint64_t addr);
 mpg_error *mpg__error_dup(const mpg_error *err);
 const char *mpg__signal_name(int sig);

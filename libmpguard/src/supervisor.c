@@ -56,6 +56,10 @@ struct mpg_supervisor {
 	unsigned nrestart_times, restart_head;
 	int stopfd;                 /* eventfd: mpg_supervisor_stop() */
 	struct mpg__symcache symcache;
+	mplog_aggregator *log;      /* where records go: the caller's, our own, or none */
+	bool log_set;               /* the caller chose (maybe none) */
+	bool own_log;
+	unsigned capture;           /* MPG_CAPTURE_*: services' stdout/stderr as records */
 };
 
 MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
@@ -97,6 +101,8 @@ MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *s)
 	free(s->restart_times);
 	mpg__error_free(s->give_up_error);
 	mpg__symcache_free(&s->symcache);
+	if (s->own_log)
+		mplog_aggregator_free(s->log);
 	mpg__fdreg_del(s->stopfd);
 	close(s->stopfd);
 	free(s);
@@ -164,6 +170,58 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *s, mpg_error_fn
 	return 0;
 }
 
+/* The default log: an aggregator of our own, text to stderr. */
+static int own_log_new(mpg_supervisor *s)
+{
+	mplog_aggregator *a;
+	mplog_sink *sink;
+	int r = mplog_aggregator_new(&a);
+	if (r < 0)
+		return r;
+	if ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
+				   &sink)) < 0 ||
+	    (r = mplog_aggregator_add_sink(a, sink)) < 0) {
+		mplog_aggregator_free(a);
+		return r;
+	}
+	s->log = a;
+	s->own_log = true;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_set_log(mpg_supervisor *s, mplog_aggregator *log)
+{
+	if (!s)
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	if (s->own_log)
+		mplog_aggregator_free(s->log);
+	s->own_log = false;
+	s->log = log;
+	s->log_set = true;
+	return 0;
+}
+
+MPG_EXPORT mplog_aggregator *mpg_supervisor_log(mpg_supervisor *s)
+{
+	if (!s)
+		return NULL;
+	if (!s->log_set && !s->own_log && !s->running)
+		(void)own_log_new(s);
+	return s->log;
+}
+
+MPG_EXPORT int mpg_supervisor_set_capture(mpg_supervisor *s, unsigned flags)
+{
+	if (!s || (flags & ~(unsigned)(MPG_CAPTURE_STDOUT | MPG_CAPTURE_STDERR)))
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	s->capture = flags;
+	return 0;
+}
+
 MPG_EXPORT int mpg_supervisor_stop(mpg_supervisor *s)
 {
 	if (!s)
@@ -197,7 +255,47 @@ struct run {
 	int stop_index;          /* shutdown: the service being stopped, -1 none */
 	uint64_t stop_deadline;
 	bool stop_killed;
+	mplog_writer *log;       /* the supervisor's own records, or NULL */
 };
+
+/* One of service i's pipes to the aggregator: the read end becomes a
+ * channel named after the service, the write end (returned, or -1) goes
+ * to the service. */
+static int aggregator_pipe(struct run *r, unsigned i, mplog_stream stream)
+{
+	int lp[2];
+	if (pipe2(lp, O_CLOEXEC) < 0)
+		return -1;
+	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
+	if (mplog_aggregator_add(r->s->log, lp[0], stream, r->s->svc[i].name, -1) < 0) {
+		mpg__fdreg_del(lp[1]);
+		close(lp[1]);
+		return -1; /* the aggregator closed lp[0] */
+	}
+	return lp[1];
+}
+
+/* A failure, a restart, giving up: records in the merged log, with the
+ * same keys as a pool's failed tasks (mpg.service instead of mpg.task). */
+static void log_failure(struct run *r, mplog_level level, const mpg_error *e, const char *prefix)
+{
+	if (!r->log || !e)
+		return;
+	char pid[16], code[16];
+	snprintf(pid, sizeof pid, "%d", (int)e->pid);
+	snprintf(code, sizeof code, "%d", e->code);
+	mplog_kv kv[6] = {
+		{"mpg.kind", mpg_error_kind_name(e->kind)}, {"mpg.service", e->service ? e->service : ""},
+		{"mpg.pid", pid}, {"mpg.code", code},
+	};
+	size_t nkv = 4;
+	if (e->sig)
+		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
+	if (e->backtrace && *e->backtrace)
+		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
+	(void)mplog_writer_log(r->log, level, NULL, 0, NULL, kv, nkv, "%s%s", prefix,
+			       e->describe);
+}
 
 #define TAG_CTL 1u
 #define TAG_SIG 2u
@@ -210,8 +308,24 @@ static int start_service(struct run *r, unsigned i)
 	int sp[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
 		return -errno;
-	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], NULL);
+	/* Its log pipe, and its stdout/stderr if captured: its death is each
+	 * channel's EOF, after which the aggregator drains and closes it. */
+	int io[3] = {-1, -1, -1};
+	if (r->s->log) {
+		io[0] = aggregator_pipe(r, i, MPLOG_STREAM_LOG);
+		if (r->s->capture & MPG_CAPTURE_STDOUT)
+			io[1] = aggregator_pipe(r, i, MPLOG_STREAM_STDOUT);
+		if (r->s->capture & MPG_CAPTURE_STDERR)
+			io[2] = aggregator_pipe(r, i, MPLOG_STREAM_STDERR);
+	}
+	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], io);
 	close(sp[1]);
+	for (int k = 0; k < 3; k++) {
+		if (io[k] >= 0) {
+			mpg__fdreg_del(io[k]);
+			close(io[k]);
+		}
+	}
 	if (e < 0) {
 		close(sp[0]);
 		return e;
@@ -319,13 +433,12 @@ static mpg_error *failure_of(struct run *r, unsigned i, int status, bool stopped
 	mpg_error *e = NULL;
 	char msg[MPG_MAX_MESSAGE + 128];
 	if (rep.ended) {
-		snprintf(msg, sizeof msg, "service %s: %s", sv->name, rep.msg);
-		e = mpg__error_new(MPG_ERR_RAISED, i, (int)i, sv->pid, rep.code, 0, 1, msg);
+		e = mpg__error_new(MPG_ERR_RAISED, i, (int)i, sv->pid, rep.code, 0, 1, rep.msg);
 		if (e && rep.nips)
 			e->backtrace = mpg__symbolize(&r->s->symcache, &rep.mods, rep.ips, rep.nips, false);
 	} else if (WIFEXITED(status)) {
 		if (WEXITSTATUS(status) != 0) {
-			snprintf(msg, sizeof msg, "service %s exited with status %d", sv->name,
+			snprintf(msg, sizeof msg, "the service exited with status %d",
 				 WEXITSTATUS(status));
 			e = mpg__error_new(MPG_ERR_EXITED, i, (int)i, sv->pid, WEXITSTATUS(status), 0, 1,
 					   msg);
@@ -335,10 +448,10 @@ static mpg_error *failure_of(struct run *r, unsigned i, int status, bool stopped
 		bool crash = rep.crashed && (int)rep.crash.signo == sig;
 		if (crash) {
 			const char *desc, *name = mpg__si_code_name(sig, rep.crash.code, &desc);
-			snprintf(msg, sizeof msg, "service %s: %s (%s: %s) at address 0x%" PRIx64,
-				 sv->name, strsignal(sig), name, desc, rep.crash.addr);
+			snprintf(msg, sizeof msg, "%s (%s: %s) at address 0x%" PRIx64, strsignal(sig),
+				 name, desc, rep.crash.addr);
 		} else {
-			snprintf(msg, sizeof msg, "service %s: %s%s", sv->name, strsignal(sig),
+			snprintf(msg, sizeof msg, "%s%s", strsignal(sig),
 				 sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" : "");
 		}
 		e = mpg__error_new(crash || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
@@ -351,6 +464,10 @@ static mpg_error *failure_of(struct run *r, unsigned i, int status, bool stopped
 		}
 	}
 	mpg__modlist_free(&rep.mods);
+	if (e && mpg__error_set_service(e, sv->name) < 0) {
+		mpg__error_free(e);
+		e = NULL;
+	}
 	return e;
 }
 
@@ -436,6 +553,7 @@ static void service_exited(struct run *r, unsigned i, int status)
 	sv->sock = -1;
 	sv->pid = 0;
 	uint64_t now = mpg__now_ns();
+	log_failure(r, MPLOG_ERROR, e, "");
 	if (e && s->on_error)
 		s->on_error(e, s->on_error_userdata);
 	bool restart = !r->stopping && (sv->restart == MPG_RESTART_PERMANENT ||
@@ -455,6 +573,13 @@ static void service_exited(struct run *r, unsigned i, int status)
 						  e ? e->code : 0, e ? e->sig : 0, sv->restarts + 1, msg);
 		if (s->give_up_error && e && e->backtrace)
 			s->give_up_error->backtrace = strdup(e->backtrace);
+		if (s->give_up_error && mpg__error_set_service(s->give_up_error, sv->name) < 0) {
+			mpg__error_free(s->give_up_error);
+			s->give_up_error = NULL;
+		}
+		if (r->log)
+			(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, NULL, 0,
+					       "supervisor %s; shutting the others down", msg);
 		sv->state = SVC_DONE;
 		mpg__error_free(e);
 		begin_shutdown(r, -ECANCELED);
@@ -467,7 +592,12 @@ static void service_exited(struct run *r, unsigned i, int status)
 		sv->failures_in_row++;
 	sv->restarts++;
 	sv->state = SVC_WAITING;
-	sv->restart_at = now + (e ? backoff_ns(s, sv->failures_in_row) : 0);
+	uint64_t wait = e ? backoff_ns(s, sv->failures_in_row) : 0;
+	sv->restart_at = now + wait;
+	if (r->log)
+		(void)mplog_writer_log(r->log, e ? MPLOG_WARN : MPLOG_INFO, NULL, 0, NULL, NULL, 0,
+				       "service %s %s; restart %u in %" PRIu64 " ms", sv->name,
+				       e ? "failed" : "ended", sv->restarts, wait / 1000000u);
 	mpg__error_free(e);
 }
 
@@ -588,6 +718,13 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	ret = mpg__forkserver_start(&r.cfg, &r.ctl, &r.server);
 	if (ret < 0)
 		goto out;
+	/* After the fork server: its fork happens before the log's thread. */
+	if (!s->log_set && !s->own_log && (ret = own_log_new(s)) < 0)
+		goto out;
+	if (s->own_log && (ret = mplog_aggregator_start(s->log)) < 0)
+		goto out;
+	if (s->log && (ret = mplog_aggregator_writer(s->log, &r.log)) < 0)
+		goto out;
 	struct {
 		int fd;
 		uint64_t tag;
@@ -675,6 +812,13 @@ out:
 		}
 	}
 	munmap(r.cfg.status, sizeof(struct mpg__wstatus) * s->n);
+	/* The merged log holds everything the services wrote before run()
+	 * returns: they are all gone, so their pipes are at EOF. */
+	mplog_writer_free(r.log);
+	if (s->own_log)
+		(void)mplog_aggregator_stop(s->log);
+	else if (s->log)
+		(void)mplog_aggregator_flush(s->log);
 	/* Signals that arrived during the run were consumed; restore. */
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	s->running = false;

@@ -689,7 +689,8 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 		mplog_set_default_writer(writer);
 		W.logging = true;
 	}
-	mplog_set_context((int)slot, -1);
+	/* A service's records are known by their channel, the service's name. */
+	mplog_set_context(cfg->services ? -1 : (int)slot, -1);
 	send_modules_if_changed();
 	if (cfg->pause & MPG_PAUSE_AT_START) {
 		mplog_warn("worker %u (pid %d) paused at start for a debugger, up to %u s: "
