@@ -74,6 +74,15 @@ static const char worker_line[] =
 	"world\",\"attributes\":{\"process.pid\":201,\"mpkit.worker\":1,\"mpkit.task\":3,"
 	"\"log.iostream\":\"stderr\",\"k\":\"v\",\"n\":5}}";
 
+static const char service_line[] =
+	"{\"timestamp\":3000000000000000000,\"severity_text\":\"ERROR\",\"body\":\"service "
+	"fetcher (pid 301) died by SIGSEGV: boom\",\"attributes\":{\"process.pid\":100,"
+	"\"mpg.kind\":\"signaled\",\"mpg.service\":\"fetcher\",\"mpg.pid\":\"301\","
+	"\"mpg.code\":\"0\",\"mpg.signal\":\"SEGV\"}}";
+static const char service_says_line[] =
+	"{\"timestamp\":2500000000000000000,\"severity_text\":\"INFO\",\"body\":\"fetching\","
+	"\"attributes\":{\"process.pid\":301,\"mpkit.channel\":\"fetcher\"}}";
+
 static bool matches(struct mt_filter *f, const char *line)
 {
 	json_tokener *tok = json_tokener_new();
@@ -110,6 +119,13 @@ START_TEST(records_parse_with_every_attribute)
 	ck_assert_int_eq(mt_record_pid(&r), 201);
 	ck_assert_int_eq(mt_record_task(&r), 4);
 	ck_assert_str_eq(r.backtrace, "#0 f\n#1 g\n");
+	ck_assert_str_eq(mt_record_channel(&r), "");
+	mt_record_clear(&r);
+	ck_assert_int_eq(mt_record_parse(tok, service_line, strlen(service_line), &r, &why), 0);
+	ck_assert_str_eq(r.service, "fetcher");
+	ck_assert_str_eq(mt_record_channel(&r), "fetcher"); /* the failed service's */
+	ck_assert_int_eq(mt_record_pid(&r), 301);
+	ck_assert_int_eq(mt_record_worker(&r), -1);
 	mt_record_clear(&r);
 	const char *bad[] = {"garbage", "{\"timestamp\":1", "[1,2]", "{} x", "\"s\"", "{\"a\":}"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -160,6 +176,12 @@ START_TEST(filters_combine_and_know_failed_tasks)
 	f.since = 1000000000000000001ull;
 	ck_assert(!matches(&f, worker_line));
 	mt_filter_free(&f);
+	f.min_level = MPLOG_TRACE;
+	ck_assert_int_eq(mt_names_add(&f.channels, "fetcher"), 0);
+	ck_assert(matches(&f, service_line) && matches(&f, service_says_line) &&
+		  !matches(&f, worker_line) && !matches(&f, failed_line));
+	ck_assert_int_eq(mt_names_add(&f.channels, "a,,b"), -EINVAL);
+	mt_filter_free(&f);
 	struct mt_idset s = {0};
 	ck_assert_int_eq(mt_idset_add(&s, "1,x"), -EINVAL);
 	ck_assert_int_eq(mt_idset_add(&s, "-1"), -EINVAL);
@@ -187,13 +209,18 @@ START_TEST(text_form_shows_fields_and_escapes_control_characters)
 	ck_assert_int_eq(mt_record_parse(tok, failed_line, strlen(failed_line), &r, &why), 0);
 	mt_format_text(mem, &r, false, true);
 	mt_record_clear(&r);
+	ck_assert_int_eq(mt_record_parse(tok, service_line, strlen(service_line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
 	fclose(mem);
 	ck_assert_str_eq(out,
 			 "2001-09-09 01:46:40.000000 WARN  red \\x1b[31m\n    next k=\"a b\"\n"
 			 "2001-09-09 01:46:40.000000 INFO  [w1 pid 201 task 3 stderr] hello\\x00 world"
 			 " k=v n=5\n"
 			 "2033-05-18 03:33:20.000000 ERROR [w1 pid 201 task 4] task 4: worker 1 died"
-			 " mpg.kind=signaled mpg.code=0 mpg.signal=SEGV\n    #0 f\n    #1 g\n");
+			 " mpg.kind=signaled mpg.code=0 mpg.signal=SEGV\n    #0 f\n    #1 g\n"
+			 "2065-01-24 05:20:00.000000 ERROR [fetcher pid 301] service fetcher (pid 301)"
+			 " died by SIGSEGV: boom mpg.kind=signaled mpg.code=0 mpg.signal=SEGV\n");
 	free(out);
 	json_tokener_free(tok);
 }

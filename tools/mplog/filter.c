@@ -43,6 +43,34 @@ static bool ids_match(const struct mt_idset *s, long long own, long long mpg)
 	return !s->n || (own >= 0 && idset_has(s, own)) || (mpg >= 0 && idset_has(s, mpg));
 }
 
+int mt_names_add(struct mt_names *s, const char *arg)
+{
+	const char *p = arg;
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		if (!n)
+			return -EINVAL;
+		char **nv = realloc(s->v, (s->n + 1) * sizeof *nv);
+		if (!nv)
+			return -ENOMEM;
+		s->v = nv;
+		if (!(s->v[s->n] = strndup(p, n)))
+			return -ENOMEM;
+		s->n++;
+		if (!p[n])
+			return 0;
+		p += n + 1;
+	}
+}
+
+static bool names_match(const struct mt_names *s, const char *name)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (!strcmp(s->v[i], name))
+			return true;
+	return !s->n;
+}
+
 int mt_streams_add(unsigned *streams, const char *arg)
 {
 	static const char *const names[] = {"log", "stdout", "stderr"};
@@ -92,6 +120,8 @@ bool mt_filter_match(const struct mt_filter *f, const struct mt_record *r)
 	    !ids_match(&f->pids, r->pid, r->kind ? r->mpg_pid : -1) ||
 	    !ids_match(&f->tasks, r->task, r->kind ? r->mpg_task : -1))
 		return false;
+	if (!names_match(&f->channels, r->channel) && !names_match(&f->channels, mt_record_channel(r)))
+		return false;
 	if (f->has_grep) {
 		/* REG_STARTEND: the whole body, NUL bytes included. */
 		regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)r->body_len};
@@ -106,6 +136,9 @@ void mt_filter_free(struct mt_filter *f)
 	free(f->workers.v);
 	free(f->pids.v);
 	free(f->tasks.v);
+	for (size_t i = 0; i < f->channels.n; i++)
+		free(f->channels.v[i]);
+	free(f->channels.v);
 	if (f->has_grep)
 		regfree(&f->grep);
 	*f = (struct mt_filter){0};

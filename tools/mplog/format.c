@@ -71,7 +71,7 @@ static bool hidden_kv(const struct mt_record *r, const char *key)
 {
 	return !strcmp(key, "mpg.backtrace") ||
 	       (r->kind && (!strcmp(key, "mpg.task") || !strcmp(key, "mpg.worker") ||
-			    !strcmp(key, "mpg.pid")));
+			    !strcmp(key, "mpg.pid") || !strcmp(key, "mpg.service")));
 }
 
 void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
@@ -88,7 +88,8 @@ void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
 	fprintf(out, "%s%s%s ", color ? level_color[r->level] : "", level_tag[r->level],
 		color ? RESET : "");
 	long long worker = mt_record_worker(r), pid = mt_record_pid(r), task = mt_record_task(r);
-	if (worker < 0 && !*r->channel && pid < 0 && task < 0 && r->stream == MT_STREAM_LOG)
+	const char *channel = mt_record_channel(r);
+	if (worker < 0 && !*channel && pid < 0 && task < 0 && r->stream == MT_STREAM_LOG)
 		goto message; /* from nobody in particular: no brackets */
 	fputc('[', out);
 	if (color && worker >= 0)
@@ -97,8 +98,8 @@ void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
 	if (worker >= 0) {
 		fprintf(out, "w%lld", worker);
 		sep = " ";
-	} else if (*r->channel) {
-		fprintf(out, "%.40s", r->channel);
+	} else if (*channel) {
+		fprintf(out, "%.40s", channel);
 		sep = " ";
 	}
 	if (pid >= 0) {

@@ -27,6 +27,7 @@ static const struct option options[] = {
 	{"worker", required_argument, NULL, 'w'},
 	{"pid", required_argument, NULL, 'p'},
 	{"task", required_argument, NULL, 't'},
+	{"channel", required_argument, NULL, 'c'},
 	{"level", required_argument, NULL, 'l'},
 	{"grep", required_argument, NULL, 'g'},
 	{"ignore-case", no_argument, NULL, 'i'},
@@ -63,6 +64,8 @@ static void usage(FILE *out)
 	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
 	      "  -p, --pid P[,P]     records of these processes (repeatable)\n"
 	      "  -t, --task T[,T]    records of these tasks (repeatable)\n"
+	      "  -c, --channel C[,C] records of these channels: a supervised service's\n"
+	      "                      name, or worker-N (repeatable)\n"
 	      "  -l, --level L       at least this level (trace debug info notice warn\n"
 	      "                      error fatal)\n"
 	      "  -g, --grep REGEX    message matches this POSIX extended regex\n"
@@ -243,7 +246,7 @@ int main(int argc, char **argv)
 	const char *grep = NULL, *lines = NULL;
 	int status = EXIT_OK, opt;
 	char err[256];
-	while ((opt = getopt_long(argc, argv, "w:p:t:l:g:ijn:fFhV", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "w:p:t:c:l:g:ijn:fFhV", options, NULL)) != -1) {
 		uint64_t *when = NULL;
 		switch (opt) {
 		case 'w':
@@ -254,6 +257,16 @@ int main(int argc, char **argv)
 							  : &c.filter.tasks;
 			if (mt_idset_add(s, optarg) < 0)
 				status = usage_error("not a number or comma list: '%s'", optarg);
+			break;
+		}
+		case 'c': {
+			int r = mt_names_add(&c.filter.channels, optarg);
+			if (r == -ENOMEM) {
+				fputs("mplog: out of memory\n", stderr);
+				status = EXIT_RUNTIME;
+			} else if (r < 0) {
+				status = usage_error("not a channel name or comma list: '%s'", optarg);
+			}
 			break;
 		}
 		case 'l':

@@ -36,6 +36,7 @@ struct mt_record {
 	const char *kind;      /* mpg.kind of a failed-task record, else NULL */
 	const char *signal;    /* mpg.signal, "" when absent */
 	const char *backtrace; /* mpg.backtrace, "" when absent */
+	const char *service;   /* mpg.service of a failed service, "" when absent */
 	struct mt_kv *kv;      /* every other attribute, in order */
 	size_t nkv;
 };
@@ -51,6 +52,8 @@ void mt_record_clear(struct mt_record *r);
 long long mt_record_worker(const struct mt_record *r);
 long long mt_record_pid(const struct mt_record *r);
 long long mt_record_task(const struct mt_record *r);
+/* Its channel: for a supervised service's failure, the service's name. */
+const char *mt_record_channel(const struct mt_record *r);
 
 /* ---- timeparse.c ------------------------------------------------------- */
 
@@ -66,8 +69,14 @@ struct mt_idset {
 	size_t n;
 };
 
+struct mt_names {
+	char **v;
+	size_t n;
+};
+
 struct mt_filter {
 	struct mt_idset workers, pids, tasks; /* empty: any */
+	struct mt_names channels;             /* empty: any */
 	mplog_level min_level;
 	bool has_grep, has_since, has_until;
 	regex_t grep;
@@ -77,6 +86,8 @@ struct mt_filter {
 
 /* Add the comma-separated non-negative integers of arg. 0 or -EINVAL. */
 int mt_idset_add(struct mt_idset *s, const char *arg);
+/* Add the comma-separated non-empty names of arg. 0, -EINVAL or -ENOMEM. */
+int mt_names_add(struct mt_names *s, const char *arg);
 /* Add "stdout", "stderr" or "log" (comma list). 0 or -EINVAL. */
 int mt_streams_add(unsigned *streams, const char *arg);
 /* Compile an extended regex; on failure, err gets regerror()'s text. */

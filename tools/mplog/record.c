@@ -112,6 +112,8 @@ static int parse_attributes(json_object *attrs, struct mt_record *r)
 				r->signal = as_str(v);
 			else if (!strcmp(key, "mpg.backtrace"))
 				r->backtrace = as_str(v);
+			else if (!strcmp(key, "mpg.service"))
+				r->service = as_str(v);
 			r->kv[r->nkv++] = (struct mt_kv){key, as_str(v)};
 		}
 	}
@@ -123,7 +125,7 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 {
 	*r = (struct mt_record){.pid = -1, .worker = -1, .task = -1, .mpg_pid = -1,
 				.mpg_worker = -1, .mpg_task = -1, .channel = "", .file = "",
-				.func = "", .signal = "", .backtrace = "", .body = ""};
+				.func = "", .signal = "", .backtrace = "", .service = "", .body = ""};
 	if (len > INT_MAX) {
 		*why = "line too long";
 		return -EINVAL;
@@ -186,6 +188,11 @@ long long mt_record_worker(const struct mt_record *r)
 long long mt_record_pid(const struct mt_record *r)
 {
 	return r->kind && r->mpg_pid >= 0 ? r->mpg_pid : r->pid;
+}
+
+const char *mt_record_channel(const struct mt_record *r)
+{
+	return r->kind && *r->service ? r->service : r->channel;
 }
 
 long long mt_record_task(const struct mt_record *r)
