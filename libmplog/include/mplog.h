@@ -323,8 +323,9 @@ typedef struct mplog_sink mplog_sink;
 
 /** Output formats of fd and file sinks. Since 0.1. */
 typedef enum mplog_format {
-	/* One human line per record: time, level, worker/pid/task, message,
-	 * key-values, source location. */
+	/* Text for humans, a line per record: time, level, worker/pid/task,
+	 * message, key-values, source location; a message or value of several
+	 * lines continues on indented lines below. */
 	MPLOG_FORMAT_TEXT = 0,
 	/* JSON lines, one object per record, OpenTelemetry log data model:
 	 * "timestamp", "observed_timestamp" (integers, ns since the epoch),
