@@ -5,6 +5,7 @@
 #include <mpguard.h>
 
 #include <dlfcn.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -192,6 +193,68 @@ START_TEST(worker_killed_mid_task_neither_hangs_nor_loses_tasks)
 	mpg_pool_free(p);
 	close(pfd[0]);
 	close(pfd[1]);
+}
+END_TEST
+
+static int plus_one(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t y = input_of(in) + 1;
+	return mpg_task_set_result(t, &y, 8);
+}
+
+struct lost_call {
+	mpg_pool *pool;
+	int64_t x[2], y[2];
+	mpg_results *res;
+	int rc;
+	atomic_bool done;
+};
+
+static void *lost_call_main(void *arg)
+{
+	struct lost_call *c = arg;
+	c->rc = mpg_map_array(c->pool, plus_one, c->x, 8, 2, c->y, 8, NULL, &c->res);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+/* Workers paused at start hold their tasks without running them; killing
+ * each one loses them again, until they fail, named for what they are. */
+START_TEST(tasks_lost_again_and_again_fail_with_their_true_attempt_count)
+{
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_pause(o, MPG_PAUSE_AT_START, 60000), 0);
+	ck_assert_int_eq(mpg_options_set_control(o, 0), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	struct lost_call c = {.pool = p, .x = {1, 2}};
+	pthread_t th;
+	pthread_create(&th, NULL, lost_call_main, &c);
+	pid_t last = 0;
+	while (!atomic_load(&c.done)) {
+		pid_t pid = mpg_pool_worker_pid(p, 0);
+		if (pid > 0 && pid != last) {
+			kill(pid, SIGKILL);
+			last = pid;
+		} else {
+			poll(NULL, 0, 1); /* the replacement is on its way */
+		}
+	}
+	pthread_join(th, NULL);
+	ck_assert_int_eq(c.rc, 0);
+	ck_assert_uint_eq(mpg_results_failed(c.res), 2);
+	for (int i = 0; i < 2; i++) {
+		const mpg_error *e = mpg_results_error(c.res, (size_t)i);
+		ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_KILLED);
+		ck_assert_uint_eq(mpg_error_attempts(e), 1);
+		ck_assert_msg(!strstr(mpg_error_describe(e), "attempts"), "%s", mpg_error_describe(e));
+	}
+	mpg_results_free(c.res);
+	mpg_pool_free(p);
 }
 END_TEST
 
@@ -856,6 +919,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, exit_in_a_task_fails_only_that_task);
 	tcase_add_test(tc, fatal_signals_are_reported_as_signaled);
 	tcase_add_test(tc, worker_killed_mid_task_neither_hangs_nor_loses_tasks);
+	tcase_add_test(tc, tasks_lost_again_and_again_fail_with_their_true_attempt_count);
 	tcase_add_test(tc, garbage_from_a_worker_is_a_protocol_error_of_that_task);
 	tcase_add_test(tc, every_task_ends_exactly_once_under_raise_crash_exit_abort_and_hang);
 	suite_add_tcase(s, tc);

@@ -188,6 +188,7 @@ struct failure {
 	const uint64_t *ips;       /* raw backtrace, symbolized if the task fails for good */
 	unsigned nips;
 	bool first_exact;          /* ips[0] is the faulting instruction itself */
+	bool no_retry;             /* fails for good, whatever the policy */
 };
 
 /* A task failed in a worker: retry or fail it. */
@@ -210,7 +211,7 @@ static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job
 {
 	if (job->cancelled)
 		return; /* ended by the cancellation */
-	if (attempts < job->cfg.retries &&
+	if (!f->no_retry && attempts < job->cfg.retries &&
 	    redo_push(job, (struct redo){.first = index, .count = 1, .attempts = attempts + 1,
 					  .avoid = w ? (int)w->slot : -1}) == 0) {
 		p->stats.tasks_retried++;
@@ -1170,14 +1171,18 @@ static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_
 		return;
 	if (lost > MPG_MAX_LOST) {
 		for (size_t i = 0; i < count; i++)
-			task_failed(p, w, job, first + i, MPG_MAX_RETRIES, kind, code, sig, msg);
+			task_failed_ex(p, w, job, first + i, attempts,
+				       &(struct failure){.kind = kind, .code = code, .sig = sig,
+							 .msg = msg, .no_retry = true});
 		return;
 	}
 	if (redo_push(job, (struct redo){.first = first, .count = count, .attempts = attempts,
 					  .lost = lost, .avoid = avoid}) < 0) {
 		for (size_t i = 0; i < count; i++)
-			task_failed(p, w, job, first + i, MPG_MAX_RETRIES, MPG_ERR_CANCELLED, -ENOMEM,
-				    0, "out of memory while re-queueing the task");
+			task_failed_ex(p, w, job, first + i, attempts,
+				       &(struct failure){.kind = MPG_ERR_CANCELLED, .code = -ENOMEM,
+							 .msg = "out of memory while re-queueing the task",
+							 .no_retry = true});
 	}
 }
 
