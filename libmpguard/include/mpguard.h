@@ -128,7 +128,8 @@ MPG_EXPORT int mpg_options_set_context(mpg_options *opts, const void *ctx, size_
 MPG_EXPORT int mpg_options_set_error_callback(mpg_options *opts, mpg_error_fn fn, void *userdata);
 
 /** Inputs and results of at least this many bytes go through shared memory
- *  (memfd) instead of the socket (default 1 MiB, minimum 4096). Pool only. */
+ *  (memfd) instead of the socket (default 1 MiB; 4096 to 4 MiB, else
+ *  -EINVAL). Pool only. */
 MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *opts, size_t bytes);
 
 /** Time limit of one task in milliseconds (0: none, the default; at most
@@ -294,7 +295,9 @@ MPG_EXPORT int mpg_pool_join(mpg_pool *pool);
 MPG_EXPORT int mpg_pool_terminate(mpg_pool *pool);
 
 /** mpg_pool_free - terminate if still running, then release everything.
- *  Accepts NULL. No zombie, no fd of the pool's remains. Since 0.1. */
+ *  Accepts NULL. No zombie, no fd of the pool's remains. Does nothing when
+ *  called from a callback (on the dispatcher thread), in a worker, or in a
+ *  process forked from the pool's creator. Since 0.1. */
 MPG_EXPORT void mpg_pool_free(mpg_pool *pool);
 
 /** Number of worker slots. */
@@ -359,8 +362,10 @@ MPG_EXPORT int mpg_map(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs, si
 /**
  * mpg_map_array - mpg_map() over a C array: input i is the @in_size bytes at
  * in + i * in_size; its result must be exactly @out_size bytes and is
- * written to out + i * out_size (failed slots are zeroed). The fast path for
- * numeric work. Errors as mpg_map(). Since 0.1.
+ * written to out + i * out_size (failed slots are zeroed; a task that sets
+ * no result fails, RAISED with code -ENODATA). The fast path for numeric
+ * work. Errors as mpg_map(), and -EMSGSIZE when @out_size is over 8 MiB.
+ * Since 0.1.
  */
 MPG_EXPORT int mpg_map_array(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t in_size,
 			     size_t n, void *out, size_t out_size, const mpg_options *opts,
@@ -380,7 +385,8 @@ MPG_EXPORT void mpg_results_free(mpg_results *res);
 /**
  * mpg_imap_unordered - start @fn on each input; read results as they
  * complete with mpg_iter_next(). @inputs must stay valid until the iterator
- * is freed. Errors as mpg_map() (the call itself does not wait). Since 0.1.
+ * is freed. Errors as mpg_map() but -EDEADLK and -ECANCELED (the call
+ * itself does not wait). Since 0.1.
  */
 MPG_EXPORT int mpg_imap_unordered(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs,
 				  size_t n, const mpg_options *opts, mpg_iter **ret);
@@ -399,11 +405,15 @@ MPG_EXPORT void mpg_iter_free(mpg_iter *it);
 
 /**
  * mpg_submit - run one task asynchronously. The input is copied (into shared
- * memory if large) before the call returns. On success @on_result, on failure
- * @on_error is called on the dispatcher thread (either may be NULL), with
- * @userdata. @ret may be NULL (fire and forget); else free the future with
+ * memory if large) before the call returns, unless it lies in a buffer of
+ * mpg_shm_alloc(): that is handed over as it is, so the caller must not
+ * change it until the task ended. On success @on_result, on failure
+ * @on_error is called on the dispatcher thread, with @userdata; a NULL
+ * @on_error means the error callback of @opts or of the pool, if any.
+ * @ret may be NULL (fire and forget); else free the future with
  * mpg_future_free(), which may happen before the task ended. Errors as
- * mpg_map(). Since 0.1.
+ * mpg_map() but -EDEADLK and -ECANCELED, and those of memfd_create(2) and
+ * write(2) for a large input. Since 0.1.
  */
 MPG_EXPORT int mpg_submit(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t len,
 			  const mpg_options *opts, mpg_result_fn on_result,
@@ -476,7 +486,8 @@ MPG_EXPORT unsigned mpg_error_attempts(const mpg_error *err);
 MPG_EXPORT const char *mpg_error_message(const mpg_error *err);
 /** Symbolized backtrace, one frame a line, innermost first, or NULL when
  *  none was taken. Each line reads "#N 0xADDR function+0xOFF (file.c:LINE)
- *  [module]"; inlined calls get their own line marked "[inlined]". For a
+ *  [module]"; an inlined call gets its own line, without the offset and
+ *  marked "[module, inlined]". For a
  *  crash the first frame is the faulting instruction; for MPG_ERR_RAISED it
  *  is where mpg_raise() was called. Since 0.1. */
 MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *err);
@@ -484,8 +495,8 @@ MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *err);
  *  SEGV_MAPERR) and the fault address (si_addr). Returns 0, or -ENODATA
  *  when there was no crash report. Since 0.1. */
 MPG_EXPORT int mpg_error_fault(const mpg_error *err, int *si_code, uintptr_t *address);
-/** One line for humans, e.g. "task 7 failed on worker 1 (pid 4242):
- *  killed by SIGKILL (perhaps out of memory)". */
+/** One line for humans, e.g. "task 7: worker 1 (pid 4242) killed by
+ *  SIGKILL: Killed from outside (perhaps out of memory: see dmesg)". */
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);
 /** For a supervised service's failure: the service's name (then
  *  mpg_error_task() and mpg_error_worker() are its index, and the

@@ -257,7 +257,7 @@ typedef struct mplog_child_fds {
 /**
  * mplog_child_setup - in a child just forked, connect it to its channels:
  * dup2() stdout_fd/stderr_fd (when >= 0) onto fds 1 and 2, make stdout
- * line-buffered, close the three original fds except log_fd, create a
+ * line-buffered when it is captured, close the three original fds except log_fd, create a
  * writer on log_fd with @flags and make it the default writer, and call
  * mplog_set_context(worker, -1). On success the writer is in *ret (may be
  * NULL if the caller does not want it; it then lives until exit).
@@ -360,7 +360,8 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 /**
  * mplog_sink_new_file - a sink appending to the file at path, opened with
  * O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, mode 0644 (minus umask); reopened by
- * mplog_aggregator_reopen() (for logrotate). Never coloured.
+ * mplog_aggregator_reopen() (for logrotate). Never coloured: @flags must
+ * be 0 (reserved).
  * Returns 0 and the sink, -EINVAL, -ENOMEM, or the errno of open(2).
  * Since 0.1.
  */
@@ -581,7 +582,8 @@ MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
 
 /**
  * mplog_aggregator_start / _stop - run the dispatch loop on a thread of
- * its own; stop drains and flushes before it returns. Returns 0, -EINVAL,
+ * its own; stop drains and flushes before it returns (also when no thread
+ * runs, then as mplog_aggregator_flush()). Returns 0, -EINVAL,
  * -ECHILD, -EALREADY (start: already running), or the errno of
  * pthread_create(). Since 0.1.
  */

@@ -249,7 +249,7 @@ MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a)
 	bool running = a->running;
 	pthread_mutex_unlock(&a->lock);
 	if (!running)
-		return 0;
+		return mplog_aggregator_flush(a); /* drained all the same */
 	atomic_store(&a->stop, true);
 	wake(a);
 	pthread_join(a->thread, NULL);
