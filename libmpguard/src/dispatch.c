@@ -407,6 +407,16 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	 * is each channel's EOF, after which the aggregator drains and closes. */
 	int io[3] = {-1, -1, -1};
 	w->capture_ch[0] = w->capture_ch[1] = 0;
+	/* The slot's status page still shows what the dead worker was doing:
+	 * a task that hung shows as running. The new worker clears the page
+	 * when it starts, but until then on_tick would time that stale task
+	 * against the new worker and, after the limit, send it SIGXCPU while
+	 * it starts (killing it before its handler is set, and charging its
+	 * tasks a loss): a slow start (sanitizers, a loaded machine) did it.
+	 * Nothing else writes the page now: the old worker is reaped. */
+	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
+	atomic_store(&ws->state, WS_IDLE);
+	atomic_store(&ws->tasks_done, 0);
 	if (p->log) {
 		io[0] = aggregator_pipe(p, w, MPLOG_STREAM_LOG);
 		if (p->opts.capture & MPG_CAPTURE_STDOUT)
@@ -1202,6 +1212,24 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
 	uint32_t st = atomic_load(&ws->state);
 	uint64_t wjob = atomic_load(&ws->job), windex = atomic_load(&ws->index);
+	uint64_t wdone = atomic_load(&ws->tasks_done);
+
+	/* Timed out, yet dead of its own doing (an exit, or a crash it
+	 * reported) before our SIGKILL: the time limit did not end the task
+	 * if SIGXCPU was never handled (blocked in the crash handler, or the
+	 * worker already exiting, a teardown the page shows as the task still
+	 * running), or if the worker had left the timed task for a later one
+	 * (our kill came late). That death ended the task the page shows, and
+	 * is reported as what it is. Blaming the timed task instead reported a
+	 * crash as a TIMEOUT without its backtrace, an _exit() as a TIMEOUT
+	 * "killed by SIG?", or a task that had finished; and the task that
+	 * really died was re-queued as innocent and so ran twice. */
+	bool own_death = WIFEXITED(status) ||
+			 (WIFSIGNALED(status) && w->crashed && WTERMSIG(status) == (int)w->crash.signo);
+	bool on_timed_task = st == WS_RUNNING && wjob == w->watch_job && windex == w->watch_index &&
+			     wdone == w->watch_done;
+	if (w->timing_out && own_death && (!w->have_stack || !on_timed_task))
+		w->timing_out = false;
 
 	/* The running task is to blame; tasks queued behind it are innocent.
 	 * Only when no task was running (killed between tasks, or while
