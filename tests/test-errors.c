@@ -700,6 +700,45 @@ __attribute__((noinline)) static void block_here(void)
 	(void)!read(block_fd_in_task, &c, 1); /* never written */
 }
 
+/* The time limit expiring just as a task dies of its own doing: the pool
+ * has sent SIGXCPU, which is left unhandled (here the task blocks it; in
+ * the race, the crash handler blocks every signal, or the worker is
+ * already exiting). These wait for the signal itself, then die. */
+static void wait_until_timed_out(void)
+{
+	sigset_t xcpu, pending;
+	sigemptyset(&xcpu);
+	sigaddset(&xcpu, SIGXCPU);
+	sigprocmask(SIG_BLOCK, &xcpu, NULL);
+	do
+		sigpending(&pending);
+	while (!sigismember(&pending, SIGXCPU));
+}
+
+__attribute__((noinline)) static void abort_once_timed_out(void)
+{
+	wait_until_timed_out();
+	abort();
+}
+
+/* Armed by a task about to hang: the worker forked next, in a fork
+ * handler (before any of the pool's code runs in it), waits up to half a
+ * second for a SIGXCPU that is not meant for it. [0] armed, [1] it came. */
+static atomic_int *slow_start;
+static void start_slowly(void)
+{
+	if (!slow_start || !atomic_exchange(&slow_start[0], 0))
+		return;
+	sigset_t xcpu, old;
+	sigemptyset(&xcpu);
+	sigaddset(&xcpu, SIGXCPU);
+	sigprocmask(SIG_BLOCK, &xcpu, &old);
+	struct timespec window = {0, 500 * 1000000};
+	if (sigtimedwait(&xcpu, NULL, &window) == SIGXCPU)
+		atomic_store(&slow_start[1], 1);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 static int slow(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)len; (void)ud;
@@ -708,7 +747,29 @@ static int slow(mpg_task *t, const void *in, size_t len, void *ud)
 		spin_here();
 	if (x == -2)
 		block_here();
+	if (x == -3)
+		abort_once_timed_out();
+	if (x == -4) {
+		wait_until_timed_out();
+		_exit(7);
+	}
+	if (x == -5) /* the timed task returns; the next one exits */
+		wait_until_timed_out();
+	if (x == -6)
+		_exit(8);
+	if (x == -7) {
+		atomic_store(&slow_start[0], 1);
+		spin_here();
+	}
 	return mpg_task_set_result(t, &x, 8);
+}
+
+/* slow(), counting runs; a task -5 run again (as innocent) just returns. */
+static int counted_slow(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	if (atomic_fetch_add(&runs[mpg_task_index(t)], 1) > 0 && input_of(in) == -5)
+		return mpg_task_set_result(t, in, 8);
+	return slow(t, in, len, ud);
 }
 
 START_TEST(timeout_ends_a_stuck_task_with_where_it_was_stuck)
@@ -748,43 +809,24 @@ START_TEST(timeout_ends_a_stuck_task_with_where_it_was_stuck)
 }
 END_TEST
 
-/* Over its limit, then dead by its own hand before it could be killed:
- * it waits for the parent's stack request (SIGXCPU, sent once the limit
- * has passed) with the signal blocked, so it never reports. */
-static int outlives_its_limit_then_dies(mpg_task *t, const void *in, size_t len, void *ud)
+START_TEST(a_crash_as_the_time_limit_expires_is_reported_as_the_crash)
 {
-	(void)len; (void)ud;
-	int64_t x = input_of(in);
-	if (x < 0) {
-		sigset_t xcpu;
-		sigemptyset(&xcpu);
-		sigaddset(&xcpu, SIGXCPU);
-		sigprocmask(SIG_BLOCK, &xcpu, NULL);
-		while (sigwaitinfo(&xcpu, NULL) < 0)
-			;
-		if (x == -1)
-			_exit(7);
-		abort();
-	}
-	return mpg_task_set_result(t, &x, 8);
-}
-
-START_TEST(a_task_that_dies_on_its_own_after_its_limit_keeps_its_own_cause)
-{
-	mpg_pool *p = new_pool(2, MPG_CONTINUE, 0);
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
 	mpg_options *o;
 	mpg_options_new(&o);
 	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
-	int64_t x[4] = {0, -1, 2, -2}, y[4];
+	int64_t x[3] = {0, -3, 2}, y[3];
 	mpg_results *res;
-	ck_assert_int_eq(mpg_map_array(p, outlives_its_limit_then_dies, x, 8, 4, y, 8, o, &res), 0);
-	ck_assert_uint_eq(mpg_results_failed(res), 2);
+	ck_assert_int_eq(mpg_map_array(p, slow, x, 8, 3, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
 	const mpg_error *e = mpg_results_error(res, 1);
-	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_EXITED && mpg_error_code(e) == 7, "%s",
-		      mpg_error_describe(e));
-	e = mpg_results_error(res, 3);
-	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_SIGNALED && mpg_error_signal(e) == SIGABRT,
-		      "%s", mpg_error_describe(e));
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_SIGNALED, "%s", mpg_error_describe(e));
+	ck_assert_int_eq(mpg_error_signal(e), SIGABRT);
+	int code;
+	uintptr_t addr;
+	ck_assert_int_eq(mpg_error_fault(e, &code, &addr), 0); /* the crash report's */
+	const char *bt = mpg_error_backtrace(e);
+	ck_assert_msg(bt && strstr(bt, "abort_once_timed_out"), "%s", bt ? bt : "(none)");
 	ck_assert_int_eq(y[0], 0);
 	ck_assert_int_eq(y[2], 2);
 	mpg_stats st;
@@ -793,6 +835,90 @@ START_TEST(a_task_that_dies_on_its_own_after_its_limit_keeps_its_own_cause)
 	mpg_results_free(res);
 	mpg_options_free(o);
 	mpg_pool_free(p);
+}
+END_TEST
+
+START_TEST(an_exit_as_the_time_limit_expires_is_reported_as_the_exit)
+{
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
+	int64_t x[3] = {0, -4, 2}, y[3];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, slow, x, 8, 3, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 1);
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_EXITED, "%s", mpg_error_describe(e));
+	ck_assert_int_eq(mpg_error_code(e), 7);
+	ck_assert_int_eq(y[2], 2);
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.tasks_timed_out, 0);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* Task 1 is timed out but returns (SIGXCPU pending, unhandled); task 2,
+ * in the same chunk, exits before the pool's SIGKILL: the exit is task
+ * 2's, and task 1 did not fail. */
+START_TEST(an_exit_after_the_timed_task_returned_is_the_exiting_tasks)
+{
+	runs = shared(4 * sizeof *runs);
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
+	ck_assert_int_eq(mpg_options_set_chunksize(o, 4), 0);
+	int64_t x[4] = {0, -5, -6, 3}, y[4];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, counted_slow, x, 8, 4, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 2);
+	ck_assert_msg(e && mpg_error_get_kind(e) == MPG_ERR_EXITED, "%s",
+		      e ? mpg_error_describe(e) : "task 2 succeeded");
+	ck_assert_int_eq(mpg_error_code(e), 8);
+	ck_assert_int_eq(atomic_load(&runs[2]), 1); /* not re-run as innocent */
+	ck_assert_ptr_null(mpg_results_error(res, 1));
+	ck_assert_int_eq(y[1], -5);
+	ck_assert_int_eq(y[3], 3);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	munmap(runs, 4 * sizeof *runs);
+}
+END_TEST
+
+/* A worker replacing one that hung must not be timed on the dead one's
+ * task while it starts (its status page still showed that task). */
+START_TEST(a_replacement_worker_is_not_timed_on_its_predecessors_task)
+{
+	slow_start = shared(2 * sizeof *slow_start);
+	ck_assert_int_eq(pthread_atfork(NULL, NULL, start_slowly), 0);
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
+	int64_t x[4] = {0, -7, 2, 3}, y[4];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, slow, x, 8, 4, y, 8, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	ck_assert_int_eq(mpg_error_get_kind(mpg_results_error(res, 1)), MPG_ERR_TIMEOUT);
+	ck_assert_int_eq(y[2], 2);
+	ck_assert_int_eq(y[3], 3);
+	ck_assert_msg(atomic_load(&slow_start[0]) == 0, "no worker started after the hang");
+	ck_assert_msg(atomic_load(&slow_start[1]) == 0, "the new worker got SIGXCPU as it started");
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.workers_replaced, 1);
+	ck_assert_uint_eq(st.tasks_timed_out, 1);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	munmap(slow_start, 2 * sizeof *slow_start);
+	slow_start = NULL;
 }
 END_TEST
 
@@ -937,7 +1063,10 @@ static Suite *errors_suite(void)
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, timeout_ends_a_stuck_task_with_where_it_was_stuck);
-	tcase_add_test(tc, a_task_that_dies_on_its_own_after_its_limit_keeps_its_own_cause);
+	tcase_add_test(tc, a_crash_as_the_time_limit_expires_is_reported_as_the_crash);
+	tcase_add_test(tc, an_exit_as_the_time_limit_expires_is_reported_as_the_exit);
+	tcase_add_test(tc, an_exit_after_the_timed_task_returned_is_the_exiting_tasks);
+	tcase_add_test(tc, a_replacement_worker_is_not_timed_on_its_predecessors_task);
 	tcase_add_test(tc, max_tasks_per_worker_replaces_workers_after_n_tasks);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policies");

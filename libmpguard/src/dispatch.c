@@ -420,6 +420,16 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	 * is each channel's EOF, after which the aggregator drains and closes. */
 	int io[3] = {-1, -1, -1};
 	w->capture_ch[0] = w->capture_ch[1] = 0;
+	/* The slot's status page still shows what the dead worker was doing:
+	 * a task that hung shows as running. The new worker clears the page
+	 * when it starts, but until then on_tick would time that stale task
+	 * against the new worker and, after the limit, send it SIGXCPU while
+	 * it starts (killing it before its handler is set, and charging its
+	 * tasks a loss): a slow start (sanitizers, a loaded machine) did it.
+	 * Nothing else writes the page now: the old worker is reaped. */
+	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
+	atomic_store(&ws->state, WS_IDLE);
+	atomic_store(&ws->tasks_done, 0);
 	if (p->log) {
 		io[0] = aggregator_pipe(p, w, MPLOG_STREAM_LOG);
 		if (p->opts.capture & MPG_CAPTURE_STDOUT)
@@ -1225,8 +1235,12 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	 * sending) do the lost tasks count a loss, so a task that kills its
 	 * worker without being seen still fails after MPG_MAX_LOST tries. */
 	/* A task over its limit ends as a timeout only if our SIGKILL ended
-	 * it: one that exited or crashed on its own meanwhile (a slow exit on
-	 * a loaded machine, say) gets its own cause, from its own status. */
+	 * it. A worker that died of its own doing meanwhile (an exit, a crash
+	 * whose handler kept SIGXCPU blocked, a teardown the page still shows
+	 * as the task running, or a later task after the timed one returned)
+	 * is reported as what it is, blamed on the task the page shows: else
+	 * a crash lost its backtrace to a TIMEOUT, an _exit() read "killed by
+	 * SIG?", and the task that really died was re-queued as innocent. */
 	bool timed_out = w->timing_out && !w->killed_by_pool && WIFSIGNALED(status) &&
 			 WTERMSIG(status) == SIGKILL;
 	if (timed_out)
