@@ -136,8 +136,8 @@ MPG_EXPORT int mpg_options_set_shm_threshold(mpg_options *opts, size_t bytes);
  *  one day). A task over its limit is sent SIGXCPU, which makes its worker
  *  report where it is stuck, then SIGKILL after a grace period; the task
  *  ends as MPG_ERR_TIMEOUT with that backtrace (or is retried, by policy)
- *  and the worker is replaced. A task whose worker exits or crashes of its
- *  own before it handled SIGXCPU ends as that exit or crash instead (with
+ *  and the worker is replaced. A worker that exits or crashes of its own
+ *  before that SIGKILL ends its task as that exit or crash instead (with
  *  its crash report). The limit is wall-clock time, measured by the
  *  parent to within ~10% (at least 5 ms), at no cost to the tasks. Pool
  *  default and per call. Returns -EINVAL on a bad value. Since 0.1. */
