@@ -275,9 +275,9 @@ static int aggregator_pipe(struct run *r, unsigned i, mplog_stream stream)
 	return lp[1];
 }
 
-/* A failure, a restart, giving up: records in the merged log, with the
- * same keys as a pool's failed tasks (mpg.service instead of mpg.task). */
-static void log_failure(struct run *r, mplog_level level, const mpg_error *e, const char *prefix)
+/* A service's failure as an ERROR record of the merged log, with the same
+ * keys as a pool's failed tasks (mpg.service instead of mpg.task). */
+static void log_failure(struct run *r, const mpg_error *e)
 {
 	if (!r->log || !e)
 		return;
@@ -293,8 +293,7 @@ static void log_failure(struct run *r, mplog_level level, const mpg_error *e, co
 		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
 	if (e->backtrace && *e->backtrace)
 		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
-	(void)mplog_writer_log(r->log, level, NULL, 0, NULL, kv, nkv, "%s%s", prefix,
-			       e->describe);
+	(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, kv, nkv, "%s", e->describe);
 }
 
 #define TAG_CTL 1u
@@ -553,7 +552,7 @@ static void service_exited(struct run *r, unsigned i, int status)
 	sv->sock = -1;
 	sv->pid = 0;
 	uint64_t now = mpg__now_ns();
-	log_failure(r, MPLOG_ERROR, e, "");
+	log_failure(r, e);
 	if (e && s->on_error)
 		s->on_error(e, s->on_error_userdata);
 	bool restart = !r->stopping && (sv->restart == MPG_RESTART_PERMANENT ||
