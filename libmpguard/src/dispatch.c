@@ -191,7 +191,6 @@ struct failure {
 	bool no_retry;             /* fails for good, whatever the policy */
 };
 
-/* A task failed in a worker: retry or fail it. */
 /* The error of a failed attempt, symbolized; NULL when out of memory. */
 static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, size_t index,
 				unsigned attempts, const struct failure *f)
@@ -206,6 +205,7 @@ static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, size_t ind
 	return err;
 }
 
+/* A task failed in a worker: retry or fail it. */
 static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
 			   unsigned attempts, const struct failure *f)
 {
@@ -1573,27 +1573,44 @@ static void retire_idle(struct mpg_pool *p)
 	}
 }
 
+/* The key-values of a failed task's record: what there is, no empty
+ * signal or backtrace. */
+struct error_kv {
+	char task[24], worker[16], pid[16], code[16], attempt[16];
+	mplog_kv kv[8];
+	size_t n;
+};
+
+static void error_kv(struct error_kv *k, const mpg_error *e, bool retrying)
+{
+	snprintf(k->task, sizeof k->task, "%zu", e->task);
+	snprintf(k->worker, sizeof k->worker, "%d", e->worker);
+	snprintf(k->pid, sizeof k->pid, "%d", (int)e->pid);
+	snprintf(k->code, sizeof k->code, "%d", e->code);
+	snprintf(k->attempt, sizeof k->attempt, "%u", e->attempts);
+	k->n = 0;
+	k->kv[k->n++] = (mplog_kv){retrying ? "mpg.retrying" : "mpg.kind",
+				   mpg_error_kind_name(e->kind)};
+	k->kv[k->n++] = (mplog_kv){"mpg.task", k->task};
+	k->kv[k->n++] = (mplog_kv){"mpg.worker", k->worker};
+	k->kv[k->n++] = (mplog_kv){"mpg.pid", k->pid};
+	k->kv[k->n++] = (mplog_kv){"mpg.code", k->code};
+	if (retrying)
+		k->kv[k->n++] = (mplog_kv){"mpg.attempt", k->attempt};
+	if (e->sig)
+		k->kv[k->n++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
+	if (e->backtrace && *e->backtrace)
+		k->kv[k->n++] = (mplog_kv){"mpg.backtrace", e->backtrace};
+}
+
 /* A failed task, as an ERROR record in the pool's merged log. */
 static void log_error(struct mpg_pool *p, const mpg_error *e)
 {
 	if (!p->log_writer || e->kind == MPG_ERR_CANCELLED)
 		return;
-	char task[24], worker[16], pid[16], code[16];
-	snprintf(task, sizeof task, "%zu", e->task);
-	snprintf(worker, sizeof worker, "%d", e->worker);
-	snprintf(pid, sizeof pid, "%d", (int)e->pid);
-	snprintf(code, sizeof code, "%d", e->code);
-	mplog_kv kv[7] = {
-		{"mpg.kind", mpg_error_kind_name(e->kind)}, {"mpg.task", task},
-		{"mpg.worker", worker}, {"mpg.pid", pid}, {"mpg.code", code},
-	};
-	size_t nkv = 5;
-	/* Only what there is: no empty signal or backtrace. */
-	if (e->sig)
-		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
-	if (e->backtrace && *e->backtrace)
-		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
-	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, kv, nkv, "%s",
+	struct error_kv k;
+	error_kv(&k, e, false);
+	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, k.kv, k.n, "%s",
 			       e->describe);
 }
 
@@ -1601,21 +1618,9 @@ static void log_error(struct mpg_pool *p, const mpg_error *e)
  * not failed (yet), so it is no ERROR and carries no mpg.kind. */
 static void log_retry(struct mpg_pool *p, const mpg_error *e, unsigned retries)
 {
-	char task[24], worker[16], pid[16], attempt[16];
-	snprintf(task, sizeof task, "%zu", e->task);
-	snprintf(worker, sizeof worker, "%d", e->worker);
-	snprintf(pid, sizeof pid, "%d", (int)e->pid);
-	snprintf(attempt, sizeof attempt, "%u", e->attempts);
-	mplog_kv kv[7] = {
-		{"mpg.retrying", mpg_error_kind_name(e->kind)}, {"mpg.task", task},
-		{"mpg.worker", worker}, {"mpg.pid", pid}, {"mpg.attempt", attempt},
-	};
-	size_t nkv = 5;
-	if (e->sig)
-		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
-	if (e->backtrace && *e->backtrace)
-		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
-	(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, kv, nkv,
+	struct error_kv k;
+	error_kv(&k, e, true);
+	(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, k.kv, k.n,
 			       "%s; will retry (attempt %u of %u)", e->describe, e->attempts + 1,
 			       retries + 1);
 }
