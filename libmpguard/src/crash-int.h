@@ -27,6 +27,9 @@ int mpg__crash_install(int sock, const volatile bool *sending, const void *task_
 /* After a crash report, pause up to timeout_ms for a debugger (0: never). */
 void mpg__crash_set_pause(unsigned timeout_ms);
 unsigned mpg__backtrace_here(uint64_t *ips, unsigned max, unsigned skip);
+/* libunwind's first use sets it up (tables, caches): done ahead of time
+ * so that the crash handler finds it ready. */
+void mpg__unwind_warm(void);
 /* Append this process's module list (a MSG_MODULES body) to b; returns the
  * number of modules, so callers can tell when a dlopen() added one. */
 unsigned mpg__modules_count(void);

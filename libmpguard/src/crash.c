@@ -154,9 +154,8 @@ int mpg__crash_install(int sock, const volatile bool *sending, const void *task_
 	if (sigaltstack(&ss, NULL) < 0)
 		return -errno;
 
-	/* Warm libunwind up: its first use looks up and caches unwind tables. */
-	void *warm[8];
-	(void)unw_backtrace(warm, 8);
+	/* Before the first task: cheap when the fork server did it already. */
+	mpg__unwind_warm();
 
 	struct sigaction sa = {.sa_sigaction = on_crash, .sa_flags = SA_SIGINFO | SA_ONSTACK};
 	sigfillset(&sa.sa_mask);
@@ -169,6 +168,12 @@ int mpg__crash_install(int sock, const volatile bool *sending, const void *task_
 	if (sigaction(SIGXCPU, &st, NULL) < 0)
 		return -errno;
 	return 0;
+}
+
+void mpg__unwind_warm(void)
+{
+	void *warm[8];
+	(void)unw_backtrace(warm, 8);
 }
 
 void mpg__crash_set_pause(unsigned timeout_ms)
