@@ -103,6 +103,56 @@ START_TEST(output_buffered_before_the_pool_is_printed_once)
 }
 END_TEST
 
+static atomic_int reader_tid;
+
+static void *reads_a_line(void *arg)
+{
+	char line[64];
+	atomic_store(&reader_tid, (int)gettid());
+	*(bool *)arg = fgets(line, sizeof line, stdin) != NULL; /* holds stdin's lock */
+	return NULL;
+}
+
+/* The reader is in read(2) on fd 0, inside fgets(): it has the lock. */
+static bool reader_blocked(void)
+{
+	char path[64], buf[64] = "";
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", atomic_load(&reader_tid));
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool in_read = fgets(buf, sizeof buf, f) && strncmp(buf, "0 0x0 ", 6) == 0;
+	fclose(f);
+	return in_read;
+}
+
+/* A thread waiting for input on stdin holds its FILE lock: creating a
+ * pool must not wait for it (it once did, flushing every stream). */
+START_TEST(a_pool_starts_while_a_thread_waits_on_stdin)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	int saved = fcntl(0, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fds[0], 0), 0);
+	bool got = false;
+	pthread_t th;
+	atomic_store(&reader_tid, 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, reads_a_line, &got), 0);
+	while (!atomic_load(&reader_tid) || !reader_blocked())
+		poll(NULL, 0, 1); /* until it waits in read(2) */
+	mpg_pool *p = new_pool(1); /* the test times out if this waits */
+	mpg_pool_free(p);
+	ck_assert_int_eq(write(fds[1], "go\n", 3), 3);
+	pthread_join(th, NULL);
+	ck_assert(got);
+	ck_assert_int_eq(dup2(saved, 0), 0);
+	close(saved);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
 START_TEST(close_and_join_finish_queued_work)
 {
 	mpg_pool *p = new_pool(2);
@@ -384,6 +434,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(tc, free_leaves_no_zombie_and_no_extra_fd);
 	tcase_add_test(tc, close_and_join_finish_queued_work);
 	tcase_add_test(tc, output_buffered_before_the_pool_is_printed_once);
+	tcase_add_test(tc, a_pool_starts_while_a_thread_waits_on_stdin);
 	tcase_add_test(tc, terminate_stops_now_and_cancels_what_did_not_end);
 	tcase_add_test(tc, pool_calls_from_inside_a_worker_return_echild);
 	tcase_add_test(tc, a_forked_child_cannot_use_the_parents_pool);

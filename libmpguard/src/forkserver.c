@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
@@ -165,6 +166,13 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 	if (sigfd < 0)
 		_exit(127);
 	prctl(PR_SET_NAME, "mpg-forkserver");
+	/* What the program had buffered on stdout and stderr when the server
+	 * was forked is the program's to print, not every worker's at its
+	 * exit: dropped from our copies (__fpurge takes no lock, so a lock
+	 * some parent thread held at fork time does not matter). Flushing in
+	 * the parent instead could block on a thread reading stdin. */
+	__fpurge(stdout);
+	__fpurge(stderr);
 	/* libunwind's one-time setup (some 1.3 ms) once here, inherited by
 	 * every worker forked from now on, not paid again by each of them. */
 	mpg__unwind_warm();
@@ -226,9 +234,6 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	/* Registered, so the server's atfork handler closes our end: the
 	 * server then sees EOF when the parent dies. */
 	mpg__fdreg_add(sv[0]);
-	/* Output the program buffered before now is the program's: flushed
-	 * here, it is not printed again by every worker that exits. */
-	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0)
 		server_main(cfg, sv[1]);

@@ -83,9 +83,12 @@ static struct {
 	bool logging;           /* a log channel to the parent exists */
 } W;
 
+/* stdout and stderr only: other streams may hold the program's buffers
+ * as they were at fork time, which are not ours to write. */
 static _Noreturn void worker_exit(int status)
 {
-	fflush(NULL);
+	fflush(stdout);
+	fflush(stderr);
 	_exit(status);
 }
 
