@@ -263,7 +263,7 @@ static void collect_log(const mplog_record *r, void *ud)
 			l->bad++;
 	} else if (strstr(m, "printed by talker")) {
 		if (mplog_record_stream(r) == MPLOG_STREAM_STDOUT &&
-		    strcmp(mplog_record_channel(r), "talker") == 0)
+		    strcmp(mplog_record_channel(r), "talker") == 0 && mplog_record_pid(r) > 0)
 			l->printed++;
 		else
 			l->bad++;
@@ -344,6 +344,46 @@ START_TEST(services_log_to_the_supervisors_aggregator)
 }
 END_TEST
 
+/* Logs and prints once, then ends well. */
+static int talks_once(void *ud)
+{
+	int k = run_index((int)(intptr_t)ud);
+	if (mplog_info("talker run %d", k) != 0)
+		return 99;
+	printf("printed by talker %d\n", k);
+	fflush(stdout);
+	return 0;
+}
+
+START_TEST(the_default_log_can_be_given_back_and_started_by_the_caller)
+{
+	setup();
+	struct log_seen l = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	mplog_aggregator *a = mpg_supervisor_log(s);
+	ck_assert_ptr_nonnull(a);
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_sink_new_callback(collect_log, &l, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, sink), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, a), 0); /* given back: still the supervisor's */
+	ck_assert_ptr_eq(mpg_supervisor_log(s), a);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);     /* started by the caller */
+	ck_assert_int_eq(mpg_supervisor_set_capture(s, MPG_CAPTURE_STDOUT), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "talker", talks_once, (void *)(intptr_t)0,
+					    MPG_RESTART_TRANSIENT), 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), 0);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0); /* the caller's thread, still running */
+	pthread_mutex_lock(&l.lock);
+	ck_assert_int_eq(l.bad, 0);
+	ck_assert_int_eq(l.said, 1);
+	ck_assert_int_eq(l.printed, 1); /* with the service's pid */
+	pthread_mutex_unlock(&l.lock);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static int log_result(void *ud)
 {
 	(void)ud;
@@ -395,6 +435,7 @@ static Suite *supervisor_suite(void)
 	tcase_add_test(tc, supervisor_rejects_bad_input);
 	tcase_add_test(tc, services_log_to_the_supervisors_aggregator);
 	tcase_add_test(tc, services_log_by_default_and_not_when_turned_off);
+	tcase_add_test(tc, the_default_log_can_be_given_back_and_started_by_the_caller);
 	suite_add_tcase(s, tc);
 	return s;
 }

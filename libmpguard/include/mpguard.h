@@ -575,7 +575,9 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *sup, mpg_error_
 MPG_EXPORT int mpg_supervisor_set_log(mpg_supervisor *sup, mplog_aggregator *log);
 
 /** The aggregator the records go to (creating the default one, to which
- *  sinks may be added), or NULL: none, or out of memory. Since 0.1. */
+ *  sinks may be added), or NULL: none, or out of memory. The default one
+ *  belongs to the supervisor: valid until mpg_supervisor_free(), or a
+ *  mpg_supervisor_set_log() with another aggregator. Since 0.1. */
 MPG_EXPORT mplog_aggregator *mpg_supervisor_log(mpg_supervisor *sup);
 
 /** Also turn each line the services print on stdout and/or stderr

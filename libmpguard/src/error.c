@@ -43,7 +43,10 @@ static char *describe_service(const mpg_error *e)
 		n = asprintf(&s, "%s raised error %d: %s", who, e->code, e->message);
 		break;
 	case MPG_ERR_EXITED:
-		n = asprintf(&s, "%s exited with status %d", who, e->code);
+		/* The plain exit says it all; another message (giving up) adds. */
+		n = strncmp(e->message, "the service exited", 18) == 0 || !*e->message ?
+			    asprintf(&s, "%s exited with status %d", who, e->code) :
+			    asprintf(&s, "%s exited with status %d: %s", who, e->code, e->message);
 		break;
 	case MPG_ERR_SIGNALED:
 	case MPG_ERR_KILLED:

@@ -38,6 +38,7 @@ struct service {
 	unsigned failures_in_row;
 	unsigned restarts;
 	struct mpk_buf in;
+	unsigned capture_ch[2];  /* aggregator channels of its stdout, stderr */
 };
 
 struct mpg_supervisor {
@@ -195,11 +196,13 @@ MPG_EXPORT int mpg_supervisor_set_log(mpg_supervisor *s, mplog_aggregator *log)
 		return -EINVAL;
 	if (s->running)
 		return -EBUSY;
+	s->log_set = true;
+	if (log && log == s->log)
+		return 0; /* the one mpg_supervisor_log() gave: kept, still ours */
 	if (s->own_log)
 		mplog_aggregator_free(s->log);
 	s->own_log = false;
 	s->log = log;
-	s->log_set = true;
 	return 0;
 }
 
@@ -256,6 +259,7 @@ struct run {
 	uint64_t stop_deadline;
 	bool stop_killed;
 	mplog_writer *log;       /* the supervisor's own records, or NULL */
+	bool log_started;        /* our own aggregator's thread, started by this run */
 };
 
 /* One of service i's pipes to the aggregator: the read end becomes a
@@ -267,11 +271,20 @@ static int aggregator_pipe(struct run *r, unsigned i, mplog_stream stream)
 	if (pipe2(lp, O_CLOEXEC) < 0)
 		return -1;
 	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
-	if (mplog_aggregator_add(r->s->log, lp[0], stream, r->s->svc[i].name, -1) < 0) {
+	int id = mplog_aggregator_add(r->s->log, lp[0], stream, r->s->svc[i].name, -1);
+	if (id < 0) {
 		mpg__fdreg_del(lp[1]);
 		close(lp[1]);
+		if (r->log)
+			(void)mplog_writer_log(r->log, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
+					       "service %s starts without its %s channel: %s",
+					       r->s->svc[i].name, stream == MPLOG_STREAM_LOG ? "log" :
+					       stream == MPLOG_STREAM_STDOUT ? "stdout" : "stderr",
+					       strerror(-id));
 		return -1; /* the aggregator closed lp[0] */
 	}
+	if (stream != MPLOG_STREAM_LOG)
+		r->s->svc[i].capture_ch[stream == MPLOG_STREAM_STDERR] = (unsigned)id;
 	return lp[1];
 }
 
@@ -310,6 +323,7 @@ static int start_service(struct run *r, unsigned i)
 	/* Its log pipe, and its stdout/stderr if captured: its death is each
 	 * channel's EOF, after which the aggregator drains and closes it. */
 	int io[3] = {-1, -1, -1};
+	sv->capture_ch[0] = sv->capture_ch[1] = 0;
 	if (r->s->log) {
 		io[0] = aggregator_pipe(r, i, MPLOG_STREAM_LOG);
 		if (r->s->capture & MPG_CAPTURE_STDOUT)
@@ -635,11 +649,16 @@ static void read_server(struct run *r)
 		if (e <= 0 || m.slot >= r->s->n) {
 			if (fd >= 0)
 				close(fd);
-			/* The fork server is gone: its services die with it. */
+			/* The fork server is gone: its services die with it.
+			 * A shutdown, not failures to restart from. */
+			begin_shutdown(r, -EPIPE);
+			if (r->log)
+				(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, NULL, 0,
+						       "supervisor: the fork server died; its services "
+						       "die with it");
 			for (unsigned i = 0; i < r->s->n; i++)
 				if (r->s->svc[i].state == SVC_RUNNING)
 					service_exited(r, i, SIGKILL);
-			begin_shutdown(r, r->stopping ? r->result : -EPIPE);
 			return;
 		}
 		if (fd >= 0)
@@ -647,6 +666,16 @@ static void read_server(struct run *r)
 		struct service *sv = &r->s->svc[m.slot];
 		if (m.type == FS_SPAWNED) {
 			sv->pid = m.pid; /* if stopping, shutdown_step() takes it in its turn */
+			bool captured = false;
+			for (int k = 0; k < 2; k++) /* captured lines carry the pid */
+				if (sv->capture_ch[k]) {
+					(void)mplog_aggregator_set_pid(r->s->log, sv->capture_ch[k], m.pid);
+					captured = true;
+				}
+			/* A captured service waits for this before it runs, so that
+			 * its first line has its pid too (see worker.c). */
+			if (captured && sv->sock >= 0)
+				(void)send(sv->sock, "g", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		} else if (m.type == FS_SPAWN_FAILED) {
 			service_exited(r, m.slot, 127 << 8);
 		} else if (m.type == FS_EXITED && sv->state == SVC_RUNNING && sv->pid == m.pid) {
@@ -720,8 +749,14 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	/* After the fork server: its fork happens before the log's thread. */
 	if (!s->log_set && !s->own_log && (ret = own_log_new(s)) < 0)
 		goto out;
-	if (s->own_log && (ret = mplog_aggregator_start(s->log)) < 0)
-		goto out;
+	if (s->own_log) {
+		/* Unless the caller started it (mpg_supervisor_log()): theirs to stop. */
+		ret = mplog_aggregator_start(s->log);
+		if (ret < 0 && ret != -EALREADY)
+			goto out;
+		r.log_started = ret == 0;
+		ret = 0;
+	}
 	if (s->log && (ret = mplog_aggregator_writer(s->log, &r.log)) < 0)
 		goto out;
 	struct {
@@ -814,7 +849,7 @@ out:
 	/* The merged log holds everything the services wrote before run()
 	 * returns: they are all gone, so their pipes are at EOF. */
 	mplog_writer_free(r.log);
-	if (s->own_log)
+	if (r.log_started)
 		(void)mplog_aggregator_stop(s->log);
 	else if (s->log)
 		(void)mplog_aggregator_flush(s->log);

@@ -704,6 +704,17 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	}
 	if (cfg->services) {
 		signal(SIGTERM, SIG_DFL); /* the supervisor's shutdown request */
+		if (io && (io[1] >= 0 || io[2] >= 0)) {
+			/* Captured lines carry our pid once the supervisor knows it:
+			 * it says so with one byte. EOF: it is gone. */
+			char go;
+			ssize_t n;
+			do
+				n = read(W.sock, &go, 1);
+			while (n < 0 && errno == EINTR);
+			if (n != 1)
+				worker_exit(0);
+		}
 		run_service(&cfg->services[slot]);
 	}
 
