@@ -922,6 +922,60 @@ START_TEST(a_replacement_worker_is_not_timed_on_its_predecessors_task)
 }
 END_TEST
 
+/* Told it is over its limit (SIGXCPU, blocked so that it never reports),
+ * it asks to be killed from outside, before the pool's own SIGKILL. */
+static int killed_from_outside_while_timed(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in);
+	if (x < 0) {
+		sigset_t xcpu;
+		sigemptyset(&xcpu);
+		sigaddset(&xcpu, SIGXCPU);
+		sigprocmask(SIG_BLOCK, &xcpu, NULL);
+		while (sigwaitinfo(&xcpu, NULL) < 0)
+			;
+		pid_t me = getpid();
+		if (write(announce_fd, &me, sizeof me) != sizeof me)
+			return 1;
+		for (;;)
+			pause(); /* until killed */
+	}
+	return mpg_task_set_result(t, &x, 8);
+}
+
+START_TEST(a_kill_from_outside_while_timed_out_is_a_kill)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	announce_fd = pfd[1];
+	mpg_pool *p = new_pool(1, MPG_CONTINUE, 0);
+	pthread_t th;
+	pthread_create(&th, NULL, killer, &pfd[0]);
+	mpg_options *o;
+	mpg_options_new(&o);
+	ck_assert_int_eq(mpg_options_set_timeout(o, 30), 0);
+	int64_t x[3] = {0, -1, 2}, y[3];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, killed_from_outside_while_timed, x, 8, 3, y, 8, o, &res),
+			 0);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	const mpg_error *e = mpg_results_error(res, 1);
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_KILLED && mpg_error_signal(e) == SIGKILL,
+		      "%s", mpg_error_describe(e));
+	ck_assert_int_eq(y[2], 2);
+	mpg_stats st;
+	mpg_pool_stats(p, &st);
+	ck_assert_uint_eq(st.tasks_timed_out, 0);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
 static int whoami(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)in; (void)len; (void)ud;
@@ -1067,6 +1121,7 @@ static Suite *errors_suite(void)
 	tcase_add_test(tc, an_exit_as_the_time_limit_expires_is_reported_as_the_exit);
 	tcase_add_test(tc, an_exit_after_the_timed_task_returned_is_the_exiting_tasks);
 	tcase_add_test(tc, a_replacement_worker_is_not_timed_on_its_predecessors_task);
+	tcase_add_test(tc, a_kill_from_outside_while_timed_out_is_a_kill);
 	tcase_add_test(tc, max_tasks_per_worker_replaces_workers_after_n_tasks);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("policies");

@@ -459,6 +459,7 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	w->ready_ns = 0;
 	w->retiring = false;
 	w->timing_out = false;
+	w->timeout_killed = false;
 	w->have_stack = false;
 	w->watch_since = 0;
 	w->ctx_job = 0;
@@ -1026,8 +1027,10 @@ static void stack_report(struct mpg_pool *p, struct worker *w, const uint8_t *bo
 	memcpy(w->stack_ips, body + 8, n * 8u);
 	w->stack_nips = n;
 	w->have_stack = true;
-	if (w->timing_out)
+	if (w->timing_out) {
+		w->timeout_killed = true;
 		kill_worker(p, w);
+	}
 }
 
 static int modules_report(struct worker *w, const uint8_t *body, size_t len)
@@ -1241,8 +1244,8 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	 * is reported as what it is, blamed on the task the page shows: else
 	 * a crash lost its backtrace to a TIMEOUT, an _exit() read "killed by
 	 * SIG?", and the task that really died was re-queued as innocent. */
-	bool timed_out = w->timing_out && !w->killed_by_pool && WIFSIGNALED(status) &&
-			 WTERMSIG(status) == SIGKILL;
+	bool timed_out = w->timing_out && w->timeout_killed && !w->killed_by_pool &&
+			 WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 	if (timed_out)
 		st = WS_RUNNING, wjob = w->watch_job, windex = w->watch_index; /* the task we timed */
 	bool blamed = false;
@@ -1407,8 +1410,10 @@ static void on_tick(struct mpg_pool *p)
 		if (w->state != W_READY || !w->ninflight)
 			continue;
 		if (w->timing_out) {
-			if (now >= w->timeout_deadline)
+			if (now >= w->timeout_deadline) {
+				w->timeout_killed = true;
 				kill_worker(p, w); /* no report in time */
+			}
 			continue;
 		}
 		struct mpg__wstatus *ws = &p->wcfg.status[i];

@@ -401,6 +401,7 @@ struct worker {
 	/* timeout watch: the task seen running at the last tick, since when */
 	uint64_t watch_job, watch_index, watch_done, watch_since;
 	bool timing_out;            /* SIGXCPU sent, SIGKILL at timeout_deadline */
+	bool timeout_killed;        /* that SIGKILL sent: a SIGKILL death is ours */
 	uint64_t timeout_deadline;
 	unsigned timeout_ms;
 	bool have_stack;
