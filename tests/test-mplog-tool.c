@@ -119,7 +119,7 @@ START_TEST(records_parse_with_every_attribute)
 	ck_assert_int_eq(mt_record_pid(&r), 201);
 	ck_assert_int_eq(mt_record_task(&r), 4);
 	ck_assert_str_eq(r.backtrace, "#0 f\n#1 g\n");
-	ck_assert_str_eq(mt_record_channel(&r), "");
+	ck_assert_str_eq(mt_record_channel(&r), "worker-1"); /* the failed worker's */
 	mt_record_clear(&r);
 	ck_assert_int_eq(mt_record_parse(tok, service_line, strlen(service_line), &r, &why), 0);
 	ck_assert_str_eq(r.service, "fetcher");
@@ -181,6 +181,10 @@ START_TEST(filters_combine_and_know_failed_tasks)
 	ck_assert(matches(&f, service_line) && matches(&f, service_says_line) &&
 		  !matches(&f, worker_line) && !matches(&f, failed_line));
 	ck_assert_int_eq(mt_names_add(&f.channels, "a,,b"), -EINVAL);
+	mt_filter_free(&f);
+	f.min_level = MPLOG_TRACE; /* a failed task's record is the failed worker's */
+	ck_assert_int_eq(mt_names_add(&f.channels, "worker-1"), 0);
+	ck_assert(matches(&f, failed_line) && !matches(&f, service_line));
 	mt_filter_free(&f);
 	struct mt_idset s = {0};
 	ck_assert_int_eq(mt_idset_add(&s, "1,x"), -EINVAL);

@@ -267,6 +267,8 @@ static void collect_log(const mplog_record *r, void *ud)
 			l->printed++;
 		else
 			l->bad++;
+	} else if (strstr(m, "gave up: service talker")) {
+		l->gave_up += service && !strcmp(service, "talker");
 	} else if (service && mplog_record_level(r) == MPLOG_ERROR) {
 		const char *bt = mplog_record_kv_get(r, "mpg.backtrace");
 		if (!strcmp(service, "talker") && strstr(m, "service talker (pid ") &&
@@ -275,9 +277,7 @@ static void collect_log(const mplog_record *r, void *ud)
 		else
 			l->bad++;
 	} else if (strstr(m, "service talker failed; restart ")) {
-		l->restart++;
-	} else if (strstr(m, "gave up: service talker")) {
-		l->gave_up++;
+		l->restart += service && !strcmp(service, "talker");
 	}
 	pthread_mutex_unlock(&l->lock);
 }

@@ -591,7 +591,8 @@ static void service_exited(struct run *r, unsigned i, int status)
 			s->give_up_error = NULL;
 		}
 		if (r->log)
-			(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, NULL, 0,
+			(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL,
+					       &(mplog_kv){"mpg.service", sv->name}, 1,
 					       "supervisor %s; shutting the others down", msg);
 		sv->state = SVC_DONE;
 		mpg__error_free(e);
@@ -608,7 +609,8 @@ static void service_exited(struct run *r, unsigned i, int status)
 	uint64_t wait = e ? backoff_ns(s, sv->failures_in_row) : 0;
 	sv->restart_at = now + wait;
 	if (r->log)
-		(void)mplog_writer_log(r->log, e ? MPLOG_WARN : MPLOG_INFO, NULL, 0, NULL, NULL, 0,
+		(void)mplog_writer_log(r->log, e ? MPLOG_WARN : MPLOG_INFO, NULL, 0, NULL,
+				       &(mplog_kv){"mpg.service", sv->name}, 1,
 				       "service %s %s; restart %u in %" PRIu64 " ms", sv->name,
 				       e ? "failed" : "ended", sv->restarts, wait / 1000000u);
 	mpg__error_free(e);

@@ -69,9 +69,9 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 /* Shown in the brackets or below the line already. */
 static bool hidden_kv(const struct mt_record *r, const char *key)
 {
-	return !strcmp(key, "mpg.backtrace") ||
+	return !strcmp(key, "mpg.backtrace") || !strcmp(key, "mpg.service") ||
 	       (r->kind && (!strcmp(key, "mpg.task") || !strcmp(key, "mpg.worker") ||
-			    !strcmp(key, "mpg.pid") || !strcmp(key, "mpg.service")));
+			    !strcmp(key, "mpg.pid")));
 }
 
 void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)

@@ -36,7 +36,8 @@ struct mt_record {
 	const char *kind;      /* mpg.kind of a failed-task record, else NULL */
 	const char *signal;    /* mpg.signal, "" when absent */
 	const char *backtrace; /* mpg.backtrace, "" when absent */
-	const char *service;   /* mpg.service of a failed service, "" when absent */
+	const char *service;   /* mpg.service (a supervised service's), "" when absent */
+	char failed_channel[32]; /* "worker-N" of a failed task's record */
 	struct mt_kv *kv;      /* every other attribute, in order */
 	size_t nkv;
 };
@@ -52,7 +53,8 @@ void mt_record_clear(struct mt_record *r);
 long long mt_record_worker(const struct mt_record *r);
 long long mt_record_pid(const struct mt_record *r);
 long long mt_record_task(const struct mt_record *r);
-/* Its channel: for a supervised service's failure, the service's name. */
+/* Its channel: for a supervisor's record about a service, the service's
+ * name; for a failed task's record, the failed worker's ("worker-N"). */
 const char *mt_record_channel(const struct mt_record *r);
 
 /* ---- timeparse.c ------------------------------------------------------- */

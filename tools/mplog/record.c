@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* An attribute that is an integer, or a string holding one; else -1. */
@@ -165,6 +166,8 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 	if (json_object_object_get_ex(root, "attributes", &v) &&
 	    json_object_is_type(v, json_type_object))
 		ret = parse_attributes(v, r);
+	if (r->kind && r->mpg_worker >= 0)
+		snprintf(r->failed_channel, sizeof r->failed_channel, "worker-%lld", r->mpg_worker);
 	if (ret < 0) {
 		mt_record_clear(r);
 		*why = "out of memory";
@@ -192,7 +195,11 @@ long long mt_record_pid(const struct mt_record *r)
 
 const char *mt_record_channel(const struct mt_record *r)
 {
-	return r->kind && *r->service ? r->service : r->channel;
+	if (*r->service)
+		return r->service;
+	if (r->kind && r->mpg_worker >= 0)
+		return r->failed_channel;
+	return r->channel;
 }
 
 long long mt_record_task(const struct mt_record *r)
