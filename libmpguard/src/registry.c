@@ -23,7 +23,7 @@ static int check_dir(const char *dir, bool create)
 
 static const char *absolute_env(const char *name)
 {
-	const char *v = getenv(name);
+	const char *v = secure_getenv(name); /* none in a setuid program */
 	return v && v[0] == '/' ? v : NULL;
 }
 

@@ -47,6 +47,8 @@ static void put_block(struct mpk_buf *b, const char *key, const char *value)
 	size_t n = strlen(value);
 	while (n && value[n - 1] == '\n')
 		n--;
+	if (!n)
+		return; /* newlines only: nothing to show */
 	put_str(b, "\n    ");
 	put_str(b, key);
 	put_str(b, ":");

@@ -140,6 +140,19 @@ static void explain_missing(pid_t pid, const char *spec, char *err, size_t errle
 			comm[strcspn(comm, "\n")] = '\0';
 		fclose(f);
 	}
+	/* Its effective uid, which a pool checks: /proc/PID itself shows root
+	 * for a process that is not dumpable. */
+	snprintf(proc, sizeof proc, "/proc/%d/status", (int)pid);
+	f = fopen(proc, "re");
+	char line[256];
+	unsigned ruid, euid;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "Uid: %u %u", &ruid, &euid) == 2) {
+			st.st_uid = euid;
+			break;
+		}
+	if (f)
+		fclose(f);
 	if (st.st_uid != geteuid()) {
 		struct passwd *pw = getpwuid(st.st_uid);
 		char who[64];
@@ -229,6 +242,16 @@ int mpk_conn_open(struct mpk_conn *c, const struct mpk_pool_ref *ref, char *err,
 			 strerror(-r));
 		mpk_conn_close(c);
 		return r;
+	}
+	/* The directory is ours; the socket's owner must be us too. */
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+	    cred.uid != geteuid()) {
+		snprintf(err, errlen, "pool %d.%u (%s): not served by uid %u", (int)ref->pid, ref->n,
+			 ref->path, (unsigned)geteuid());
+		mpk_conn_close(c);
+		return -EPERM;
 	}
 	return 0;
 }
