@@ -391,35 +391,11 @@ static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt
 	kill_worker(p, w);
 }
 
-/* One of the worker's pipes to the aggregator: the read end becomes a
- * channel, the write end (returned, or -1) goes to the worker. */
-static int aggregator_pipe(struct mpg_pool *p, struct worker *w, mplog_stream stream)
-{
-	int lp[2], id;
-	if (pipe2(lp, O_CLOEXEC) < 0)
-		return -1;
-	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
-	char name[32];
-	snprintf(name, sizeof name, "worker-%u", w->slot);
-	if ((id = mplog_aggregator_add(p->log, lp[0], stream, name, (int)w->slot)) < 0) {
-		mpg__fdreg_del(lp[1]);
-		close(lp[1]);
-		return -1; /* the aggregator closed lp[0] */
-	}
-	if (stream != MPLOG_STREAM_LOG)
-		w->capture_ch[stream == MPLOG_STREAM_STDERR] = (unsigned)id;
-	return lp[1];
-}
-
 static int spawn_worker(struct mpg_pool *p, struct worker *w)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
-	/* Its log pipe, and its stdout/stderr if captured: the worker's death
-	 * is each channel's EOF, after which the aggregator drains and closes. */
-	int io[3] = {-1, -1, -1};
-	w->capture_ch[0] = w->capture_ch[1] = 0;
 	/* The slot's status page still shows what the dead worker was doing:
 	 * a task that hung shows as running. The new worker clears the page
 	 * when it starts, but until then on_tick would time that stale task
@@ -430,21 +406,16 @@ static int spawn_worker(struct mpg_pool *p, struct worker *w)
 	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
 	atomic_store(&ws->state, WS_IDLE);
 	atomic_store(&ws->tasks_done, 0);
-	if (p->log) {
-		io[0] = aggregator_pipe(p, w, MPLOG_STREAM_LOG);
-		if (p->opts.capture & MPG_CAPTURE_STDOUT)
-			io[1] = aggregator_pipe(p, w, MPLOG_STREAM_STDOUT);
-		if (p->opts.capture & MPG_CAPTURE_STDERR)
-			io[2] = aggregator_pipe(p, w, MPLOG_STREAM_STDERR);
-	}
+	/* Its log pipe, and its stdout/stderr if captured: the worker's death
+	 * is each channel's EOF, after which the aggregator drains and closes.
+	 * A channel that cannot be made leaves the worker without it. */
+	int io[3];
+	char name[32];
+	snprintf(name, sizeof name, "worker-%u", w->slot);
+	(void)mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io, w->capture_ch);
 	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], io);
 	close(sv[1]);
-	for (int i = 0; i < 3; i++) {
-		if (io[i] >= 0) {
-			mpg__fdreg_del(io[i]);
-			close(io[i]);
-		}
-	}
+	mpg__log_pipes_close(io);
 	if (r < 0) {
 		close(sv[0]);
 		return r;
@@ -1352,9 +1323,7 @@ static void read_ctl(struct mpg_pool *p)
 		switch (m.type) {
 		case FS_SPAWNED:
 			w->pid = m.pid;
-			for (int k = 0; k < 2; k++) /* captured lines carry the pid */
-				if (w->capture_ch[k])
-					(void)mplog_aggregator_set_pid(p->log, w->capture_ch[k], m.pid);
+			(void)mpg__log_pipes_set_pid(p->log, w->capture_ch, m.pid);
 			w->pidfd = fd;
 			mpg__fdreg_add(fd);
 			w->state = W_READY;

@@ -137,6 +137,20 @@ const char *mpg__signal_name(int sig);
 void mpg__fdreg_add(int fd);
 void mpg__fdreg_del(int fd);
 
+/* logpipe.c: one worker's or service's pipes to aggregator a (none when a
+ * is NULL): io[0] its records, io[1]/io[2] its stdout/stderr when capture
+ * (MPG_CAPTURE_*) asks, -1 where none; the read ends become channels
+ * named name, stamped with worker; capture_ch gets the ids of the stdout
+ * and stderr channels (0: none). Returns 0, or the negative errno of the
+ * first channel that could not be made (the others are made). */
+int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsigned capture,
+			int io[3], unsigned capture_ch[2]);
+/* Close the write ends once the spawn request has passed them on. */
+void mpg__log_pipes_close(int io[3]);
+/* Stamp the captured channels' lines with the child's pid, known once it
+ * is forked; returns whether it has any. */
+bool mpg__log_pipes_set_pid(mplog_aggregator *a, const unsigned capture_ch[2], pid_t pid);
+
 /* ---- shared memory ---------------------------------------------------- */
 int mpg__memfd_from_bytes(const void *data, size_t len, int *ret_fd);
 /* If [p, p+len) lies inside an mpg_shm_alloc() block: a dup of its fd and the

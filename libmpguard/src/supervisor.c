@@ -262,32 +262,6 @@ struct run {
 	bool log_started;        /* our own aggregator's thread, started by this run */
 };
 
-/* One of service i's pipes to the aggregator: the read end becomes a
- * channel named after the service, the write end (returned, or -1) goes
- * to the service. */
-static int aggregator_pipe(struct run *r, unsigned i, mplog_stream stream)
-{
-	int lp[2];
-	if (pipe2(lp, O_CLOEXEC) < 0)
-		return -1;
-	mpg__fdreg_add(lp[1]); /* a fork() elsewhere must not keep it open */
-	int id = mplog_aggregator_add(r->s->log, lp[0], stream, r->s->svc[i].name, -1);
-	if (id < 0) {
-		mpg__fdreg_del(lp[1]);
-		close(lp[1]);
-		if (r->log)
-			(void)mplog_writer_log(r->log, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
-					       "service %s starts without its %s channel: %s",
-					       r->s->svc[i].name, stream == MPLOG_STREAM_LOG ? "log" :
-					       stream == MPLOG_STREAM_STDOUT ? "stdout" : "stderr",
-					       strerror(-id));
-		return -1; /* the aggregator closed lp[0] */
-	}
-	if (stream != MPLOG_STREAM_LOG)
-		r->s->svc[i].capture_ch[stream == MPLOG_STREAM_STDERR] = (unsigned)id;
-	return lp[1];
-}
-
 /* A service's failure as an ERROR record of the merged log, with the same
  * keys as a pool's failed tasks (mpg.service instead of mpg.task). */
 static void log_failure(struct run *r, const mpg_error *e)
@@ -322,23 +296,16 @@ static int start_service(struct run *r, unsigned i)
 		return -errno;
 	/* Its log pipe, and its stdout/stderr if captured: its death is each
 	 * channel's EOF, after which the aggregator drains and closes it. */
-	int io[3] = {-1, -1, -1};
-	sv->capture_ch[0] = sv->capture_ch[1] = 0;
-	if (r->s->log) {
-		io[0] = aggregator_pipe(r, i, MPLOG_STREAM_LOG);
-		if (r->s->capture & MPG_CAPTURE_STDOUT)
-			io[1] = aggregator_pipe(r, i, MPLOG_STREAM_STDOUT);
-		if (r->s->capture & MPG_CAPTURE_STDERR)
-			io[2] = aggregator_pipe(r, i, MPLOG_STREAM_STDERR);
-	}
+	int io[3];
+	int lost = mpg__log_pipes_open(r->s->log, sv->name, -1, r->s->capture, io, sv->capture_ch);
+	if (lost < 0 && r->log)
+		(void)mplog_writer_log(r->log, MPLOG_WARN, NULL, 0, NULL,
+				       &(mplog_kv){"mpg.service", sv->name}, 1,
+				       "service %s starts without some of its log channels: %s",
+				       sv->name, strerror(-lost));
 	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], io);
 	close(sp[1]);
-	for (int k = 0; k < 3; k++) {
-		if (io[k] >= 0) {
-			mpg__fdreg_del(io[k]);
-			close(io[k]);
-		}
-	}
+	mpg__log_pipes_close(io);
 	if (e < 0) {
 		close(sp[0]);
 		return e;
@@ -668,15 +635,9 @@ static void read_server(struct run *r)
 		struct service *sv = &r->s->svc[m.slot];
 		if (m.type == FS_SPAWNED) {
 			sv->pid = m.pid; /* if stopping, shutdown_step() takes it in its turn */
-			bool captured = false;
-			for (int k = 0; k < 2; k++) /* captured lines carry the pid */
-				if (sv->capture_ch[k]) {
-					(void)mplog_aggregator_set_pid(r->s->log, sv->capture_ch[k], m.pid);
-					captured = true;
-				}
 			/* A captured service waits for this before it runs, so that
 			 * its first line has its pid too (see worker.c). */
-			if (captured && sv->sock >= 0)
+			if (mpg__log_pipes_set_pid(r->s->log, sv->capture_ch, m.pid) && sv->sock >= 0)
 				(void)send(sv->sock, "g", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 		} else if (m.type == FS_SPAWN_FAILED) {
 			service_exited(r, m.slot, 127 << 8);
