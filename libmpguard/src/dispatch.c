@@ -1547,43 +1547,13 @@ static void retire_idle(struct mpg_pool *p)
 	}
 }
 
-/* The key-values of a failed task's record: what there is, no empty
- * signal or backtrace. */
-struct error_kv {
-	char task[24], worker[16], pid[16], code[16], attempt[16];
-	mplog_kv kv[8];
-	size_t n;
-};
-
-static void error_kv(struct error_kv *k, const mpg_error *e, bool retrying)
-{
-	snprintf(k->task, sizeof k->task, "%zu", e->task);
-	snprintf(k->worker, sizeof k->worker, "%d", e->worker);
-	snprintf(k->pid, sizeof k->pid, "%d", (int)e->pid);
-	snprintf(k->code, sizeof k->code, "%d", e->code);
-	snprintf(k->attempt, sizeof k->attempt, "%u", e->attempts);
-	k->n = 0;
-	k->kv[k->n++] = (mplog_kv){retrying ? "mpg.retrying" : "mpg.kind",
-				   mpg_error_kind_name(e->kind)};
-	k->kv[k->n++] = (mplog_kv){"mpg.task", k->task};
-	k->kv[k->n++] = (mplog_kv){"mpg.worker", k->worker};
-	k->kv[k->n++] = (mplog_kv){"mpg.pid", k->pid};
-	k->kv[k->n++] = (mplog_kv){"mpg.code", k->code};
-	if (retrying)
-		k->kv[k->n++] = (mplog_kv){"mpg.attempt", k->attempt};
-	if (e->sig)
-		k->kv[k->n++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
-	if (e->backtrace && *e->backtrace)
-		k->kv[k->n++] = (mplog_kv){"mpg.backtrace", e->backtrace};
-}
-
 /* A failed task, as an ERROR record in the pool's merged log. */
 static void log_error(struct mpg_pool *p, const mpg_error *e)
 {
 	if (!p->log_writer || e->kind == MPG_ERR_CANCELLED)
 		return;
-	struct error_kv k;
-	error_kv(&k, e, false);
+	struct mpg__error_kv k;
+	mpg__error_kv(&k, e, false);
 	(void)mplog_writer_log(p->log_writer, MPLOG_ERROR, NULL, 0, NULL, k.kv, k.n, "%s",
 			       e->describe);
 }
@@ -1592,8 +1562,8 @@ static void log_error(struct mpg_pool *p, const mpg_error *e)
  * not failed (yet), so it is no ERROR and carries no mpg.kind. */
 static void log_retry(struct mpg_pool *p, const mpg_error *e, unsigned retries)
 {
-	struct error_kv k;
-	error_kv(&k, e, true);
+	struct mpg__error_kv k;
+	mpg__error_kv(&k, e, true);
 	(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, k.kv, k.n,
 			       "%s; will retry (attempt %u of %u)", e->describe, e->attempts + 1,
 			       retries + 1);

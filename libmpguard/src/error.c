@@ -129,6 +129,32 @@ mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pi
 	return e;
 }
 
+void mpg__error_kv(struct mpg__error_kv *k, const mpg_error *e, bool retrying)
+{
+	snprintf(k->task, sizeof k->task, "%zu", e->task);
+	snprintf(k->worker, sizeof k->worker, "%d", e->worker);
+	snprintf(k->pid, sizeof k->pid, "%d", (int)e->pid);
+	snprintf(k->code, sizeof k->code, "%d", e->code);
+	snprintf(k->attempt, sizeof k->attempt, "%u", e->attempts);
+	k->n = 0;
+	k->kv[k->n++] = (mplog_kv){retrying ? "mpg.retrying" : "mpg.kind",
+				   mpg_error_kind_name(e->kind)};
+	if (e->service) {
+		k->kv[k->n++] = (mplog_kv){"mpg.service", e->service};
+	} else {
+		k->kv[k->n++] = (mplog_kv){"mpg.task", k->task};
+		k->kv[k->n++] = (mplog_kv){"mpg.worker", k->worker};
+	}
+	k->kv[k->n++] = (mplog_kv){"mpg.pid", k->pid};
+	k->kv[k->n++] = (mplog_kv){"mpg.code", k->code};
+	if (retrying)
+		k->kv[k->n++] = (mplog_kv){"mpg.attempt", k->attempt};
+	if (e->sig)
+		k->kv[k->n++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
+	if (e->backtrace && *e->backtrace)
+		k->kv[k->n++] = (mplog_kv){"mpg.backtrace", e->backtrace};
+}
+
 int mpg__error_set_service(mpg_error *e, const char *name)
 {
 	char *copy = strdup(name);

@@ -127,6 +127,17 @@ struct mpg_error {
 mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
 			  int code, int sig, unsigned attempts, const char *message);
 void mpg__error_free(mpg_error *err);
+/* The key-values of a failure's record in the merged log, what there is
+ * (no empty signal or backtrace): mpg.kind (mpg.retrying for an attempt
+ * that will run again, with mpg.attempt), mpg.task and mpg.worker (or
+ * mpg.service), mpg.pid, mpg.code, mpg.signal, mpg.backtrace. kv points
+ * into e and into the struct. */
+struct mpg__error_kv {
+	char task[24], worker[16], pid[16], code[16], attempt[16];
+	mplog_kv kv[8];
+	size_t n;
+};
+void mpg__error_kv(struct mpg__error_kv *k, const mpg_error *e, bool retrying);
 /* Make err a failure of service `name` (its description says so). */
 int mpg__error_set_service(mpg_error *err, const char *name);
 void mpg__error_set_fault(mpg_error *err, int si_code, uint64_t addr);

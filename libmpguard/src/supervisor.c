@@ -268,19 +268,9 @@ static void log_failure(struct run *r, const mpg_error *e)
 {
 	if (!r->log || !e)
 		return;
-	char pid[16], code[16];
-	snprintf(pid, sizeof pid, "%d", (int)e->pid);
-	snprintf(code, sizeof code, "%d", e->code);
-	mplog_kv kv[6] = {
-		{"mpg.kind", mpg_error_kind_name(e->kind)}, {"mpg.service", e->service ? e->service : ""},
-		{"mpg.pid", pid}, {"mpg.code", code},
-	};
-	size_t nkv = 4;
-	if (e->sig)
-		kv[nkv++] = (mplog_kv){"mpg.signal", mpg__signal_name(e->sig)};
-	if (e->backtrace && *e->backtrace)
-		kv[nkv++] = (mplog_kv){"mpg.backtrace", e->backtrace};
-	(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, kv, nkv, "%s", e->describe);
+	struct mpg__error_kv k;
+	mpg__error_kv(&k, e, false);
+	(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL, k.kv, k.n, "%s", e->describe);
 }
 
 #define TAG_CTL 1u
