@@ -1215,8 +1215,8 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	 * is reported as what it is, blamed on the task the page shows: else
 	 * a crash lost its backtrace to a TIMEOUT, an _exit() read "killed by
 	 * SIG?", and the task that really died was re-queued as innocent. */
-	bool timed_out = w->timing_out && w->timeout_killed && !w->killed_by_pool &&
-			 WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+	bool timed_out = w->timeout_killed && !w->killed_by_pool && WIFSIGNALED(status) &&
+			 WTERMSIG(status) == SIGKILL;
 	if (timed_out)
 		st = WS_RUNNING, wjob = w->watch_job, windex = w->watch_index; /* the task we timed */
 	bool blamed = false;
