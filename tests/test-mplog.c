@@ -435,6 +435,16 @@ static char *slurp(const char *path)
 	return buf;
 }
 
+/* An aggregator writing text to the file at path, and a writer into it. */
+static void text_file_log(const char *path, mplog_aggregator **a, mplog_writer **w)
+{
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(*a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(*a, w), 0);
+}
+
 START_TEST(file_sink_reopens_a_rotated_file_on_request)
 {
 	char dir[] = "/tmp/mplog-test-XXXXXX", path[128], rotated[128];
@@ -442,12 +452,8 @@ START_TEST(file_sink_reopens_a_rotated_file_on_request)
 	snprintf(path, sizeof path, "%s/app.log", dir);
 	snprintf(rotated, sizeof rotated, "%s/app.log.1", dir);
 	mplog_aggregator *a;
-	mplog_sink *s;
 	mplog_writer *w;
-	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
-	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
-	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
-	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	text_file_log(path, &a, &w);
 	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "f.c", 1, "fn", NULL, 0, "before"), 0);
 	ck_assert_int_eq(rename(path, rotated), 0);
 	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "f.c", 2, "fn", NULL, 0, "still old"), 0);
@@ -480,12 +486,8 @@ START_TEST(text_puts_a_value_of_several_lines_below_the_record)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(path, sizeof path, "%s/app.log", dir);
 	mplog_aggregator *a;
-	mplog_sink *s;
 	mplog_writer *w;
-	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
-	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
-	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
-	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	text_file_log(path, &a, &w);
 	mplog_kv kv[] = {{"trace", "#0 f\n#1 g\n"}, {"k", "v"}, {"empty", ""}};
 	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, "f.c", 5, "fn", kv, 3, "two\nlines"), 0);
 	ck_assert_int_ge(mplog_aggregator_dispatch(a, 0), 0);
