@@ -343,6 +343,8 @@ typedef struct mpg_stats {
 	uint64_t socket_bytes;     /* bytes through worker sockets, both ways */
 	uint64_t shm_bytes;        /* payload bytes handed over in shared memory */
 	uint64_t shm_copied_bytes; /* of those, bytes the pool copied into a memfd */
+	uint64_t tasks_rescued;    /* finished tasks of a dead worker whose results
+				    * were taken from its memory, not run again */
 } mpg_stats;
 MPG_EXPORT int mpg_pool_stats(mpg_pool *pool, mpg_stats *ret);
 

@@ -2,24 +2,12 @@
  * the parent-side symbolizer. Internal. */
 #pragma once
 
-#include "wire-int.h"
+#include "proto-int.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#define MPG_MAX_FRAMES 64u
-
-/* Body of a MSG_CRASH frame, followed by nips u64 instruction pointers,
- * the faulting frame first. */
-struct mpg__crash_head {
-	uint32_t signo;
-	int32_t code;        /* si_code */
-	uint64_t addr;       /* si_addr: the fault address */
-	int32_t sender_pid;  /* for signals sent with kill(): who sent it */
-	uint32_t nips;
-};
 
 /* Worker side. */
 /* task_loop: the function that calls task functions; backtraces stop there. */
@@ -36,21 +24,6 @@ unsigned mpg__modules_count(void);
 int mpg__modules_encode(struct mpk_buf *b);
 
 /* Parent side. */
-struct mpg__module {
-	uint64_t bias;       /* load bias (dlpi_addr) */
-	uint64_t lo, hi;     /* mapped address range of its PT_LOAD segments */
-	char *path;
-	uint8_t build_id[64];
-	uint32_t build_id_len;
-};
-
-struct mpg__modlist {
-	struct mpg__module *m;
-	size_t n;
-};
-
-int mpg__modlist_decode(const void *body, size_t len, struct mpg__modlist *out);
-void mpg__modlist_free(struct mpg__modlist *l);
 /* Symbolization state kept between calls (owned by the pool). */
 struct mpg__symcache {
 	void *dwfl;          /* Dwfl *, for the module list below */

@@ -31,11 +31,7 @@ static struct {
 	const volatile bool *sending; /* a result frame is half written */
 	uintptr_t stop_at; /* entry of the worker's task loop */
 	unsigned pause_ms; /* pause for a debugger after the report, or 0 */
-	struct {
-		struct mpk_frame_header h;
-		struct mpg__crash_head c;
-		uint64_t ips[MPG_MAX_FRAMES];
-	} frame;
+	struct mpg__crash_frame frame;
 } C;
 
 static void reset_dispositions(void)
@@ -94,11 +90,10 @@ static void on_crash(int sig, siginfo_t *si, void *ucontext)
 		.sender_pid = si->si_code <= 0 ? si->si_pid : 0,
 		.nips = n,
 	};
-	size_t body = sizeof C.frame.c + n * sizeof C.frame.ips[0];
-	mpk_frame_header_init(&C.frame.h, MSG_CRASH, (uint32_t)body, 0);
+	size_t len = mpg__crash_frame_seal(&C.frame);
 	/* Never in the middle of another frame: the stream would be garbage. */
 	if (!*C.sending)
-		write_all(&C.frame, sizeof C.frame.h + body);
+		write_all(&C.frame, len);
 	if (C.pause_ms) {
 		alarm(0); /* the pause has its own timeout */
 		mpg__pause(WP_CRASH, C.pause_ms);
@@ -120,21 +115,15 @@ static void on_stack_request(int sig, siginfo_t *si, void *ucontext)
 	(void)sig;
 	(void)si;
 	int saved = errno;
-	static struct {
-		struct mpk_frame_header h;
-		uint32_t nips, pad;
-		uint64_t ips[MPG_MAX_FRAMES];
-	} f;
+	static struct mpg__stack_frame f;
 	unw_cursor_t cursor;
 	uint32_t n = 0;
 	if (unw_init_local2(&cursor, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) == 0)
 		n = collect(&cursor, f.ips, MPG_MAX_FRAMES);
 	f.nips = n;
-	f.pad = 0;
-	size_t body = 8 + n * sizeof f.ips[0];
-	mpk_frame_header_init(&f.h, MSG_STACK, (uint32_t)body, 0);
+	size_t len = mpg__stack_frame_seal(&f);
 	if (!*C.sending)
-		write_all(&f, sizeof f.h + body);
+		write_all(&f, len);
 	errno = saved;
 }
 

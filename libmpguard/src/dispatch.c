@@ -3,8 +3,10 @@
  * deaths into task errors, replaces workers, applies the failure policy and
  * runs the user's callbacks (without the pool lock). */
 #include "pool-int.h"
+#include "arena-int.h"
 #include "crash-int.h"
 #include "fdpass-int.h"
+#include "proto-int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -177,37 +180,17 @@ static void fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_err
 	task_ended(p, job);
 }
 
-/* How a task failed, with what the worker could tell about it. */
-struct failure {
-	mpg_error_kind kind;
-	int code, sig;
-	const char *msg;
-	bool has_fault;            /* a crash report arrived */
-	int si_code;
-	uint64_t addr;
-	const uint64_t *ips;       /* raw backtrace, symbolized if the task fails for good */
-	unsigned nips;
-	bool first_exact;          /* ips[0] is the faulting instruction itself */
-	bool no_retry;             /* fails for good, whatever the policy */
-};
-
 /* The error of a failed attempt, symbolized; NULL when out of memory. */
 static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, size_t index,
-				unsigned attempts, const struct failure *f)
+				unsigned attempts, const struct mpg__failure *f)
 {
-	mpg_error *err = mpg__error_new(f->kind, index, w ? (int)w->slot : -1, w ? w->pid : 0,
-					f->code, f->sig, attempts + 1, f->msg);
-	if (err && f->has_fault)
-		mpg__error_set_fault(err, f->si_code, f->addr);
-	if (err && f->nips)
-		err->backtrace = mpg__symbolize(&p->symcache, w ? &w->modules : NULL, f->ips,
-						f->nips, f->first_exact);
-	return err;
+	return mpg__failure_error(f, &p->symcache, w ? &w->modules : NULL, index,
+				  w ? (int)w->slot : -1, w ? w->pid : 0, attempts + 1);
 }
 
 /* A task failed in a worker: retry or fail it. */
 static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
-			   unsigned attempts, const struct failure *f)
+			   unsigned attempts, const struct mpg__failure *f)
 {
 	if (job->cancelled)
 		return; /* ended by the cancellation */
@@ -230,41 +213,19 @@ static void task_failed_ex(struct mpg_pool *p, struct worker *w, struct job *job
 static void task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
 			unsigned attempts, mpg_error_kind kind, int code, int sig, const char *msg)
 {
-	struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
+	struct mpg__failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
 	task_failed_ex(p, w, job, index, attempts, &f);
 }
 
 /* A raised error from a result frame: code, message, where it was raised. */
 static void raised(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
-		   unsigned attempts, struct mpk_reader *r)
+		   unsigned attempts, const struct mpg__raised *r)
 {
-	int code = (int)mpk_get_u32(r);
-	uint32_t ml = mpk_get_u32(r);
-	uint32_t nips = mpk_get_u32(r);
-	const char *m = mpk_get_bytes(r, ml);
-	const uint8_t *ipb = mpk_get_bytes(r, (size_t)nips * 8);
+	char msg[MPG_MAX_MESSAGE];
 	uint64_t ips[MPG_MAX_FRAMES];
-	if (nips > MPG_MAX_FRAMES)
-		nips = 0;
-	if (ipb)
-		memcpy(ips, ipb, (size_t)nips * 8);
-	char *msg = m ? strndup(m, ml) : NULL;
-	struct failure f = {.kind = MPG_ERR_RAISED, .code = code, .msg = msg ? msg : "(out of memory)",
-			    .ips = ips, .nips = ipb ? nips : 0};
+	struct mpg__failure f;
+	mpg__raised_failure(r, msg, sizeof msg, ips, &f);
 	task_failed_ex(p, w, job, index, attempts, &f);
-	free(msg);
-}
-
-/* Validate one raised-error record without using it. */
-static void skip_error(struct mpk_reader *r)
-{
-	mpk_get_u32(r);
-	uint32_t ml = mpk_get_u32(r);
-	uint32_t nips = mpk_get_u32(r);
-	if (nips > MPG_MAX_FRAMES)
-		r->err = true;
-	mpk_get_bytes(r, ml);
-	mpk_get_bytes(r, (size_t)nips * 8);
 }
 
 static void task_ok(struct mpg_pool *p, struct job *job, size_t index, const void *data,
@@ -370,13 +331,13 @@ static void kill_worker(struct mpg_pool *p, struct worker *w)
 	signal_worker(p, w, SIGKILL);
 }
 
+static void note_culprit(struct mpg_pool *p, struct worker *w);
 static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
 {
-	(void)p;
-	if (w->protocol_error)
-		return;
+	if (w->protocol_error || w->garbage_run)
+		return; /* the first says it */
 	va_list ap;
 	va_start(ap, fmt);
 	if (vasprintf(&w->protocol_error, fmt, ap) < 0)
@@ -384,10 +345,9 @@ static void protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt
 	va_end(ap);
 	if (!w->protocol_error)
 		w->protocol_error = strdup("garbage on the worker's channel");
-	/* Stop reading this worker; its exit report decides the rest. */
-	if (w->sock >= 0)
-		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
-	w->sock_eof = true;
+	/* It dies for it, and so does the task it was running then; what it
+	 * sends meanwhile is still read, for the tasks it finished. */
+	note_culprit(p, w);
 	kill_worker(p, w);
 }
 
@@ -616,26 +576,19 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 	struct mpk_buf b = {0};
 	if (!f || !c)
 		goto nomem;
-	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
-	mpk_buf_put_u64(&b, job->id);
-	mpk_buf_put_u64(&b, (uint64_t)(uintptr_t)job->fn);
-	mpk_buf_put_u64(&b, r.first);
-	size_t count_off = b.len;
-	mpk_buf_put_u32(&b, 0);
-	mpk_buf_put_u32(&b, (fixed_in ? CHUNK_FIXED_IN : 0) | (fixed_out ? CHUNK_FIXED_OUT : 0) |
-				    (send_ctx ? CHUNK_HAS_CTX : 0));
-	mpk_buf_put_u64(&b, job->in_size);
-	mpk_buf_put_u64(&b, job->out_size);
-	if (send_ctx) {
-		mpk_buf_put_u64(&b, job->cfg.context_len);
-		mpk_buf_put(&b, job->cfg.context, job->cfg.context_len);
-	}
+	struct mpg__chunk_head head = {
+		.job = job->id,
+		.fn = (uint64_t)(uintptr_t)job->fn,
+		.first = r.first,
+		.mode = (fixed_in ? CHUNK_FIXED_IN : 0) | (fixed_out ? CHUNK_FIXED_OUT : 0) |
+			(send_ctx ? CHUNK_HAS_CTX : 0),
+		.in_size = job->in_size,
+		.out_size = job->out_size,
+	};
+	mpg__chunk_begin(&b, &head, job->cfg.context, job->cfg.context_len);
 	size_t n = 0;
-	/* Payloads start 16-aligned from the body start (the worker's receive
-	 * buffer is malloc-aligned), so tasks get inputs aligned like malloc's. */
-	const size_t body0 = sizeof(struct mpk_frame_header);
-	mpk_buf_align(&b, body0, 16);
 	if (fixed_in) {
+		mpg__chunk_align_fixed(&b);
 		n = r.count;
 		f->ext = job->in_base + r.first * job->in_size; /* sent in place, no copy */
 		f->ext_len = n * job->in_size;
@@ -649,11 +602,8 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 				break;
 			bool large = len >= p->opts.shm_threshold ||
 				     (job->kind == JOB_SUBMIT && job->owned_fd >= 0);
-			mpk_buf_align(&b, body0, 16);
 			if (!large) {
-				mpk_buf_put_u64(&b, ITEM_INLINE);
-				mpk_buf_put_u64(&b, len);
-				mpk_buf_put(&b, data, len);
+				mpg__input_put_inline(&b, data, len);
 				inline_bytes += len;
 				continue;
 			}
@@ -692,18 +642,11 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 			}
 			p->stats.shm_bytes += len;
 			f->fds[f->nfds++] = fd;
-			mpk_buf_put_u64(&b, ITEM_SHM);
-			mpk_buf_put_u64(&b, off);
-			mpk_buf_put_u64(&b, len);
+			mpg__input_put_shm(&b, off, len);
 		}
 	}
-	if (b.oom || b.len + f->ext_len - sizeof(struct mpk_frame_header) > MPK_FRAME_MAX_BODY)
+	if (mpg__chunk_finish(&b, (uint32_t)n, f->ext_len, (uint16_t)f->nfds) < 0)
 		goto nomem;
-	uint32_t n32 = (uint32_t)n;
-	memcpy(b.data + count_off, &n32, sizeof n32);
-	mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_CHUNK,
-			      (uint32_t)(b.len + f->ext_len - sizeof(struct mpk_frame_header)),
-			      (uint16_t)f->nfds);
 	f->data = b.data;
 	f->len = b.len + f->ext_len;
 	if (send_ctx)
@@ -766,6 +709,14 @@ static int take_fd(struct worker *w)
 	return fd;
 }
 
+/* The fds of a frame that is not used: closed, so the next frame's are
+ * at the head of the queue. */
+static void drop_fds(struct worker *w, unsigned n)
+{
+	for (; n && w->nfdq; n--)
+		close(take_fd(w));
+}
+
 static void chunk_pop(struct worker *w)
 {
 	struct chunk *c = w->inflight_head;
@@ -802,68 +753,120 @@ static struct blob *frame_blob(struct job *job, const uint8_t *body, size_t len)
 	return b;
 }
 
-static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
-			  unsigned nfds)
+/* Garbage came from the task w was running when we saw it, or from the one
+ * it began last: that task fails for it, if it is still out. */
+static void note_culprit(struct mpg_pool *p, struct worker *w)
 {
-	struct mpk_reader r;
-	mpk_reader_init(&r, body, len);
-	uint64_t job_id = mpk_get_u64(&r);
-	uint64_t first = mpk_get_u64(&r);
-	uint32_t count = mpk_get_u32(&r);
-	uint32_t mode = mpk_get_u32(&r);
-	uint64_t out_size = mpk_get_u64(&r);
-	uint64_t elapsed = mpk_get_u64(&r);
+	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
+	uint64_t job = atomic_load(&ws->job), index = atomic_load(&ws->index);
+	for (const struct chunk *c = w->inflight_head; c; c = c->next) {
+		if (c->job->id == job && index >= c->first + c->done && index < c->first + c->count) {
+			w->culprit.set = true;
+			w->culprit.job = job;
+			w->culprit.index = index;
+			return;
+		}
+	}
+}
+
+/* Is task index of job the culprit of garbage? Then it fails for it, once,
+ * whatever its result says. */
+static bool fail_culprit(struct mpg_pool *p, struct worker *w, struct chunk *c, size_t index)
+{
+	if (!w->culprit.set || w->culprit.job != c->job->id || w->culprit.index != index)
+		return false;
+	w->culprit.set = false;
+	w->culprit_failed = true;
+	char msg[160];
+	snprintf(msg, sizeof msg, "%s", w->protocol_error ? w->protocol_error :
+		 "worker wrote bytes that are not a valid frame");
+	if (w->garbage_run && !w->protocol_error)
+		snprintf(msg, sizeof msg, "worker wrote %zu bytes that are not a valid frame",
+			 w->garbage_run);
+	task_failed(p, w, c->job, index, c->attempts, MPG_ERR_PROTOCOL, 0, 0, msg);
+	return true;
+}
+
+/* A large result's memfd: mapped read-only once it is known to hold len
+ * bytes for good (sealed against shrinking and writing), else NULL and why. */
+static void *map_result(int fd, uint64_t len, void **base, size_t *maplen, char *why, size_t whylen)
+{
+	struct stat st;
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || seals < 0) {
+		snprintf(why, whylen, "it did not come with a memfd");
+		return NULL;
+	}
+	if ((seals & (F_SEAL_SHRINK | F_SEAL_WRITE)) != (F_SEAL_SHRINK | F_SEAL_WRITE)) {
+		snprintf(why, whylen, "its memfd is not sealed against shrinking and writing");
+		return NULL;
+	}
+	if ((uint64_t)st.st_size < len) {
+		snprintf(why, whylen, "its memfd holds only %jd bytes", (intmax_t)st.st_size);
+		return NULL;
+	}
+	void *m = mpg__map_fd(fd, 0, len, PROT_READ, base, maplen);
+	if (!m)
+		snprintf(why, whylen, "%s", strerror(errno));
+	return m;
+}
+
+/* The chunk a result for tasks [first, first + count) of job belongs to:
+ * the oldest in flight, which must be answered in order. */
+static struct chunk *result_chunk(struct worker *w, uint64_t job, uint64_t first, uint32_t count)
+{
 	struct chunk *c = w->inflight_head;
-	if (r.err || !c || c->job->id != job_id || first != c->first + c->done || count == 0 ||
-	    count > c->count - c->done || nfds > w->nfdq) {
-		protocol_error(p, w, "worker sent a result frame that matches no task sent to it");
-		return -EPROTO;
-	}
+	if (!c || c->job->id != job || first != c->first + c->done || count == 0 ||
+	    count > c->count - c->done)
+		return NULL;
+	return c;
+}
+
+/* Tasks of chunk c ended as res says (a frame, or a dead worker's arena);
+ * res is valid. The fds of its ITEM_SHM results are at the head of the
+ * queue. */
+static int apply_results(struct mpg_pool *p, struct worker *w, struct chunk *c,
+			 const struct mpg__result *res)
+{
 	struct job *job = c->job;
-	bool fixed = job->kind == JOB_ARRAY;
-	if (fixed != !!(mode & CHUNK_FIXED_OUT) || (fixed && out_size != job->out_size)) {
-		protocol_error(p, w, "worker sent results of the wrong shape");
-		return -EPROTO;
-	}
+	uint64_t first = res->h.first;
+	uint32_t count = res->h.count;
 	w->tasks_done += count;
-	double per = (double)elapsed / count;
-	job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;
-	p->last_fn = job->fn;
-	p->last_ns_per_task = job->ns_per_task;
+	if (res->h.elapsed_ns) {
+		double per = (double)res->h.elapsed_ns / count;
+		job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;
+		p->last_fn = job->fn;
+		p->last_ns_per_task = job->ns_per_task;
+	}
 	c->done += count;
 	if (job->cancelled) {
-		for (unsigned i = 0; i < nfds; i++)
-			close(take_fd(w));
+		drop_fds(w, res->nshm);
 		goto out;
 	}
 
-	if (fixed) {
-		const uint8_t *data = mpk_get_bytes(&r, (size_t)count * job->out_size);
-		uint32_t nerr = mpk_get_u32(&r);
-		if (r.err)
-			goto bad;
-		/* Errors are validated before any task of the frame ends. */
-		struct mpk_reader er = r;
-		int64_t last = -1;
-		for (uint32_t e = 0; e < nerr; e++) {
-			uint32_t rel = mpk_get_u32(&er);
-			skip_error(&er);
-			if (rel >= count || (int64_t)rel <= last)
-				er.err = true; /* in order, each task once */
-			last = rel;
-		}
-		if (er.err || er.left)
-			goto bad;
-		memcpy(job->out_base + first * job->out_size, data, (size_t)count * job->out_size);
+	if (res->fixed) {
+		memcpy(job->out_base + first * job->out_size, res->fixed, (size_t)count * job->out_size);
 		uint8_t *st = job->state + first;
 		for (uint32_t i = 0; i < count; i++)
 			st[i] = ITEM_OK;
-		for (uint32_t e = 0; e < nerr; e++) {
-			uint32_t rel = mpk_get_u32(&r);
+		size_t ok = count;
+		struct mpk_reader r;
+		mpk_reader_init(&r, res->errs, res->errs_len);
+		for (uint32_t e = 0; e < res->nerr; e++) {
+			uint32_t rel;
+			struct mpg__raised err;
+			(void)mpg__fixed_error_next(&r, &rel, &err); /* validated */
 			st[rel] = ITEM_PENDING;
-			raised(p, w, job, first + rel, c->attempts, &r);
+			ok--;
+			if (!fail_culprit(p, w, c, first + rel))
+				raised(p, w, job, first + rel, c->attempts, &err);
 		}
-		size_t ok = count - nerr;
+		if (w->culprit.set && w->culprit.job == job->id && w->culprit.index >= first &&
+		    w->culprit.index < first + count && st[w->culprit.index - first] == ITEM_OK) {
+			st[w->culprit.index - first] = ITEM_PENDING;
+			ok--;
+			fail_culprit(p, w, c, w->culprit.index);
+		}
 		p->stats.tasks_ok += ok;
 		job->remaining -= ok;
 		if (job->pr)
@@ -872,66 +875,54 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 		goto out;
 	}
 
-	/* Generic: validate the whole frame first, so garbage ends no task.
-	 * Items are 16-aligned from the region start, which the blob keeps. */
-	mpk_reader_mark(&r);
-	struct mpk_reader vr = r;
-	unsigned want_fds = 0;
-	for (uint32_t i = 0; i < count; i++) {
-		mpk_get_align(&vr, 16);
-		uint64_t k = mpk_get_u64(&vr);
-		if (k == ITEM_INLINE) {
-			mpk_get_bytes(&vr, mpk_get_u64(&vr));
-		} else if (k == ITEM_SHM) {
-			mpk_get_u64(&vr);
-			want_fds++;
-		} else if (k == ITEM_ERROR) {
-			skip_error(&vr);
-		} else {
-			vr.err = true;
-		}
-		if (vr.err)
-			break;
-	}
-	if (vr.err || vr.left || want_fds != nfds)
-		goto bad;
+	/* Generic: items are 16-aligned from the region start, which the
+	 * blob keeps. */
 	struct blob *fb = NULL;
 	if (job->kind != JOB_IMAP) {
-		fb = frame_blob(job, r.p, r.left);
-		if (!fb)
+		fb = frame_blob(job, res->items, res->items_len);
+		if (!fb) {
+			c->done -= count;
+			w->tasks_done -= count;
 			return -ENOMEM;
+		}
 	}
-	const uint8_t *base = r.p;
+	struct mpg__item_iter it;
+	mpg__items_begin(&it, res->items, res->items_len);
 	double bytes = 0;
 	for (uint32_t i = 0; i < count; i++) {
 		size_t index = first + i;
-		mpk_get_align(&r, 16);
-		uint64_t k = mpk_get_u64(&r);
-		if (k == ITEM_INLINE) {
-			uint64_t l = mpk_get_u64(&r);
-			const uint8_t *d = mpk_get_bytes(&r, l);
-			bytes += (double)l;
+		struct mpg__item item;
+		(void)mpg__items_next(&it, &item); /* validated */
+		if (fail_culprit(p, w, c, index)) {
+			if (item.kind == ITEM_SHM)
+				drop_fds(w, 1);
+			continue;
+		}
+		if (item.kind == ITEM_INLINE) {
+			bytes += (double)item.len;
 			if (job->kind == JOB_IMAP) {
-				struct blob *b = frame_blob(job, d, l);
-				task_ok(p, job, index, b ? b->mem : NULL, b ? l : 0, b);
+				struct blob *b = frame_blob(job, item.data, item.len);
+				task_ok(p, job, index, b ? b->mem : NULL, b ? item.len : 0, b);
 				if (b && b->refs == 0)
 					mpg__blob_free(b);
 			} else {
-				task_ok(p, job, index, (const uint8_t *)fb->mem + (d - base), l, fb);
+				task_ok(p, job, index, (const uint8_t *)fb->mem + (item.data - res->items),
+					item.len, fb);
 			}
-		} else if (k == ITEM_SHM) {
-			uint64_t l = mpk_get_u64(&r);
+		} else if (item.kind == ITEM_SHM) {
 			int fd = take_fd(w);
 			void *mbase;
 			size_t maplen;
-			void *m = mpg__map_fd(fd, 0, l, PROT_READ | PROT_WRITE, &mbase, &maplen);
+			char why[96];
+			void *m = map_result(fd, item.len, &mbase, &maplen, why, sizeof why);
 			close(fd);
-			p->stats.shm_bytes += l;
+			p->stats.shm_bytes += item.len;
 			if (!m) {
-				char msg[128];
-				snprintf(msg, sizeof msg, "cannot map the %zu-byte result: %s",
-					 (size_t)l, strerror(errno));
-				task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, -errno, 0, msg);
+				char msg[192];
+				snprintf(msg, sizeof msg, "cannot take the %zu-byte result: %s",
+					 (size_t)item.len, why);
+				task_failed(p, w, job, index, c->attempts, MPG_ERR_PROTOCOL, -EBADMSG, 0,
+					    msg);
 				continue;
 			}
 			struct blob *b = blob_new(job, mbase, maplen, true);
@@ -941,11 +932,11 @@ static int process_result(struct mpg_pool *p, struct worker *w, const uint8_t *b
 					    "out of memory in the parent");
 				continue;
 			}
-			task_ok(p, job, index, m, l, b);
+			task_ok(p, job, index, m, item.len, b);
 			if (job->kind == JOB_IMAP && b->refs == 0)
 				mpg__blob_free(b);
 		} else {
-			raised(p, w, job, index, c->attempts, &r);
+			raised(p, w, job, index, c->attempts, &item.err);
 		}
 	}
 	bytes /= count;
@@ -954,27 +945,84 @@ out:
 	if (c->done == c->count)
 		chunk_pop(w);
 	return 0;
-bad:
-	c->done -= count;
-	protocol_error(p, w, "worker sent a malformed result frame (%zu bytes)", len);
-	return -EPROTO;
+}
+
+static void process_result(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
+			   unsigned nfds)
+{
+	struct mpg__result res;
+	if (mpg__result_decode(body, len, &res) < 0 || (res.fixed ? 0 : res.nshm) != nfds) {
+		drop_fds(w, nfds);
+		protocol_error(p, w, "worker sent a malformed result frame (%zu bytes)", len);
+		return;
+	}
+	struct chunk *c = result_chunk(w, res.h.job, res.h.first, res.h.count);
+	if (!c || nfds > w->nfdq) {
+		drop_fds(w, nfds);
+		protocol_error(p, w, "worker sent a result frame that matches no task sent to it");
+		return;
+	}
+	bool fixed = c->job->kind == JOB_ARRAY;
+	if (fixed != !!res.fixed || (fixed && res.h.out_size != c->job->out_size)) {
+		drop_fds(w, nfds);
+		protocol_error(p, w, "worker sent results of the wrong shape");
+		return;
+	}
+	if (apply_results(p, w, c, &res) < 0) {
+		drop_fds(w, nfds);
+		protocol_error(p, w, "out of memory for the worker's results");
+	}
+}
+
+/* A dead worker's finished tasks whose results it had not sent: taken from
+ * its arena, so that no task that ended runs again. Only the oldest chunk
+ * can have any (results go in order); the frames read before may have
+ * delivered some of them already. */
+static void rescue_results(struct mpg_pool *p, struct worker *w)
+{
+	struct mpg__result res;
+	void *mem;
+	struct chunk *c = w->inflight_head;
+	if (!c || mpg__arena_rescue(w->arena, &res, &mem) <= 0)
+		return;
+	uint64_t next = c->first + c->done;
+	bool fixed = c->job->kind == JOB_ARRAY;
+	if (res.h.job == c->job->id && res.h.first <= next && res.h.first + res.h.count > next &&
+	    res.h.first + res.h.count <= c->first + c->count && fixed == !!res.fixed &&
+	    (!fixed || res.h.out_size == c->job->out_size)) {
+		/* Skip what the frames delivered. */
+		uint32_t skip = (uint32_t)(next - res.h.first);
+		if (fixed) {
+			res.fixed += (size_t)skip * res.h.out_size;
+		} else {
+			struct mpg__item_iter it;
+			struct mpg__item item;
+			mpg__items_begin(&it, res.items, res.items_len);
+			for (uint32_t i = 0; i < skip; i++)
+				(void)mpg__items_next(&it, &item);
+			mpk_get_align(&it.r, 16);
+			res.items = it.r.p;
+			res.items_len = it.r.left;
+		}
+		res.h.first = next;
+		res.h.count -= skip;
+		res.h.elapsed_ns = 0;
+		res.nshm = 0;
+		if (apply_results(p, w, c, &res) == 0)
+			p->stats.tasks_rescued += res.h.count;
+	}
+	free(mem);
 }
 
 /* The crash handler's last words: kept until the worker's exit is known. */
 static void crash_report(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len)
 {
 	struct mpg__crash_head c;
-	if (len < sizeof c) {
-		protocol_error(p, w, "worker sent a truncated crash report (%zu bytes)", len);
-		return;
-	}
-	memcpy(&c, body, sizeof c);
-	if (c.nips > MPG_MAX_FRAMES || len != sizeof c + c.nips * sizeof(uint64_t)) {
+	if (mpg__crash_decode(body, len, &c, w->crash_ips) < 0) {
 		protocol_error(p, w, "worker sent a malformed crash report (%zu bytes)", len);
 		return;
 	}
 	w->crash = c;
-	memcpy(w->crash_ips, body + sizeof c, c.nips * sizeof(uint64_t));
 	w->crashed = true;
 	if ((p->wcfg.pause & MPG_PAUSE_ON_CRASH) && p->log_writer)
 		(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
@@ -990,13 +1038,10 @@ static void crash_report(struct mpg_pool *p, struct worker *w, const uint8_t *bo
 /* Where a timed-out task is stuck: keep it, and end the worker now. */
 static void stack_report(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len)
 {
-	uint32_t n;
-	if (len < 8 || (memcpy(&n, body, 4), n > MPG_MAX_FRAMES) || len != 8 + n * 8u) {
+	if (mpg__stack_decode(body, len, &w->stack_nips, w->stack_ips) < 0) {
 		protocol_error(p, w, "worker sent a malformed stack report (%zu bytes)", len);
 		return;
 	}
-	memcpy(w->stack_ips, body + 8, n * 8u);
-	w->stack_nips = n;
 	w->have_stack = true;
 	if (w->timing_out) {
 		w->timeout_killed = true;
@@ -1004,17 +1049,98 @@ static void stack_report(struct mpg_pool *p, struct worker *w, const uint8_t *bo
 	}
 }
 
-static int modules_report(struct worker *w, const uint8_t *body, size_t len)
+static void modules_report(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len)
 {
 	struct mpg__modlist l;
 	int r = mpg__modlist_decode(body, len, &l);
-	if (r < 0)
-		return r;
-	if (!w->ready_ns)
-		w->ready_ns = mpg__now_ns(); /* its first words: set up, ready for tasks */
+	if (r < 0) {
+		protocol_error(p, w, r == -ENOMEM ? "out of memory for the worker's module list" :
+			       "worker sent a malformed module list (%zu bytes)", len);
+		return;
+	}
 	mpg__modlist_free(&w->modules);
 	w->modules = l;
-	return 0;
+}
+
+/* Its first words: set up, ready for tasks, and where its results are. */
+static void hello(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
+		  unsigned nfds)
+{
+	if (mpg__hello_decode(body, len, nfds) < 0 || w->ready_ns || nfds > w->nfdq) {
+		drop_fds(w, nfds);
+		protocol_error(p, w, "worker sent a malformed hello (%zu bytes)", len);
+		return;
+	}
+	w->ready_ns = mpg__now_ns();
+	if (nfds) {
+		w->arena = take_fd(w);
+		mpg__fdreg_add(w->arena);
+	}
+}
+
+/* The frame at the head of w->in, whole and of a worker's type. */
+static void handle_frame(struct mpg_pool *p, struct worker *w, const struct mpk_frame_header *h,
+			 const uint8_t *body)
+{
+	if (h->nfds && h->type != MSG_RESULT && h->type != MSG_HELLO) {
+		drop_fds(w, h->nfds);
+		protocol_error(p, w, "worker sent file descriptors with a frame that has none");
+		return;
+	}
+	switch (h->type) {
+	case MSG_RESULT:
+		process_result(p, w, body, h->length, h->nfds);
+		break;
+	case MSG_CRASH:
+		crash_report(p, w, body, h->length);
+		break;
+	case MSG_STACK:
+		stack_report(p, w, body, h->length);
+		break;
+	case MSG_MODULES:
+		modules_report(p, w, body, h->length);
+		break;
+	case MSG_HELLO:
+		hello(p, w, body, h->length, h->nfds);
+		break;
+	default:
+		protocol_error(p, w, "worker sent a frame of type %u, which is not a worker's",
+			       h->type);
+		break;
+	}
+}
+
+/* Frames in w->in, as far as they are whole. Garbage (bytes that cannot
+ * start a frame: seen at its first byte) makes the worker die for it; the
+ * frames after it are still taken, so its finished tasks count. */
+static void parse_frames(struct mpg_pool *p, struct worker *w)
+{
+	size_t off = 0;
+	while (off < w->in.len) {
+		const uint8_t *at = w->in.data + off;
+		size_t avail = w->in.len - off, flen;
+		int r = mpg__frame_peek(at, avail, MSG_WORKER_FIRST, MSG_WORKER_LAST, &flen);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			size_t skip = mpg__frame_resync(at, avail);
+			if (!w->garbage_run && !w->protocol_error) {
+				w->garbage_open = true;
+				note_culprit(p, w);
+				kill_worker(p, w);
+			}
+			if (w->garbage_open)
+				w->garbage_run += skip;
+			off += skip;
+			continue;
+		}
+		w->garbage_open = false;
+		struct mpk_frame_header h;
+		memcpy(&h, at, sizeof h);
+		handle_frame(p, w, &h, at + sizeof h);
+		off += flen;
+	}
+	mpk_buf_consume(&w->in, off);
 }
 
 /* Read everything the worker sent; process complete frames. */
@@ -1031,7 +1157,8 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 		}
 		if (mpk_buf_reserve(&w->in, want) < 0) {
 			protocol_error(p, w, "out of memory reading from the worker");
-			return;
+			w->sock_eof = true;
+			break;
 		}
 		union {
 			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
@@ -1048,49 +1175,22 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 				w->sock_eof = true;
 			break;
 		}
+		unsigned dropped = 0;
 		w->nfdq += mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
-					      sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, NULL);
-		if (mh.msg_flags & MSG_CTRUNC)
+					      sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
+		if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
+			/* The queue no longer matches the frames: stop here. */
 			protocol_error(p, w, "worker sent more file descriptors than allowed");
+			w->sock_eof = true;
+			break;
+		}
 		if (n == 0) {
 			w->sock_eof = true;
 			break;
 		}
 		p->stats.socket_bytes += (uint64_t)n;
 		w->in.len += (size_t)n;
-
-		size_t off = 0;
-		while (!w->protocol_error && w->in.len - off >= sizeof(struct mpk_frame_header)) {
-			struct mpk_frame_header h;
-			memcpy(&h, w->in.data + off, sizeof h);
-			int rc = mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY);
-			if (rc < 0 || h.type < MSG_RESULT || h.type > MSG_STACK) {
-				protocol_error(p, w, "worker wrote %zu bytes that are not a valid frame (%s)",
-					       w->in.len - off,
-					       rc == -EBADMSG ? "bad magic" : rc < 0 ? strerror(-rc) :
-					       "unexpected frame type");
-				break;
-			}
-			if (w->in.len - off < sizeof h + h.length)
-				break;
-			const uint8_t *body = w->in.data + off + sizeof h;
-			if (h.type == MSG_RESULT) {
-				if (process_result(p, w, body, h.length, h.nfds) < 0)
-					break;
-			} else if (h.type == MSG_CRASH) {
-				crash_report(p, w, body, h.length);
-			} else if (h.type == MSG_STACK) {
-				stack_report(p, w, body, h.length);
-			} else if (modules_report(w, body, h.length) < 0) {
-				protocol_error(p, w, "worker sent a malformed module list (%u bytes)",
-					       h.length);
-				break;
-			}
-			off += sizeof h + h.length;
-		}
-		mpk_buf_consume(&w->in, off);
-		if (w->protocol_error)
-			break;
+		parse_frames(p, w);
 	}
 	if (w->sock_eof && w->sock >= 0)
 		ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
@@ -1098,75 +1198,27 @@ static void read_worker(struct mpg_pool *p, struct worker *w)
 
 /* ---- worker death ------------------------------------------------------- */
 
-static bool is_crash_signal(int sig)
-{
-	switch (sig) {
-	case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL: case SIGABRT:
-	case SIGSYS: case SIGTRAP: case SIGXCPU: case SIGXFSZ:
-		return true;
-	default:
-		return false;
-	}
-}
-
-static void classify_death(const struct worker *w, int status, mpg_error_kind *kind, int *code,
-			   int *sig, char *msg, size_t msglen)
-{
-	*code = 0;
-	*sig = 0;
-	if (w->protocol_error) {
-		*kind = MPG_ERR_PROTOCOL;
-		snprintf(msg, msglen, "%s", w->protocol_error);
-	} else if (WIFEXITED(status)) {
-		*kind = MPG_ERR_EXITED;
-		*code = WEXITSTATUS(status);
-		snprintf(msg, msglen, "worker exited with status %d during the task", *code);
-	} else if (WIFSIGNALED(status)) {
-		*sig = WTERMSIG(status);
-		*kind = is_crash_signal(*sig) ? MPG_ERR_SIGNALED : MPG_ERR_KILLED;
-		if (w->crashed && (int)w->crash.signo == *sig) {
-			const char *desc;
-			const char *name = mpg__si_code_name(*sig, w->crash.code, &desc);
-			char from[48] = "";
-			if (w->crash.code <= 0 && w->crash.sender_pid > 0)
-				snprintf(from, sizeof from, " by pid %d", w->crash.sender_pid);
-			if (w->crash.code > 0 && *sig != SIGABRT)
-				snprintf(msg, msglen, "%s (%s: %s) at address 0x%" PRIx64, strsignal(*sig),
-					 name, desc, w->crash.addr);
-			else
-				snprintf(msg, msglen, "%s (%s: %s%s)", strsignal(*sig), name, desc, from);
-			return;
-		}
-		snprintf(msg, msglen, "%s%s%s", strsignal(*sig),
-			 WCOREDUMP(status) ? " (core dumped)" : "",
-			 *sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" :
-			 *kind == MPG_ERR_KILLED ? " sent from outside" : "");
-	} else {
-		*kind = MPG_ERR_KILLED;
-		snprintf(msg, msglen, "worker vanished (wait status %#x)", status);
-	}
-}
-
 static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_t first,
-		    size_t count, unsigned attempts, unsigned lost, int avoid, mpg_error_kind kind,
-		    int code, int sig, const char *msg)
+		    size_t count, unsigned attempts, unsigned lost, int avoid, const struct mpg__failure *f)
 {
 	if (count == 0 || job->cancelled)
 		return;
 	if (lost > MPG_MAX_LOST) {
+		struct mpg__failure lf = *f;
+		lf.no_retry = true;
+		lf.has_fault = false;
+		lf.nips = 0;
 		for (size_t i = 0; i < count; i++)
-			task_failed_ex(p, w, job, first + i, attempts,
-				       &(struct failure){.kind = kind, .code = code, .sig = sig,
-							 .msg = msg, .no_retry = true});
+			task_failed_ex(p, w, job, first + i, attempts, &lf);
 		return;
 	}
 	if (redo_push(job, (struct redo){.first = first, .count = count, .attempts = attempts,
 					  .lost = lost, .avoid = avoid}) < 0) {
 		for (size_t i = 0; i < count; i++)
 			task_failed_ex(p, w, job, first + i, attempts,
-				       &(struct failure){.kind = MPG_ERR_CANCELLED, .code = -ENOMEM,
-							 .msg = "out of memory while re-queueing the task",
-							 .no_retry = true});
+				       &(struct mpg__failure){.kind = MPG_ERR_CANCELLED, .code = -ENOMEM,
+							      .msg = "out of memory while re-queueing the task",
+							      .no_retry = true});
 	}
 }
 
@@ -1192,14 +1244,23 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	read_worker(p, w); /* the dead worker's last words are in the socket */
 	drop_socket(p, w);
 	close_reg(&w->pidfd);
+	rescue_results(p, w);
+	close_reg(&w->arena);
 	while (w->nfdq)
 		close(take_fd(w));
 	mpk_buf_free(&w->in);
 
-	mpg_error_kind kind;
-	int code, sig;
+	char garbage[96];
+	const char *perr = w->protocol_error;
+	if (!perr && w->garbage_run) {
+		snprintf(garbage, sizeof garbage, "worker wrote %zu bytes that are not a valid frame",
+			 w->garbage_run);
+		perr = garbage;
+	}
 	char msg[256];
-	classify_death(w, status, &kind, &code, &sig, msg, sizeof msg);
+	struct mpg__failure death;
+	mpg__death_failure(status, perr, w->crashed ? &w->crash : NULL, w->crash_ips, msg,
+			   sizeof msg, &death);
 	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
 	uint32_t st = atomic_load(&ws->state);
 	uint64_t wjob = atomic_load(&ws->job), windex = atomic_load(&ws->index);
@@ -1219,6 +1280,13 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 			 WTERMSIG(status) == SIGKILL;
 	if (timed_out)
 		st = WS_RUNNING, wjob = w->watch_job, windex = w->watch_index; /* the task we timed */
+	/* Garbage: its task, not what runs now; and once its task failed for
+	 * it, the others are innocent. */
+	if (perr && w->culprit.set)
+		st = WS_RUNNING, wjob = w->culprit.job, windex = w->culprit.index;
+	else if (perr && w->culprit_failed)
+		st = WS_IDLE;
+	bool innocent = w->killed_by_pool || (perr && w->culprit_failed);
 	bool blamed = false;
 	for (struct chunk *c = w->inflight_head; c && !w->killed_by_pool; c = c->next)
 		blamed |= st == WS_RUNNING && wjob == c->job->id && windex >= c->first + c->done &&
@@ -1228,38 +1296,34 @@ static void worker_exited(struct mpg_pool *p, struct worker *w, int status)
 		struct job *job = c->job;
 		size_t start = c->first + c->done, end = c->first + c->count;
 		if (blamed && wjob == job->id && windex >= start && windex < end) {
-			requeue(p, w, job, start, windex - start, c->attempts, c->lost, c->avoid, kind,
-				code, sig, msg);
-			struct failure f = {.kind = kind, .code = code, .sig = sig, .msg = msg};
+			requeue(p, w, job, start, windex - start, c->attempts, c->lost, c->avoid, &death);
+			struct mpg__failure f = death;
 			char tmsg[128];
 			if (timed_out) {
 				snprintf(tmsg, sizeof tmsg, "ran over its time limit of %u ms; %s",
 					 w->timeout_ms, w->have_stack ? "killed after reporting where it was"
 					 : "killed (it did not report where it was)");
-				f = (struct failure){.kind = MPG_ERR_TIMEOUT, .sig = sig, .msg = tmsg,
-						     .ips = w->stack_ips, .first_exact = true,
-						     .nips = w->have_stack ? w->stack_nips : 0};
+				f = (struct mpg__failure){.kind = MPG_ERR_TIMEOUT, .sig = death.sig,
+							  .msg = tmsg, .ips = w->stack_ips,
+							  .first_exact = true,
+							  .nips = w->have_stack ? w->stack_nips : 0};
 				p->stats.tasks_timed_out++;
-			} else if (w->crashed && (int)w->crash.signo == sig) {
-				f.has_fault = true;
-				f.si_code = w->crash.code;
-				f.addr = w->crash.addr;
-				f.ips = w->crash_ips;
-				f.nips = w->crash.nips;
-				f.first_exact = true;
 			}
 			task_failed_ex(p, w, job, windex, c->attempts, &f);
 			requeue(p, w, job, windex + 1, end - windex - 1, c->attempts, c->lost, c->avoid,
-				kind, code, sig, msg);
+				&death);
 		} else {
 			requeue(p, w, job, start, end - start, c->attempts,
-				c->lost + (!blamed && !w->killed_by_pool), c->avoid, kind, code, sig,
-				msg);
+				c->lost + (!blamed && !innocent), c->avoid, &death);
 		}
 		chunk_pop(w);
 	}
 	free(w->protocol_error);
 	w->protocol_error = NULL;
+	w->garbage_run = 0;
+	w->garbage_open = false;
+	w->culprit.set = false;
+	w->culprit_failed = false;
 	mpg__modlist_free(&w->modules);
 	w->crashed = false;
 	w->state = W_EMPTY;

@@ -44,7 +44,7 @@ static char *describe_service(const mpg_error *e)
 		break;
 	case MPG_ERR_EXITED:
 		/* The plain exit says it all; another message (giving up) adds. */
-		n = strncmp(e->message, "the service exited", 18) == 0 || !*e->message ?
+		n = strncmp(e->message, "exited with status", 18) == 0 || !*e->message ?
 			    asprintf(&s, "%s exited with status %d", who, e->code) :
 			    asprintf(&s, "%s exited with status %d: %s", who, e->code, e->message);
 		break;

@@ -54,7 +54,8 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int fl
 		char buf[CMSG_SPACE(sizeof(int) * (MPG_FS_MAX_FDS + 2))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = {.iov_base = m, .iov_len = sizeof *m};
+	uint8_t msg[sizeof *m];
+	struct iovec iov = {.iov_base = msg, .iov_len = sizeof msg};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
 			    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
 	for (int i = 0; i < MPG_FS_MAX_FDS; i++)
@@ -68,7 +69,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int fl
 	mpg__cmsg_take_fds(&mh, fds, MPG_FS_MAX_FDS, NULL);
 	if (r == 0)
 		return 0;
-	if (r != (ssize_t)sizeof *m || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+	if (mpg__fsmsg_decode(msg, (size_t)r, mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC), m) < 0) {
 		for (int i = 0; i < MPG_FS_MAX_FDS; i++) {
 			if (fds[i] >= 0)
 				close(fds[i]);

@@ -81,14 +81,7 @@ static int encode_cb(struct dl_phdr_info *info, size_t size, void *data)
 	size_t idlen = find_build_id(info, &id);
 	if (idlen > 64)
 		idlen = 0;
-	uint32_t plen = (uint32_t)strlen(path);
-	mpk_buf_put_u64(b, info->dlpi_addr);
-	mpk_buf_put_u64(b, lo);
-	mpk_buf_put_u64(b, hi);
-	mpk_buf_put_u32(b, plen);
-	mpk_buf_put(b, path, plen);
-	mpk_buf_put_u32(b, (uint32_t)idlen);
-	mpk_buf_put(b, id, idlen);
+	mpg__module_put(b, info->dlpi_addr, lo, hi, path, id, (uint32_t)idlen);
 	return 0;
 }
 

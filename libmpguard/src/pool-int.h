@@ -5,6 +5,7 @@
 #include "mplog.h"
 #include "wire-int.h"
 #include "crash-int.h"
+#include "proto-int.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -15,7 +16,6 @@
 #define MPG_MAX_WORKERS 4096u
 #define MPG_MAX_RETRIES 1000u
 #define MPG_MAX_CONTEXT (16u << 20)
-#define MPG_MAX_MESSAGE 4096u
 #define MPG_DEFAULT_SHM_THRESHOLD (1u << 20)
 #define MPG_MIN_SHM_THRESHOLD 4096u
 /* Chunks in flight per worker: one running, one waiting in the socket, so a
@@ -144,6 +144,35 @@ void mpg__error_set_fault(mpg_error *err, int si_code, uint64_t addr);
 mpg_error *mpg__error_dup(const mpg_error *err);
 const char *mpg__signal_name(int sig);
 
+/* ---- how a task or a service failed (death.c) -------------------------- */
+struct mpg__failure {
+	mpg_error_kind kind;
+	int code, sig;
+	const char *msg;
+	bool has_fault;            /* a crash report arrived */
+	int si_code;
+	uint64_t addr;
+	const uint64_t *ips;       /* raw backtrace, symbolized if it fails for good */
+	unsigned nips;
+	bool first_exact;          /* ips[0] is the faulting instruction itself */
+	bool no_retry;             /* fails for good, whatever the policy */
+};
+/* A process ended with wait status `status`, after garbage on its channel
+ * (protocol_error, or NULL) and its crash handler's report (crash and its
+ * ips, or NULL): f says how, its message in msg (f->ips into crash_ips). */
+void mpg__death_failure(int status, const char *protocol_error,
+			const struct mpg__crash_head *crash, const uint64_t *crash_ips,
+			char *msg, size_t msglen, struct mpg__failure *f);
+/* A raised error (mpg_raise(), a non-zero return): its message copied to
+ * msg, its ips to ips. */
+void mpg__raised_failure(const struct mpg__raised *r, char *msg, size_t msglen,
+			 uint64_t ips[MPG_MAX_FRAMES], struct mpg__failure *f);
+/* The error of a failure, its backtrace symbolized against mods. */
+struct mpg__symcache;
+mpg_error *mpg__failure_error(const struct mpg__failure *f, struct mpg__symcache *cache,
+			      const struct mpg__modlist *mods, size_t task, int worker, pid_t pid,
+			      unsigned attempts);
+
 /* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
 void mpg__fdreg_add(int fd);
 void mpg__fdreg_del(int fd);
@@ -170,26 +199,6 @@ int mpg__shm_lookup(const void *p, size_t len, int *ret_fd, uint64_t *ret_off);
 /* Map [off, off+len) of fd; returns the pointer to byte off, sets the base
  * and length to munmap. */
 void *mpg__map_fd(int fd, uint64_t off, size_t len, int prot, void **base, size_t *maplen);
-
-/* ---- protocol --------------------------------------------------------- */
-enum {
-	MSG_CHUNK = 1,  /* parent -> worker */
-	MSG_RESULT = 2, /* worker -> parent */
-	MSG_CRASH = 3,   /* worker -> parent: from the crash handler */
-	MSG_MODULES = 4, /* worker -> parent: loaded modules, for symbolization */
-	MSG_STACK = 5,   /* worker -> parent: where a timed-out task is stuck */
-	MSG_SERVICE_END = 6, /* service -> supervisor: failed, with code, message, backtrace */
-};
-enum {
-	CHUNK_FIXED_IN = 1u << 0,
-	CHUNK_FIXED_OUT = 1u << 1,
-	CHUNK_HAS_CTX = 1u << 2,
-};
-enum {
-	ITEM_INLINE = 0,
-	ITEM_SHM = 1,
-	ITEM_ERROR = 2,
-};
 
 /* Worker status, in memory shared by parent and workers: the parent reads
  * it after a worker died to know which task was running. */
@@ -242,14 +251,6 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 	unsigned pause_timeout_ms;
 	pid_t pool_pid;              /* the pool's registry name, for messages: */
 	unsigned pool_seq;           /* "<pool_pid>.<pool_seq>" */
-};
-
-enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED, FS_KILL };
-struct mpg__fsmsg {
-	uint32_t type;
-	uint32_t slot;
-	int32_t pid;
-	int32_t value; /* wait status, or errno */
 };
 
 /* Start the fork server. On success *ret_fd is the parent's end of the
@@ -414,6 +415,14 @@ struct worker {
 	bool sock_eof;
 	bool killed_by_pool;
 	char *protocol_error;       /* garbage seen: why */
+	struct {                    /* the task that was running when it was */
+		bool set;
+		uint64_t job, index;
+	} culprit;
+	bool culprit_failed;        /* and it failed for it */
+	size_t garbage_run;         /* bytes of the first garbage it wrote */
+	bool garbage_open;          /* that garbage may go on */
+	int arena;                  /* its result arena (memfd), or -1 */
 	struct mpg__modlist modules;/* what it has loaded, for symbolization */
 	bool crashed;               /* its crash handler reported */
 	struct mpg__crash_head crash;

@@ -340,55 +340,30 @@ struct report {
 	bool crashed, ended;
 	struct mpg__crash_head crash;
 	uint64_t crash_ips[MPG_MAX_FRAMES];
-	int code;
-	char msg[MPG_MAX_MESSAGE];
-	uint32_t nips;
-	uint64_t ips[MPG_MAX_FRAMES];
-	bool garbage;
+	struct mpg__raised end; /* into sv->in */
 };
 
+/* Its frames, as far as they are whole and valid: a service that wrote
+ * garbage is judged by how it ended, and by what it said before. */
 static void parse_reports(const struct service *sv, struct report *rep)
 {
-	size_t off = 0;
-	while (sv->in.len - off >= sizeof(struct mpk_frame_header)) {
-		struct mpk_frame_header h;
-		memcpy(&h, sv->in.data + off, sizeof h);
-		if (mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY) < 0 ||
-		    sv->in.len - off - sizeof h < h.length) {
-			rep->garbage = true;
-			return;
-		}
-		const uint8_t *b = sv->in.data + off + sizeof h;
-		if (h.type == MSG_MODULES) {
+	size_t off = 0, flen;
+	while (mpg__frame_peek(sv->in.data + off, sv->in.len - off, MSG_CRASH, MSG_SERVICE_END,
+			       &flen) > 0) {
+		const struct mpk_frame_header *h = (const void *)(sv->in.data + off);
+		const uint8_t *b = sv->in.data + off + sizeof *h;
+		if (h->type == MSG_MODULES) {
 			struct mpg__modlist l;
-			if (mpg__modlist_decode(b, h.length, &l) == 0) {
+			if (mpg__modlist_decode(b, h->length, &l) == 0) {
 				mpg__modlist_free(&rep->mods);
 				rep->mods = l;
 			}
-		} else if (h.type == MSG_CRASH && h.length >= sizeof rep->crash) {
-			memcpy(&rep->crash, b, sizeof rep->crash);
-			if (rep->crash.nips <= MPG_MAX_FRAMES &&
-			    h.length == sizeof rep->crash + rep->crash.nips * 8u) {
-				memcpy(rep->crash_ips, b + sizeof rep->crash, rep->crash.nips * 8u);
-				rep->crashed = true;
-			}
-		} else if (h.type == MSG_SERVICE_END) {
-			struct mpk_reader rd;
-			mpk_reader_init(&rd, b, h.length);
-			rep->code = (int)mpk_get_u32(&rd);
-			uint32_t ml = mpk_get_u32(&rd);
-			uint32_t ni = mpk_get_u32(&rd);
-			const char *m = mpk_get_bytes(&rd, ml);
-			const void *ips = ni <= MPG_MAX_FRAMES ? mpk_get_bytes(&rd, ni * 8u) : NULL;
-			if (!rd.err && m && (ips || !ni) && ml < sizeof rep->msg) {
-				memcpy(rep->msg, m, ml);
-				rep->msg[ml] = '\0';
-				memcpy(rep->ips, ips, ni * 8u);
-				rep->nips = ni;
-				rep->ended = true;
-			}
+		} else if (h->type == MSG_CRASH) {
+			rep->crashed |= mpg__crash_decode(b, h->length, &rep->crash, rep->crash_ips) == 0;
+		} else if (h->type == MSG_SERVICE_END) {
+			rep->ended |= mpg__service_end_decode(b, h->length, &rep->end) == 0;
 		}
-		off += sizeof h + h.length;
+		off += flen;
 	}
 }
 
@@ -401,38 +376,19 @@ static mpg_error *failure_of(struct run *r, unsigned i, int status, bool stopped
 	drain(sv);
 	parse_reports(sv, &rep);
 	mpg_error *e = NULL;
-	char msg[MPG_MAX_MESSAGE + 128];
-	if (rep.ended) {
-		e = mpg__error_new(MPG_ERR_RAISED, i, (int)i, sv->pid, rep.code, 0, 1, rep.msg);
-		if (e && rep.nips)
-			e->backtrace = mpg__symbolize(&r->s->symcache, &rep.mods, rep.ips, rep.nips, false);
-	} else if (WIFEXITED(status)) {
-		if (WEXITSTATUS(status) != 0) {
-			snprintf(msg, sizeof msg, "the service exited with status %d",
-				 WEXITSTATUS(status));
-			e = mpg__error_new(MPG_ERR_EXITED, i, (int)i, sv->pid, WEXITSTATUS(status), 0, 1,
-					   msg);
-		}
-	} else if (WIFSIGNALED(status) && !stopped_by_us) {
-		int sig = WTERMSIG(status);
-		bool crash = rep.crashed && (int)rep.crash.signo == sig;
-		if (crash) {
-			const char *desc, *name = mpg__si_code_name(sig, rep.crash.code, &desc);
-			snprintf(msg, sizeof msg, "%s (%s: %s) at address 0x%" PRIx64, strsignal(sig),
-				 name, desc, rep.crash.addr);
-		} else {
-			snprintf(msg, sizeof msg, "%s%s", strsignal(sig),
-				 sig == SIGKILL ? " from outside (perhaps out of memory: see dmesg)" : "");
-		}
-		e = mpg__error_new(crash || sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE ||
-				   sig == SIGILL || sig == SIGABRT ? MPG_ERR_SIGNALED : MPG_ERR_KILLED,
-				   i, (int)i, sv->pid, 0, sig, 1, msg);
-		if (e && crash) {
-			mpg__error_set_fault(e, rep.crash.code, rep.crash.addr);
-			e->backtrace = mpg__symbolize(&r->s->symcache, &rep.mods, rep.crash_ips,
-						      rep.crash.nips, true);
-		}
-	}
+	char msg[MPG_MAX_MESSAGE];
+	uint64_t ips[MPG_MAX_FRAMES];
+	struct mpg__failure f;
+	bool failed = true;
+	if (rep.ended)
+		mpg__raised_failure(&rep.end, msg, sizeof msg, ips, &f);
+	else if (WIFEXITED(status) ? WEXITSTATUS(status) != 0 : !stopped_by_us)
+		mpg__death_failure(status, NULL, rep.crashed ? &rep.crash : NULL, rep.crash_ips, msg,
+				   sizeof msg, &f);
+	else
+		failed = false;
+	if (failed)
+		e = mpg__failure_error(&f, &r->s->symcache, &rep.mods, i, (int)i, sv->pid, 1);
 	mpg__modlist_free(&rep.mods);
 	if (e && mpg__error_set_service(e, sv->name) < 0) {
 		mpg__error_free(e);

@@ -18,53 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mpg__modlist_decode(const void *body, size_t len, struct mpg__modlist *out)
-{
-	struct mpk_reader r;
-	mpk_reader_init(&r, body, len);
-	uint32_t n = mpk_get_u32(&r);
-	if (r.err || n > 65536)
-		return -EBADMSG;
-	struct mpg__module *m = calloc(n ? n : 1, sizeof *m);
-	if (!m)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < n; i++) {
-		m[i].bias = mpk_get_u64(&r);
-		m[i].lo = mpk_get_u64(&r);
-		m[i].hi = mpk_get_u64(&r);
-		uint32_t pl = mpk_get_u32(&r);
-		const char *p = mpk_get_bytes(&r, pl);
-		uint32_t il = mpk_get_u32(&r);
-		const void *id = mpk_get_bytes(&r, il);
-		if (r.err || il > sizeof m[i].build_id)
-			break;
-		m[i].path = strndup(p, pl);
-		memcpy(m[i].build_id, id, il);
-		m[i].build_id_len = il;
-		if (!m[i].path) {
-			r.err = true;
-			break;
-		}
-	}
-	if (r.err || r.left) {
-		struct mpg__modlist l = {m, n};
-		mpg__modlist_free(&l);
-		return -EBADMSG;
-	}
-	*out = (struct mpg__modlist){m, n};
-	return 0;
-}
-
-void mpg__modlist_free(struct mpg__modlist *l)
-{
-	if (!l || !l->m)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->m[i].path);
-	free(l->m);
-	*l = (struct mpg__modlist){0};
-}
-
 static const struct mpg__module *module_of(const struct mpg__modlist *mods, uint64_t ip)
 {
 	for (size_t i = 0; mods && i < mods->n; i++)

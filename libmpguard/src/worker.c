@@ -3,8 +3,10 @@
  * server, so it may allocate freely. It publishes the task it is running in
  * shared memory, so that if it dies the parent knows which task killed it. */
 #include "pool-int.h"
+#include "arena-int.h"
 #include "crash-int.h"
 #include "fdpass-int.h"
+#include "proto-int.h"
 #include "mplog.h"
 
 #include <dlfcn.h>
@@ -17,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,17 +45,21 @@ static struct {
 	mpg_task_fn checked_fn;
 
 	/* the chunk */
+	struct mpg__chunk chunk; /* decoded; its reader walks the inputs */
 	uint64_t job;
 	uint64_t first;
 	uint32_t count;
 	uint32_t mode;
 	size_t in_size, out_size;
 
-	/* results being built, for tasks [frame_first, frame_first + frame_count) */
+	/* Results being built, for tasks [frame_first, frame_first + frame_count),
+	 * in the arena the parent reads if we die (malloc'd memory when there
+	 * is no arena). */
+	struct mpg__arena arena;
 	uint32_t frame_first, frame_count;
 	struct mpk_buf res;   /* generic items */
 	uint8_t *fixed;       /* fixed-size results, count * out_size */
-	size_t fixed_cap;
+	size_t fixed_cap;     /* without an arena */
 	struct mpk_buf errs;  /* fixed mode: raised errors */
 	uint32_t nerrs;
 	int out_fds[MPG_CHUNK_MAX_FDS];
@@ -71,7 +78,6 @@ static struct {
 	pthread_t task_thread;
 	int raise_code;
 	uint64_t tasks_done;
-	struct mpk_reader rd;  /* the chunk's inputs */
 	uint32_t i;            /* task of the chunk being run */
 	void *in_map;          /* mapping of a shared-memory input */
 	size_t in_maplen;
@@ -194,23 +200,72 @@ static void send_modules_if_changed(void)
 
 static bool fixed_out(void) { return W.mode & CHUNK_FIXED_OUT; }
 
+/* The generic results buffer lives in the arena's data region. */
+static int res_resize(struct mpk_buf *b, size_t cap)
+{
+	int r = mpg__arena_reserve(&W.arena, cap);
+	if (r == 0) {
+		b->data = mpg__arena_data(&W.arena);
+		b->cap = W.arena.size - MPG_ARENA_DATA;
+	}
+	return r;
+}
+
+/* Our first frame: the result arena, for the parent to read if we die.
+ * Without one (no memfd), results travel as before, only not exactly once. */
+static void say_hello(void)
+{
+	if (mpg__arena_open(&W.arena) == 0)
+		W.res = (struct mpk_buf){.resize = res_resize};
+	struct mpg__hello_frame f;
+	mpg__hello_init(&f, W.arena.fd >= 0);
+	struct iovec iov = {&f, sizeof f};
+	send_all(&iov, 1, &W.arena.fd, W.arena.fd >= 0);
+}
+
+/* Room for a fixed chunk's count * out_size results. */
+static uint8_t *fixed_room(size_t need)
+{
+	if (W.arena.fd >= 0)
+		return mpg__arena_reserve(&W.arena, need) == 0 ? mpg__arena_data(&W.arena) : NULL;
+	if (need > W.fixed_cap) {
+		free(W.fixed);
+		W.fixed = malloc(need);
+		W.fixed_cap = W.fixed ? need : 0;
+	}
+	return W.fixed;
+}
+
+/* The arena holds nothing committed; the next task's results go first. */
+static void arena_restart(void)
+{
+	if (W.arena.fd < 0)
+		return;
+	mpg__arena_reset(&W.arena, W.job, W.first + W.frame_first, W.mode & CHUNK_FIXED_OUT,
+			 W.out_size, fixed_out() ? (uint64_t)W.frame_first * W.out_size : 0);
+}
+
+/* The tasks of the frame so far are done: if we die now, the parent takes
+ * their results from the arena and does not run them again. */
+static void arena_commit(void)
+{
+	if (W.arena.fd < 0)
+		return;
+	mpg__arena_commit(&W.arena, W.frame_count,
+			  fixed_out() ? (uint64_t)W.frame_count * W.out_size : W.res.len);
+}
+
 /* Send results of tasks [frame_first, frame_first + frame_count). */
 static void flush_results(void)
 {
 	if (W.frame_count == 0)
 		return;
 	atomic_store_explicit(&W.status[W.slot].state, WS_SENDING, memory_order_relaxed);
-	struct {
-		struct mpk_frame_header h;
-		uint64_t job, first;
-		uint32_t count, mode;
-		uint64_t out_size, elapsed_ns;
-	} head; /* naturally aligned: no padding */
-	_Static_assert(sizeof head == 56, "result head has no padding");
+	struct mpg__result_frame head;
 	uint64_t now = mpg__now_ns();
 	struct iovec iov[4];
 	int n = 0;
-	size_t body = sizeof head - sizeof head.h;
+	size_t body = sizeof head.r;
 	iov[n++] = (struct iovec){&head, sizeof head};
 	uint32_t nerrs = W.nerrs;
 	if (fixed_out()) {
@@ -226,12 +281,14 @@ static void flush_results(void)
 	if (W.res.oom || W.errs.oom || body > MPK_FRAME_MAX_BODY)
 		worker_exit(EX_PROTOCOL_ERROR); /* cannot report: the parent sees the exit */
 	mpk_frame_header_init(&head.h, MSG_RESULT, (uint32_t)body, (uint16_t)W.nout_fds);
-	head.job = W.job;
-	head.first = W.first + W.frame_first;
-	head.count = W.frame_count;
-	head.mode = fixed_out() ? CHUNK_FIXED_OUT : 0;
-	head.out_size = W.out_size;
-	head.elapsed_ns = now - W.frame_start_ns;
+	head.r = (struct mpg__result_head){
+		.job = W.job,
+		.first = W.first + W.frame_first,
+		.count = W.frame_count,
+		.mode = fixed_out() ? CHUNK_FIXED_OUT : 0,
+		.out_size = W.out_size,
+		.elapsed_ns = now - W.frame_start_ns,
+	};
 	send_all(iov, n, W.out_fds, W.nout_fds);
 	for (unsigned i = 0; i < W.nout_fds; i++)
 		close(W.out_fds[i]);
@@ -241,6 +298,7 @@ static void flush_results(void)
 	W.nerrs = 0;
 	W.frame_first += W.frame_count;
 	W.frame_count = 0;
+	arena_restart();
 	W.frame_start_ns = mpg__now_ns();
 }
 
@@ -269,21 +327,14 @@ static void reset_result(void)
 static void record_error_at(int code, const char *msg, const uint64_t *ips, uint32_t nips)
 {
 	reset_result();
-	uint32_t mlen = (uint32_t)strnlen(msg, MPG_MAX_MESSAGE - 1);
-	struct mpk_buf *b = fixed_out() ? &W.errs : &W.res;
 	if (fixed_out()) {
 		memset(W.fixed + (W.task.index - W.first) * W.out_size, 0, W.out_size);
-		mpk_buf_put_u32(b, (uint32_t)(W.task.index - W.first - W.frame_first));
+		mpg__fixed_error_put(&W.errs, (uint32_t)(W.task.index - W.first - W.frame_first),
+				     code, msg, ips, nips);
 		W.nerrs++;
 	} else {
-		mpk_buf_align(b, 0, 16);
-		mpk_buf_put_u64(b, ITEM_ERROR);
+		mpg__item_put_error(&W.res, code, msg, ips, nips);
 	}
-	mpk_buf_put_u32(b, (uint32_t)code);
-	mpk_buf_put_u32(b, mlen);
-	mpk_buf_put_u32(b, nips);
-	mpk_buf_put(b, msg, mlen);
-	mpk_buf_put(b, ips, nips * sizeof *ips);
 	W.has_result = true;
 }
 
@@ -308,10 +359,13 @@ static void *result_room(mpg_task *t, size_t len)
 	}
 	reset_result();
 	if (len >= W.cfg->shm_threshold) {
-		int fd = memfd_create("mpg-result", MFD_CLOEXEC);
+		int fd = memfd_create("mpg-result", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 		if (fd < 0)
 			return NULL;
-		if (ftruncate(fd, (off_t)len) < 0) {
+		/* Its size is final: the parent maps it and would fault on a
+		 * shorter file. F_SEAL_WRITE follows once we unmap it. */
+		if (ftruncate(fd, (off_t)len) < 0 ||
+		    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0) {
 			close(fd);
 			errno = ENOMEM;
 			return NULL;
@@ -326,17 +380,11 @@ static void *result_room(mpg_task *t, size_t len)
 		W.shm_fd = fd;
 		W.shm_base = base;
 		W.shm_maplen = maplen;
-		mpk_buf_align(&W.res, 0, 16);
-		mpk_buf_put_u64(&W.res, ITEM_SHM);
-		mpk_buf_put_u64(&W.res, len);
+		mpg__item_put_shm(&W.res, len);
 		W.has_result = true;
 		return p;
 	}
-	/* 16-aligned from the buffer start, as the parent's copy will be. */
-	mpk_buf_align(&W.res, 0, 16);
-	mpk_buf_put_u64(&W.res, ITEM_INLINE);
-	mpk_buf_put_u64(&W.res, len);
-	void *p = mpk_buf_grow(&W.res, len);
+	void *p = mpg__item_put_inline(&W.res, len);
 	if (!p || W.res.oom) {
 		W.res.oom = false;
 		W.res.len = W.rec_off;
@@ -412,9 +460,12 @@ static void begin_task(size_t index)
 
 static void end_task(bool failed)
 {
-	if (W.shm_fd >= 0) {
+	bool shm = W.shm_fd >= 0;
+	if (shm) {
 		munmap(W.shm_base, W.shm_maplen);
 		W.shm_base = NULL;
+		/* Read-only from now on, for the parent that maps it. */
+		(void)fcntl(W.shm_fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL);
 		W.out_fds[W.nout_fds++] = W.shm_fd;
 		W.shm_fd = -1;
 	}
@@ -425,9 +476,14 @@ static void end_task(bool failed)
 	/* Single writer: a plain store, no locked read-modify-write per task. */
 	atomic_store_explicit(&W.status[W.slot].tasks_done, ++W.tasks_done, memory_order_relaxed);
 	W.frame_count++;
+	/* Done: committed to the arena before the next task can kill us. A
+	 * fixed-size failure is not (the arena has no room for its error):
+	 * it is sent now, like a result whose memfd would die with us. */
+	if (!(failed && fixed_out()))
+		arena_commit();
 	/* A failed task is reported at once: if a later task of the chunk
 	 * kills the worker, the error is not lost and the task not re-run. */
-	if (failed || W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES ||
+	if (failed || shm || W.res.len + W.errs.len >= MPG_RESULT_FLUSH_BYTES ||
 	    W.nout_fds + 1 >= MPG_CHUNK_MAX_FDS)
 		flush_results();
 }
@@ -449,9 +505,7 @@ static bool task_returned(int rc)
 		record_error(-ENODATA, m);
 		return true;
 	}
-	mpk_buf_align(&W.res, 0, 16);
-	mpk_buf_put_u64(&W.res, ITEM_INLINE);
-	mpk_buf_put_u64(&W.res, 0);
+	(void)mpg__item_put_inline(&W.res, 0);
 	return false;
 }
 
@@ -459,40 +513,23 @@ static bool task_returned(int rc)
  * (the task is then ended as failed). Exits on a malformed chunk. */
 static int next_input(const void **in, size_t *len)
 {
-	struct mpk_reader *r = &W.rd;
-	if (W.mode & CHUNK_FIXED_IN) {
-		*in = mpk_get_bytes(r, W.in_size);
-		*len = W.in_size;
-		if (r->err)
-			worker_exit(EX_PROTOCOL_ERROR);
+	struct mpg__input it;
+	if (!mpg__input_next(&W.chunk, &it))
+		worker_exit(EX_PROTOCOL_ERROR);
+	*len = it.len;
+	if (!it.shm) {
+		*in = it.data;
 		return 1;
 	}
-	mpk_get_align(r, 16);
-	uint64_t kind = mpk_get_u64(r);
-	if (kind == ITEM_INLINE) {
-		uint64_t l = mpk_get_u64(r);
-		*in = mpk_get_bytes(r, l);
-		*len = l;
-		if (r->err)
-			worker_exit(EX_PROTOCOL_ERROR);
-		return 1;
-	}
-	if (kind != ITEM_SHM)
-		worker_exit(EX_PROTOCOL_ERROR);
-	uint64_t off = mpk_get_u64(r);
-	uint64_t l = mpk_get_u64(r);
-	if (r->err)
-		worker_exit(EX_PROTOCOL_ERROR);
 	int fd = take_fd();
-	*in = mpg__map_fd(fd, off, l, PROT_READ, &W.in_map, &W.in_maplen);
+	*in = mpg__map_fd(fd, it.off, it.len, PROT_READ, &W.in_map, &W.in_maplen);
 	int err = errno;
 	close(fd);
-	*len = l;
 	if (*in)
 		return 1;
 	W.in_map = NULL;
 	char m[96];
-	snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)l, strerror(err));
+	snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)it.len, strerror(err));
 	record_error(-err, m);
 	return 0;
 }
@@ -545,30 +582,25 @@ static void fail_all(const char *msg)
 
 static void run_chunk(void)
 {
-	struct mpk_reader r;
-	mpk_reader_init(&r, W.body.data, W.body.len);
-	W.job = mpk_get_u64(&r);
-	mpg_task_fn fn = (mpg_task_fn)(uintptr_t)mpk_get_u64(&r);
-	W.first = mpk_get_u64(&r);
-	W.count = mpk_get_u32(&r);
-	W.mode = mpk_get_u32(&r);
-	W.in_size = mpk_get_u64(&r);
-	W.out_size = mpk_get_u64(&r);
+	if (mpg__chunk_decode(W.body.data, W.body.len, &W.chunk) < 0)
+		worker_exit(EX_PROTOCOL_ERROR);
+	const struct mpg__chunk_head *h = &W.chunk.h;
+	W.job = h->job;
+	mpg_task_fn fn = (mpg_task_fn)(uintptr_t)h->fn;
+	W.first = h->first;
+	W.count = h->count;
+	W.mode = h->mode;
+	W.in_size = h->in_size;
+	W.out_size = h->out_size;
 	if (W.mode & CHUNK_HAS_CTX) {
-		uint64_t clen = mpk_get_u64(&r);
-		const void *c = mpk_get_bytes(&r, clen);
-		if (r.err)
-			worker_exit(EX_PROTOCOL_ERROR);
 		free(W.ctx);
-		W.ctx = malloc(clen ? clen : 1);
+		W.ctx = malloc(W.chunk.ctx_len ? W.chunk.ctx_len : 1);
 		if (!W.ctx)
 			worker_exit(EX_PROTOCOL_ERROR);
-		memcpy(W.ctx, c, clen);
-		W.ctx_len = clen;
+		memcpy(W.ctx, W.chunk.ctx, W.chunk.ctx_len);
+		W.ctx_len = W.chunk.ctx_len;
 		W.ctx_job = W.job;
 	}
-	if (r.err || W.count == 0)
-		worker_exit(EX_PROTOCOL_ERROR);
 	atomic_store_explicit(&W.status[W.slot].job, W.job, memory_order_relaxed);
 
 	W.frame_first = W.frame_count = 0;
@@ -577,17 +609,13 @@ static void run_chunk(void)
 	W.nout_fds = 0;
 	W.frame_start_ns = mpg__now_ns();
 	if (fixed_out()) {
-		size_t need = (size_t)W.count * W.out_size;
-		if (W.out_size == 0 || need / W.out_size != W.count || need > MPK_FRAME_MAX_BODY)
+		W.fixed = fixed_room((size_t)W.count * W.out_size); /* decode checked the product */
+		if (!W.fixed)
 			worker_exit(EX_PROTOCOL_ERROR);
-		if (need > W.fixed_cap) {
-			free(W.fixed);
-			W.fixed = malloc(need);
-			if (!W.fixed)
-				worker_exit(EX_PROTOCOL_ERROR);
-			W.fixed_cap = need;
-		}
+	} else if (W.arena.fd >= 0) {
+		(void)res_resize(&W.res, 0); /* the data region may have moved */
 	}
+	arena_restart();
 
 	if (fn != W.checked_fn) {
 		if (!fn_is_mapped(fn)) {
@@ -601,8 +629,6 @@ static void run_chunk(void)
 		W.checked_fn = fn;
 	}
 
-	mpk_get_align(&r, 16);
-	W.rd = r;
 	W.i = 0;
 	run_tasks(fn);
 out:
@@ -634,16 +660,7 @@ __attribute__((noinline)) static _Noreturn void run_service(const struct mpg__se
 		msg = W.msg;
 	}
 	struct mpk_buf b = {0};
-	uint32_t mlen = (uint32_t)strnlen(msg, MPG_MAX_MESSAGE - 1);
-	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
-	mpk_buf_put_u32(&b, (uint32_t)code);
-	mpk_buf_put_u32(&b, mlen);
-	mpk_buf_put_u32(&b, W.raise_nips);
-	mpk_buf_put(&b, msg, mlen);
-	mpk_buf_put(&b, W.raise_ips, W.raise_nips * sizeof W.raise_ips[0]);
-	if (!b.oom) {
-		mpk_frame_header_init((struct mpk_frame_header *)b.data, MSG_SERVICE_END,
-				      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), 0);
+	if (mpg__service_end_encode(&b, code, msg, W.raise_ips, W.raise_nips) == 0) {
 		struct iovec iov = {b.data, b.len};
 		send_all(&iov, 1, NULL, 0);
 	}
@@ -660,6 +677,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	W.slot = slot;
 	W.sock = sock;
 	W.shm_fd = -1;
+	W.arena.fd = -1;
 	W.task_thread = pthread_self();
 	atomic_store(&W.status[slot].state, WS_IDLE);
 	atomic_store(&W.status[slot].tasks_done, 0);
@@ -694,6 +712,8 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	}
 	/* A service's records are known by their channel, the service's name. */
 	mplog_set_context(cfg->services ? -1 : (int)slot, -1);
+	if (!cfg->services)
+		say_hello();
 	send_modules_if_changed();
 	if (cfg->pause & MPG_PAUSE_AT_START) {
 		mplog_warn("worker %u (pid %d) paused at start for a debugger, up to %u s: "
@@ -722,7 +742,8 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 		struct mpk_frame_header h;
 		if (read_full(&h, sizeof h) == 0)
 			worker_exit(0); /* parent closed: done */
-		if (mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY) < 0 || h.type != MSG_CHUNK)
+		if (mpk_frame_header_check(&h, MPK_FRAME_MAX_BODY) < 0 || h.type != MSG_CHUNK ||
+		    h.nfds > MPG_CHUNK_MAX_FDS)
 			worker_exit(EX_PROTOCOL_ERROR);
 		W.body.len = 0;
 		void *b = mpk_buf_grow(&W.body, h.length);

@@ -36,6 +36,9 @@ struct mpk_buf {
 	size_t len;
 	size_t cap;
 	bool oom;
+	/* Memory not from malloc (a shared mapping): makes data hold at least
+	 * cap bytes, 0 or a negative errno; mpk_buf_free() leaves it alone. */
+	int (*resize)(struct mpk_buf *b, size_t cap);
 };
 
 int mpk_buf_reserve(struct mpk_buf *b, size_t extra);

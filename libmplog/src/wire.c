@@ -45,6 +45,13 @@ int mpk_buf_reserve(struct mpk_buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap - b->len < extra)
 		cap *= 2;
+	if (b->resize) {
+		if (b->resize(b, cap) < 0) {
+			b->oom = true;
+			return -ENOMEM;
+		}
+		return 0;
+	}
 	uint8_t *d = realloc(b->data, cap);
 	if (!d) {
 		b->oom = true;
@@ -102,6 +109,8 @@ void mpk_buf_consume(struct mpk_buf *b, size_t n)
 
 void mpk_buf_free(struct mpk_buf *b)
 {
+	if (b->resize)
+		return;
 	free(b->data);
 	*b = (struct mpk_buf){0};
 }

@@ -1,0 +1,63 @@
+/* The result arena: a worker's results, built in memory the parent can
+ * read after the worker died. Exactly-once rests on it: a task's result is
+ * committed there when the task ends, before anything else runs, so a
+ * worker that dies before its batch is sent loses no finished task; the
+ * parent takes the committed results from the dead worker's arena and
+ * re-runs only the tasks that had not finished (arena.c). */
+#pragma once
+
+#include "proto-int.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* The first page: what the data region holds. Written by the worker only,
+ * read by the parent only once the worker is dead, so no lock; the order
+ * of the stores still matters (a worker can die between any two): a
+ * commit stores len, then count; a reset stores count = 0 first. */
+struct mpg__arena_head {
+	_Atomic uint32_t count;    /* tasks committed, not yet sent */
+	_Atomic uint32_t mode;     /* CHUNK_FIXED_OUT, or 0: items */
+	_Atomic uint64_t job;
+	_Atomic uint64_t first;    /* the first committed task */
+	_Atomic uint64_t out_size; /* fixed: bytes per task */
+	_Atomic uint64_t data_off; /* where the first committed task's bytes start */
+	_Atomic uint64_t len;      /* committed bytes from data_off */
+};
+#define MPG_ARENA_DATA 4096u          /* the data region's offset */
+#define MPG_ARENA_INITIAL (64u << 10) /* data bytes at first */
+/* Results a worker holds unsent: a fixed chunk, or a flush's worth of
+ * items plus one inline result. */
+#define MPG_ARENA_MAX ((size_t)MPK_FRAME_MAX_BODY + (16u << 20))
+
+/* ---- worker side ------------------------------------------------------- */
+struct mpg__arena {
+	int fd;
+	uint8_t *base;             /* head, then data */
+	size_t size;               /* mapped and file size */
+};
+/* Create it (memfd, sealed against shrinking); 0 or a negative errno. */
+int mpg__arena_open(struct mpg__arena *a);
+/* Make the data region hold at least cap bytes (it may move). */
+int mpg__arena_reserve(struct mpg__arena *a, size_t cap);
+static inline struct mpg__arena_head *mpg__arena_head(const struct mpg__arena *a)
+{
+	return (struct mpg__arena_head *)a->base;
+}
+static inline uint8_t *mpg__arena_data(const struct mpg__arena *a)
+{
+	return a->base + MPG_ARENA_DATA;
+}
+/* Nothing committed: tasks from `first` of job go at data_off next. */
+void mpg__arena_reset(struct mpg__arena *a, uint64_t job, uint64_t first, uint32_t mode,
+		      uint64_t out_size, uint64_t data_off);
+/* Tasks [first, first + count) are done; their bytes are [data_off, +len). */
+void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint64_t len);
+
+/* ---- parent side ------------------------------------------------------- */
+/* What a dead worker had committed: 1 and *res over a private copy (*mem,
+ * to free) holding the longest valid run of committed results; 0 when
+ * there is none; a negative errno when the arena is not one (wrong kind
+ * of fd, not sealed, too big). An ITEM_SHM ends the run: its memfd died
+ * with the worker. */
+int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem);
