@@ -67,3 +67,12 @@ void mpg__fdreg_del(int fd)
 	}
 	pthread_mutex_unlock(&reg_lock);
 }
+
+void mpg__fdreg_close(int *fd)
+{
+	if (*fd >= 0) {
+		mpg__fdreg_del(*fd);
+		close(*fd);
+		*fd = -1;
+	}
+}

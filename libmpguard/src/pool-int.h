@@ -176,6 +176,8 @@ mpg_error *mpg__failure_error(const struct mpg__failure *f, struct mpg__symcache
 /* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
 void mpg__fdreg_add(int fd);
 void mpg__fdreg_del(int fd);
+/* Unregister and close *fd, then set it to -1; nothing when it is -1. */
+void mpg__fdreg_close(int *fd);
 
 /* logpipe.c: one worker's or service's pipes to aggregator a (none when a
  * is NULL): io[0] its records, io[1]/io[2] its stdout/stderr when capture
@@ -331,54 +333,70 @@ struct mpg__progress_note {
 	const void *key;            /* the tracker: which bar */
 };
 
+/* A call's tasks: a common part (identity, scheduling, counts, life),
+ * then what each kind of call adds. */
 struct job {
+	/* ---- every kind ---- */
 	struct job *next;
 	struct mpg_pool *pool;
 	uint64_t id;
 	enum job_kind kind;
 	mpg_task_fn fn;
 	struct mpg__callcfg cfg;
-
-	/* inputs */
-	const mpg_buf *inputs;      /* MAP, IMAP */
-	const uint8_t *in_base;     /* ARRAY */
-	size_t in_size;
-	uint8_t *out_base;
-	size_t out_size;
-	void *owned_in;             /* SUBMIT: copy of a small input */
-	size_t owned_len;
-	int owned_fd;               /* SUBMIT: memfd of a large input, or -1 */
-	uint64_t owned_off;
-
 	size_t n;
+	/* scheduling */
 	size_t cursor;              /* next never-dispatched task */
 	struct redo *redo;          /* FIFO of ranges to re-run */
 	size_t nredo, redo_head, redo_cap;
-	size_t remaining;           /* tasks not ended */
-	size_t nfailed;
 	double ns_per_task;         /* measured, < 0 unknown */
 	double result_bytes;        /* measured mean result size */
-
 	/* outcome */
-	uint8_t *state;             /* MAP, ARRAY: enum item_state per task */
-	struct slotref *slots;      /* MAP */
-	struct blob *blobs;
-	mpg_error **errors;
-	size_t nerrors, errors_cap;
-	struct ready *ready;        /* IMAP queue */
-	size_t nready, ready_head, ready_cap;
-	mpg_error *error;           /* SUBMIT */
-	mpg_result_fn on_result;    /* SUBMIT */
-	mpg_error_fn on_error;
+	size_t remaining;           /* tasks not ended */
+	size_t nfailed;
+	struct blob *blobs;         /* result memory the job keeps */
+	mpg_error_fn on_error;      /* SUBMIT's own, else NULL */
 	void *userdata;
-
 	unsigned pending_callbacks;
 	struct mpg__progress prog;  /* MAP, ARRAY, IMAP: the call's progress */
 	struct mpg__progress *pr;   /* &prog, the pool's submit batch, or NULL */
+	/* life */
 	bool progress_ended;        /* its end was seen by the progress tracker */
 	bool cancelled;             /* pool aborted/terminated: stop */
 	bool done;
 	bool user_gone;             /* iterator/future freed by the user */
+
+	/* ---- MAP and IMAP: the caller's buffers ---- */
+	struct {
+		const mpg_buf *inputs;
+	};
+	/* ---- ARRAY: the caller's arrays, results written in place ---- */
+	struct {
+		const uint8_t *in_base;
+		size_t in_size;
+		uint8_t *out_base;
+		size_t out_size;
+	};
+	/* ---- MAP and ARRAY: per-task outcome until the call returns ---- */
+	struct {
+		uint8_t *state;             /* enum item_state per task */
+		struct slotref *slots;      /* MAP (and SUBMIT's one result) */
+		mpg_error **errors;
+		size_t nerrors, errors_cap;
+	};
+	/* ---- IMAP: finished tasks waiting for mpg_iter_next() ---- */
+	struct {
+		struct ready *ready;
+		size_t nready, ready_head, ready_cap;
+	};
+	/* ---- SUBMIT: one task, its input owned, its future ---- */
+	struct {
+		void *owned_in;             /* copy of a small input */
+		size_t owned_len;
+		int owned_fd;               /* memfd of a large input, or -1 */
+		uint64_t owned_off;
+		mpg_error *error;
+		mpg_result_fn on_result;
+	};
 };
 
 struct outframe {
@@ -405,51 +423,69 @@ struct chunk {
 
 enum wstate { W_EMPTY, W_SPAWNING, W_READY, W_DRAINING, W_DEAD };
 
+/* One worker slot and the process in it, grouped by who uses what: the
+ * process (wio.c), its socket and frames (wio.c, results.c), the work out
+ * (schedule.c), its time limit (timelimit.c), and what explains its death
+ * (results.c, blame.c). */
 struct worker {
-	unsigned slot;
-	enum wstate state;
-	pid_t pid;
-	int pidfd;
-	int sock;
-	bool want_out;              /* EPOLLOUT armed */
-	bool sock_eof;
-	bool killed_by_pool;
-	char *protocol_error;       /* garbage seen: why */
-	struct {                    /* the task that was running when it was */
-		bool set;
-		uint64_t job, index;
-	} culprit;
-	bool culprit_failed;        /* and it failed for it */
-	size_t garbage_run;         /* bytes of the first garbage it wrote */
-	bool garbage_open;          /* that garbage may go on */
-	int arena;                  /* its result arena (memfd), or -1 */
-	struct mpg__modlist modules;/* what it has loaded, for symbolization */
-	bool crashed;               /* its crash handler reported */
-	struct mpg__crash_head crash;
-	uint64_t crash_ips[MPG_MAX_FRAMES];
-	uint64_t tasks_done;        /* results received from this process */
-	uint64_t ready_ns;          /* when it became ready (CLOCK_MONOTONIC) */
-	unsigned capture_ch[2];     /* aggregator channels of its stdout, stderr */
-	uint64_t tasks_sent;
-	bool retiring;              /* max_tasks reached: socket closed */
-	/* timeout watch: the task seen running at the last tick, since when */
-	uint64_t watch_job, watch_index, watch_done, watch_since;
-	bool timing_out;            /* SIGXCPU sent, SIGKILL at timeout_deadline */
-	bool timeout_killed;        /* that SIGKILL sent: a SIGKILL death is ours */
-	uint64_t timeout_deadline;
-	unsigned timeout_ms;
-	bool have_stack;
-	uint32_t stack_nips;
-	uint64_t stack_ips[MPG_MAX_FRAMES];
-	struct outframe *out_head, *out_tail;
-	struct mpk_buf in;
-	int fdq[2 * MPG_CHUNK_MAX_FDS];
-	unsigned nfdq;
-	struct chunk *inflight_head, *inflight_tail;
-	unsigned ninflight;
-	uint64_t ctx_job;           /* job whose context this worker holds */
-	unsigned restarts;
-	uint64_t spawn_ns;
+	/* ---- the process ---- */
+	struct {
+		unsigned slot;
+		enum wstate state;
+		pid_t pid;
+		int pidfd;
+		uint64_t spawn_ns;
+		uint64_t ready_ns;          /* its hello: set up, ready for tasks */
+		unsigned restarts;
+		bool retiring;              /* max_tasks reached: socket closed */
+		bool killed_by_pool;        /* abort, terminate, fork server lost */
+		unsigned capture_ch[2];     /* aggregator channels of its stdout, stderr */
+		struct mpg__modlist modules;/* what it has loaded, for symbolization */
+	};
+	/* ---- its socket: frames out, bytes and fds in ---- */
+	struct {
+		int sock;
+		bool want_out;              /* EPOLLOUT armed */
+		bool sock_eof;
+		struct outframe *out_head, *out_tail;
+		struct mpk_buf in;
+		int fdq[2 * MPG_CHUNK_MAX_FDS];
+		unsigned nfdq;
+		int arena;                  /* its result arena (memfd), or -1 */
+	};
+	/* ---- its work ---- */
+	struct {
+		struct chunk *inflight_head, *inflight_tail;
+		unsigned ninflight;
+		uint64_t tasks_sent;
+		uint64_t tasks_done;        /* results received from this process */
+		uint64_t ctx_job;           /* job whose context this worker holds */
+	};
+	/* ---- its time limit: the task seen running at the last tick ---- */
+	struct {
+		uint64_t watch_job, watch_index, watch_done, watch_since;
+		bool timing_out;            /* SIGXCPU sent, SIGKILL at timeout_deadline */
+		bool timeout_killed;        /* that SIGKILL sent: a SIGKILL death is ours */
+		uint64_t timeout_deadline;
+		unsigned timeout_ms;
+		bool have_stack;            /* where the timed-out task was stuck */
+		uint32_t stack_nips;
+		uint64_t stack_ips[MPG_MAX_FRAMES];
+	};
+	/* ---- what explains its death ---- */
+	struct {
+		bool crashed;               /* its crash handler reported */
+		struct mpg__crash_head crash;
+		uint64_t crash_ips[MPG_MAX_FRAMES];
+		char *protocol_error;       /* a malformed frame: why */
+		size_t garbage_run;         /* bytes of the first garbage it wrote */
+		bool garbage_open;          /* that garbage may go on */
+		struct {                    /* the task running when it was seen */
+			bool set;
+			uint64_t job, index;
+		} culprit;
+		bool culprit_failed;        /* and it failed for it */
+	};
 };
 
 enum pool_state { POOL_RUNNING, POOL_CLOSED, POOL_ABORTING, POOL_TERMINATING, POOL_STOPPED };
@@ -523,14 +559,15 @@ const char *mpg__control_path(const struct mpg_pool *p);
 /* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */
 int mpg__check_caller(const struct mpg_pool *p);
 
-/* dispatch.c */
+/* dispatch.c: the dispatcher thread (its files talk through dispatch-int.h) */
 void *mpg__dispatcher_main(void *arg);
 void mpg__pool_wake(struct mpg_pool *p);
-int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
-void mpg__job_maybe_done(struct mpg_pool *p, struct job *job); /* with the lock */
-void mpg__pool_bury(struct mpg_pool *p);
 bool mpg__on_dispatcher(struct mpg_pool *p);
 void mpg__pool_cancel_all(struct mpg_pool *p, bool abort);
+
+/* outcome.c; with the lock */
+void mpg__job_maybe_done(struct mpg_pool *p, struct job *job);
+void mpg__pool_bury(struct mpg_pool *p);
 int mpg__add_delivery(struct mpg_pool *p, const struct delivery *d);
 
 /* progress.c; all with the lock held but _deliver and _bar_clear. */
@@ -556,6 +593,7 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, stru
 void mpg__callcfg_clear(struct mpg__callcfg *c);
 void mpg__job_free(struct job *job);
 void mpg__blob_free(struct blob *b);
-int mpg__wait_locked(struct mpg_pool *p, const struct timespec *deadline);
+int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
 
+/* clock.c: CLOCK_MONOTONIC in ns; async-signal-safe */
 uint64_t mpg__now_ns(void);

@@ -49,22 +49,10 @@ static void pool_release(struct mpg_pool *p)
 		}
 		free(p->workers);
 	}
-	if (p->epfd >= 0) {
-		mpg__fdreg_del(p->epfd);
-		close(p->epfd);
-	}
-	if (p->evfd >= 0) {
-		mpg__fdreg_del(p->evfd);
-		close(p->evfd);
-	}
-	if (p->timerfd >= 0) {
-		mpg__fdreg_del(p->timerfd);
-		close(p->timerfd);
-	}
-	if (p->ctlfd >= 0) {
-		mpg__fdreg_del(p->ctlfd);
-		close(p->ctlfd);
-	}
+	mpg__fdreg_close(&p->epfd);
+	mpg__fdreg_close(&p->evfd);
+	mpg__fdreg_close(&p->timerfd);
+	mpg__fdreg_close(&p->ctlfd);
 	if (p->server_pid > 0)
 		while (waitpid(p->server_pid, NULL, 0) < 0 && errno == EINTR)
 			;

@@ -104,8 +104,7 @@ MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *s)
 	mpg__symcache_free(&s->symcache);
 	if (s->own_log)
 		mplog_aggregator_free(s->log);
-	mpg__fdreg_del(s->stopfd);
-	close(s->stopfd);
+	mpg__fdreg_close(&s->stopfd);
 	free(s);
 }
 
@@ -350,18 +349,19 @@ static void parse_reports(const struct service *sv, struct report *rep)
 	size_t off = 0, flen;
 	while (mpg__frame_peek(sv->in.data + off, sv->in.len - off, MSG_CRASH, MSG_SERVICE_END,
 			       &flen) > 0) {
-		const struct mpk_frame_header *h = (const void *)(sv->in.data + off);
-		const uint8_t *b = sv->in.data + off + sizeof *h;
-		if (h->type == MSG_MODULES) {
+		struct mpk_frame_header h; /* frames follow each other unaligned */
+		memcpy(&h, sv->in.data + off, sizeof h);
+		const uint8_t *b = sv->in.data + off + sizeof h;
+		if (h.type == MSG_MODULES) {
 			struct mpg__modlist l;
-			if (mpg__modlist_decode(b, h->length, &l) == 0) {
+			if (mpg__modlist_decode(b, h.length, &l) == 0) {
 				mpg__modlist_free(&rep->mods);
 				rep->mods = l;
 			}
-		} else if (h->type == MSG_CRASH) {
-			rep->crashed |= mpg__crash_decode(b, h->length, &rep->crash, rep->crash_ips) == 0;
-		} else if (h->type == MSG_SERVICE_END) {
-			rep->ended |= mpg__service_end_decode(b, h->length, &rep->end) == 0;
+		} else if (h.type == MSG_CRASH) {
+			rep->crashed |= mpg__crash_decode(b, h.length, &rep->crash, rep->crash_ips) == 0;
+		} else if (h.type == MSG_SERVICE_END) {
+			rep->ended |= mpg__service_end_decode(b, h.length, &rep->end) == 0;
 		}
 		off += flen;
 	}
@@ -474,9 +474,7 @@ static void service_exited(struct run *r, unsigned i, int status)
 	struct service *sv = &s->svc[i];
 	bool ours = r->stopping;
 	mpg_error *e = failure_of(r, i, status, ours);
-	mpg__fdreg_del(sv->sock);
-	close(sv->sock);
-	sv->sock = -1;
+	mpg__fdreg_close(&sv->sock);
 	sv->pid = 0;
 	uint64_t now = mpg__now_ns();
 	log_failure(r, e);
@@ -732,28 +730,17 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	ret = r.result;
 
 out:
-	if (r.ctl >= 0) {
-		mpg__fdreg_del(r.ctl);
-		close(r.ctl); /* EOF: the server kills what is left and exits */
-	}
+	mpg__fdreg_close(&r.ctl); /* EOF: the server kills what is left and exits */
 	if (r.server > 0)
 		while (waitpid(r.server, NULL, 0) < 0 && errno == EINTR)
 			;
 	for (unsigned i = 0; i < s->n; i++) {
-		if (s->svc[i].sock >= 0) {
-			mpg__fdreg_del(s->svc[i].sock);
-			close(s->svc[i].sock);
-			s->svc[i].sock = -1;
-		}
+		mpg__fdreg_close(&s->svc[i].sock);
 		s->svc[i].state = SVC_IDLE;
 	}
-	int fds[] = {r.ep, r.sigfd, r.timer};
-	for (size_t k = 0; k < sizeof fds / sizeof fds[0]; k++) {
-		if (fds[k] >= 0) {
-			mpg__fdreg_del(fds[k]);
-			close(fds[k]);
-		}
-	}
+	mpg__fdreg_close(&r.ep);
+	mpg__fdreg_close(&r.sigfd);
+	mpg__fdreg_close(&r.timer);
 	munmap(r.cfg.status, sizeof(struct mpg__wstatus) * s->n);
 	/* The merged log holds everything the services wrote before run()
 	 * returns: they are all gone, so their pipes are at EOF. */

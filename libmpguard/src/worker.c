@@ -98,13 +98,6 @@ static _Noreturn void worker_exit(int status)
 	_exit(status);
 }
 
-uint64_t mpg__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Read exactly n bytes into p, queueing any fds that arrive. 0 on EOF
  * before the first byte, 1 when done; exits on error or mid-frame EOF. */
 static int read_full(void *p, size_t n)
