@@ -726,6 +726,65 @@ START_TEST(mplog_live_needs_a_pool_with_a_log)
 }
 END_TEST
 
+/* Run python3's strict JSON parser (and UTF-8 decoder) on text; what the
+ * script prints from it (d: the parsed value) into *out. Returns its exit
+ * status, or 77 if there is no python3. */
+static int python_json(const char *text, const char *script, char **out)
+{
+	char prog[1024];
+	snprintf(prog, sizeof prog,
+		 "import json, sys\n"
+		 "d = json.loads(sys.stdin.buffer.read().decode('utf-8', 'strict'))\n"
+		 "%s\n", script);
+	int in[2], o[2];
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(o[1], 1);
+		dup2(o[1], 2);
+		execlp("python3", "python3", "-c", prog, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(o[1]);
+	size_t len = strlen(text);
+	ck_assert_int_eq(write(in[1], text, len), (ssize_t)len); /* small: fits the pipe */
+	close(in[1]);
+	*out = read_until(o[0], NULL);
+	close(o[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status) == 127 ? 77 : WEXITSTATUS(status);
+}
+
+START_TEST(list_json_is_valid_for_a_name_in_bad_utf8)
+{
+	/* A Latin-1 program name, as argv[0] may be: not UTF-8. */
+	char *saved = program_invocation_name;
+	program_invocation_name = (char *)"op\xe9s \x01\"";
+	mpg_pool *p = new_pool(1, 0);
+	char *out, *py;
+	int rc = run_tool(&out, "list", "--json", self(), NULL);
+	program_invocation_name = saved;
+	ck_assert_msg(rc == 0, "%s", out);
+	rc = python_json(out, "print(ascii(d[0]['program']))", &py);
+	if (rc == 77) {
+		fprintf(stderr, "list_json_is_valid_for_a_name_in_bad_utf8: SKIP: no python3\n");
+	} else {
+		/* The bad byte is U+FFFD, the control character escaped. */
+		ck_assert_msg(rc == 0 && strcmp(py, "'op\\ufffds \\x01\"'\n") == 0,
+			      "python3 (%d): %s\non: %s", rc, py, out);
+	}
+	free(py);
+	free(out);
+	mpg_pool_free(p);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("mpattach");
@@ -742,6 +801,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
 	tcase_add_test(tc, mplog_live_needs_a_pool_with_a_log);
+	tcase_add_test(tc, list_json_is_valid_for_a_name_in_bad_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -14,6 +14,7 @@
  * Errors: {"ok":false,"error":"..."}. */
 #include "pool-int.h"
 #include "futex-int.h"
+#include "json-int.h"
 #include "registry-int.h"
 
 #include <dirent.h>
@@ -73,19 +74,10 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Any bytes (a program's name, a service's) as valid JSON. */
 static void put_json_string(struct mpk_buf *b, const char *s)
 {
-	mpk_buf_put(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			mpk_buf_printf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			mpk_buf_printf(b, "\\u%04x", c);
-		else
-			mpk_buf_put(b, s, 1);
-	}
-	mpk_buf_put(b, "\"", 1);
+	mpk_json_string(b, s, strlen(s));
 }
 
 /* Blocking send of a whole reply (the socket has a send timeout). */

@@ -1,6 +1,7 @@
 /* mpattach: list the pools running on this machine under this user, attach
  * gdb to one of their workers, dump every worker's stack, resume paused
  * workers. Talks to each pool over its control socket (pool-client.c). */
+#include "json-out.h"
 #include "pool-client.h"
 
 #include <errno.h>
@@ -182,8 +183,10 @@ static int cmd_list(int argc, char **argv)
 		}
 	}
 	if (json) {
-		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
+		int r = mpk_json_print(stdout, all);
 		json_object_put(all);
+		if (r < 0)
+			rc = fail(r == -ENOMEM ? "out of memory" : "cannot write the listing");
 	} else if (!n) {
 		fprintf(stderr, "mpattach: no running pool\n");
 	}
