@@ -267,7 +267,7 @@ static void do_resume(struct mpg__control *ctl, struct client *c, const struct m
 		resumed++;
 	}
 	struct mpk_buf b = {0};
-	mpk_buf_printf(&b, "{\"ok\":true,\"resumed\":%u}\n", resumed);
+	mpk_buf_printf(&b, "{\"ok\":true,\"kind\":\"%s\",\"resumed\":%u}\n", t->kind, resumed);
 	reply(c, &b);
 	mpk_buf_free(&b);
 }
@@ -357,8 +357,9 @@ static void do_log(struct mpg__control *ctl, struct client *c)
 		c->sink = NULL; /* freed by add_sink */
 		c->broken = true;
 	} else {
-		static const char ok[] = "{\"ok\":true}\n";
-		send_all(c, ok, sizeof ok - 1);
+		char ok[64];
+		int n = snprintf(ok, sizeof ok, "{\"ok\":true,\"kind\":\"%s\"}\n", ctl->t.kind);
+		send_all(c, ok, (size_t)n);
 	}
 	pthread_mutex_unlock(&c->out_lock);
 }
