@@ -10,7 +10,9 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
  *     -Ilibmpguard/src tests/fuzz/fuzz-control-request.c \
  *     libmpguard/src/control-request.c -o fuzz-control-request
- *   ./fuzz-control-request -max_total_time=30 tests/fuzz/corpus/control-request
+ *   mkdir -p /tmp/corpus   # new inputs go there, the seeds stay as they are
+ *   ./fuzz-control-request -max_total_time=30 /tmp/corpus \
+ *     tests/fuzz/corpus/control-request
  */
 #include "control-request-int.h"
 
