@@ -535,25 +535,34 @@ START_TEST(socket_refuses_another_uid)
 }
 END_TEST
 
-/* A child that blocks until its pipe closes, as uid (or as us: uid < 0). */
+/* A child that blocks until its pipe closes, as uid (or as us: uid < 0);
+ * returned once it is that uid. */
 static pid_t start_sleeper(int uid, int *hold)
 {
-	int fds[2];
+	int fds[2], ready[2];
 	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(ready, O_CLOEXEC), 0);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		/* Forked from a threaded process: system calls only. */
 		close(fds[1]);
+		close(ready[0]);
 		if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 ||
 				 setuid((uid_t)uid) < 0))
 			_exit(3);
+		close(ready[1]); /* EOF: it is who it should be */
 		char c;
 		while (read(fds[0], &c, 1) < 0 && errno == EINTR)
 			;
 		_exit(0);
 	}
 	close(fds[0]);
+	close(ready[1]);
+	char c;
+	while (read(ready[0], &c, 1) < 0 && errno == EINTR)
+		;
+	close(ready[0]);
 	*hold = fds[1];
 	return pid;
 }
@@ -726,6 +735,435 @@ START_TEST(mplog_live_needs_a_pool_with_a_log)
 }
 END_TEST
 
+/* Run python3's strict JSON parser (and UTF-8 decoder) on text; what the
+ * script prints from it (d: the parsed value) into *out. Returns its exit
+ * status, or 77 if there is no python3. */
+static int python_json(const char *text, const char *script, char **out)
+{
+	char prog[1024];
+	snprintf(prog, sizeof prog,
+		 "import json, sys\n"
+		 "d = json.loads(sys.stdin.buffer.read().decode('utf-8', 'strict'))\n"
+		 "%s\n", script);
+	int in[2], o[2];
+	ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(o, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(in[0], 0);
+		dup2(o[1], 1);
+		dup2(o[1], 2);
+		execlp("python3", "python3", "-c", prog, (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(o[1]);
+	size_t len = strlen(text);
+	ck_assert_int_eq(write(in[1], text, len), (ssize_t)len); /* small: fits the pipe */
+	close(in[1]);
+	*out = read_until(o[0], NULL);
+	close(o[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status) == 127 ? 77 : WEXITSTATUS(status);
+}
+
+START_TEST(list_json_is_valid_for_a_name_in_bad_utf8)
+{
+	/* A Latin-1 program name, as argv[0] may be: not UTF-8. */
+	char *saved = program_invocation_name;
+	program_invocation_name = (char *)"op\xe9s \x01\"";
+	mpg_pool *p = new_pool(1, 0);
+	char *out, *py;
+	int rc = run_tool(&out, "list", "--json", self(), NULL);
+	program_invocation_name = saved;
+	ck_assert_msg(rc == 0, "%s", out);
+	rc = python_json(out, "print(ascii(d[0]['program']))", &py);
+	if (rc == 77) {
+		fprintf(stderr, "list_json_is_valid_for_a_name_in_bad_utf8: SKIP: no python3\n");
+	} else {
+		/* The bad byte is U+FFFD, the control character escaped. */
+		ck_assert_msg(rc == 0 && strcmp(py, "'op\\ufffds \\x01\"'\n") == 0,
+			      "python3 (%d): %s\non: %s", rc, py, out);
+	}
+	free(py);
+	free(out);
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* ---- supervisors ---------------------------------------------------------- */
+
+static int tokens[2] = {-1, -1}; /* a byte there: the flaky service fails once */
+
+/* Runs until released; tells when it started. */
+static int stuck_service(void *ud)
+{
+	(void)ud;
+	(void)!write(started[1], "s\n", 2);
+	mpk_test_stuck_here();
+	return 0;
+}
+
+/* Fails while there is a token, then runs like stuck_service. */
+static int flaky_service(void *ud)
+{
+	char c;
+	if (read(tokens[0], &c, 1) == 1)
+		return 3;
+	return stuck_service(ud);
+}
+
+static int crash_service(void *ud)
+{
+	(void)ud;
+	mpk_test_crash_here();
+	return 0;
+}
+
+static int logging_service(void *ud)
+{
+	(void)ud;
+	char c;
+	while (read(release[0], &c, 1) < 0 && errno == EINTR)
+		;
+	mplog_info("hello from the service");
+	return 0;
+}
+
+struct sup_run {
+	mpg_supervisor *sup;
+	pthread_t th;
+	int rc;
+	pthread_mutex_t lock;  /* the records the log's callback sink saw: */
+	char records[8192];
+	size_t len;
+	mpg_error_kind kind;   /* the last failure's */
+	int sig;
+	unsigned failures;
+};
+
+static void *sup_thread(void *arg)
+{
+	struct sup_run *r = arg;
+	r->rc = mpg_supervisor_run(r->sup);
+	return NULL;
+}
+
+static void on_record(const mplog_record *rec, void *ud)
+{
+	struct sup_run *r = ud;
+	char line[1024];
+	ssize_t n = mplog_record_format(rec, MPLOG_FORMAT_TEXT, 0, line, sizeof line);
+	pthread_mutex_lock(&r->lock);
+	if (n > 0 && r->len + (size_t)n < sizeof r->records) {
+		memcpy(r->records + r->len, line, (size_t)n);
+		r->len += (size_t)n;
+		r->records[r->len] = '\0';
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void on_failure(const mpg_error *e, void *ud)
+{
+	struct sup_run *r = ud;
+	r->kind = mpg_error_get_kind(e);
+	r->sig = mpg_error_signal(e);
+	r->failures++;
+}
+
+/* A supervisor of the given services (fn NULL ends the list), its log
+ * also seen by a callback sink; not running yet. */
+static struct sup_run *new_supervisor(const char *const *names, const mpg_service_fn *fns,
+				      mpg_restart restart)
+{
+	struct sup_run *r = calloc(1, sizeof *r);
+	pthread_mutex_init(&r->lock, NULL);
+	ck_assert_int_eq(mpg_supervisor_new(&r->sup), 0);
+	for (int i = 0; fns[i]; i++)
+		ck_assert_int_eq(mpg_supervisor_add(r->sup, names[i], fns[i], NULL, restart), i);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(r->sup, on_failure, r), 0);
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_sink_new_callback(on_record, r, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(mpg_supervisor_log(r->sup), sink), 0);
+	return r;
+}
+
+static void start_supervisor(struct sup_run *r)
+{
+	ck_assert_int_eq(pthread_create(&r->th, NULL, sup_thread, r), 0);
+}
+
+/* Wait for the run to end; returns what it returned. */
+static int join_supervisor(struct sup_run *r)
+{
+	pthread_join(r->th, NULL);
+	return r->rc;
+}
+
+static void free_supervisor(struct sup_run *r)
+{
+	mpg_supervisor_free(r->sup);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
+
+/* Wait (10 s at most) until the supervisor is registered and service i
+ * shows the state, with a pid if it is one that has a process. */
+static json_object *wait_service(size_t i, const char *state)
+{
+	bool with_pid = strcmp(state, "running") == 0 || strcmp(state, "paused") == 0;
+	for (int tries = 0; tries < 1000; tries++) {
+		/* mpg_supervisor_run(), on its thread, may not have registered yet */
+		char *out;
+		int rc = run_tool(&out, "list", "--json", self(), NULL);
+		json_object *sup = rc == 0 ? json_tokener_parse(out) : NULL;
+		free(out);
+		if (!sup) {
+			poll(NULL, 0, 10);
+			continue;
+		}
+		json_object *all = sup;
+		sup = json_object_get(json_object_array_get_idx(all, 0));
+		json_object_put(all);
+		json_object *w = worker_of(sup, i);
+		if (strcmp(sfield(w, "state"), state) == 0 && (!with_pid || field(w, "pid") > 0))
+			return sup;
+		json_object_put(sup);
+		poll(NULL, 0, 10);
+	}
+	ck_abort_msg("service %zu never became %s", i, state);
+	return NULL;
+}
+
+/* The name the kernel has for process pid. */
+static void comm_of(pid_t pid, char *buf, size_t size)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	FILE *f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, (int)size, f));
+	buf[strcspn(buf, "\n")] = '\0';
+	fclose(f);
+}
+
+START_TEST(list_shows_a_supervisors_services_by_name)
+{
+	ck_assert_int_eq(pipe2(tokens, O_CLOEXEC | O_NONBLOCK), 0);
+	ck_assert_int_eq(write(tokens[1], "x", 1), 1); /* flaky fails once */
+	/* A Latin-1 name too: the JSON says U+FFFD for its bad byte. */
+	static const char *const names[] = {"fetcher", "op\xe9s"};
+	static const mpg_service_fn fns[] = {stuck_service, flaky_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_PERMANENT);
+	start_supervisor(r);
+	wait_started(2);
+	json_object_put(wait_service(0, "running"));
+	json_object *sup = wait_service(1, "running");
+	ck_assert_str_eq(sfield(sup, "kind"), "supervisor");
+	ck_assert_int_eq(field(sup, "pid"), getpid());
+	ck_assert_str_eq(sfield(sup, "state"), "running");
+	ck_assert_int_eq(field(sup, "tasks_total"), -1); /* no tasks here */
+	for (unsigned i = 0; i < 2; i++) {
+		json_object *w = worker_of(sup, i);
+		ck_assert_int_eq(field(w, "worker"), i);
+		char comm[32], want[32];
+		comm_of((pid_t)field(w, "pid"), comm, sizeof comm);
+		snprintf(want, sizeof want, "mpg-service-%u", i);
+		ck_assert_str_eq(comm, want);
+		ck_assert_int_eq(field(w, "restarts"), i); /* flaky failed once */
+		ck_assert_int_eq(field(w, "task"), -1);
+	}
+	ck_assert_str_eq(sfield(worker_of(sup, 0), "name"), "fetcher");
+	ck_assert_str_eq(sfield(worker_of(sup, 1), "name"), "op\xef\xbf\xbds");
+	json_object_put(sup);
+
+	char *out, *py;
+	ck_assert_int_eq(run_tool(&out, "list", "--json", NULL), 0);
+	int rc = python_json(out, "print(ascii([w['name'] for w in d[0]['workers']]))", &py);
+	if (rc != 77)
+		ck_assert_msg(rc == 0 && strcmp(py, "['fetcher', 'op\\ufffds']\n") == 0, "%d: %s", rc,
+			      py);
+	free(py);
+	free(out);
+
+	/* The human listing: the supervisor, its services by name. */
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 0);
+	char want[64];
+	snprintf(want, sizeof want, "supervisor %d.", (int)getpid());
+	ck_assert_msg(strstr(out, want) && strstr(out, "SERVICE") && strstr(out, "fetcher") &&
+		      strstr(out, "running"), "%s", out);
+	free(out);
+
+	ck_assert_int_eq(mpg_supervisor_stop(r->sup), 0);
+	ck_assert_int_eq(join_supervisor(r), -EINTR);
+	ck_assert_uint_eq(r->failures, 1);
+	free_supervisor(r);
+	close(tokens[0]);
+	close(tokens[1]);
+	/* Its entry went with the run. */
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 0);
+	ck_assert_msg(strstr(out, "no running pool or supervisor"), "%s", out);
+	free(out);
+}
+END_TEST
+
+START_TEST(stacks_and_gdb_reach_services_by_number_and_name)
+{
+	static const char *const names[] = {"fetcher", "indexer"};
+	static const mpg_service_fn fns[] = {stuck_service, stuck_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_PERMANENT);
+	start_supervisor(r);
+	wait_started(2);
+	json_object *sup = wait_service(0, "running");
+	json_object_put(sup);
+	sup = wait_service(1, "running");
+	pid_t pids[2] = {(pid_t)field(worker_of(sup, 0), "pid"), (pid_t)field(worker_of(sup, 1), "pid")};
+	json_object_put(sup);
+
+	char *out;
+	int rc = run_tool(&out, "stacks", self(), NULL);
+	ck_assert_msg(rc == 0, "stacks failed (%d): %s", rc, out);
+	for (unsigned i = 0; i < 2; i++) {
+		char hdr[96];
+		snprintf(hdr, sizeof hdr, "=== service %u %s (pid %d, running)", i, names[i],
+			 (int)pids[i]);
+		ck_assert_msg(strstr(out, hdr), "no \"%s\" in:\n%s", hdr, out);
+	}
+	const char *first = strstr(out, "mpk_test_stuck_here");
+	ck_assert_msg(first && strstr(first + 1, "mpk_test_stuck_here") && strstr(out, "stuck_service"),
+		      "%s", out);
+	free(out);
+
+	/* By name: gdb attaches to that service. */
+	rc = run_tool(&out, "gdb", self(), "indexer", "--", "-batch", "-ex", "bt", NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "mpk_test_stuck_here"), "gdb failed (%d): %s", rc, out);
+	free(out);
+	rc = run_tool(&out, "gdb", self(), "nosuch", "--", "-batch", NULL);
+	ck_assert_msg(rc == 1 && strstr(out, "no service \"nosuch\""), "%d: %s", rc, out);
+	free(out);
+
+	ck_assert_int_eq(mpg_supervisor_stop(r->sup), 0);
+	ck_assert_int_eq(join_supervisor(r), -EINTR);
+	ck_assert_uint_eq(r->failures, 0); /* detached, unharmed, stopped by us */
+	free_supervisor(r);
+}
+END_TEST
+
+START_TEST(a_crashed_service_pauses_for_gdb_then_resumes_by_name)
+{
+	/* From the environment, as for a pool. */
+	setenv("MPKIT_PAUSE", "crash", 1);
+	static const char *const names[] = {"crasher"};
+	static const mpg_service_fn fns[] = {crash_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_TEMPORARY);
+	start_supervisor(r);
+	json_object *sup = wait_service(0, "paused");
+	unsetenv("MPKIT_PAUSE");
+	ck_assert_str_eq(sfield(sup, "pause"), "crash");
+	json_object_put(sup);
+
+	char *out;
+	int rc = run_tool(&out, "gdb", self(), "0", "--", "-batch", "-ex", "bt", NULL);
+	ck_assert_msg(rc == 0, "gdb failed (%d): %s", rc, out);
+	const char *sig = strstr(out, "<signal handler called>");
+	ck_assert_msg(sig && strstr(sig, "mpk_test_crash_here") && strstr(sig, "crash_service"),
+		      "%s", out);
+	free(out);
+
+	ck_assert_int_eq(run_tool(&out, "resume", self(), "crasher", NULL), 0);
+	ck_assert_msg(strstr(out, "resumed 1 service"), "%s", out);
+	free(out);
+	ck_assert_int_eq(join_supervisor(r), 0); /* temporary: not restarted */
+	ck_assert_uint_eq(r->failures, 1);
+	ck_assert_int_eq(r->kind, MPG_ERR_SIGNALED);
+	ck_assert_int_eq(r->sig, SIGSEGV);
+	/* The log said it paused, and how to attach. */
+	char want[96];
+	snprintf(want, sizeof want, "service crasher (pid ");
+	ck_assert_msg(strstr(r->records, want) &&
+		      strstr(r->records, "crashed on SEGV and is paused for a debugger") &&
+		      strstr(r->records, "mpattach gdb"), "%s", r->records);
+	free_supervisor(r);
+}
+END_TEST
+
+START_TEST(services_paused_at_start_run_after_resume)
+{
+	static const char *const names[] = {"a", "b"};
+	static const mpg_service_fn fns[] = {stuck_service, stuck_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_PERMANENT);
+	ck_assert_int_eq(mpg_supervisor_set_pause(r->sup, MPG_PAUSE_AT_START, 60000), 0);
+	start_supervisor(r);
+	json_object_put(wait_service(0, "paused"));
+	json_object *sup = wait_service(1, "paused");
+	ck_assert_str_eq(sfield(sup, "pause"), "start");
+	json_object_put(sup);
+	/* Neither has run its function. */
+	struct pollfd pfd = {.fd = started[0], .events = POLLIN};
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "resume", NULL), 0);
+	ck_assert_msg(strstr(out, "resumed 2 services"), "%s", out);
+	free(out);
+	wait_started(2);
+	ck_assert_int_eq(mpg_supervisor_stop(r->sup), 0);
+	ck_assert_int_eq(join_supervisor(r), -EINTR);
+	ck_assert_msg(strstr(r->records, "service a (pid ") &&
+		      strstr(r->records, "paused at start for a debugger"), "%s", r->records);
+	free_supervisor(r);
+}
+END_TEST
+
+START_TEST(a_supervisor_without_control_registers_nothing)
+{
+	static const char *const names[] = {"a"};
+	static const mpg_service_fn fns[] = {stuck_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_PERMANENT);
+	ck_assert_int_eq(mpg_supervisor_set_control(r->sup, 0), 0);
+	ck_assert_int_eq(mpg_supervisor_set_pause(r->sup, 4, 0), -EINVAL);
+	start_supervisor(r);
+	wait_started(1);
+	ck_assert_int_eq(mpg_supervisor_set_control(r->sup, 1), -EBUSY);
+	ck_assert_int_eq(mpg_supervisor_set_pause(r->sup, 0, 0), -EBUSY);
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "list", NULL), 0);
+	ck_assert_msg(strstr(out, "no running pool or supervisor"), "%s", out);
+	free(out);
+	ck_assert_int_eq(mpg_supervisor_stop(r->sup), 0);
+	ck_assert_int_eq(join_supervisor(r), -EINTR);
+	free_supervisor(r);
+}
+END_TEST
+
+START_TEST(mplog_live_follows_a_supervisor)
+{
+	static const char *const names[] = {"talker"};
+	static const mpg_service_fn fns[] = {logging_service, NULL};
+	struct sup_run *r = new_supervisor(names, fns, MPG_RESTART_TEMPORARY);
+	start_supervisor(r);
+	json_object_put(wait_service(0, "running"));
+	int out, err;
+	pid_t pid = start_mplog(&out, &err, NULL);
+	char *text = read_until(err, "following the log of supervisor");
+	ck_assert_msg(strstr(text, "following the log of supervisor"), "%s", text);
+	free(text);
+	ck_assert_int_eq(write(release[1], "x", 1), 1);
+	ck_assert_int_eq(join_supervisor(r), 0); /* the socket closes: mplog ends */
+	text = read_until(out, NULL);
+	ck_assert_msg(strstr(text, "hello from the service"), "%s", text);
+	free(text);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(out), close(err);
+	free_supervisor(r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
 	Suite *s = suite_create("mpattach");
@@ -742,7 +1180,17 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
 	tcase_add_test(tc, mplog_live_needs_a_pool_with_a_log);
+	tcase_add_test(tc, list_json_is_valid_for_a_name_in_bad_utf8);
 	suite_add_tcase(s, tc);
+	TCase *sv = tcase_create("supervisor");
+	tcase_add_checked_fixture(sv, setup, teardown);
+	tcase_add_test(sv, list_shows_a_supervisors_services_by_name);
+	tcase_add_test(sv, stacks_and_gdb_reach_services_by_number_and_name);
+	tcase_add_test(sv, a_crashed_service_pauses_for_gdb_then_resumes_by_name);
+	tcase_add_test(sv, services_paused_at_start_run_after_resume);
+	tcase_add_test(sv, a_supervisor_without_control_registers_nothing);
+	tcase_add_test(sv, mplog_live_follows_a_supervisor);
+	suite_add_tcase(s, sv);
 	return s;
 }
 

@@ -951,6 +951,24 @@ START_TEST(failed_tasks_print_with_their_backtrace)
 }
 END_TEST
 
+/* A log not written by libmplog may hold any bytes in its strings, which
+ * json-c keeps as they are: --stats --json still prints valid UTF-8. */
+START_TEST(stats_json_is_valid_utf8_whatever_the_log_holds)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/latin1.jsonl", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"timestamp\":1,\"severity_text\":\"ERROR\",\"severity_number\":17,\"body\":\"x\","
+	      "\"attributes\":{\"mpg.kind\":\"signaled\",\"mpg.signal\":\"S\xe9GV\\u0001\"}}\n", f);
+	fclose(f);
+	struct run r = tool("--stats", "--json", "cat", path);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "\"signals\":{\"S\xef\xbf\xbdGV\\u0001\":1}"), "%s", r.out);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(garbage_lines_are_skipped_with_a_warning)
 {
 	char *orig = slurp(children_log, NULL);
@@ -1305,6 +1323,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, huge_records_come_through_whole);
 	tcase_add_test(mc, json_output_round_trips);
 	tcase_add_test(mc, stats_count_levels_workers_and_crashes);
+	tcase_add_test(mc, stats_json_is_valid_utf8_whatever_the_log_holds);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);
 	tcase_add_test(mc, tail_f_waits_for_the_file_to_appear);

@@ -181,8 +181,9 @@ MPG_EXPORT int mpg_options_set_max_tasks_per_worker(mpg_options *opts, uint64_t 
  *  for @timeout_ms (0: 5 minutes; at most one day). Task time limits do not
  *  run while a worker is paused. When the program did not call this, the
  *  environment decides: MPKIT_PAUSE=start, crash or start,crash, and
- *  MPKIT_PAUSE_TIMEOUT in seconds. Pool only. Returns -EINVAL on a bad
- *  value. Since 0.1. */
+ *  MPKIT_PAUSE_TIMEOUT in seconds. Pool only (a supervisor's services:
+ *  mpg_supervisor_set_pause()). Returns -EINVAL on a bad value.
+ *  Since 0.1. */
 enum { MPG_PAUSE_AT_START = 1u << 0, MPG_PAUSE_ON_CRASH = 1u << 1 };
 MPG_EXPORT int mpg_options_set_pause(mpg_options *opts, unsigned flags, unsigned timeout_ms);
 
@@ -197,7 +198,8 @@ MPG_EXPORT int mpg_options_set_pause(mpg_options *opts, unsigned flags, unsigned
  *  the peer's pid, so Yama's ptrace_scope=1 allows it). A registry that
  *  cannot be set up (say, a directory of another owner) is reported on
  *  the pool's log and the pool runs without it. Workers use SIGURG
- *  for these requests. Pool only. Since 0.1. */
+ *  for these requests. Pool only (a supervisor:
+ *  mpg_supervisor_set_control()). Since 0.1. */
 MPG_EXPORT int mpg_options_set_control(mpg_options *opts, int on);
 
 /**
@@ -586,6 +588,27 @@ MPG_EXPORT mplog_aggregator *mpg_supervisor_log(mpg_supervisor *sup);
  *  (MPG_CAPTURE_STDOUT, MPG_CAPTURE_STDERR) into a record of the log
  *  (none without a log). Returns 0, -EINVAL, -EBUSY. Since 0.1. */
 MPG_EXPORT int mpg_supervisor_set_capture(mpg_supervisor *sup, unsigned flags);
+
+/** Register the supervisor for `mpattach` and `mplog live` while it runs
+ *  (default: on, unless the environment has MPKIT_CONTROL=0), as
+ *  mpg_options_set_control() does a pool: a control socket
+ *  "<pid>.<n>.sock" in the same registry, served by a thread of its own
+ *  that answers only peers of this process's effective uid. `mpattach
+ *  list` shows each service by its name, pid, state and restarts;
+ *  `mpattach gdb`, `stacks` and `resume` take a service's index or name.
+ *  Services use SIGURG for these requests. Returns 0, -EINVAL, -EBUSY
+ *  (running). Since 0.1. */
+MPG_EXPORT int mpg_supervisor_set_control(mpg_supervisor *sup, int on);
+
+/** Pause services for a debugger, as mpg_options_set_pause() does a
+ *  pool's workers: MPG_PAUSE_AT_START, a service waits before it runs;
+ *  MPG_PAUSE_ON_CRASH, a crashing service waits after its crash report,
+ *  before it dies (its failure, and its restart, come when it does).
+ *  Until `mpattach resume`, a debugger attached lets it run, or
+ *  @timeout_ms (0: 5 minutes; at most one day). When the program did not
+ *  call this, MPKIT_PAUSE and MPKIT_PAUSE_TIMEOUT decide. Returns 0,
+ *  -EINVAL, -EBUSY (running). Since 0.1. */
+MPG_EXPORT int mpg_supervisor_set_pause(mpg_supervisor *sup, unsigned flags, unsigned timeout_ms);
 
 /**
  * mpg_supervisor_run - start the services in the order they were added and

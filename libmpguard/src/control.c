@@ -1,19 +1,24 @@
-/* The pool's control socket, for mpattach and `mplog live`: registered as
+/* The control socket of a pool or a supervisor (a target, see
+ * control-int.h), for mpattach and `mplog live`: registered as
  * "<pid>.<n>.sock" in the registry directory (registry.c) and served by a
  * thread of its own, so a slow or stuck client never holds up the
- * dispatcher. Peers must have this process's effective uid (SO_PEERCRED).
+ * dispatcher or the supervisor. Peers must have this process's effective
+ * uid (SO_PEERCRED).
  *
- * Protocol: the client sends one request per line; each gets one JSON
- * line in reply:
- *   info               the pool and its workers
- *   ptrace WORKER      let the peer's pid (from SO_PEERCRED, never from
- *                      the request) ptrace that worker: PR_SET_PTRACER
- *   resume WORKER|all  end the pause of paused workers
- *   log                {"ok":true}, then the pool's log records as JSON
+ * Protocol: the client sends one request per line (control-request.c
+ * decodes them); each gets one JSON line in reply:
+ *   info               the target and its slots (workers, services)
+ *   ptrace SLOT        let the peer's pid (from SO_PEERCRED, never from
+ *                      the request) ptrace that slot: PR_SET_PTRACER
+ *   resume SLOT|all    end the pause of paused slots
+ *   log                {"ok":true}, then the log's records as JSON
  *                      lines, until the client hangs up
- * Errors: {"ok":false,"error":"..."}. */
+ * SLOT is a number, or a service's name. Errors: {"ok":false,"error":"..."}. */
 #include "pool-int.h"
+#include "control-int.h"
+#include "control-request-int.h"
 #include "futex-int.h"
+#include "json-int.h"
 #include "registry-int.h"
 
 #include <dirent.h>
@@ -34,7 +39,6 @@
 #include <unistd.h>
 
 #define MAX_CLIENTS 16
-#define MAX_REQUEST 256
 #define GRANT_TIMEOUT_NS (2000u * 1000000u)
 /* A live log reader gets this much backlog, then records are dropped. */
 #define LOG_BACKLOG (4u << 20)
@@ -44,7 +48,7 @@ struct client {
 	struct mpg__control *ctl;
 	int fd;
 	pid_t pid;
-	char req[MAX_REQUEST];
+	char req[MPG_CTL_MAX_REQUEST + 1];
 	size_t req_len;
 	/* a log subscriber: records queued by the sink callback, which runs on
 	 * the aggregator's thread */
@@ -56,7 +60,8 @@ struct client {
 };
 
 struct mpg__control {
-	struct mpg_pool *pool;
+	struct mpg__ctl_target t;
+	struct mpg__ctl_slot *slots; /* the control thread's snapshot */
 	int listen_fd;
 	int wake_fd; /* eventfd: stop, or a log subscriber has backlog */
 	_Atomic bool stopping;
@@ -73,19 +78,10 @@ static uint64_t realtime_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Any bytes (a program's name, a service's) as valid JSON. */
 static void put_json_string(struct mpk_buf *b, const char *s)
 {
-	mpk_buf_put(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			mpk_buf_printf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			mpk_buf_printf(b, "\\u%04x", c);
-		else
-			mpk_buf_put(b, s, 1);
-	}
-	mpk_buf_put(b, "\"", 1);
+	mpk_json_string(b, s, strlen(s));
 }
 
 /* Blocking send of a whole reply (the socket has a send timeout). */
@@ -131,147 +127,138 @@ static void reply_error(struct client *c, const char *fmt, ...)
 	mpk_buf_free(&b);
 }
 
-static const char *worker_state(const struct worker *w, const struct mpg__wstatus *ws)
+static void put_u64(struct mpk_buf *b, const char *key, uint64_t v)
 {
-	if (w->state == W_SPAWNING)
-		return "starting";
-	if (w->state != W_READY && w->state != W_DRAINING)
-		return "down";
-	if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE)
-		return "paused";
-	uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
-	return st == WS_IDLE && !w->ninflight ? "idle" : "busy";
-}
-
-static const char *pool_state_name(enum pool_state s)
-{
-	switch (s) {
-	case POOL_RUNNING: return "running";
-	case POOL_CLOSED: return "closed";
-	case POOL_ABORTING: return "aborting";
-	case POOL_TERMINATING: return "terminating";
-	case POOL_STOPPED: return "stopped";
-	}
-	return "?";
+	mpk_buf_printf(b, ",\"%s\":%" PRIu64, key, v);
 }
 
 static void do_info(struct mpg__control *ctl, struct client *c)
 {
-	struct mpg_pool *p = ctl->pool;
+	const struct mpg__ctl_target *t = &ctl->t;
+	struct mpg__ctl_summary sum = {0};
+	t->snapshot(t->obj, &sum, ctl->slots);
 	struct mpk_buf b = {0};
-	uint64_t now = mpg__now_ns();
-	mpk_buf_printf(&b, "{\"ok\":true,\"pid\":%d,\"pool\":%u,\"program\":", (int)p->creator,
-		p->wcfg.pool_seq);
+	mpk_buf_printf(&b, "{\"ok\":true,\"kind\":\"%s\",\"pid\":%d,\"pool\":%u,\"program\":", t->kind,
+		       (int)t->pid, t->seq);
 	put_json_string(&b, program_invocation_name);
-	mpk_buf_printf(&b, ",\"start_ns\":%" PRIu64, ctl->start_realtime_ns);
-	uint64_t done, total;
-	mpg__pool_progress(p, &done, &total);
-	pthread_mutex_lock(&p->lock);
-	mpk_buf_printf(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", pool_state_name(p->state),
-		p->wcfg.pause & MPG_PAUSE_AT_START ? "start" : "",
-		p->wcfg.pause == (MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH) ? "," : "",
-		p->wcfg.pause & MPG_PAUSE_ON_CRASH ? "crash" : "");
-	mpk_buf_printf(&b, ",\"tasks_done\":%" PRIu64 ",\"tasks_total\":%" PRIu64
-		    ",\"tasks_failed\":%" PRIu64 ",\"workers\":[",
-		done, total, p->stats.tasks_failed);
-	for (unsigned i = 0; i < p->nworkers; i++) {
-		const struct worker *w = &p->workers[i];
-		const struct mpg__wstatus *ws = &p->wcfg.status[i];
-		bool up = w->state == W_READY || w->state == W_DRAINING;
-		const char *state = worker_state(w, ws);
-		mpk_buf_printf(&b, "%s{\"worker\":%u,\"pid\":%d,\"state\":\"%s\"", i ? "," : "", i,
-			up ? (int)w->pid : 0, state);
-		if (up && (strcmp(state, "busy") == 0 || strcmp(state, "paused") == 0) &&
-		    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE)
-			mpk_buf_printf(&b, ",\"job\":%" PRIu64 ",\"task\":%" PRIu64,
-				atomic_load_explicit(&ws->job, memory_order_relaxed),
-				atomic_load_explicit(&ws->index, memory_order_relaxed));
-		mpk_buf_printf(&b, ",\"uptime_ms\":%" PRIu64 ",\"tasks_done\":%" PRIu64
-			    ",\"restarts\":%u}",
-			up && w->ready_ns && now > w->ready_ns ? (now - w->ready_ns) / 1000000u : 0,
-			w->tasks_done, w->restarts);
+	put_u64(&b, "start_ns", ctl->start_realtime_ns);
+	mpk_buf_printf(&b, ",\"state\":\"%s\",\"pause\":\"%s%s%s\"", sum.state,
+		       t->pause & MPG_PAUSE_AT_START ? "start" : "",
+		       t->pause == (MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH) ? "," : "",
+		       t->pause & MPG_PAUSE_ON_CRASH ? "crash" : "");
+	if (sum.counts_tasks) {
+		put_u64(&b, "tasks_done", sum.tasks_done);
+		put_u64(&b, "tasks_total", sum.tasks_total);
+		put_u64(&b, "tasks_failed", sum.tasks_failed);
 	}
-	pthread_mutex_unlock(&p->lock);
+	mpk_buf_printf(&b, ",\"workers\":[");
+	for (unsigned i = 0; i < t->nslots; i++) {
+		const struct mpg__ctl_slot *sl = &ctl->slots[i];
+		mpk_buf_printf(&b, "%s{\"worker\":%u", i ? "," : "", i);
+		if (sl->name) {
+			mpk_buf_printf(&b, ",\"name\":");
+			put_json_string(&b, sl->name);
+		}
+		mpk_buf_printf(&b, ",\"pid\":%d,\"state\":\"%s\"", (int)sl->pid, sl->state);
+		if (sl->has_task) {
+			put_u64(&b, "job", sl->job);
+			put_u64(&b, "task", sl->task);
+		}
+		put_u64(&b, "uptime_ms", sl->uptime_ms);
+		if (sl->counts_tasks)
+			put_u64(&b, "tasks_done", sl->tasks_done);
+		mpk_buf_printf(&b, ",\"restarts\":%u}", sl->restarts);
+	}
 	mpk_buf_printf(&b, "]}\n");
 	reply(c, &b);
 	mpk_buf_free(&b);
 }
 
-/* "all" or a worker number below the pool's count. */
-static int parse_worker(const struct mpg_pool *p, const char *arg, bool allow_all)
+/* The slot a request names (its number, or a service's name), -2 for
+ * "all", or -1 after replying why none. Takes a snapshot, which the
+ * caller may use. */
+static int find_slot(struct mpg__control *ctl, struct client *c, const struct mpg__ctl_request *req)
 {
-	if (allow_all && strcmp(arg, "all") == 0)
+	const struct mpg__ctl_target *t = &ctl->t;
+	struct mpg__ctl_summary sum;
+	t->snapshot(t->obj, &sum, ctl->slots);
+	if (req->target == MPG_CTL_ALL)
 		return -2;
-	char *end;
-	errno = 0;
-	unsigned long n = strtoul(arg, &end, 10);
-	if (errno || end == arg || *end || n >= p->nworkers)
-		return -1;
-	return (int)n;
+	if (req->target == MPG_CTL_SLOT && req->slot < t->nslots)
+		return (int)req->slot;
+	for (unsigned i = 0; req->target == MPG_CTL_NAME && i < t->nslots; i++) {
+		const char *name = ctl->slots[i].name;
+		if (name && strlen(name) == req->arg_len && memcmp(name, req->arg, req->arg_len) == 0)
+			return (int)i;
+	}
+	reply_error(c, "no %s \"%.*s\" (%ss are 0 to %u%s%s)", t->slot_noun, (int)req->arg_len,
+		    req->arg, t->slot_noun, t->nslots - 1, ctl->slots[0].name ? " or their names" : "",
+		    req->verb == MPG_CTL_RESUME ? ", or all" : "");
+	return -1;
 }
 
-static void do_ptrace(struct mpg__control *ctl, struct client *c, const char *arg)
+static void do_ptrace(struct mpg__control *ctl, struct client *c, const struct mpg__ctl_request *req)
 {
-	struct mpg_pool *p = ctl->pool;
-	int slot = parse_worker(p, arg, false);
-	if (slot < 0) {
-		reply_error(c, "no worker \"%s\" (workers are 0 to %u)", arg, p->nworkers - 1);
+	const struct mpg__ctl_target *t = &ctl->t;
+	int slot = find_slot(ctl, c, req);
+	if (slot < 0)
 		return;
-	}
-	pthread_mutex_lock(&p->lock);
-	const struct worker *w = &p->workers[slot];
-	pid_t pid = w->state == W_READY ? w->pid : 0;
-	pthread_mutex_unlock(&p->lock);
+	const struct mpg__ctl_slot *sl = &ctl->slots[slot];
+	pid_t pid = sl->grantable ? sl->pid : 0;
 	if (pid <= 0) {
-		reply_error(c, "worker %d is not running now (starting or being replaced)", slot);
+		reply_error(c, "%s %d is not running now (%s)", t->slot_noun, slot, sl->state);
 		return;
 	}
-	struct mpg__wstatus *ws = &p->wcfg.status[slot];
+	struct mpg__wstatus *ws = &t->status[slot];
 	atomic_store(&ws->ptracer, c->pid);
-	uint32_t req = atomic_fetch_add(&ws->ptracer_req, 1) + 1;
-	/* A paused worker waits on ctl_seq; a running one takes the signal. */
+	uint32_t req_seq = atomic_fetch_add(&ws->ptracer_req, 1) + 1;
+	/* A paused process waits on ctl_seq; a running one takes the signal. */
 	atomic_fetch_add(&ws->ctl_seq, 1);
 	mpg__futex_wake(&ws->ctl_seq);
-	kill(pid, MPG_CONTROL_SIGNAL);
+	int e = t->signal(t->obj, (unsigned)slot, pid, MPG_CONTROL_SIGNAL);
+	if (e < 0) {
+		reply_error(c, "%s %d (pid %d) could not be signalled: %s", t->slot_noun, slot,
+			    (int)pid, strerror(-e));
+		return;
+	}
 	uint64_t deadline = mpg__now_ns() + GRANT_TIMEOUT_NS;
 	for (;;) {
 		uint32_t ack = atomic_load(&ws->ptracer_ack);
-		if (ack == req)
+		if (ack == req_seq)
 			break;
 		uint64_t now = mpg__now_ns();
 		if (now >= deadline) {
-			reply_error(c, "worker %d (pid %d) did not answer within 2 s (is SIGURG "
-				       "blocked in its task?)", slot, (int)pid);
+			reply_error(c, "%s %d (pid %d) did not answer within 2 s (is SIGURG "
+				       "blocked in its %s?)", t->slot_noun, slot, (int)pid,
+				    sl->counts_tasks ? "task" : "code");
 			return;
 		}
 		mpg__futex_wait(&ws->ptracer_ack, ack, deadline - now);
 	}
 	int err = atomic_load(&ws->ptracer_err);
+	if (err && err != EINVAL) {
+		reply_error(c, "%s %d could not grant ptrace: %s", t->slot_noun, slot, strerror(err));
+		return;
+	}
 	struct mpk_buf b = {0};
 	/* EINVAL: no Yama, nothing to grant; ptrace's usual rules apply. */
 	mpk_buf_printf(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
 		(int)pid, err == EINVAL ? "false" : "true", (int)c->pid);
-	if (err && err != EINVAL) {
-		reply_error(c, "worker %d could not grant ptrace: %s", slot, strerror(err));
-	} else {
-		reply(c, &b);
-	}
+	reply(c, &b);
 	mpk_buf_free(&b);
 }
 
-static void do_resume(struct mpg__control *ctl, struct client *c, const char *arg)
+static void do_resume(struct mpg__control *ctl, struct client *c, const struct mpg__ctl_request *req)
 {
-	struct mpg_pool *p = ctl->pool;
-	int slot = parse_worker(p, arg, true);
-	if (slot == -1) {
-		reply_error(c, "no worker \"%s\" (workers are 0 to %u, or all)", arg, p->nworkers - 1);
+	const struct mpg__ctl_target *t = &ctl->t;
+	int slot = find_slot(ctl, c, req);
+	if (slot == -1)
 		return;
-	}
 	unsigned resumed = 0;
-	for (unsigned i = 0; i < p->nworkers; i++) {
+	for (unsigned i = 0; i < t->nslots; i++) {
 		if (slot >= 0 && i != (unsigned)slot)
 			continue;
-		struct mpg__wstatus *ws = &p->wcfg.status[i];
+		struct mpg__wstatus *ws = &t->status[i];
 		if (atomic_load(&ws->paused) == WP_NONE)
 			continue;
 		atomic_store(&ws->resume, 1);
@@ -280,7 +267,7 @@ static void do_resume(struct mpg__control *ctl, struct client *c, const char *ar
 		resumed++;
 	}
 	struct mpk_buf b = {0};
-	mpk_buf_printf(&b, "{\"ok\":true,\"resumed\":%u}\n", resumed);
+	mpk_buf_printf(&b, "{\"ok\":true,\"kind\":\"%s\",\"resumed\":%u}\n", t->kind, resumed);
 	reply(c, &b);
 	mpk_buf_free(&b);
 }
@@ -347,9 +334,10 @@ static void on_log_record(const mplog_record *r, void *userdata)
 
 static void do_log(struct mpg__control *ctl, struct client *c)
 {
-	struct mpg_pool *p = ctl->pool;
-	if (!p->log) {
-		reply_error(c, "this pool has no log (mpg_options_set_log(NULL))");
+	if (!ctl->t.log) {
+		reply_error(c, "this %s has no log (%s)", ctl->t.kind,
+			    strcmp(ctl->t.kind, "pool") == 0 ? "mpg_options_set_log(NULL)" :
+							       "mpg_supervisor_set_log(NULL)");
 		return;
 	}
 	if (c->sink) {
@@ -365,38 +353,43 @@ static void do_log(struct mpg__control *ctl, struct client *c)
 	 * the sink's callback waits for out_lock until the reply is sent. */
 	pthread_mutex_lock(&c->out_lock);
 	c->sink = sink;
-	if (mplog_aggregator_add_sink(p->log, sink) < 0) {
+	if (mplog_aggregator_add_sink(ctl->t.log, sink) < 0) {
 		c->sink = NULL; /* freed by add_sink */
 		c->broken = true;
 	} else {
-		static const char ok[] = "{\"ok\":true}\n";
-		send_all(c, ok, sizeof ok - 1);
+		char ok[64];
+		int n = snprintf(ok, sizeof ok, "{\"ok\":true,\"kind\":\"%s\"}\n", ctl->t.kind);
+		send_all(c, ok, (size_t)n);
 	}
 	pthread_mutex_unlock(&c->out_lock);
 }
 
-static void handle_request(struct mpg__control *ctl, struct client *c, char *line)
+static void handle_request(struct mpg__control *ctl, struct client *c, const char *line,
+			   size_t len)
 {
-	char *arg = strchr(line, ' ');
-	if (arg)
-		*arg++ = '\0';
-	if (strcmp(line, "info") == 0 && !arg)
+	struct mpg__ctl_request req;
+	int r = mpg__ctl_request_decode(line, len, &req);
+	if (r == -ENOENT)
+		reply_error(c, "unknown request \"%.*s\" (info, ptrace W, resume W|all, log)",
+			    req.word_len > 64 ? 64 : (int)req.word_len, req.word);
+	else if (r < 0)
+		reply_error(c, "bad request \"%.*s\": %s", req.word_len > 64 ? 64 : (int)req.word_len,
+			    req.word, req.error);
+	else if (req.verb == MPG_CTL_INFO)
 		do_info(ctl, c);
-	else if (strcmp(line, "ptrace") == 0 && arg)
-		do_ptrace(ctl, c, arg);
-	else if (strcmp(line, "resume") == 0 && arg)
-		do_resume(ctl, c, arg);
-	else if (strcmp(line, "log") == 0 && !arg)
-		do_log(ctl, c);
+	else if (req.verb == MPG_CTL_PTRACE)
+		do_ptrace(ctl, c, &req);
+	else if (req.verb == MPG_CTL_RESUME)
+		do_resume(ctl, c, &req);
 	else
-		reply_error(c, "unknown request \"%.64s\" (info, ptrace W, resume W|all, log)", line);
+		do_log(ctl, c);
 }
 
 static void client_free(struct mpg__control *ctl, struct client *c)
 {
 	if (c->sink) {
-		(void)mplog_aggregator_remove_sink(ctl->pool->log, c->sink);
-		/* The pool's last records too (within the send timeout). */
+		(void)mplog_aggregator_remove_sink(ctl->t.log, c->sink);
+		/* The last records too (within the send timeout). */
 		send_all(c, c->out.data, c->out.len);
 	}
 	mpg__fdreg_del(c->fd);
@@ -423,8 +416,8 @@ static void accept_client(struct mpg__control *ctl)
 	if (cred.uid != geteuid()) {
 		/* The directory and socket modes keep others out; this is the
 		 * lock behind the door. */
-		reply_error(&tmp, "permission denied: uid %u may not control a pool of uid %u",
-			    (unsigned)cred.uid, (unsigned)geteuid());
+		reply_error(&tmp, "permission denied: uid %u may not control a %s of uid %u",
+			    (unsigned)cred.uid, ctl->t.kind, (unsigned)geteuid());
 		close(fd);
 		return;
 	}
@@ -455,15 +448,13 @@ static bool serve_client(struct mpg__control *ctl, struct client *c)
 		return false;
 	for (ssize_t i = 0; i < n && !c->broken; i++) {
 		if (buf[i] == '\n') {
-			c->req[c->req_len] = '\0';
-			if (c->req_len && c->req[c->req_len - 1] == '\r')
-				c->req[c->req_len - 1] = '\0';
+			size_t len = c->req_len;
 			c->req_len = 0;
-			handle_request(ctl, c, c->req);
-		} else if (c->req_len + 1 < sizeof c->req) {
+			handle_request(ctl, c, c->req, len);
+		} else if (c->req_len < sizeof c->req - 1) {
 			c->req[c->req_len++] = buf[i];
 		} else {
-			reply_error(c, "request longer than %u bytes", MAX_REQUEST - 1);
+			reply_error(c, "request longer than %u bytes", MPG_CTL_MAX_REQUEST);
 			return false;
 		}
 	}
@@ -523,7 +514,7 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-/* Entries of pools whose process is gone: a crash leaves them behind. */
+/* Entries of pools and supervisors whose process is gone: a crash leaves them behind. */
 static void sweep_stale(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -544,8 +535,8 @@ static void sweep_stale(const char *dir)
 static int listen_at(struct mpg__control *ctl, const char *dir)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int n = snprintf(ctl->path, sizeof ctl->path, "%s/%d.%u%s", dir, (int)ctl->pool->creator,
-			 ctl->pool->wcfg.pool_seq, MPG_REGISTRY_SUFFIX);
+	int n = snprintf(ctl->path, sizeof ctl->path, "%s/%d.%u%s", dir, (int)ctl->t.pid,
+			 ctl->t.seq, MPG_REGISTRY_SUFFIX);
 	if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
 		ctl->path[0] = '\0';
 		return -ENAMETOOLONG;
@@ -581,27 +572,40 @@ static void control_free(struct mpg__control *ctl)
 		mpg__fdreg_del(ctl->wake_fd);
 		close(ctl->wake_fd);
 	}
+	free(ctl->slots);
 	free(ctl);
 }
 
-bool mpg__control_wanted(const struct mpg_options *opts)
+bool mpg__control_wanted(bool chosen, bool on)
 {
-	if (opts->set & OPT_CONTROL)
-		return opts->control;
+	if (chosen)
+		return on;
 	const char *env = getenv("MPKIT_CONTROL");
 	return !(env && strcmp(env, "0") == 0);
 }
 
-int mpg__control_start(struct mpg_pool *p)
+unsigned mpg__control_seq(void)
 {
+	static _Atomic unsigned seq;
+	return atomic_fetch_add(&seq, 1);
+}
+
+int mpg__control_start(const struct mpg__ctl_target *t, struct mpg__control **ret)
+{
+	if (!t->nslots || !t->snapshot || !t->signal)
+		return -EINVAL;
 	struct mpg__control *ctl = calloc(1, sizeof *ctl);
 	if (!ctl)
 		return -ENOMEM;
-	ctl->pool = p;
+	ctl->t = *t;
 	ctl->listen_fd = ctl->wake_fd = -1;
 	ctl->start_realtime_ns = realtime_ns();
+	ctl->slots = calloc(t->nslots, sizeof *ctl->slots);
+	int r = -ENOMEM;
+	if (!ctl->slots)
+		goto fail;
 	char dir[PATH_MAX];
-	int r = mpg__registry_dir(dir, sizeof dir, true);
+	r = mpg__registry_dir(dir, sizeof dir, true);
 	if (r < 0)
 		goto fail;
 	sweep_stale(dir);
@@ -628,26 +632,19 @@ int mpg__control_start(struct mpg_pool *p)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r < 0)
 		goto fail;
-	p->control = ctl;
+	*ret = ctl;
 	return 0;
 fail:
 	control_free(ctl);
 	return r;
 }
 
-void mpg__control_stop(struct mpg_pool *p)
+void mpg__control_stop(struct mpg__control *ctl)
 {
-	struct mpg__control *ctl = p->control;
 	if (!ctl)
 		return;
 	atomic_store(&ctl->stopping, true);
 	wake(ctl);
 	pthread_join(ctl->thread, NULL);
 	control_free(ctl);
-	p->control = NULL;
-}
-
-const char *mpg__control_path(const struct mpg_pool *p)
-{
-	return p->control ? p->control->path : NULL;
 }

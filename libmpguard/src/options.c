@@ -200,3 +200,21 @@ MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *o, mpg_progress_bar mod
 	o->set |= OPT_PROGRESS_BAR;
 	return 0;
 }
+
+void mpg__pause_from_env(unsigned *flags, unsigned *timeout_ms)
+{
+	const char *env = getenv("MPKIT_PAUSE");
+	*flags = 0;
+	*timeout_ms = MPG_DEFAULT_PAUSE_TIMEOUT_MS;
+	if (!env)
+		return;
+	if (strstr(env, "start"))
+		*flags |= MPG_PAUSE_AT_START;
+	if (strstr(env, "crash"))
+		*flags |= MPG_PAUSE_ON_CRASH;
+	const char *t = getenv("MPKIT_PAUSE_TIMEOUT");
+	char *end;
+	unsigned long s = t ? strtoul(t, &end, 10) : 0;
+	if (t && *t && !*end && s > 0 && s <= MPG_MAX_TIMEOUT_MS / 1000)
+		*timeout_ms = (unsigned)s * 1000u;
+}

@@ -239,6 +239,7 @@ void mpg__status_crashing(void);
 struct mpg__service { /* a supervised service, as its worker sees it */
 	mpg_service_fn fn;
 	void *userdata;
+	const char *name;
 };
 
 struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
@@ -548,12 +549,11 @@ struct mpg_pool {
 	const void *bar_owner;      /* tracker whose bar is drawn (dispatcher only) */
 };
 
-/* control.c: the control socket for mpattach and mplog live */
+/* control.c: the control socket for mpattach and mplog live (control-int.h) */
 struct mpg__control;
-bool mpg__control_wanted(const struct mpg_options *opts);
-int mpg__control_start(struct mpg_pool *p);
-void mpg__control_stop(struct mpg_pool *p);
-const char *mpg__control_path(const struct mpg_pool *p);
+/* MPKIT_PAUSE=start|crash|start,crash and MPKIT_PAUSE_TIMEOUT=seconds,
+ * for programs that did not choose (options.c). */
+void mpg__pause_from_env(unsigned *flags, unsigned *timeout_ms);
 
 /* pool.c */
 /* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */

@@ -1,6 +1,7 @@
 /* The pool's lifecycle: create (fork server, dispatcher thread, workers),
  * close, join, terminate, free, and its introspection calls. */
 #include "pool-int.h"
+#include "control-int.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -12,8 +13,6 @@
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-static _Atomic unsigned pool_seq; /* names this process's pools in the registry */
 
 int mpg__check_caller(const struct mpg_pool *p)
 {
@@ -35,7 +34,8 @@ static unsigned cpu_count(void)
 
 static void pool_release(struct mpg_pool *p)
 {
-	mpg__control_stop(p); /* first: it reads the workers and uses the log */
+	mpg__control_stop(p->control); /* first: it reads the workers and uses the log */
+	p->control = NULL;
 	mpg__pool_bury(p);
 	mplog_writer_free(p->log_writer);
 	if (p->own_log)
@@ -72,26 +72,6 @@ void mpg__pool_unref(struct mpg_pool *p)
 		pool_release(p);
 }
 
-/* MPKIT_PAUSE=start|crash|start,crash, MPKIT_PAUSE_TIMEOUT=seconds: for
- * programs that did not choose (mpg_options_set_pause()). */
-static void pause_from_env(unsigned *flags, unsigned *timeout_ms)
-{
-	const char *env = getenv("MPKIT_PAUSE");
-	*flags = 0;
-	*timeout_ms = MPG_DEFAULT_PAUSE_TIMEOUT_MS;
-	if (!env)
-		return;
-	if (strstr(env, "start"))
-		*flags |= MPG_PAUSE_AT_START;
-	if (strstr(env, "crash"))
-		*flags |= MPG_PAUSE_ON_CRASH;
-	const char *t = getenv("MPKIT_PAUSE_TIMEOUT");
-	char *end;
-	unsigned long s = t ? strtoul(t, &end, 10) : 0;
-	if (t && *t && !*end && s > 0 && s <= MPG_MAX_TIMEOUT_MS / 1000)
-		*timeout_ms = (unsigned)s * 1000u;
-}
-
 /* The default: an aggregator of the pool's own, text to stderr. */
 static int setup_log(struct mpg_pool *p)
 {
@@ -114,6 +94,91 @@ static int setup_log(struct mpg_pool *p)
 	if (r < 0)
 		return r;
 	return mplog_aggregator_start(p->log);
+}
+
+/* ---- what the control socket shows (control-int.h) ---------------------- */
+
+static const char *worker_state(const struct worker *w, const struct mpg__wstatus *ws)
+{
+	if (w->state == W_SPAWNING)
+		return "starting";
+	if (w->state != W_READY && w->state != W_DRAINING)
+		return "down";
+	if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE)
+		return "paused";
+	uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
+	return st == WS_IDLE && !w->ninflight ? "idle" : "busy";
+}
+
+static const char *pool_state_name(enum pool_state s)
+{
+	switch (s) {
+	case POOL_RUNNING: return "running";
+	case POOL_CLOSED: return "closed";
+	case POOL_ABORTING: return "aborting";
+	case POOL_TERMINATING: return "terminating";
+	case POOL_STOPPED: return "stopped";
+	}
+	return "?";
+}
+
+static void control_snapshot(void *obj, struct mpg__ctl_summary *sum, struct mpg__ctl_slot *slots)
+{
+	struct mpg_pool *p = obj;
+	uint64_t now = mpg__now_ns();
+	*sum = (struct mpg__ctl_summary){.counts_tasks = true};
+	mpg__pool_progress(p, &sum->tasks_done, &sum->tasks_total); /* takes the lock */
+	pthread_mutex_lock(&p->lock);
+	sum->state = pool_state_name(p->state);
+	sum->tasks_failed = p->stats.tasks_failed;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		const struct worker *w = &p->workers[i];
+		const struct mpg__wstatus *ws = &p->wcfg.status[i];
+		bool up = w->state == W_READY || w->state == W_DRAINING;
+		const char *state = worker_state(w, ws);
+		slots[i] = (struct mpg__ctl_slot){
+			.pid = up ? w->pid : 0,
+			.grantable = w->state == W_READY,
+			.state = state,
+			.uptime_ms = up && w->ready_ns && now > w->ready_ns ?
+					     (now - w->ready_ns) / 1000000u : 0,
+			.restarts = w->restarts,
+			.counts_tasks = true,
+			.tasks_done = w->tasks_done,
+		};
+		if (up && (strcmp(state, "busy") == 0 || strcmp(state, "paused") == 0) &&
+		    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE) {
+			slots[i].has_task = true;
+			slots[i].job = atomic_load_explicit(&ws->job, memory_order_relaxed);
+			slots[i].task = atomic_load_explicit(&ws->index, memory_order_relaxed);
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+static int control_signal(void *obj, unsigned slot, pid_t pid, int sig)
+{
+	(void)obj;
+	(void)slot;
+	return kill(pid, sig) < 0 ? -errno : 0;
+}
+
+static int start_control(struct mpg_pool *p)
+{
+	struct mpg__ctl_target t = {
+		.kind = "pool",
+		.slot_noun = "worker",
+		.pid = p->creator,
+		.seq = p->wcfg.pool_seq,
+		.nslots = p->nworkers,
+		.status = p->wcfg.status,
+		.pause = p->wcfg.pause,
+		.log = p->log,
+		.obj = p,
+		.snapshot = control_snapshot,
+		.signal = control_signal,
+	};
+	return mpg__control_start(&t, &p->control);
 }
 
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
@@ -175,10 +240,10 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		.pause = p->opts.pause,
 		.pause_timeout_ms = p->opts.pause_timeout_ms,
 		.pool_pid = p->creator,
-		.pool_seq = atomic_fetch_add(&pool_seq, 1),
+		.pool_seq = mpg__control_seq(),
 	};
 	if (!(p->opts.set & OPT_PAUSE))
-		pause_from_env(&p->wcfg.pause, &p->wcfg.pause_timeout_ms);
+		mpg__pause_from_env(&p->wcfg.pause, &p->wcfg.pause_timeout_ms);
 	pthread_sigmask(SIG_SETMASK, NULL, &p->wcfg.sigmask);
 
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -233,8 +298,8 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		pthread_cond_wait(&p->cond, &p->lock);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (mpg__control_wanted(&p->opts)) {
-		r = mpg__control_start(p);
+	if (mpg__control_wanted(p->opts.set & OPT_CONTROL, p->opts.control)) {
+		r = start_control(p);
 		if (r < 0 && p->log_writer)
 			(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
 					       "pool runs without a control socket (no mpattach): %s",

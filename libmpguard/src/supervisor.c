@@ -5,6 +5,7 @@
  * mpg_supervisor_run()'s thread, around one epoll. Services are forked by a
  * fork server, like pool workers, and report failures the same way. */
 #include "pool-int.h"
+#include "control-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,9 @@
 
 enum svc_state { SVC_IDLE, SVC_WAITING, SVC_RUNNING, SVC_DONE };
 
+/* The control thread (mpattach) reads a service's state, pid, restarts
+ * and start time: mpg_supervisor_run()'s thread changes them under the
+ * supervisor's lock (and reads them without it). */
 struct service {
 	char *name;
 	mpg_restart restart;
@@ -61,6 +65,14 @@ struct mpg_supervisor {
 	bool log_set;               /* the caller chose (maybe none) */
 	bool own_log;
 	unsigned capture;           /* MPG_CAPTURE_*: services' stdout/stderr as records */
+	pthread_mutex_t lock;       /* the services' state, for the control thread */
+	bool stopping;              /* shutting down (under the lock) */
+	unsigned seq;               /* registry number: "<creator>.<seq>.sock" */
+	bool control_set, control;  /* mpg_supervisor_set_control() */
+	bool pause_set;             /* mpg_supervisor_set_pause() */
+	unsigned pause, pause_timeout_ms;
+	int fs_ctl;                 /* the fork server's socket while running, or -1 */
+	struct mpg__wstatus *status_pages; /* the services', while running */
 };
 
 MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
@@ -78,9 +90,13 @@ MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
 	s->backoff_initial_ms = 10;
 	s->backoff_max_ms = 5000;
 	s->shutdown_ms = 5000;
+	s->seq = mpg__control_seq();
+	s->fs_ctl = -1;
+	pthread_mutex_init(&s->lock, NULL);
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stopfd < 0) {
 		int r = -errno;
+		pthread_mutex_destroy(&s->lock);
 		free(s);
 		return r;
 	}
@@ -105,6 +121,7 @@ MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *s)
 	if (s->own_log)
 		mplog_aggregator_free(s->log);
 	mpg__fdreg_close(&s->stopfd);
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -129,7 +146,7 @@ MPG_EXPORT int mpg_supervisor_add(mpg_supervisor *s, const char *name, mpg_servi
 	if (!copy)
 		return -ENOMEM;
 	s->svc[s->n] = (struct service){.name = copy, .restart = restart, .sock = -1};
-	s->table[s->n] = (struct mpg__service){.fn = fn, .userdata = userdata};
+	s->table[s->n] = (struct mpg__service){.fn = fn, .userdata = userdata, .name = copy};
 	return (int)s->n++;
 }
 
@@ -224,6 +241,30 @@ MPG_EXPORT int mpg_supervisor_set_capture(mpg_supervisor *s, unsigned flags)
 	return 0;
 }
 
+MPG_EXPORT int mpg_supervisor_set_control(mpg_supervisor *s, int on)
+{
+	if (!s)
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	s->control_set = true;
+	s->control = on != 0;
+	return 0;
+}
+
+MPG_EXPORT int mpg_supervisor_set_pause(mpg_supervisor *s, unsigned flags, unsigned timeout_ms)
+{
+	if (!s || (flags & ~(unsigned)(MPG_PAUSE_AT_START | MPG_PAUSE_ON_CRASH)) ||
+	    timeout_ms > MPG_MAX_TIMEOUT_MS)
+		return -EINVAL;
+	if (s->running)
+		return -EBUSY;
+	s->pause_set = true;
+	s->pause = flags;
+	s->pause_timeout_ms = timeout_ms ? timeout_ms : MPG_DEFAULT_PAUSE_TIMEOUT_MS;
+	return 0;
+}
+
 MPG_EXPORT int mpg_supervisor_stop(mpg_supervisor *s)
 {
 	if (!s)
@@ -259,6 +300,7 @@ struct run {
 	bool stop_killed;
 	mplog_writer *log;       /* the supervisor's own records, or NULL */
 	bool log_started;        /* our own aggregator's thread, started by this run */
+	struct mpg__control *control; /* its control socket, or NULL */
 };
 
 /* A service's failure as an ERROR record of the merged log, with the same
@@ -276,6 +318,7 @@ static void log_failure(struct run *r, const mpg_error *e)
 #define TAG_SIG 2u
 #define TAG_TIMER 3u
 #define TAG_STOP 4u
+#define TAG_SERVICE 16u /* + index: a service's socket, watched for a crash report */
 
 static int start_service(struct run *r, unsigned i)
 {
@@ -302,10 +345,18 @@ static int start_service(struct run *r, unsigned i)
 	(void)fcntl(sp[0], F_SETFL, O_NONBLOCK);
 	mpg__fdreg_add(sp[0]);
 	sv->sock = sp[0];
+	sv->in.len = 0;
+	pthread_mutex_lock(&r->s->lock);
 	sv->state = SVC_RUNNING;
 	sv->pid = 0;
 	sv->started_ns = mpg__now_ns();
-	sv->in.len = 0;
+	pthread_mutex_unlock(&r->s->lock);
+	if (r->cfg.pause & MPG_PAUSE_ON_CRASH) {
+		/* To say in the log that it crashed and waits for a debugger:
+		 * its crash report comes before its death. */
+		struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SERVICE + i};
+		(void)epoll_ctl(r->ep, EPOLL_CTL_ADD, sv->sock, &ev);
+	}
 	return 0;
 }
 
@@ -432,9 +483,12 @@ static void begin_shutdown(struct run *r, int result)
 	r->stopping = true;
 	r->result = result;
 	r->stop_index = -1;
+	pthread_mutex_lock(&r->s->lock);
+	r->s->stopping = true;
 	for (unsigned i = 0; i < r->s->n; i++)
 		if (r->s->svc[i].state == SVC_WAITING)
 			r->s->svc[i].state = SVC_DONE;
+	pthread_mutex_unlock(&r->s->lock);
 }
 
 /* Shutdown in reverse order: one service at a time gets SIGTERM, then
@@ -468,6 +522,13 @@ static void shutdown_step(struct run *r, uint64_t now)
 	r->stop_index = -1;
 }
 
+static void set_state(mpg_supervisor *s, struct service *sv, enum svc_state state)
+{
+	pthread_mutex_lock(&s->lock);
+	sv->state = state;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void service_exited(struct run *r, unsigned i, int status)
 {
 	mpg_supervisor *s = r->s;
@@ -475,7 +536,9 @@ static void service_exited(struct run *r, unsigned i, int status)
 	bool ours = r->stopping;
 	mpg_error *e = failure_of(r, i, status, ours);
 	mpg__fdreg_close(&sv->sock);
+	pthread_mutex_lock(&s->lock);
 	sv->pid = 0;
+	pthread_mutex_unlock(&s->lock);
 	uint64_t now = mpg__now_ns();
 	log_failure(r, e);
 	if (e && s->on_error)
@@ -483,7 +546,7 @@ static void service_exited(struct run *r, unsigned i, int status)
 	bool restart = !r->stopping && (sv->restart == MPG_RESTART_PERMANENT ||
 					(sv->restart == MPG_RESTART_TRANSIENT && e));
 	if (!restart) {
-		sv->state = SVC_DONE;
+		set_state(s, sv, SVC_DONE);
 		mpg__error_free(e);
 		return;
 	}
@@ -505,7 +568,7 @@ static void service_exited(struct run *r, unsigned i, int status)
 			(void)mplog_writer_log(r->log, MPLOG_ERROR, NULL, 0, NULL,
 					       &(mplog_kv){"mpg.service", sv->name}, 1,
 					       "supervisor %s; shutting the others down", msg);
-		sv->state = SVC_DONE;
+		set_state(s, sv, SVC_DONE);
 		mpg__error_free(e);
 		begin_shutdown(r, -ECANCELED);
 		return;
@@ -515,8 +578,10 @@ static void service_exited(struct run *r, unsigned i, int status)
 		sv->failures_in_row = 0;
 	if (e)
 		sv->failures_in_row++;
+	pthread_mutex_lock(&s->lock);
 	sv->restarts++;
 	sv->state = SVC_WAITING;
+	pthread_mutex_unlock(&s->lock);
 	uint64_t wait = e ? backoff_ns(s, sv->failures_in_row) : 0;
 	sv->restart_at = now + wait;
 	if (r->log)
@@ -578,7 +643,9 @@ static void read_server(struct run *r)
 			close(fd); /* the pidfd: we signal through the server */
 		struct service *sv = &r->s->svc[m.slot];
 		if (m.type == FS_SPAWNED) {
+			pthread_mutex_lock(&r->s->lock);
 			sv->pid = m.pid; /* if stopping, shutdown_step() takes it in its turn */
+			pthread_mutex_unlock(&r->s->lock);
 			/* A captured service waits for this before it runs, so that
 			 * its first line has its pid too (see worker.c). */
 			if (mpg__log_pipes_set_pid(r->s->log, sv->capture_ch, m.pid) && sv->sock >= 0)
@@ -589,6 +656,87 @@ static void read_server(struct run *r)
 			service_exited(r, m.slot, m.value);
 		}
 	}
+}
+
+/* A service's socket is readable while the supervisor pauses crashed
+ * services: if its crash report is in, say in the log that it waits for a
+ * debugger (a pool's dispatcher says the same of its workers). What is
+ * read stays in sv->in for failure_of(). */
+static void watch_crash(struct run *r, unsigned i)
+{
+	struct service *sv = &r->s->svc[i];
+	bool eof = false;
+	while (sv->in.len < (4u << 20) && mpk_buf_reserve(&sv->in, 4096) == 0) {
+		ssize_t n = read(sv->sock, sv->in.data + sv->in.len, sv->in.cap - sv->in.len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			eof = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+			break;
+		}
+		sv->in.len += (size_t)n;
+	}
+	struct report rep = {0};
+	parse_reports(sv, &rep);
+	mpg__modlist_free(&rep.mods);
+	if (rep.crashed && r->log)
+		(void)mplog_writer_log(r->log, MPLOG_WARN, NULL, 0, NULL,
+				       &(mplog_kv){"mpg.service", sv->name}, 1,
+				       "service %s (pid %d) crashed on %s and is paused for a "
+				       "debugger, up to %u s: mpattach gdb %d.%u %u, or mpattach "
+				       "resume %d.%u %u",
+				       sv->name, (int)sv->pid, mpg__signal_name((int)rep.crash.signo),
+				       r->cfg.pause_timeout_ms / 1000, (int)r->s->creator, r->s->seq,
+				       i, (int)r->s->creator, r->s->seq, i);
+	/* Nothing more to watch for: its death is the fork server's news. */
+	if (rep.crashed || eof || sv->in.len >= (4u << 20))
+		(void)epoll_ctl(r->ep, EPOLL_CTL_DEL, sv->sock, NULL);
+}
+
+/* ---- what the control socket shows (control-int.h) ---------------------- */
+
+static void control_snapshot(void *obj, struct mpg__ctl_summary *sum, struct mpg__ctl_slot *slots)
+{
+	mpg_supervisor *s = obj;
+	uint64_t now = mpg__now_ns();
+	pthread_mutex_lock(&s->lock);
+	*sum = (struct mpg__ctl_summary){.state = s->stopping ? "stopping" : "running"};
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct service *sv = &s->svc[i];
+		bool up = sv->state == SVC_RUNNING && sv->pid > 0;
+		const char *state = "down";
+		if (sv->state == SVC_RUNNING && !sv->pid)
+			state = "starting";
+		else if (up && atomic_load(&s->status_pages[i].paused) != WP_NONE)
+			state = "paused";
+		else if (up)
+			state = s->stopping ? "stopping" : "running";
+		else if (sv->state == SVC_WAITING)
+			state = "restarting"; /* after its backoff delay */
+		else if (sv->state == SVC_DONE)
+			state = "ended";
+		slots[i] = (struct mpg__ctl_slot){
+			.pid = up ? sv->pid : 0,
+			.grantable = up,
+			.state = state,
+			.name = sv->name,
+			.uptime_ms = up && now > sv->started_ns ? (now - sv->started_ns) / 1000000u : 0,
+			.restarts = sv->restarts,
+		};
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Through the fork server, which has not reaped the process yet if pid is
+ * still its child in that slot: never a reused pid. */
+static int control_signal(void *obj, unsigned slot, pid_t pid, int sig)
+{
+	mpg_supervisor *s = obj;
+	/* Under the lock: the run closes that socket at its end. */
+	pthread_mutex_lock(&s->lock);
+	int r = s->fs_ctl >= 0 ? mpg__fs_request_kill(s->fs_ctl, slot, pid, sig) : -ESRCH;
+	pthread_mutex_unlock(&s->lock);
+	return r;
 }
 
 static bool all_done(const mpg_supervisor *s)
@@ -631,11 +779,23 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 		.services = s->table,
 		.nworkers = s->n,
 		.shm_threshold = MPG_DEFAULT_SHM_THRESHOLD,
+		.pause = s->pause,
+		.pause_timeout_ms = s->pause_timeout_ms,
+		.pool_pid = s->creator,
+		.pool_seq = s->seq,
 	};
+	if (!s->pause_set)
+		mpg__pause_from_env(&r.cfg.pause, &r.cfg.pause_timeout_ms);
 	r.cfg.status = mmap(NULL, sizeof(struct mpg__wstatus) * s->n, PROT_READ | PROT_WRITE,
 			    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (r.cfg.status == MAP_FAILED)
 		return -errno;
+	s->status_pages = r.cfg.status;
+	for (unsigned i = 0; i < s->n; i++) {
+		s->svc[i].restarts = 0;
+		s->svc[i].failures_in_row = 0;
+	}
+	s->stopping = false;
 	pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
 	r.cfg.sigmask = old_mask; /* services get the caller's mask as it was */
 	s->running = true;
@@ -653,6 +813,7 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	ret = mpg__forkserver_start(&r.cfg, &r.ctl, &r.server);
 	if (ret < 0)
 		goto out;
+	s->fs_ctl = r.ctl;
 	/* After the fork server: its fork happens before the log's thread. */
 	if (!s->log_set && !s->own_log && (ret = own_log_new(s)) < 0)
 		goto out;
@@ -675,12 +836,31 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 		epoll_ctl(r.ep, EPOLL_CTL_ADD, watch[k].fd, &ev);
 	}
 
+	if (mpg__control_wanted(s->control_set, s->control)) {
+		struct mpg__ctl_target t = {
+			.kind = "supervisor",
+			.slot_noun = "service",
+			.pid = s->creator,
+			.seq = s->seq,
+			.nslots = s->n,
+			.status = r.cfg.status,
+			.pause = r.cfg.pause,
+			.log = s->log,
+			.obj = s,
+			.snapshot = control_snapshot,
+			.signal = control_signal,
+		};
+		int e = mpg__control_start(&t, &r.control);
+		if (e < 0 && r.log)
+			(void)mplog_writer_log(r.log, MPLOG_WARN, NULL, 0, NULL, NULL, 0,
+					       "supervisor runs without a control socket (no "
+					       "mpattach): %s", strerror(-e));
+	}
+
 	for (unsigned i = 0; i < s->n; i++) {
-		s->svc[i].restarts = 0;
-		s->svc[i].failures_in_row = 0;
 		int e = start_service(&r, i);
 		if (e < 0) {
-			s->svc[i].state = SVC_DONE;
+			set_state(s, &s->svc[i], SVC_DONE);
 			begin_shutdown(&r, e);
 			break;
 		}
@@ -695,7 +875,7 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 				struct service *sv = &s->svc[i];
 				if (sv->state == SVC_WAITING && now >= sv->restart_at &&
 				    start_service(&r, i) < 0) {
-					sv->state = SVC_DONE;
+					set_state(s, sv, SVC_DONE);
 					begin_shutdown(&r, -EAGAIN);
 				}
 			}
@@ -724,24 +904,33 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 				while (read(s->stopfd, &v, sizeof v) > 0)
 					begin_shutdown(&r, -EINTR);
 				break;
+			default:
+				if (evs[k].data.u64 - TAG_SERVICE < s->n &&
+				    s->svc[evs[k].data.u64 - TAG_SERVICE].sock >= 0)
+					watch_crash(&r, (unsigned)(evs[k].data.u64 - TAG_SERVICE));
+				break;
 			}
 		}
 	}
 	ret = r.result;
 
 out:
+	/* The control thread signals services through the fork server: not
+	 * from now on. */
+	pthread_mutex_lock(&s->lock);
+	s->fs_ctl = -1;
+	pthread_mutex_unlock(&s->lock);
 	mpg__fdreg_close(&r.ctl); /* EOF: the server kills what is left and exits */
 	if (r.server > 0)
 		while (waitpid(r.server, NULL, 0) < 0 && errno == EINTR)
 			;
 	for (unsigned i = 0; i < s->n; i++) {
 		mpg__fdreg_close(&s->svc[i].sock);
-		s->svc[i].state = SVC_IDLE;
+		set_state(s, &s->svc[i], SVC_IDLE);
 	}
 	mpg__fdreg_close(&r.ep);
 	mpg__fdreg_close(&r.sigfd);
 	mpg__fdreg_close(&r.timer);
-	munmap(r.cfg.status, sizeof(struct mpg__wstatus) * s->n);
 	/* The merged log holds everything the services wrote before run()
 	 * returns: they are all gone, so their pipes are at EOF. */
 	mplog_writer_free(r.log);
@@ -749,6 +938,11 @@ out:
 		(void)mplog_aggregator_stop(s->log);
 	else if (s->log)
 		(void)mplog_aggregator_flush(s->log);
+	/* Then the control socket, whose `mplog live` readers get those last
+	 * records too, and which reads the status pages. */
+	mpg__control_stop(r.control);
+	munmap(r.cfg.status, sizeof(struct mpg__wstatus) * s->n);
+	s->status_pages = NULL;
 	/* Signals that arrived during the run were consumed; restore. */
 	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	s->running = false;

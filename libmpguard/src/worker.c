@@ -709,10 +709,17 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 		say_hello();
 	send_modules_if_changed();
 	if (cfg->pause & MPG_PAUSE_AT_START) {
-		mplog_warn("worker %u (pid %d) paused at start for a debugger, up to %u s: "
-			   "mpattach gdb %d.%u %u, or mpattach resume %d.%u %u",
-			   slot, (int)getpid(), cfg->pause_timeout_ms / 1000, (int)cfg->pool_pid,
-			   cfg->pool_seq, slot, (int)cfg->pool_pid, cfg->pool_seq, slot);
+		if (cfg->services)
+			mplog_warn("service %s (pid %d) paused at start for a debugger, up to %u s: "
+				   "mpattach gdb %d.%u %u, or mpattach resume %d.%u %u",
+				   cfg->services[slot].name, (int)getpid(), cfg->pause_timeout_ms / 1000,
+				   (int)cfg->pool_pid, cfg->pool_seq, slot, (int)cfg->pool_pid,
+				   cfg->pool_seq, slot);
+		else
+			mplog_warn("worker %u (pid %d) paused at start for a debugger, up to %u s: "
+				   "mpattach gdb %d.%u %u, or mpattach resume %d.%u %u",
+				   slot, (int)getpid(), cfg->pause_timeout_ms / 1000, (int)cfg->pool_pid,
+				   cfg->pool_seq, slot, (int)cfg->pool_pid, cfg->pool_seq, slot);
 		mpg__pause(WP_START, cfg->pause_timeout_ms);
 	}
 	if (cfg->services) {

@@ -70,10 +70,6 @@ int mplog__sink_reopen(mplog_sink *s);
 
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
-/* Append s (n bytes, any bytes) as a JSON string with its quotes. */
-void mplog__json_string(struct mpk_buf *b, const char *s, size_t n);
-/* Length of the valid UTF-8 sequence at p (n > 0 bytes left), 0 if invalid. */
-size_t mplog__utf8_len(const unsigned char *p, size_t n);
 
 /* RFC 5424 (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
  * 5 notice, 4 warn, 3 error, 2 fatal. */

@@ -8,6 +8,7 @@
  * IANA example enterprise number (RFC 5612), for an SD-ID that is not
  * registered. */
 #include "aggregator-int.h"
+#include "json-int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -59,7 +60,7 @@ static void put_sd_value(struct mpk_buf *b, const char *v)
 	const unsigned char *p = (const unsigned char *)v;
 	size_t n = strlen(v);
 	for (size_t i = 0; i < n;) {
-		size_t len = mplog__utf8_len(p + i, n - i);
+		size_t len = mpk_utf8_len(p + i, n - i);
 		if (len == 0) {
 			mpk_buf_put(b, "\xef\xbf\xbd", 3); /* U+FFFD */
 			i++;

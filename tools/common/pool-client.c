@@ -212,7 +212,7 @@ int mpk_pool_find(const char *spec, struct mpk_pool_ref *ret, char *err, size_t 
 		if (spec)
 			explain_missing(pid, spec, err, errlen);
 		else
-			snprintf(err, errlen, "no running pool found");
+			snprintf(err, errlen, "no running pool or supervisor found");
 		r = -ENOENT;
 	} else {
 		int len = snprintf(err, errlen, "%zu pools are running; name one:", found);
@@ -303,8 +303,10 @@ int mpk_conn_request(struct mpk_conn *c, const char *req, json_object **reply, c
 {
 	char line[512];
 	int n = snprintf(line, sizeof line, "%s\n", req);
-	if (n < 0 || (size_t)n >= sizeof line)
+	if (n < 0 || (size_t)n >= sizeof line || strchr(req, '\n')) {
+		snprintf(err, errlen, "a request is one line of at most %zu bytes", sizeof line - 2);
 		return -EINVAL;
+	}
 	for (const char *p = line; n > 0;) {
 		ssize_t w = send(c->fd, p, (size_t)n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)

@@ -1,6 +1,8 @@
-/* mpattach: list the pools running on this machine under this user, attach
- * gdb to one of their workers, dump every worker's stack, resume paused
- * workers. Talks to each pool over its control socket (pool-client.c). */
+/* mpattach: list the pools and supervisors running on this machine under
+ * this user, attach gdb to one of their workers or services, dump every
+ * one's stack, resume paused ones. Talks to each over its control socket
+ * (pool-client.c). */
+#include "json-out.h"
 #include "pool-client.h"
 
 #include <errno.h>
@@ -19,17 +21,20 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 static const char usage_text[] =
 	"Usage: mpattach COMMAND [ARGS]\n"
 	"\n"
-	"Debug the worker processes of running mpkit pools.\n"
+	"Debug the worker processes of running mpkit pools, and the services of\n"
+	"running supervisors.\n"
 	"\n"
 	"Commands:\n"
-	"  list [--json] [POOL]       pools and their workers (pid, state, task, ...)\n"
+	"  list [--json] [POOL]       pools, supervisors and their workers or services\n"
+	"                             (pid, state, task or name, restarts, ...)\n"
 	"  gdb [POOL] WORKER [-- GDB-ARGS]\n"
-	"                             start gdb attached to a worker\n"
-	"  stacks [POOL]              every worker's stack, one listing (gdb batch)\n"
-	"  resume [POOL] [WORKER|all] let paused workers go on (default: all)\n"
+	"                             start gdb attached to a worker or service\n"
+	"  stacks [POOL]              every one's stack, one listing (gdb batch)\n"
+	"  resume [POOL] [WORKER|all] let paused ones go on (default: all)\n"
 	"\n"
-	"POOL is PID or PID.N (the N-th pool of process PID), as `list` shows it;\n"
-	"it may be left out when a single pool is running.\n"
+	"POOL is PID or PID.N (the N-th pool or supervisor of process PID), as\n"
+	"`list` shows it; it may be left out when only one is running. WORKER is\n"
+	"a worker's or service's number, or a service's name.\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help     show this help\n"
@@ -93,6 +98,32 @@ static void format_duration(char *buf, size_t size, uint64_t ms)
 		snprintf(buf, size, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s / 60 % 60);
 }
 
+static bool is_supervisor(json_object *info)
+{
+	return strcmp(get_str(info, "kind", "pool"), "supervisor") == 0;
+}
+
+/* A supervisor: its services by name. */
+static void print_services(json_object *info)
+{
+	printf("\n  %-7s %-16s %-8s %-10s %-8s %s\n", "SERVICE", "NAME", "PID", "STATE", "UPTIME",
+	       "RESTARTS");
+	json_object *services;
+	if (!json_object_object_get_ex(info, "workers", &services))
+		return;
+	for (size_t i = 0; i < json_object_array_length(services); i++) {
+		json_object *w = json_object_array_get_idx(services, i);
+		char pid[24] = "-", up[24] = "-";
+		if (get_int(w, "pid", 0)) {
+			snprintf(pid, sizeof pid, "%" PRId64, get_int(w, "pid", 0));
+			format_duration(up, sizeof up, (uint64_t)get_int(w, "uptime_ms", 0));
+		}
+		printf("  %-7" PRId64 " %-16s %-8s %-10s %-8s %" PRId64 "\n", get_int(w, "worker", 0),
+		       get_str(w, "name", "?"), pid, get_str(w, "state", "?"), up,
+		       get_int(w, "restarts", 0));
+	}
+}
+
 static void print_pool(json_object *info)
 {
 	time_t start = (time_t)(get_int(info, "start_ns", 0) / 1000000000);
@@ -101,8 +132,8 @@ static void print_pool(json_object *info)
 	if (localtime_r(&start, &tm))
 		strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
 	int64_t done = get_int(info, "tasks_done", 0), total = get_int(info, "tasks_total", 0);
-	printf("pool %" PRId64 ".%" PRId64 "  %s  started %s  %s", get_int(info, "pid", 0),
-	       get_int(info, "pool", 0), get_str(info, "program", "?"), when,
+	printf("%s %" PRId64 ".%" PRId64 "  %s  started %s  %s", get_str(info, "kind", "pool"),
+	       get_int(info, "pid", 0), get_int(info, "pool", 0), get_str(info, "program", "?"), when,
 	       get_str(info, "state", "?"));
 	if (total)
 		printf("  progress %" PRId64 "/%" PRId64 " (%" PRId64 "%%)", done, total,
@@ -112,6 +143,10 @@ static void print_pool(json_object *info)
 	const char *pause = get_str(info, "pause", "");
 	if (*pause)
 		printf("  pause on %s", pause);
+	if (is_supervisor(info)) {
+		print_services(info);
+		return;
+	}
 	printf("\n  %-6s %-8s %-8s %-8s %-8s %-10s %s\n", "WORKER", "PID", "STATE", "TASK",
 	       "UPTIME", "DONE", "RESTARTS");
 	json_object *workers;
@@ -182,10 +217,12 @@ static int cmd_list(int argc, char **argv)
 		}
 	}
 	if (json) {
-		printf("%s\n", json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN));
+		int r = mpk_json_print(stdout, all);
 		json_object_put(all);
+		if (r < 0)
+			rc = fail(r == -ENOMEM ? "out of memory" : "cannot write the listing");
 	} else if (!n) {
-		fprintf(stderr, "mpattach: no running pool\n");
+		fprintf(stderr, "mpattach: no running pool or supervisor\n");
 	}
 	free(refs);
 	return rc;
@@ -252,9 +289,12 @@ static int check_debugger(void)
  * worker. Returns its pid, or 0 after printing why not. */
 static pid_t grant(struct mpk_conn *conn, const char *worker)
 {
-	char req[64], err[512];
+	char req[300], err[512];
 	json_object *r;
-	snprintf(req, sizeof req, "ptrace %s", worker);
+	if ((size_t)snprintf(req, sizeof req, "ptrace %s", worker) >= sizeof req) {
+		fail("worker name too long");
+		return 0;
+	}
 	if (mpk_conn_request(conn, req, &r, err, sizeof err) != 0) {
 		fail(err);
 		return 0;
@@ -337,6 +377,7 @@ static int cmd_stacks(int argc, char **argv)
 		mpk_conn_close(&conn);
 		return fail("the pool sent no worker list");
 	}
+	bool services = is_supervisor(info);
 	size_t n = json_object_array_length(workers);
 	/* One gdb for all: attach, print, detach, in turn. */
 	char **args = calloc(8 * n + 8, sizeof *args);
@@ -352,10 +393,17 @@ static int cmd_stacks(int argc, char **argv)
 	args[k++] = "set pagination off";
 	for (size_t i = 0; i < n; i++) {
 		json_object *w = json_object_array_get_idx(workers, i);
-		char slot[16];
+		char slot[16], who[96];
 		snprintf(slot, sizeof slot, "%" PRId64, get_int(w, "worker", 0));
+		/* gdb's echo takes C escapes: a name is shown up to its first
+		 * backslash. */
+		if (services)
+			snprintf(who, sizeof who, "service %s %.*s", slot,
+				 (int)strcspn(get_str(w, "name", ""), "\\"), get_str(w, "name", ""));
+		else
+			snprintf(who, sizeof who, "worker %s", slot);
 		if (!get_int(w, "pid", 0)) {
-			printf("=== worker %s: not running (%s)\n", slot, get_str(w, "state", "?"));
+			printf("=== %s: not running (%s)\n", who, get_str(w, "state", "?"));
 			continue;
 		}
 		pid_t pid = grant(&conn, slot);
@@ -365,7 +413,7 @@ static int cmd_stacks(int argc, char **argv)
 		char task[32] = "";
 		if (get_int(w, "task", -1) >= 0)
 			snprintf(task, sizeof task, ", task %" PRId64, get_int(w, "task", -1));
-		if (asprintf(&hdr, "echo === worker %s (pid %d, %s%s)\\n", slot, (int)pid,
+		if (asprintf(&hdr, "echo === %s (pid %d, %s%s)\\n", who, (int)pid,
 			     get_str(w, "state", "?"), task) < 0 ||
 		    asprintf(&att, "attach %d", (int)pid) < 0)
 			return fail("out of memory");
@@ -385,7 +433,7 @@ static int cmd_stacks(int argc, char **argv)
 	json_object_put(info);
 	mpk_conn_close(&conn);
 	if (!nattached) {
-		rc = fail("no worker to attach to");
+		rc = fail(services ? "no service to attach to" : "no worker to attach to");
 		goto out;
 	}
 	int pfd[2];
@@ -441,15 +489,17 @@ static int cmd_resume(int argc, char **argv)
 		die_usage("resume: too many arguments: %s", argv[3]);
 	const char *spec = argc == 3 ? argv[1] : NULL;
 	const char *worker = argc >= 2 ? argv[argc - 1] : "all";
-	char req[64];
-	snprintf(req, sizeof req, "resume %s", worker);
+	char req[300];
+	if ((size_t)snprintf(req, sizeof req, "resume %s", worker) >= sizeof req)
+		return fail("worker name too long");
 	struct mpk_conn conn;
 	json_object *r;
 	int rc = ask(spec, req, &conn, &r, NULL);
 	if (rc)
 		return rc;
 	int64_t n = get_int(r, "resumed", 0);
-	printf("resumed %" PRId64 " worker%s\n", n, n == 1 ? "" : "s");
+	printf("resumed %" PRId64 " %s%s\n", n, is_supervisor(r) ? "service" : "worker",
+	       n == 1 ? "" : "s");
 	json_object_put(r);
 	mpk_conn_close(&conn);
 	return EXIT_OK;

@@ -56,9 +56,9 @@ static void usage(FILE *out)
 	      "\n"
 	      "  cat FILE...         every record of each FILE (\"-\" or none: stdin)\n"
 	      "  tail FILE           the last N records; with -f, then new ones\n"
-	      "  live [POOL]         a running pool's records as they come, until it\n"
-	      "                      ends (POOL: PID or PID.N, see mpattach list; may\n"
-	      "                      be left out when one pool runs)\n"
+	      "  live [POOL]         a running pool's or supervisor's records as they\n"
+	      "                      come, until it ends (POOL: PID or PID.N, see\n"
+	      "                      mpattach list; may be left out when one runs)\n"
 	      "\n"
 	      "Filters (all must match):\n"
 	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
@@ -184,8 +184,8 @@ static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
 	return EXIT_OK;
 }
 
-/* live [POOL]: a running pool's records as they come, from its control
- * socket (the registry, see mpattach(1)), until the pool ends. */
+/* live [POOL]: a running pool's or supervisor's records as they come,
+ * from its control socket (the registry, see mpattach(1)), until it ends. */
 static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 {
 	if (a->lines || a->follow)
@@ -208,8 +208,12 @@ static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 		mpk_conn_close(&conn);
 		return EXIT_RUNTIME;
 	}
+	json_object *kind;
+	snprintf(name, sizeof name, "%s %d.%u",
+		 json_object_object_get_ex(reply, "kind", &kind) ? json_object_get_string(kind) :
+								    "pool",
+		 (int)ref.pid, ref.n);
 	json_object_put(reply);
-	snprintf(name, sizeof name, "pool %d.%u", (int)ref.pid, ref.n);
 	/* On stderr, so the records stay alone on stdout. */
 	fprintf(stderr, "mplog: following the log of %s until it ends\n", name);
 	/* Records that came with the reply are already in the buffer. */

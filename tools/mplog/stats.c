@@ -1,6 +1,7 @@
 /* --stats: records per level and per worker, errors, and the pool's failed
  * tasks by kind and by signal; as text or as one JSON object. */
 #include "mplog-tool.h"
+#include "json-out.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -89,7 +90,9 @@ static void print_json(const struct mt_stats *s, uint64_t invalid, FILE *out)
 		json_object_object_add(signals, s->signals[i].name,
 				       json_object_new_uint64(s->signals[i].n));
 	json_object_object_add(o, "signals", signals);
-	fprintf(out, "%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	/* A write error shows in ferror(out), which main() checks. */
+	if (mpk_json_print(out, o) == -ENOMEM)
+		fprintf(stderr, "mplog: out of memory\n");
 	json_object_put(o);
 }
 
