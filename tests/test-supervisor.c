@@ -405,6 +405,80 @@ START_TEST(services_log_by_default_and_not_when_turned_off)
 }
 END_TEST
 
+/* ---- a death means the same for a service as for a pool's worker ---------- */
+
+static const int own_signals[] = {SIGXCPU, SIGXFSZ, SIGPIPE};
+static char service_msgs[3][256];
+static int service_kinds[3];
+
+static int dies_of_own_signal(void *ud)
+{
+	int sig = own_signals[(intptr_t)ud];
+	signal(sig, SIG_DFL);
+	raise(sig);
+	return 0;
+}
+
+static int task_dies_of_own_signal(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)t; (void)len; (void)ud;
+	int64_t i;
+	memcpy(&i, in, 8);
+	signal(own_signals[i], SIG_DFL);
+	raise(own_signals[i]);
+	return 0;
+}
+
+static void keep_service_error(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	const char *name = mpg_error_service(e);
+	int i = name ? name[0] - '0' : -1;
+	if (i >= 0 && i < 3) {
+		service_kinds[i] = mpg_error_get_kind(e);
+		snprintf(service_msgs[i], sizeof service_msgs[i], "%s", mpg_error_message(e));
+	}
+}
+
+START_TEST(a_service_dies_of_a_signal_as_a_pool_worker_does)
+{
+	setup();
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, NULL), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, keep_service_error, NULL), 0);
+	const char *names[3] = {"0-xcpu", "1-xfsz", "2-pipe"};
+	for (intptr_t i = 0; i < 3; i++)
+		ck_assert_int_eq(mpg_supervisor_add(s, names[i], dies_of_own_signal, (void *)i,
+						    MPG_RESTART_TEMPORARY), (int)i);
+	ck_assert_int_eq(mpg_supervisor_run(s), 0);
+	mpg_supervisor_free(s);
+
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, NULL), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	int64_t x[3] = {0, 1, 2};
+	mpg_buf in[3] = {{&x[0], 8}, {&x[1], 8}, {&x[2], 8}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, task_dies_of_own_signal, in, 3, NULL, &res), 0);
+	for (int i = 0; i < 3; i++) {
+		const mpg_error *e = mpg_results_error(res, (size_t)i);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_SIGNALED);
+		ck_assert_int_eq(service_kinds[i], MPG_ERR_SIGNALED);
+		ck_assert_str_eq(service_msgs[i], mpg_error_message(e));
+		ck_assert_ptr_null(strstr(service_msgs[i], "from outside"));
+	}
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
+}
+END_TEST
+
 START_TEST(supervisor_rejects_bad_input)
 {
 	mpg_supervisor *s;
@@ -433,6 +507,7 @@ static Suite *supervisor_suite(void)
 	tcase_add_test(tc, restart_delay_backs_off_exponentially);
 	tcase_add_test(tc, sigterm_shuts_services_down_in_reverse_order);
 	tcase_add_test(tc, supervisor_rejects_bad_input);
+	tcase_add_test(tc, a_service_dies_of_a_signal_as_a_pool_worker_does);
 	tcase_add_test(tc, services_log_to_the_supervisors_aggregator);
 	tcase_add_test(tc, services_log_by_default_and_not_when_turned_off);
 	tcase_add_test(tc, the_default_log_can_be_given_back_and_started_by_the_caller);
