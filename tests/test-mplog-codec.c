@@ -1,5 +1,6 @@
-/* Unit tests of libmplog's record codec (record bodies, fragments) and of
- * its JSON string escaping, against the internal functions. */
+/* Unit tests of libmplog's record codec (record bodies, fragments), of
+ * its JSON string escaping and of the channel parser, against the internal
+ * functions. */
 #include "mpk-test.h"
 #include "aggregator-int.h"
 #include "record-int.h"
@@ -183,6 +184,74 @@ START_TEST(json_strings_escape_controls_and_replace_invalid_utf8)
 }
 END_TEST
 
+/* Captured output cut into records (mplog__channel_parse on a stdout
+ * channel), fed in the reads given; the lengths of the records. */
+struct lens {
+	size_t v[8], n;
+};
+
+static void add_len(const mplog_record *r, void *userdata)
+{
+	struct lens *l = userdata;
+	ck_assert_uint_lt(l->n, 8);
+	l->v[l->n++] = r->msg_len;
+}
+
+static struct lens lines_of(const char *data, const size_t *reads, size_t nreads)
+{
+	static struct lens l;
+	l = (struct lens){0};
+	mplog_aggregator *a;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(add_len, &l, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	struct mplog__channel *ch = calloc(1, sizeof *ch);
+	ck_assert_ptr_nonnull(ch);
+	*ch = (struct mplog__channel){.id = 1, .group = 1, .fd = -1,
+				      .stream = MPLOG_STREAM_STDOUT, .name = strdup("out")};
+	for (size_t i = 0, off = 0; i < nreads; off += reads[i++]) {
+		mpk_buf_put(&ch->in, data + off, reads[i]);
+		mplog__channel_parse(a, ch, false);
+	}
+	mplog__channel_parse(a, ch, true);
+	mplog__channel_free(ch);
+	mplog_aggregator_free(a);
+	return l;
+}
+
+/* Found by fuzzing: a line over 64 KiB whose newline came in the same read
+ * was one record of any length, and a line of exactly 64 KiB whose newline
+ * came in the next read gave an empty record more. */
+START_TEST(captured_lines_are_cut_at_64k_however_the_reads_fall)
+{
+	const size_t max = 64u << 10, len = 70000;
+	char *d = malloc(len + 1);
+	ck_assert_ptr_nonnull(d);
+	memset(d, 'a', len);
+	d[len] = '\n';
+	size_t whole[] = {len + 1}, two[] = {60000, len + 1 - 60000};
+	struct lens l = lines_of(d, whole, 1);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.v[0], max);
+	ck_assert_uint_eq(l.v[1], len - max);
+	l = lines_of(d, two, 2);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.v[0], max);
+	ck_assert_uint_eq(l.v[1], len - max);
+	/* Exactly 64 KiB and its newline, in one read or two: one record. */
+	d[max] = '\n';
+	size_t one[] = {max + 1}, split[] = {max, 1};
+	l = lines_of(d, one, 1);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_uint_eq(l.v[0], max);
+	l = lines_of(d, split, 2);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_uint_eq(l.v[0], max);
+	free(d);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("mplog-codec");
@@ -193,6 +262,7 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, record_decode_survives_random_bytes);
 	tcase_add_test(tc, fragment_decode_checks_its_header);
 	tcase_add_test(tc, json_strings_escape_controls_and_replace_invalid_utf8);
+	tcase_add_test(tc, captured_lines_are_cut_at_64k_however_the_reads_fall);
 	suite_add_tcase(s, tc);
 	return s;
 }

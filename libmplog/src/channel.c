@@ -204,11 +204,15 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 	const uint8_t *d = ch->in.data;
 	size_t len = ch->in.len, pos = 0;
 	while (pos < len) {
-		const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+		/* A line over MPLOG_LINE_MAX is cut there, wherever its
+		 * newline is, and only once a byte past the limit shows it
+		 * is longer: the records do not depend on how reads fell. */
+		size_t look = len - pos < MPLOG_LINE_MAX + 1 ? len - pos : MPLOG_LINE_MAX + 1;
+		const uint8_t *nl = memchr(d + pos, '\n', look);
 		size_t n;
 		if (nl)
 			n = (size_t)(nl - (d + pos));
-		else if (len - pos >= MPLOG_LINE_MAX || eof)
+		else if (len - pos > MPLOG_LINE_MAX || eof)
 			n = len - pos < MPLOG_LINE_MAX ? len - pos : MPLOG_LINE_MAX;
 		else
 			break;
