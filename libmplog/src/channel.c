@@ -141,8 +141,16 @@ static void parse_frames(mplog_aggregator *a, struct mplog__channel *ch, bool eo
 		}
 		size_t flen = 0;
 		int r = frame_at(d + pos, left, &flen);
-		if (r == 0)
+		if (r == 0 && !eof)
 			break;
+		if (r == 0) {
+			/* At EOF no frame is cut short (one write each): this
+			 * header is garbage, and the frames in what it claims
+			 * are found by resyncing past it. */
+			ch->garbage += 1;
+			pos += 1;
+			continue;
+		}
 		const uint8_t *body = d + pos + sizeof(struct mpk_frame_header);
 		size_t blen = flen - sizeof(struct mpk_frame_header);
 		struct mplog__rec rec;
