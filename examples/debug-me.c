@@ -52,7 +52,7 @@ static const struct field *find_field(const char *name)
 
 /* The bug: no check for an unknown field. (UBSan is told to let it fault,
  * as it would in a release build, instead of reporting it first.) */
-__attribute__((no_sanitize_undefined, noinline)) static int field_width(const char *name)
+__attribute__((no_sanitize("undefined"), noinline)) static int field_width(const char *name)
 {
 	const struct field *f = find_field(name);
 	return f->width;

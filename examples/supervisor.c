@@ -42,7 +42,7 @@ static int news_fd = -1;  /* write end of the pipe services report on */
 static int64_t *volatile nowhere;
 
 /* UBSan must let the NULL dereference fault, as it would in production. */
-__attribute__((no_sanitize_undefined, noinline)) static int fetch_one(void)
+__attribute__((no_sanitize("undefined"), noinline)) static int fetch_one(void)
 {
 	return (int)*nowhere;
 }

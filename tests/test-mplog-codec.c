@@ -1,5 +1,6 @@
-/* Unit tests of libmplog's record codec (record bodies, fragments) and of
- * its JSON string escaping, against the internal functions. */
+/* Unit tests of libmplog's record codec (record bodies, fragments), of
+ * its JSON string escaping and of the channel parser, against the internal
+ * functions. */
 #include "mpk-test.h"
 #include "aggregator-int.h"
 #include "record-int.h"
@@ -156,6 +157,114 @@ START_TEST(fragment_decode_checks_its_header)
 }
 END_TEST
 
+/* Captured output cut into records (mplog__channel_parse on a stdout
+ * channel), fed in the reads given; the lengths of the records. */
+struct lens {
+	size_t v[8], n;
+	char msg[8][160];
+};
+
+static void add_len(const mplog_record *r, void *userdata)
+{
+	struct lens *l = userdata;
+	ck_assert_uint_lt(l->n, 8);
+	snprintf(l->msg[l->n], sizeof l->msg[0], "%s", r->msg);
+	l->v[l->n++] = r->msg_len;
+}
+
+static struct lens parsed(mplog_stream stream, const char *data, const size_t *reads,
+			  size_t nreads)
+{
+	static struct lens l;
+	l = (struct lens){0};
+	mplog_aggregator *a;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(add_len, &l, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	struct mplog__channel *ch = calloc(1, sizeof *ch);
+	ck_assert_ptr_nonnull(ch);
+	*ch = (struct mplog__channel){.id = 1, .group = 1, .fd = -1,
+				      .stream = stream, .name = strdup("out")};
+	for (size_t i = 0, off = 0; i < nreads; off += reads[i++]) {
+		mpk_buf_put(&ch->in, data + off, reads[i]);
+		mplog__channel_parse(a, ch, false);
+	}
+	mplog__channel_parse(a, ch, true);
+	mplog__channel_free(ch);
+	mplog_aggregator_free(a);
+	return l;
+}
+
+static struct lens lines_of(const char *data, const size_t *reads, size_t nreads)
+{
+	return parsed(MPLOG_STREAM_STDOUT, data, reads, nreads);
+}
+
+/* Found by fuzzing: a line over 64 KiB whose newline came in the same read
+ * was one record of any length, and a line of exactly 64 KiB whose newline
+ * came in the next read gave an empty record more. */
+START_TEST(captured_lines_are_cut_at_64k_however_the_reads_fall)
+{
+	const size_t max = 64u << 10, len = 70000;
+	char *d = malloc(len + 1);
+	ck_assert_ptr_nonnull(d);
+	memset(d, 'a', len);
+	d[len] = '\n';
+	size_t whole[] = {len + 1}, two[] = {60000, len + 1 - 60000};
+	struct lens l = lines_of(d, whole, 1);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.v[0], max);
+	ck_assert_uint_eq(l.v[1], len - max);
+	l = lines_of(d, two, 2);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_uint_eq(l.v[0], max);
+	ck_assert_uint_eq(l.v[1], len - max);
+	/* Exactly 64 KiB and its newline, in one read or two: one record. */
+	d[max] = '\n';
+	size_t one[] = {max + 1}, split[] = {max, 1};
+	l = lines_of(d, one, 1);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_uint_eq(l.v[0], max);
+	l = lines_of(d, split, 2);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_uint_eq(l.v[0], max);
+	free(d);
+}
+END_TEST
+
+/* A header that is garbage but claims more bytes than came before EOF:
+ * the records written after it were thrown away with it (the parser waited
+ * for the rest of a frame that can never come). */
+START_TEST(records_after_a_garbage_header_are_kept_at_eof)
+{
+	struct mplog__rec_in in = sample();
+	in.nkv = 0;
+	size_t blen = mplog__rec_size(&in);
+	struct mpk_frame_header fake, h;
+	mpk_frame_header_init(&fake, MPLOG_FRAME_RECORD, 4000, 0);
+	mpk_frame_header_init(&h, MPLOG_FRAME_RECORD, (uint32_t)blen, 0);
+	size_t len = 2 * sizeof h + blen;
+	char *d = malloc(len);
+	ck_assert_ptr_nonnull(d);
+	memcpy(d, &fake, sizeof fake);
+	memcpy(d + sizeof fake, &h, sizeof h);
+	mplog__rec_encode(&in, (uint8_t *)d + 2 * sizeof h);
+	size_t one[] = {len}, bytewise[256];
+	ck_assert_uint_le(len, 256);
+	for (size_t i = 0; i < len; i++)
+		bytewise[i] = 1;
+	for (int k = 0; k < 2; k++) {
+		struct lens l = k ? parsed(MPLOG_STREAM_LOG, d, bytewise, len)
+				  : parsed(MPLOG_STREAM_LOG, d, one, 1);
+		ck_assert_uint_eq(l.n, 2);
+		ck_assert_ptr_nonnull(strstr(l.msg[0], "invalid bytes skipped (16 bytes)"));
+		ck_assert_str_eq(l.msg[1], "hello"); /* "hello\0world" */
+	}
+	free(d);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
 	Suite *s = suite_create("mplog-codec");
@@ -165,6 +274,8 @@ static Suite *codec_suite(void)
 	tcase_add_test(tc, record_decode_rejects_bad_level_stream_flags_and_lengths);
 	tcase_add_test(tc, record_decode_survives_random_bytes);
 	tcase_add_test(tc, fragment_decode_checks_its_header);
+	tcase_add_test(tc, captured_lines_are_cut_at_64k_however_the_reads_fall);
+	tcase_add_test(tc, records_after_a_garbage_header_are_kept_at_eof);
 	suite_add_tcase(s, tc);
 	return s;
 }

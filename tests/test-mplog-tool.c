@@ -61,6 +61,27 @@ START_TEST(time_parser_reads_iso_8601_epoch_and_durations)
 }
 END_TEST
 
+/* Found by fuzzing: nanoseconds since 1970 in 64 bits end in 2554; a later
+ * time wrapped around to an early one instead of being refused. */
+START_TEST(time_parser_refuses_times_past_2554_instead_of_wrapping)
+{
+	uint64_t t, now = 1800000000ull * NS;
+	const char *late[] = {"2926-02-28Z", "2554-07-21T23:34:34Z", "9999-12-31T23:59:59Z",
+			      "@18446744074", "@18446744079"};
+	for (size_t i = 0; i < sizeof late / sizeof late[0]; i++)
+		ck_assert_msg(mt_time_parse(late[i], now, &t) == -EINVAL, "accepted '%s' as %llu",
+			      late[i], (unsigned long long)t);
+	/* The last ones that fit. */
+	ck_assert_int_eq(mt_time_parse("2554-07-21T23:34:33Z", now, &t), 0);
+	ck_assert_uint_eq(t, 18446744073ull * NS);
+	ck_assert_int_eq(mt_time_parse("2554-07-21T23:34:33.709551615Z", now, &t), 0);
+	ck_assert_uint_eq(t, UINT64_MAX);
+	ck_assert_int_eq(mt_time_parse("2554-07-21T23:34:33.709551616Z", now, &t), -EINVAL);
+	ck_assert_int_eq(mt_time_parse("@18446744073", now, &t), 0);
+	ck_assert_uint_eq(t, 18446744073ull * NS);
+}
+END_TEST
+
 /* ---- units: records and filters ------------------------------------------- */
 
 static const char failed_line[] =
@@ -1293,6 +1314,7 @@ static Suite *tool_suite(void)
 	Suite *s = suite_create("mplog-tool");
 	TCase *units = tcase_create("units");
 	tcase_add_test(units, time_parser_reads_iso_8601_epoch_and_durations);
+	tcase_add_test(units, time_parser_refuses_times_past_2554_instead_of_wrapping);
 	tcase_add_test(units, records_parse_with_every_attribute);
 	tcase_add_test(units, filters_combine_and_know_failed_tasks);
 	tcase_add_test(units, reader_holds_a_partial_line_until_its_newline);

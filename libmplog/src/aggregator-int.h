@@ -96,7 +96,9 @@ struct mplog__assembly {
 	struct mpk_buf buf;
 };
 #define MPLOG_MAX_ASSEMBLIES 16u
+#ifndef MPLOG_LINE_MAX /* the fuzz build lowers it, to reach it */
 #define MPLOG_LINE_MAX (64u << 10)
+#endif
 
 struct mplog__channel {
 	unsigned id;    /* unique; epoll data */

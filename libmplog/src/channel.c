@@ -141,8 +141,16 @@ static void parse_frames(mplog_aggregator *a, struct mplog__channel *ch, bool eo
 		}
 		size_t flen = 0;
 		int r = frame_at(d + pos, left, &flen);
-		if (r == 0)
+		if (r == 0 && !eof)
 			break;
+		if (r == 0) {
+			/* At EOF no frame is cut short (one write each): this
+			 * header is garbage, and the frames in what it claims
+			 * are found by resyncing past it. */
+			ch->garbage += 1;
+			pos += 1;
+			continue;
+		}
 		const uint8_t *body = d + pos + sizeof(struct mpk_frame_header);
 		size_t blen = flen - sizeof(struct mpk_frame_header);
 		struct mplog__rec rec;
@@ -204,11 +212,15 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 	const uint8_t *d = ch->in.data;
 	size_t len = ch->in.len, pos = 0;
 	while (pos < len) {
-		const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+		/* A line over MPLOG_LINE_MAX is cut there, wherever its
+		 * newline is, and only once a byte past the limit shows it
+		 * is longer: the records do not depend on how reads fell. */
+		size_t look = len - pos < MPLOG_LINE_MAX + 1 ? len - pos : MPLOG_LINE_MAX + 1;
+		const uint8_t *nl = memchr(d + pos, '\n', look);
 		size_t n;
 		if (nl)
 			n = (size_t)(nl - (d + pos));
-		else if (len - pos >= MPLOG_LINE_MAX || eof)
+		else if (len - pos > MPLOG_LINE_MAX || eof)
 			n = len - pos < MPLOG_LINE_MAX ? len - pos : MPLOG_LINE_MAX;
 		else
 			break;

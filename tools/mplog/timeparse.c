@@ -113,7 +113,8 @@ static int absolute(const char *s, uint64_t *ret)
 	if (t == (time_t)-1 || tm.tm_mday != d) /* mktime moved 31 Feb to March */
 		return -EINVAL;
 	t -= off;
-	if (t < 0)
+	/* Nanoseconds in 64 bits end in 2554: later must not wrap. */
+	if (t < 0 || (uint64_t)t > (UINT64_MAX - frac) / NS)
 		return -EINVAL;
 	*ret = (uint64_t)t * NS + frac;
 	return 0;
@@ -131,7 +132,7 @@ int mt_time_parse(const char *s, uint64_t now_ns, uint64_t *ret)
 				return -EINVAL;
 			n = n * 10 + (uint64_t)(*p - '0');
 		}
-		if (p == s + 1 || *p)
+		if (p == s + 1 || *p || n > UINT64_MAX / NS)
 			return -EINVAL;
 		*ret = n * NS;
 		return 0;
