@@ -49,10 +49,28 @@ static inline uint8_t *mpg__arena_data(const struct mpg__arena *a)
 	return a->base + MPG_ARENA_DATA;
 }
 /* Nothing committed: tasks from `first` of job go at data_off next. */
-void mpg__arena_reset(struct mpg__arena *a, uint64_t job, uint64_t first, uint32_t mode,
-		      uint64_t out_size, uint64_t data_off);
-/* Tasks [first, first + count) are done; their bytes are [data_off, +len). */
-void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint64_t len);
+static inline void mpg__arena_reset(struct mpg__arena *a, uint64_t job, uint64_t first,
+				    uint32_t mode, uint64_t out_size, uint64_t data_off)
+{
+	struct mpg__arena_head *h = mpg__arena_head(a);
+	atomic_store_explicit(&h->count, 0, memory_order_release);
+	atomic_store_explicit(&h->job, job, memory_order_relaxed);
+	atomic_store_explicit(&h->first, first, memory_order_relaxed);
+	atomic_store_explicit(&h->mode, mode, memory_order_relaxed);
+	atomic_store_explicit(&h->out_size, out_size, memory_order_relaxed);
+	atomic_store_explicit(&h->data_off, data_off, memory_order_relaxed);
+	atomic_store_explicit(&h->len, 0, memory_order_relaxed);
+}
+
+/* Tasks [first, first + count) are done; their bytes are [data_off, +len).
+ * Once per task, inline: two plain stores on x86. Release: the data and
+ * len are in place before the count says so. */
+static inline void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint64_t len)
+{
+	struct mpg__arena_head *h = mpg__arena_head(a);
+	atomic_store_explicit(&h->len, len, memory_order_relaxed);
+	atomic_store_explicit(&h->count, count, memory_order_release);
+}
 
 /* ---- parent side ------------------------------------------------------- */
 /* What a dead worker had committed: 1 and *res over a private copy (*mem,

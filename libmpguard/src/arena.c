@@ -53,28 +53,6 @@ int mpg__arena_reserve(struct mpg__arena *a, size_t cap)
 	return 0;
 }
 
-void mpg__arena_reset(struct mpg__arena *a, uint64_t job, uint64_t first, uint32_t mode,
-		      uint64_t out_size, uint64_t data_off)
-{
-	struct mpg__arena_head *h = mpg__arena_head(a);
-	atomic_store_explicit(&h->count, 0, memory_order_release);
-	atomic_store_explicit(&h->job, job, memory_order_relaxed);
-	atomic_store_explicit(&h->first, first, memory_order_relaxed);
-	atomic_store_explicit(&h->mode, mode, memory_order_relaxed);
-	atomic_store_explicit(&h->out_size, out_size, memory_order_relaxed);
-	atomic_store_explicit(&h->data_off, data_off, memory_order_relaxed);
-	atomic_store_explicit(&h->len, 0, memory_order_relaxed);
-}
-
-void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint64_t len)
-{
-	struct mpg__arena_head *h = mpg__arena_head(a);
-	atomic_store_explicit(&h->len, len, memory_order_relaxed);
-	/* Release: the data and len are in place before the count says so
-	 * (a compiler barrier on x86, where stores are not reordered). */
-	atomic_store_explicit(&h->count, count, memory_order_release);
-}
-
 int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem)
 {
 	*mem = NULL;

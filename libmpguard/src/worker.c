@@ -506,6 +506,12 @@ static bool task_returned(int rc)
  * (the task is then ended as failed). Exits on a malformed chunk. */
 static int next_input(const void **in, size_t *len)
 {
+	if (W.mode & CHUNK_FIXED_IN) {
+		/* The decoder checked: exactly count inputs of in_size bytes. */
+		*in = W.chunk.inputs.p + (size_t)W.i * W.in_size;
+		*len = W.in_size;
+		return 1;
+	}
 	struct mpg__input it;
 	if (!mpg__input_next(&W.chunk, &it))
 		worker_exit(EX_PROTOCOL_ERROR);
