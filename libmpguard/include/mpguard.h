@@ -620,8 +620,9 @@ MPG_EXPORT int mpg_supervisor_set_pause(mpg_supervisor *sup, unsigned flags, uns
  * Returns 0 when every service ended for good; -EINTR after a shutdown by
  * signal or mpg_supervisor_stop(); -ECANCELED when it gave up (restart
  * intensity exceeded: mpg_supervisor_error() says why; the others were shut
- * down); -EINVAL (no service), -EBUSY, -ECHILD, or a setup errno.
- * Since 0.1.
+ * down); -EPIPE when the fork server died (the services die with it);
+ * -EAGAIN when a service could not be restarted; -EINVAL (no service),
+ * -EBUSY, -ECHILD, or a setup errno. Since 0.1.
  */
 MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *sup);
 

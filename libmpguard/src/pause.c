@@ -28,13 +28,6 @@
 
 static struct mpg__wstatus *S;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Serve a pending grant. EINVAL means Yama is not active: then ordinary
  * ptrace rules apply and nothing needs granting. */
 static void serve_grant(void)
@@ -101,7 +94,7 @@ void mpg__pause(uint32_t why, unsigned timeout_ms)
 		return;
 	atomic_store(&S->resume, 0); /* meant for an earlier pause */
 	atomic_store(&S->paused, why);
-	uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = mpg__now_ns() + (uint64_t)timeout_ms * 1000000u;
 	for (;;) {
 		uint32_t seq = atomic_load(&S->ctl_seq);
 		serve_grant(); /* signals may be blocked here (crash handler) */
@@ -111,7 +104,7 @@ void mpg__pause(uint32_t why, unsigned timeout_ms)
 		 * on: its breakpoints are set, or it wants to see the crash. */
 		if (traced())
 			break;
-		uint64_t now = now_ns();
+		uint64_t now = mpg__now_ns();
 		if (now >= deadline)
 			break;
 		uint64_t left = deadline - now;

@@ -5,14 +5,7 @@
  * aborts when a decoded request breaks the decoder's promises
  * (control-request-int.h), or decodes differently once written back.
  *
- * Build and run by hand (the meson plumbing comes with the fuzz
- * framework), from the top of the tree:
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE \
- *     -Ilibmpguard/src tests/fuzz/fuzz-control-request.c \
- *     libmpguard/src/control-request.c -o fuzz-control-request
- *   mkdir -p /tmp/corpus   # new inputs go there, the seeds stay as they are
- *   ./fuzz-control-request -max_total_time=30 /tmp/corpus \
- *     tests/fuzz/corpus/control-request
+ * Run: meson test -C build-fuzz fuzz-control-request (README, Fuzzing).
  */
 #include "control-request-int.h"
 
