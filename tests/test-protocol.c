@@ -130,6 +130,7 @@ static void assert_only_bad_failed(mpg_results *res, size_t n, size_t bad, mpg_e
 static int bad_modules_then_crash(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	if (input_of(in) == 3) {
+		atomic_fetch_add(&runs[3], 1); /* first: the frame gets us killed */
 		uint8_t b[4 + 24 + 4 + 4 + 4 + 65] = {0};
 		uint32_t one = 1, plen = 4, idlen = 65;
 		memcpy(b, &one, 4);
@@ -137,7 +138,6 @@ static int bad_modules_then_crash(mpg_task *t, const void *in, size_t len, void 
 		memcpy(b + 32, "/bin", 4);
 		memcpy(b + 36, &idlen, 4);
 		send_frame(MODULES, b, sizeof b, -1);
-		atomic_fetch_add(&runs[3], 1);
 		raise(SIGSEGV);
 	}
 	return returns_input(t, in, len, ud);

@@ -36,7 +36,7 @@ struct mpg__arena {
 	uint8_t *base;             /* head, then data */
 	size_t size;               /* mapped and file size */
 };
-/* Create it (memfd, sealed against shrinking); 0 or a negative errno. */
+/* Create it (a memfd); 0 or a negative errno. */
 int mpg__arena_open(struct mpg__arena *a);
 /* Make the data region hold at least cap bytes (it may move). */
 int mpg__arena_reserve(struct mpg__arena *a, size_t cap);
@@ -75,7 +75,7 @@ static inline void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint6
 /* ---- parent side ------------------------------------------------------- */
 /* What a dead worker had committed: 1 and *res over a private copy (*mem,
  * to free) holding the longest valid run of committed results; 0 when
- * there is none; a negative errno when the arena is not one (wrong kind
- * of fd, not sealed, too big). An ITEM_SHM ends the run: its memfd died
- * with the worker. */
+ * there is none; a negative errno when the arena is not one (not a
+ * regular file, too big, shorter than its head says). An ITEM_SHM ends
+ * the run: its memfd died with the worker. */
 int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem);

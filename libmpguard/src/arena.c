@@ -14,13 +14,11 @@ _Static_assert(sizeof(struct mpg__arena_head) <= MPG_ARENA_DATA, "head fits its 
 
 int mpg__arena_open(struct mpg__arena *a)
 {
-	a->fd = memfd_create("mpg-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	a->fd = memfd_create("mpg-arena", MFD_CLOEXEC);
 	if (a->fd < 0)
 		return -errno;
 	a->size = MPG_ARENA_DATA + MPG_ARENA_INITIAL;
-	/* Sealed against shrinking: the parent maps it and reads it, and a
-	 * shorter file would fault there (SIGBUS). */
-	if (ftruncate(a->fd, (off_t)a->size) < 0 || fcntl(a->fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+	if (ftruncate(a->fd, (off_t)a->size) < 0)
 		goto fail;
 	a->base = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
 	if (a->base == MAP_FAILED)
@@ -53,6 +51,26 @@ int mpg__arena_reserve(struct mpg__arena *a, size_t cap)
 	return 0;
 }
 
+/* Read, not mapped: pread() copies into private memory (what the decoder
+ * needs anyway, so that no other holder of the memfd changes what it
+ * checks) and cannot fault on a file cut short, and no munmap() shoots
+ * down the TLBs of the parent's threads at every death. */
+static int read_at(int fd, void *p, size_t n, uint64_t off)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, (uint8_t *)p + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EBADMSG; /* shorter than it says */
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem)
 {
 	*mem = NULL;
@@ -61,65 +79,58 @@ int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem)
 		return 0;
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	int seals = fcntl(fd, F_GET_SEALS);
-	if (!S_ISREG(st.st_mode) || seals < 0 || !(seals & F_SEAL_SHRINK) ||
-	    (uint64_t)st.st_size < MPG_ARENA_DATA ||
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < MPG_ARENA_DATA ||
 	    (uint64_t)st.st_size > MPG_ARENA_DATA + MPG_ARENA_MAX)
 		return -EBADMSG;
-	size_t size = (size_t)st.st_size;
-	uint8_t *base = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED)
-		return -errno;
-	struct mpg__arena_head *ah = (struct mpg__arena_head *)base;
+	struct mpg__arena_head ah;
+	int r = read_at(fd, &ah, sizeof ah, 0);
+	if (r < 0)
+		return r;
 	struct mpg__result_head h = {
-		.count = atomic_load_explicit(&ah->count, memory_order_acquire),
-		.mode = atomic_load_explicit(&ah->mode, memory_order_relaxed),
-		.job = atomic_load_explicit(&ah->job, memory_order_relaxed),
-		.first = atomic_load_explicit(&ah->first, memory_order_relaxed),
-		.out_size = atomic_load_explicit(&ah->out_size, memory_order_relaxed),
+		.count = atomic_load_explicit(&ah.count, memory_order_relaxed),
+		.mode = atomic_load_explicit(&ah.mode, memory_order_relaxed),
+		.job = atomic_load_explicit(&ah.job, memory_order_relaxed),
+		.first = atomic_load_explicit(&ah.first, memory_order_relaxed),
+		.out_size = atomic_load_explicit(&ah.out_size, memory_order_relaxed),
 	};
-	uint64_t off = atomic_load_explicit(&ah->data_off, memory_order_relaxed);
-	uint64_t len = atomic_load_explicit(&ah->len, memory_order_relaxed);
-	size_t room = size - MPG_ARENA_DATA;
-	int r = 0;
+	uint64_t off = atomic_load_explicit(&ah.data_off, memory_order_relaxed);
+	uint64_t len = atomic_load_explicit(&ah.len, memory_order_relaxed);
+	uint64_t room = (uint64_t)st.st_size - MPG_ARENA_DATA;
 	if (h.count == 0)
-		goto out;
-	r = -EBADMSG;
+		return 0;
 	if (off > room || len > room - off || (h.mode & ~(uint32_t)CHUNK_FIXED_OUT))
-		goto out;
+		return -EBADMSG;
 	if (h.mode & CHUNK_FIXED_OUT) {
 		if (h.out_size == 0 || h.out_size > len / h.count)
-			goto out;
+			return -EBADMSG;
 		len = h.count * h.out_size;
 	}
-	/* A private copy: whoever else holds the memfd (a task's child)
-	 * cannot change what is decoded while it is. */
-	r = -ENOMEM;
 	*mem = malloc(len ? len : 1);
 	if (!*mem)
-		goto out;
-	memcpy(*mem, base + MPG_ARENA_DATA + off, len);
+		return -ENOMEM;
+	r = read_at(fd, *mem, len, MPG_ARENA_DATA + off);
+	if (r < 0)
+		goto fail;
 	*res = (struct mpg__result){.h = h};
 	if (h.mode & CHUNK_FIXED_OUT) {
 		res->fixed = *mem;
-	} else {
-		/* The longest run of whole items, up to the first whose fd is gone. */
-		struct mpg__item_iter it;
-		mpg__items_begin(&it, *mem, len);
-		uint32_t n = 0;
-		struct mpg__item item;
-		while (n < h.count && mpg__items_next(&it, &item) && item.kind != ITEM_SHM)
-			n++;
-		res->h.count = n;
-		res->items = *mem;
-		res->items_len = len;
+		return 1;
 	}
-	r = res->h.count > 0;
-	if (!r) {
-		free(*mem);
-		*mem = NULL;
-	}
-out:
-	munmap(base, size);
+	/* The longest run of whole items, up to the first whose fd is gone. */
+	struct mpg__item_iter it;
+	mpg__items_begin(&it, *mem, len);
+	uint32_t n = 0;
+	struct mpg__item item;
+	while (n < h.count && mpg__items_next(&it, &item) && item.kind != ITEM_SHM)
+		n++;
+	res->h.count = n;
+	res->items = *mem;
+	res->items_len = len;
+	if (n > 0)
+		return 1;
+	r = 0;
+fail:
+	free(*mem);
+	*mem = NULL;
 	return r;
 }

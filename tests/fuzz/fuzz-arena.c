@@ -1,6 +1,6 @@
 /* Fuzz target: what the parent reads of a dead worker's result arena
  * (libmpguard/src/arena.c: mpg__arena_rescue): the input is the arena's
- * bytes, head page then data, in a sealed memfd as a worker leaves it.
+ * bytes, head page then data, in a memfd as a worker leaves it.
  * Invariants: a rescue hands back at most the committed count of whole
  * results, inside its private copy, never an ITEM_SHM (its memfd died
  * with the worker). */
@@ -27,11 +27,10 @@ static int fd = -1;
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (fd < 0) {
-		fd = memfd_create("fuzz-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		fd = memfd_create("fuzz-arena", MFD_CLOEXEC);
 		CHECK(fd >= 0);
-		/* As big as a worker's first arena, never shrunk. */
+		/* As big as a worker's first arena. */
 		CHECK(ftruncate(fd, MPG_ARENA_DATA + MPG_ARENA_INITIAL) == 0);
-		CHECK(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
 	}
 	static uint8_t zero[MPG_ARENA_DATA + MPG_ARENA_INITIAL];
 	CHECK(pwrite(fd, zero, sizeof zero, 0) == (ssize_t)sizeof zero);
