@@ -261,11 +261,11 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid);
 #define MPG_FS_MAX_FDS 4 /* a worker's socket, log, stdout and stderr pipes */
 int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags);
-extern bool mpg__in_worker;
-void mpg__pool_unref(struct mpg_pool *p);
 /* io: the worker's log, stdout, stderr pipe write ends, -1 for none; or NULL. */
 int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3]);
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
+/* worker.c: true in a worker or a service. */
+extern bool mpg__in_worker;
 /* Worker main, in the freshly forked worker. Never returns. */
 _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock,
 				const int io[3]);
@@ -551,13 +551,15 @@ struct mpg_pool {
 
 /* control.c: the control socket for mpattach and mplog live (control-int.h) */
 struct mpg__control;
-/* MPKIT_PAUSE=start|crash|start,crash and MPKIT_PAUSE_TIMEOUT=seconds,
- * for programs that did not choose (options.c). */
+/* options.c: MPKIT_PAUSE=start|crash|start,crash and
+ * MPKIT_PAUSE_TIMEOUT=seconds, for programs that did not choose. */
 void mpg__pause_from_env(unsigned *flags, unsigned *timeout_ms);
 
 /* pool.c */
 /* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */
 int mpg__check_caller(const struct mpg_pool *p);
+/* Drop a reference (the user's, an iterator's, a future's); the last frees. */
+void mpg__pool_unref(struct mpg_pool *p);
 
 /* dispatch.c: the dispatcher thread (its files talk through dispatch-int.h) */
 void *mpg__dispatcher_main(void *arg);
