@@ -392,8 +392,7 @@ static void client_free(struct mpg__control *ctl, struct client *c)
 		/* The last records too (within the send timeout). */
 		send_all(c, c->out.data, c->out.len);
 	}
-	mpg__fdreg_del(c->fd);
-	close(c->fd);
+	mpg__fdreg_close(&c->fd);
 	mpk_buf_free(&c->out);
 	pthread_mutex_destroy(&c->out_lock);
 	free(c);
@@ -564,14 +563,8 @@ static void control_free(struct mpg__control *ctl)
 			client_free(ctl, ctl->clients[i]);
 	if (ctl->path[0])
 		(void)unlink(ctl->path);
-	if (ctl->listen_fd >= 0) {
-		mpg__fdreg_del(ctl->listen_fd);
-		close(ctl->listen_fd);
-	}
-	if (ctl->wake_fd >= 0) {
-		mpg__fdreg_del(ctl->wake_fd);
-		close(ctl->wake_fd);
-	}
+	mpg__fdreg_close(&ctl->listen_fd);
+	mpg__fdreg_close(&ctl->wake_fd);
 	free(ctl->slots);
 	free(ctl);
 }

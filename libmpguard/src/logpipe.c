@@ -46,13 +46,8 @@ int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsig
 
 void mpg__log_pipes_close(int io[3])
 {
-	for (int i = 0; i < 3; i++) {
-		if (io[i] >= 0) {
-			mpg__fdreg_del(io[i]);
-			close(io[i]);
-			io[i] = -1;
-		}
-	}
+	for (int i = 0; i < 3; i++)
+		mpg__fdreg_close(&io[i]);
 }
 
 bool mpg__log_pipes_set_pid(mplog_aggregator *a, const unsigned capture_ch[2], pid_t pid)
