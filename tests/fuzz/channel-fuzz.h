@@ -6,21 +6,13 @@
  * looks at the bytes buffered in the channel. */
 #pragma once
 
+#include "fuzz-check.h"
 #include "aggregator-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A failed invariant: say which, then abort() so libFuzzer saves the input. */
-#define FUZZ_CHECK(cond)                                                               \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 /* Called for each record the channel yields, after it was serialized. */
 static void (*fuzz_on_record)(const mplog_record *r);

@@ -4,6 +4,7 @@
  * Invariants: a rescue hands back at most the committed count of whole
  * results, inside its private copy, never an ITEM_SHM (its memfd died
  * with the worker). */
+#include "fuzz-check.h"
 #include "arena-int.h"
 
 #include <stdio.h>
@@ -13,14 +14,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static int fd = -1;
 
@@ -28,35 +21,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (fd < 0) {
 		fd = memfd_create("fuzz-arena", MFD_CLOEXEC);
-		CHECK(fd >= 0);
+		FUZZ_CHECK(fd >= 0);
 		/* As big as a worker's first arena. */
-		CHECK(ftruncate(fd, MPG_ARENA_DATA + MPG_ARENA_INITIAL) == 0);
+		FUZZ_CHECK(ftruncate(fd, MPG_ARENA_DATA + MPG_ARENA_INITIAL) == 0);
 	}
 	static uint8_t zero[MPG_ARENA_DATA + MPG_ARENA_INITIAL];
-	CHECK(pwrite(fd, zero, sizeof zero, 0) == (ssize_t)sizeof zero);
+	FUZZ_CHECK(pwrite(fd, zero, sizeof zero, 0) == (ssize_t)sizeof zero);
 	if (size > sizeof zero)
 		size = sizeof zero;
-	CHECK(pwrite(fd, data, size, 0) == (ssize_t)size);
+	FUZZ_CHECK(pwrite(fd, data, size, 0) == (ssize_t)size);
 
 	struct mpg__result r;
 	void *mem;
 	int rc = mpg__arena_rescue(fd, &r, &mem);
 	if (rc <= 0) {
-		CHECK(mem == NULL);
+		FUZZ_CHECK(mem == NULL);
 		return 0;
 	}
-	CHECK(r.h.count > 0);
+	FUZZ_CHECK(r.h.count > 0);
 	if (r.fixed) {
-		CHECK(r.fixed == mem);
+		FUZZ_CHECK(r.fixed == mem);
 	} else {
 		struct mpg__item_iter it;
 		mpg__items_begin(&it, r.items, r.items_len);
 		for (uint32_t i = 0; i < r.h.count; i++) {
 			struct mpg__item item;
-			CHECK(mpg__items_next(&it, &item));
-			CHECK(item.kind != ITEM_SHM);
+			FUZZ_CHECK(mpg__items_next(&it, &item));
+			FUZZ_CHECK(item.kind != ITEM_SHM);
 			if (item.kind == ITEM_INLINE)
-				CHECK(item.data >= (const uint8_t *)mem &&
+				FUZZ_CHECK(item.data >= (const uint8_t *)mem &&
 				      item.data + item.len <= (const uint8_t *)mem + r.items_len);
 		}
 	}

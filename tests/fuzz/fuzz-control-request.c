@@ -8,18 +8,13 @@
  * Run: meson test -C build-fuzz fuzz-control-request (README, Fuzzing).
  */
 #include "control-request-int.h"
+#include "fuzz-check.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define CHECK(cond)                                                            \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			abort();                                               \
-	} while (0)
 
 static bool all_digits(const char *s, size_t n)
 {
@@ -46,41 +41,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *end = line + size;
 	struct mpg__ctl_request q;
 	int r = mpg__ctl_request_decode(data, size, &q);
-	CHECK(q.word == line && q.word_len <= size);
+	FUZZ_CHECK(q.word == line && q.word_len <= size);
 	if (q.arg)
-		CHECK(q.arg > line && q.arg + q.arg_len <= end);
+		FUZZ_CHECK(q.arg > line && q.arg + q.arg_len <= end);
 	if (r < 0) {
-		CHECK(r == -EMSGSIZE || r == -EBADMSG || r == -ENOENT || r == -EINVAL);
-		CHECK(q.error && *q.error);
-		CHECK(r != -EMSGSIZE || size > MPG_CTL_MAX_REQUEST);
+		FUZZ_CHECK(r == -EMSGSIZE || r == -EBADMSG || r == -ENOENT || r == -EINVAL);
+		FUZZ_CHECK(q.error && *q.error);
+		FUZZ_CHECK(r != -EMSGSIZE || size > MPG_CTL_MAX_REQUEST);
 		return 0;
 	}
-	CHECK(r == 0 && size <= MPG_CTL_MAX_REQUEST);
-	CHECK(!memchr(line, '\0', size));
+	FUZZ_CHECK(r == 0 && size <= MPG_CTL_MAX_REQUEST);
+	FUZZ_CHECK(!memchr(line, '\0', size));
 	switch (q.verb) {
 	case MPG_CTL_INFO:
 	case MPG_CTL_LOG:
-		CHECK(q.target == MPG_CTL_NONE && !q.arg && !q.arg_len);
+		FUZZ_CHECK(q.target == MPG_CTL_NONE && !q.arg && !q.arg_len);
 		break;
 	case MPG_CTL_PTRACE:
-		CHECK(q.target == MPG_CTL_SLOT || q.target == MPG_CTL_NAME);
+		FUZZ_CHECK(q.target == MPG_CTL_SLOT || q.target == MPG_CTL_NAME);
 		break;
 	case MPG_CTL_RESUME:
-		CHECK(q.target == MPG_CTL_ALL || q.target == MPG_CTL_SLOT || q.target == MPG_CTL_NAME);
+		FUZZ_CHECK(q.target == MPG_CTL_ALL || q.target == MPG_CTL_SLOT || q.target == MPG_CTL_NAME);
 		break;
 	default:
 		abort();
 	}
 	if (q.target != MPG_CTL_NONE) {
-		CHECK(q.arg && q.arg_len > 0);
+		FUZZ_CHECK(q.arg && q.arg_len > 0);
 		bool is_all = q.arg_len == 3 && memcmp(q.arg, "all", 3) == 0;
-		CHECK((q.target == MPG_CTL_ALL) == is_all);
-		CHECK((q.target == MPG_CTL_SLOT) == all_digits(q.arg, q.arg_len));
+		FUZZ_CHECK((q.target == MPG_CTL_ALL) == is_all);
+		FUZZ_CHECK((q.target == MPG_CTL_SLOT) == all_digits(q.arg, q.arg_len));
 		if (q.target == MPG_CTL_SLOT) {
 			uint64_t v = 0;
 			for (size_t i = 0; i < q.arg_len; i++)
 				v = v * 10 + (uint64_t)(q.arg[i] - '0');
-			CHECK(v == q.slot);
+			FUZZ_CHECK(v == q.slot);
 		}
 	}
 	/* Written back, it decodes the same: with a CR after an argument that
@@ -96,10 +91,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (q.arg[q.arg_len - 1] == '\r')
 			again[n++] = '\r';
 	}
-	CHECK(n <= size);
+	FUZZ_CHECK(n <= size);
 	struct mpg__ctl_request q2;
-	CHECK(mpg__ctl_request_decode(again, n, &q2) == 0);
-	CHECK(q2.verb == q.verb && q2.target == q.target && q2.slot == q.slot &&
+	FUZZ_CHECK(mpg__ctl_request_decode(again, n, &q2) == 0);
+	FUZZ_CHECK(q2.verb == q.verb && q2.target == q.target && q2.slot == q.slot &&
 	      q2.arg_len == q.arg_len && (!q.arg || memcmp(q2.arg, q.arg, q.arg_len) == 0));
 	return 0;
 }

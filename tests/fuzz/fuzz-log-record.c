@@ -4,20 +4,13 @@
  * record's key-values iterate exactly nkv times; decode -> encode gives
  * the same bytes back (when no key or value holds a NUL, which the
  * encoder's C strings cannot carry) and decodes to the same record. */
+#include "fuzz-check.h"
 #include "record-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static bool inside(const void *p, size_t n, const uint8_t *data, size_t size)
 {
@@ -26,43 +19,43 @@ static bool inside(const void *p, size_t n, const uint8_t *data, size_t size)
 
 static void check_record(const uint8_t *data, size_t size, const struct mplog__rec *r)
 {
-	CHECK(inside(r->file.p, r->file.n, data, size));
-	CHECK(inside(r->func.p, r->func.n, data, size));
-	CHECK(inside(r->msg.p, r->msg.n, data, size));
-	CHECK(inside(r->kvs, r->kvs_len, data, size));
-	CHECK(r->level <= MPLOG_FATAL && r->stream <= MPLOG_STREAM_STDERR);
+	FUZZ_CHECK(inside(r->file.p, r->file.n, data, size));
+	FUZZ_CHECK(inside(r->func.p, r->func.n, data, size));
+	FUZZ_CHECK(inside(r->msg.p, r->msg.n, data, size));
+	FUZZ_CHECK(inside(r->kvs, r->kvs_len, data, size));
+	FUZZ_CHECK(r->level <= MPLOG_FATAL && r->stream <= MPLOG_STREAM_STDERR);
 
 	mplog_kv *kv = calloc(r->nkv ? r->nkv : 1, sizeof *kv);
-	CHECK(kv);
+	FUZZ_CHECK(kv);
 	size_t it = 0, n = 0;
 	bool nul = false;
 	struct mplog__str k, v;
 	while (mplog__rec_next_kv(r, &it, &k, &v)) {
-		CHECK(n < r->nkv);
-		CHECK(inside(k.p, k.n, data, size) && inside(v.p, v.n, data, size));
+		FUZZ_CHECK(n < r->nkv);
+		FUZZ_CHECK(inside(k.p, k.n, data, size) && inside(v.p, v.n, data, size));
 		nul |= (k.n && memchr(k.p, 0, k.n)) || (v.n && memchr(v.p, 0, v.n));
 		char *ks = strndup(k.n ? k.p : "", k.n), *vs = strndup(v.n ? v.p : "", v.n);
-		CHECK(ks && vs);
+		FUZZ_CHECK(ks && vs);
 		kv[n++] = (mplog_kv){ks, vs};
 	}
-	CHECK(n == r->nkv && it == r->kvs_len);
+	FUZZ_CHECK(n == r->nkv && it == r->kvs_len);
 
 	struct mplog__rec_in in = {
 		.ts = r->ts, .level = r->level, .stream = r->stream, .pid = r->pid,
 		.worker = r->worker, .task = r->task, .line = r->line,
 		.file = r->file, .func = r->func, .msg = r->msg, .kv = kv, .nkv = n};
 	size_t len = mplog__rec_size(&in);
-	CHECK(nul ? len < size : len == size);
+	FUZZ_CHECK(nul ? len < size : len == size);
 	uint8_t *enc = malloc(len);
-	CHECK(enc);
+	FUZZ_CHECK(enc);
 	mplog__rec_encode(&in, enc);
 	struct mplog__rec again;
-	CHECK(mplog__rec_decode(enc, len, &again) == 0);
-	CHECK(again.ts == r->ts && again.level == r->level && again.stream == r->stream &&
+	FUZZ_CHECK(mplog__rec_decode(enc, len, &again) == 0);
+	FUZZ_CHECK(again.ts == r->ts && again.level == r->level && again.stream == r->stream &&
 	      again.pid == r->pid && again.worker == r->worker && again.task == r->task &&
 	      again.line == r->line && again.nkv == r->nkv && again.msg.n == r->msg.n);
 	if (!nul)
-		CHECK(memcmp(enc, data, size) == 0);
+		FUZZ_CHECK(memcmp(enc, data, size) == 0);
 	free(enc);
 	for (size_t i = 0; i < n; i++) {
 		free((char *)kv[i].key);
@@ -78,9 +71,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_record(data, size, &r);
 	struct mplog__frag f;
 	if (mplog__frag_decode(data, size, &f) == 0) {
-		CHECK(f.data == data + MPLOG_FRAG_HDR && f.len == size - MPLOG_FRAG_HDR);
-		CHECK(f.count >= 2 && f.index < f.count);
-		CHECK(f.total >= MPLOG_REC_FIXED && f.total <= MPLOG_RECORD_MAX);
+		FUZZ_CHECK(f.data == data + MPLOG_FRAG_HDR && f.len == size - MPLOG_FRAG_HDR);
+		FUZZ_CHECK(f.count >= 2 && f.index < f.count);
+		FUZZ_CHECK(f.total >= MPLOG_REC_FIXED && f.total <= MPLOG_RECORD_MAX);
 	}
 	return 0;
 }

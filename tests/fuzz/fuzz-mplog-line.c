@@ -4,20 +4,13 @@
  * form, the statistics. Invariants: a line is a record or is refused with
  * a reason; a record's strings are readable and its body is body_len
  * bytes. */
+#include "fuzz-check.h"
 #include "mplog-tool.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static json_tokener *tok;
 static FILE *devnull;
@@ -27,15 +20,15 @@ static void init(void)
 {
 	tok = json_tokener_new();
 	devnull = fopen("/dev/null", "w");
-	CHECK(tok && devnull);
+	FUZZ_CHECK(tok && devnull);
 	/* Every filter on, so that every test of a record runs. */
 	filter.min_level = MPLOG_DEBUG;
-	CHECK(mt_idset_add(&filter.workers, "0,1,2,7") == 0);
-	CHECK(mt_idset_add(&filter.tasks, "3,17") == 0);
-	CHECK(mt_names_add(&filter.channels, "worker-1,fetcher") == 0);
-	CHECK(mt_streams_add(&filter.streams, "stdout,log") == 0);
+	FUZZ_CHECK(mt_idset_add(&filter.workers, "0,1,2,7") == 0);
+	FUZZ_CHECK(mt_idset_add(&filter.tasks, "3,17") == 0);
+	FUZZ_CHECK(mt_names_add(&filter.channels, "worker-1,fetcher") == 0);
+	FUZZ_CHECK(mt_streams_add(&filter.streams, "stdout,log") == 0);
 	char err[128];
-	CHECK(mt_filter_set_grep(&filter, "fail|SEGV", true, err, sizeof err) == 0);
+	FUZZ_CHECK(mt_filter_set_grep(&filter, "fail|SEGV", true, err, sizeof err) == 0);
 	filter.has_since = filter.has_until = true;
 	filter.since = 1000000000ull;
 	filter.until = 2000000000000000000ull;
@@ -49,20 +42,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *why = NULL;
 	int ret = mt_record_parse(tok, (const char *)data, size, &r, &why);
 	if (ret < 0) {
-		CHECK(ret == -EINVAL && why && *why);
+		FUZZ_CHECK(ret == -EINVAL && why && *why);
 		return 0;
 	}
-	CHECK(ret == 0 && r.root && r.body && r.level <= MPLOG_FATAL);
-	CHECK(strlen(r.body) <= r.body_len);
-	CHECK(r.channel && r.file && r.func && r.signal && r.backtrace && r.service);
-	CHECK(mt_record_channel(&r));
+	FUZZ_CHECK(ret == 0 && r.root && r.body && r.level <= MPLOG_FATAL);
+	FUZZ_CHECK(strlen(r.body) <= r.body_len);
+	FUZZ_CHECK(r.channel && r.file && r.func && r.signal && r.backtrace && r.service);
+	FUZZ_CHECK(mt_record_channel(&r));
 	for (size_t i = 0; i < r.nkv; i++)
-		CHECK(r.kv[i].key && r.kv[i].value);
+		FUZZ_CHECK(r.kv[i].key && r.kv[i].value);
 	(void)mt_filter_match(&filter, &r);
 	mt_format_text(devnull, &r, true, true);
 	mt_format_text(devnull, &r, false, false);
 	struct mt_stats st = {0};
-	CHECK(mt_stats_add(&st, &r) == 0);
+	FUZZ_CHECK(mt_stats_add(&st, &r) == 0);
 	mt_stats_print(&st, 1, true, devnull);
 	mt_stats_print(&st, 1, false, devnull);
 	mt_stats_free(&st);

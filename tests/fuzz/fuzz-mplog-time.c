@@ -2,20 +2,13 @@
  * 8601 date or time, "@EPOCH", or a duration ago. Invariants: "@N" is N
  * seconds exactly; a duration is never after now; a time with "Z" falls
  * in the year it names (no wrap-around). */
+#include "fuzz-check.h"
 #include "mplog-tool.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 #define NS 1000000000ull
 static const uint64_t now = 1764000000ull * NS; /* 2025-11-24 */
@@ -23,25 +16,25 @@ static const uint64_t now = 1764000000ull * NS; /* 2025-11-24 */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *s = strndup((const char *)data, size); /* up to a NUL, as argv */
-	CHECK(s);
+	FUZZ_CHECK(s);
 	size_t n = strlen(s);
 	uint64_t t;
 	if (mt_time_parse(s, now, &t) == 0) {
-		CHECK(n > 0);
+		FUZZ_CHECK(n > 0);
 		if (s[0] == '@') {
 			/* Every digit counted, nothing wrapped. */
 			char *end;
 			unsigned long long secs = strtoull(s + 1, &end, 10);
-			CHECK(!*end && t % NS == 0 && t / NS == secs);
+			FUZZ_CHECK(!*end && t % NS == 0 && t / NS == secs);
 		} else if (n >= 2 && s[n - 1] >= 'a' && s[n - 1] <= 'z' && s[n - 1] != 'z') {
-			CHECK(t <= now); /* a duration ago */
+			FUZZ_CHECK(t <= now); /* a duration ago */
 		} else if (n >= 10 && (s[n - 1] == 'Z' || s[n - 1] == 'z') && s[4] == '-') {
 			/* :60, a leap second, is the next second: maybe Jan 1. */
 			time_t sec = (time_t)(t / NS);
 			struct tm tm, before;
 			time_t sec1 = sec - 1;
-			CHECK(gmtime_r(&sec, &tm) && gmtime_r(&sec1, &before));
-			CHECK(tm.tm_year + 1900 == atoi(s) || before.tm_year + 1900 == atoi(s));
+			FUZZ_CHECK(gmtime_r(&sec, &tm) && gmtime_r(&sec1, &before));
+			FUZZ_CHECK(tm.tm_year + 1900 == atoi(s) || before.tm_year + 1900 == atoi(s));
 		}
 	}
 	free(s);

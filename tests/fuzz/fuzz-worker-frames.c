@@ -7,20 +7,13 @@
  * resync always moves on; a result that decodes iterates exactly its
  * count of items (or nerr errors) inside the frame, and carries no more
  * memfds than items; a chunk's inputs lie inside the body. */
+#include "fuzz-check.h"
 #include "proto-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static bool inside(const void *p, size_t n, const uint8_t *data, size_t size)
 {
@@ -32,39 +25,39 @@ static void result(const uint8_t *b, size_t n)
 	struct mpg__result r;
 	if (mpg__result_decode(b, n, &r) < 0)
 		return;
-	CHECK(r.h.count > 0);
+	FUZZ_CHECK(r.h.count > 0);
 	if (r.fixed) {
-		CHECK(inside(r.fixed, r.h.count * r.h.out_size, b, n));
-		CHECK(r.nerr <= r.h.count);
+		FUZZ_CHECK(inside(r.fixed, r.h.count * r.h.out_size, b, n));
+		FUZZ_CHECK(r.nerr <= r.h.count);
 		struct mpk_reader er;
 		mpk_reader_init(&er, r.errs, r.errs_len);
 		int64_t last = -1;
 		for (uint32_t e = 0; e < r.nerr; e++) {
 			uint32_t rel;
 			struct mpg__raised err;
-			CHECK(mpg__fixed_error_next(&er, &rel, &err));
-			CHECK(rel < r.h.count && (int64_t)rel > last);
-			CHECK(inside(err.msg, err.msg_len, b, n) && err.msg_len < MPG_MAX_MESSAGE);
+			FUZZ_CHECK(mpg__fixed_error_next(&er, &rel, &err));
+			FUZZ_CHECK(rel < r.h.count && (int64_t)rel > last);
+			FUZZ_CHECK(inside(err.msg, err.msg_len, b, n) && err.msg_len < MPG_MAX_MESSAGE);
 			last = rel;
 		}
-		CHECK(er.left == 0);
+		FUZZ_CHECK(er.left == 0);
 		return;
 	}
-	CHECK(r.nshm <= r.h.count);
+	FUZZ_CHECK(r.nshm <= r.h.count);
 	struct mpg__item_iter it;
 	mpg__items_begin(&it, r.items, r.items_len);
 	for (uint32_t i = 0; i < r.h.count; i++) {
 		struct mpg__item item;
-		CHECK(mpg__items_next(&it, &item));
+		FUZZ_CHECK(mpg__items_next(&it, &item));
 		if (item.kind == ITEM_INLINE)
-			CHECK(inside(item.data, item.len, b, n));
+			FUZZ_CHECK(inside(item.data, item.len, b, n));
 		if (item.kind == ITEM_ERROR) {
 			uint64_t ips[MPG_MAX_FRAMES];
-			CHECK(item.err.nips <= MPG_MAX_FRAMES);
+			FUZZ_CHECK(item.err.nips <= MPG_MAX_FRAMES);
 			mpg__raised_ips(&item.err, ips);
 		}
 	}
-	CHECK(it.r.left == 0);
+	FUZZ_CHECK(it.r.left == 0);
 }
 
 static void frame(uint8_t type, const uint8_t *b, size_t n, unsigned nfds)
@@ -77,20 +70,20 @@ static void frame(uint8_t type, const uint8_t *b, size_t n, unsigned nfds)
 	case MSG_CRASH: {
 		struct mpg__crash_head c;
 		if (mpg__crash_decode(b, n, &c, ips) == 0)
-			CHECK(c.nips <= MPG_MAX_FRAMES);
+			FUZZ_CHECK(c.nips <= MPG_MAX_FRAMES);
 		break;
 	}
 	case MSG_STACK: {
 		uint32_t k;
 		if (mpg__stack_decode(b, n, &k, ips) == 0)
-			CHECK(k <= MPG_MAX_FRAMES);
+			FUZZ_CHECK(k <= MPG_MAX_FRAMES);
 		break;
 	}
 	case MSG_MODULES: {
 		struct mpg__modlist l;
 		if (mpg__modlist_decode(b, n, &l) == 0) {
 			for (size_t i = 0; i < l.n; i++)
-				CHECK(l.m[i].path && l.m[i].build_id_len <= 64);
+				FUZZ_CHECK(l.m[i].path && l.m[i].build_id_len <= 64);
 			mpg__modlist_free(&l);
 		}
 		break;
@@ -98,7 +91,7 @@ static void frame(uint8_t type, const uint8_t *b, size_t n, unsigned nfds)
 	case MSG_SERVICE_END: {
 		struct mpg__raised e;
 		if (mpg__service_end_decode(b, n, &e) == 0)
-			CHECK(inside(e.msg, e.msg_len, b, n));
+			FUZZ_CHECK(inside(e.msg, e.msg_len, b, n));
 		break;
 	}
 	case MSG_HELLO:
@@ -112,12 +105,12 @@ static void chunk(const uint8_t *b, size_t n)
 	struct mpg__chunk c;
 	if (mpg__chunk_decode(b, n, &c) < 0)
 		return;
-	CHECK(c.h.count > 0);
-	CHECK(inside(c.ctx, c.ctx_len, b, n));
+	FUZZ_CHECK(c.h.count > 0);
+	FUZZ_CHECK(inside(c.ctx, c.ctx_len, b, n));
 	struct mpg__input in;
 	for (uint32_t i = 0; i < c.h.count && mpg__input_next(&c, &in); i++)
 		if (!in.shm)
-			CHECK(inside(in.data, in.len, b, n));
+			FUZZ_CHECK(inside(in.data, in.len, b, n));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -130,24 +123,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		if (r < 0) {
 			size_t skip = mpg__frame_resync(data + off, size - off);
-			CHECK(skip > 0 && skip <= size - off);
+			FUZZ_CHECK(skip > 0 && skip <= size - off);
 			off += skip;
 			continue;
 		}
-		CHECK(len >= sizeof(struct mpk_frame_header) && len <= size - off);
+		FUZZ_CHECK(len >= sizeof(struct mpk_frame_header) && len <= size - off);
 		struct mpk_frame_header h;
 		memcpy(&h, data + off, sizeof h);
 		/* A copy of exactly the body: reading past it is a bug ASan sees. */
 		size_t n = len - sizeof h;
 		uint8_t *body = malloc(n ? n : 1);
-		CHECK(body);
+		FUZZ_CHECK(body);
 		memcpy(body, data + off + sizeof h, n);
 		frame(h.type, body, n, h.nfds);
 		free(body);
 		off += len;
 	}
 	uint8_t *copy = malloc(size ? size : 1);
-	CHECK(copy);
+	FUZZ_CHECK(copy);
 	memcpy(copy, data, size);
 	chunk(copy, size);
 	free(copy);
