@@ -71,7 +71,7 @@ void mpg__raised_ips(const struct mpg__raised *e, uint64_t ips[MPG_MAX_FRAMES]);
 /* ---- MSG_CHUNK --------------------------------------------------------- */
 /* Body: this head, then if CHUNK_HAS_CTX u64 length and the context's
  * bytes, then 16-aligned the inputs: count * in_size bytes
- * (CHUNK_FIXED_IN) or count items. */
+ * (CHUNK_FIXED_IN) or count items. The decoder checks them all. */
 struct mpg__chunk_head {
 	uint64_t job;
 	uint64_t fn;           /* the task function's address in the worker */
@@ -98,6 +98,7 @@ struct mpg__chunk {
 	const void *ctx;       /* CHUNK_HAS_CTX */
 	uint64_t ctx_len;
 	struct mpk_reader inputs; /* positioned at the first input */
+	unsigned nshm;         /* inputs in memfds: the fds the frame carries */
 };
 int mpg__chunk_decode(const void *body, size_t len, struct mpg__chunk *c);
 struct mpg__input {

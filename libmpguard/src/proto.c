@@ -158,6 +158,19 @@ int mpg__chunk_decode(const void *body, size_t len, struct mpg__chunk *c)
 	    (c->h.out_size == 0 || c->h.out_size > MPK_FRAME_MAX_BODY / c->h.count))
 		return -EBADMSG;
 	c->inputs = r;
+	c->nshm = 0;
+	if (c->h.mode & CHUNK_FIXED_IN)
+		return 0;
+	/* Every input whole, and nothing after them, before a task runs. */
+	struct mpg__input in;
+	for (uint32_t i = 0; i < c->h.count; i++) {
+		if (!mpg__input_next(c, &in))
+			return -EBADMSG;
+		c->nshm += in.shm;
+	}
+	if (c->inputs.left)
+		return -EBADMSG;
+	c->inputs = r;
 	return 0;
 }
 

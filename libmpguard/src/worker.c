@@ -581,7 +581,7 @@ static void fail_all(const char *msg)
 
 static void run_chunk(void)
 {
-	if (mpg__chunk_decode(W.body.data, W.body.len, &W.chunk) < 0)
+	if (mpg__chunk_decode(W.body.data, W.body.len, &W.chunk) < 0 || W.chunk.nshm != W.nfdq)
 		worker_exit(EX_PROTOCOL_ERROR);
 	const struct mpg__chunk_head *h = &W.chunk.h;
 	W.job = h->job;
