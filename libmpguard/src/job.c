@@ -192,7 +192,21 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 	if (job->n == 0) {
 		job->done = true;
 	} else {
+		if (job->cfg.timeout_ms && mpg__minset_add(&p->timeouts, job->cfg.timeout_ms) < 0) {
+			pthread_mutex_unlock(&p->lock);
+			return -ENOMEM;
+		}
 		mpg__progress_start(p, job);
+		if (job->pr == &job->prog && job->prog.on) {
+			if (mpg__minset_add(&p->progress_ns, job->prog.interval_ns) < 0) {
+				if (job->cfg.timeout_ms)
+					mpg__minset_del(&p->timeouts, job->cfg.timeout_ms);
+				pthread_mutex_unlock(&p->lock);
+				return -ENOMEM;
+			}
+			job->tick_ns = job->prog.interval_ns;
+		}
+		job->prev = p->jobs_tail;
 		if (p->jobs_tail)
 			p->jobs_tail->next = job;
 		else

@@ -173,6 +173,20 @@ mpg_error *mpg__failure_error(const struct mpg__failure *f, struct mpg__symcache
 			      const struct mpg__modlist *mods, size_t task, int worker, pid_t pid,
 			      unsigned attempts);
 
+/* ---- minset.c: the smallest of the values jobs hold (0: none) --------- */
+struct mpg__minset_entry {
+	uint64_t v;
+	size_t n;              /* jobs holding v */
+};
+struct mpg__minset {
+	struct mpg__minset_entry *e;
+	size_t len, cap;
+};
+int mpg__minset_add(struct mpg__minset *s, uint64_t v); /* 0 or -ENOMEM */
+void mpg__minset_del(struct mpg__minset *s, uint64_t v);
+uint64_t mpg__minset_min(const struct mpg__minset *s);
+void mpg__minset_free(struct mpg__minset *s);
+
 /* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
 void mpg__fdreg_add(int fd);
 void mpg__fdreg_del(int fd);
@@ -338,7 +352,7 @@ struct mpg__progress_note {
  * then what each kind of call adds. */
 struct job {
 	/* ---- every kind ---- */
-	struct job *next;
+	struct job *next, *prev;    /* the pool's list of jobs not ended */
 	struct mpg_pool *pool;
 	uint64_t id;
 	enum job_kind kind;
@@ -360,6 +374,7 @@ struct job {
 	unsigned pending_callbacks;
 	struct mpg__progress prog;  /* MAP, ARRAY, IMAP: the call's progress */
 	struct mpg__progress *pr;   /* &prog, the pool's submit batch, or NULL */
+	uint64_t tick_ns;           /* its progress interval in the pool's set, or 0 */
 	/* life */
 	bool progress_ended;        /* its end was seen by the progress tracker */
 	bool cancelled;             /* pool aborted/terminated: stop */
@@ -529,6 +544,8 @@ struct mpg_pool {
 	pid_t server_pid;
 
 	struct job *jobs_head, *jobs_tail;
+	struct mpg__minset timeouts;     /* the jobs' time limits, ms */
+	struct mpg__minset progress_ns;  /* the calls' progress intervals */
 	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
 	uint64_t next_job_id;
 	mpg_error *abort_error;

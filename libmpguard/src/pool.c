@@ -41,6 +41,8 @@ static void pool_release(struct mpg_pool *p)
 	if (p->own_log)
 		mplog_aggregator_free(p->log); /* drains every worker's last records */
 	mpg__symcache_free(&p->symcache);
+	mpg__minset_free(&p->timeouts);
+	mpg__minset_free(&p->progress_ns);
 	if (p->workers) {
 		for (unsigned i = 0; i < p->nworkers; i++) {
 			mpk_buf_free(&p->workers[i].in);

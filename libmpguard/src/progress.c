@@ -151,10 +151,8 @@ void mpg__progress_tick(struct mpg_pool *p, uint64_t now)
 uint64_t mpg__progress_tick_ns(const struct mpg_pool *p)
 {
 	uint64_t t = p->subprog.on ? p->subprog.interval_ns : 0;
-	for (const struct job *job = p->jobs_head; job; job = job->next)
-		if (job->pr == &job->prog && job->prog.on && (!t || job->prog.interval_ns < t))
-			t = job->prog.interval_ns;
-	return t;
+	uint64_t calls = mpg__minset_min(&p->progress_ns);
+	return calls && (!t || calls < t) ? calls : t;
 }
 
 bool mpg__progress_final(struct mpg_pool *p, struct job *job)

@@ -65,10 +65,7 @@ void mpg__on_tick(struct mpg_pool *p)
 /* Tick at a tenth of the smallest time limit in use (5 ms to 250 ms). */
 void mpg__update_timer(struct mpg_pool *p)
 {
-	unsigned min = 0;
-	for (const struct job *j = p->jobs_head; j; j = j->next)
-		if (j->cfg.timeout_ms && (!min || j->cfg.timeout_ms < min))
-			min = j->cfg.timeout_ms;
+	uint64_t min = mpg__minset_min(&p->timeouts);
 	uint64_t tick = 0;
 	if (min) {
 		tick = (uint64_t)min * 100000u; /* a tenth, in ns */
