@@ -238,6 +238,70 @@ START_TEST(imap_unordered_yields_every_task_once)
 }
 END_TEST
 
+/* Task 0 waits on a pipe that the caller writes only after it got the
+ * other results it can get (all but the one queued behind task 0 on its
+ * worker): an iterator that saw results only once the call ended never
+ * gets there (the suite's timeout says so). */
+static int gate_fd = -1;
+
+static int waits_for_the_gate(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x;
+	memcpy(&x, in, 8);
+	if (x == 0) {
+		char c;
+		if (read(gate_fd, &c, 1) != 1)
+			return 1;
+	}
+	return mpg_task_set_result(t, &x, 8);
+}
+
+START_TEST(imap_hands_out_results_as_they_complete)
+{
+	int gate[2];
+	ck_assert_int_eq(pipe2(gate, O_CLOEXEC), 0);
+	gate_fd = gate[0]; /* the workers inherit it: forked, not exec'd */
+	mpg_pool *p = new_pool(2);
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_chunksize(o, 1), 0);
+	enum { N = 6 };
+	int64_t x[N];
+	mpg_buf in[N];
+	for (int i = 0; i < N; i++) {
+		x[i] = i;
+		in[i] = (mpg_buf){&x[i], 8};
+	}
+	mpg_iter *it;
+	ck_assert_int_eq(mpg_imap_unordered(p, waits_for_the_gate, in, N, o, &it), 0);
+	size_t index, len;
+	const void *d;
+	const mpg_error *e;
+	bool seen[N] = {false};
+	for (int k = 0; k < N - 2; k++) { /* task 0 is still waiting */
+		ck_assert_int_eq(mpg_iter_next(it, &index, &d, &len, &e), 1);
+		ck_assert_uint_ne(index, 0);
+		ck_assert_ptr_null(e);
+		ck_assert(!seen[index]);
+		seen[index] = true;
+	}
+	ck_assert_int_eq(write(gate[1], "g", 1), 1);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(mpg_iter_next(it, &index, &d, &len, &e), 1);
+		ck_assert(!seen[index]);
+		seen[index] = true;
+	}
+	ck_assert(seen[0]);
+	ck_assert_int_eq(mpg_iter_next(it, &index, &d, &len, &e), 0);
+	mpg_iter_free(it);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	close(gate[0]);
+	close(gate[1]);
+}
+END_TEST
+
 START_TEST(imap_freed_early_leaves_the_pool_usable)
 {
 	mpg_pool *p = new_pool(2);
@@ -495,6 +559,7 @@ static Suite *map_suite(void)
 	tc = tcase_create("imap");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, imap_unordered_yields_every_task_once);
+	tcase_add_test(tc, imap_hands_out_results_as_they_complete);
 	tcase_add_test(tc, imap_freed_early_leaves_the_pool_usable);
 	tcase_add_test(tc, imap_reports_errors_with_their_index_and_calls_the_error_callback);
 	tcase_add_test(tc, large_context_and_many_workers);

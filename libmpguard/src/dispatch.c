@@ -337,6 +337,12 @@ void *mpg__dispatcher_main(void *arg)
 					mpg__worker_flush(p, w);
 			}
 		}
+		/* Iterators waiting for results: one wake-up for all this
+		 * round brought (a job's end wakes its waiters itself). */
+		if (p->wake_waiters) {
+			p->wake_waiters = false;
+			pthread_cond_broadcast(&p->cond);
+		}
 	}
 	stop_server(p);
 	pthread_mutex_unlock(&p->lock);

@@ -60,13 +60,17 @@ static int push_error(struct job *job, mpg_error *err)
 	return 0;
 }
 
-static int push_ready(struct job *job, struct ready r)
+/* A finished task for mpg_iter_next(): its waiter is woken once the
+ * dispatcher has taken in this round's results (dispatch.c), once a batch,
+ * not once a task. */
+static int push_ready(struct mpg_pool *p, struct job *job, struct ready r)
 {
 	if (job->ready_head > 0 && job->ready_head == job->nready)
 		job->ready_head = job->nready = 0;
 	if (grow((void **)&job->ready, job->nready, &job->ready_cap, sizeof *job->ready, 64) < 0)
 		return -ENOMEM;
 	job->ready[job->nready++] = r;
+	p->wake_waiters = true;
 	return 0;
 }
 
@@ -97,7 +101,7 @@ void mpg__fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_error
 		break;
 	case JOB_IMAP:
 		kept = err && !job->user_gone &&
-		       push_ready(job, (struct ready){.index = index, .err = err}) == 0;
+		       push_ready(p, job, (struct ready){.index = index, .err = err}) == 0;
 		break;
 	case JOB_SUBMIT:
 		job->error = err;
@@ -185,7 +189,7 @@ void mpg__task_ok(struct mpg_pool *p, struct job *job, size_t index, const void 
 		break;
 	case JOB_IMAP:
 		if (!job->user_gone &&
-		    push_ready(job, (struct ready){.index = index, .data = data, .len = len,
+		    push_ready(p, job, (struct ready){.index = index, .data = data, .len = len,
 						   .blob = own}) == 0 && own)
 			own->refs++;
 		break;
