@@ -315,6 +315,12 @@ void *mpg__dispatcher_main(void *arg)
 		if (p->state == POOL_STOPPED)
 			break;
 		mpg__update_timer(p);
+		/* Callers waiting for results or for their call's end: one
+		 * wake-up for all that this round brought, not one a task. */
+		if (p->wake_waiters) {
+			p->wake_waiters = false;
+			pthread_cond_broadcast(&p->cond);
+		}
 		pthread_mutex_unlock(&p->lock);
 		int n = epoll_wait(p->epfd, evs, 64, -1);
 		pthread_mutex_lock(&p->lock);
@@ -336,12 +342,6 @@ void *mpg__dispatcher_main(void *arg)
 				if (evs[i].events & EPOLLOUT)
 					mpg__worker_flush(p, w);
 			}
-		}
-		/* Iterators waiting for results: one wake-up for all this
-		 * round brought (a job's end wakes its waiters itself). */
-		if (p->wake_waiters) {
-			p->wake_waiters = false;
-			pthread_cond_broadcast(&p->cond);
 		}
 	}
 	stop_server(p);

@@ -229,11 +229,11 @@ void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
 	else
 		p->jobs_tail = job->prev;
 	job->next = job->prev = NULL;
+	p->wake_waiters = true; /* its caller, at the end of this round */
 	if (job->cfg.timeout_ms)
 		mpg__minset_del(&p->timeouts, job->cfg.timeout_ms);
 	if (job->tick_ns)
 		mpg__minset_del(&p->progress_ns, job->tick_ns);
-	pthread_cond_broadcast(&p->cond);
 	if (job->user_gone) {
 		/* Freed after this round of events: callers up the stack may
 		 * still hold it (a frame's other tasks, the chunk). */

@@ -544,7 +544,7 @@ struct mpg_pool {
 	pid_t server_pid;
 
 	struct job *jobs_head, *jobs_tail;
-	bool wake_waiters;          /* results for an iterator came this round */
+	bool wake_waiters;          /* results or a job's end came this round */
 	struct mpg__minset timeouts;     /* the jobs' time limits, ms */
 	struct mpg__minset progress_ns;  /* the calls' progress intervals */
 	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
