@@ -18,9 +18,11 @@ unsigned mpg__backtrace_here(uint64_t *ips, unsigned max, unsigned skip);
 /* libunwind's first use sets it up (tables, caches): done ahead of time
  * so that the crash handler finds it ready. */
 void mpg__unwind_warm(void);
-/* Append this process's module list (a MSG_MODULES body) to b; returns the
- * number of modules, so callers can tell when a dlopen() added one. */
-unsigned mpg__modules_count(void);
+/* A number that changes whenever a module is loaded or unloaded: the
+ * worker sends its module list again when it has. */
+uint64_t mpg__modules_generation(void);
+/* Append this process's module list (a MSG_MODULES body) to b; the number
+ * of modules, or -1. */
 int mpg__modules_encode(struct mpk_buf *b);
 
 /* Parent side. */

@@ -5,24 +5,32 @@
 #include "crash-int.h"
 
 #include <elf.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <link.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
-static int count_cb(struct dl_phdr_info *info, size_t size, void *data)
+/* glibc counts every load and unload in each dl_phdr_info it hands out:
+ * the first one says whether anything changed, without walking them all
+ * (the worker asks before every chunk). Without those fields, count. */
+static int generation_cb(struct dl_phdr_info *info, size_t size, void *data)
 {
-	(void)info;
-	(void)size;
-	(*(unsigned *)data)++;
+	uint64_t *g = data;
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+		*g = (uint64_t)info->dlpi_adds + (uint64_t)info->dlpi_subs;
+		return 1;
+	}
+	(*g)++;
 	return 0;
 }
 
-unsigned mpg__modules_count(void)
+uint64_t mpg__modules_generation(void)
 {
-	unsigned n = 0;
-	dl_iterate_phdr(count_cb, &n);
-	return n;
+	uint64_t g = 0;
+	dl_iterate_phdr(generation_cb, &g);
+	return g;
 }
 
 static size_t find_build_id(const struct dl_phdr_info *info, const uint8_t **id)

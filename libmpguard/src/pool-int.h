@@ -21,6 +21,14 @@
 /* Chunks in flight per worker: one running, one waiting in the socket, so a
  * worker never idles through a round trip. */
 #define MPG_PIPELINE 2u
+/* Chunks that take less than this are many round trips each: a worker
+ * that is answering (a result within MPG_STREAMING_NS) keeps up to
+ * MPG_PIPELINE_SHORT of them, so it finds the next one waiting instead of
+ * sleeping until the parent answers its last result. One that stops
+ * answering (a slow task) gets no more queued behind it. */
+#define MPG_SHORT_CHUNK_NS 50000.0
+#define MPG_STREAMING_NS 1000000u
+#define MPG_PIPELINE_SHORT 32u
 /* Auto-chunking aims at this much work per message. */
 #define MPG_CHUNK_TARGET_NS 5000000.0
 /* Inline bytes per chunk/results frame; beyond, workers flush early. */
@@ -475,6 +483,7 @@ struct worker {
 		unsigned ninflight;
 		uint64_t tasks_sent;
 		uint64_t tasks_done;        /* results received from this process */
+		uint64_t last_result_ns;    /* when the last of them came */
 		uint64_t ctx_job;           /* job whose context this worker holds */
 	};
 	/* ---- its time limit: the task seen running at the last tick ---- */

@@ -130,6 +130,7 @@ static int apply_results(struct mpg_pool *p, struct worker *w, struct chunk *c,
 	uint64_t first = res->h.first;
 	uint32_t count = res->h.count;
 	w->tasks_done += count;
+	w->last_result_ns = mpg__now_ns();
 	if (res->h.elapsed_ns) {
 		double per = (double)res->h.elapsed_ns / count;
 		job->ns_per_task = job->ns_per_task < 0 ? per : 0.5 * job->ns_per_task + 0.5 * per;

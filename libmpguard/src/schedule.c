@@ -234,16 +234,30 @@ nomem:
 	return -ENOMEM;
 }
 
+/* How many chunks w may have in flight: two, or more of chunks that run
+ * for less than a round trip (measured; unknown counts as long) while it
+ * keeps answering. */
+static unsigned pipeline_depth(const struct worker *w, uint64_t now)
+{
+	const struct chunk *c = w->inflight_tail;
+	if (!c || c->job->ns_per_task < 0 ||
+	    (double)c->count * c->job->ns_per_task >= MPG_SHORT_CHUNK_NS ||
+	    now - w->last_result_ns > MPG_STREAMING_NS)
+		return MPG_PIPELINE;
+	return MPG_PIPELINE_SHORT;
+}
+
 void mpg__schedule(struct mpg_pool *p)
 {
 	if (p->state != POOL_RUNNING && p->state != POOL_CLOSED)
 		return;
 	bool progress = true;
+	uint64_t now = mpg__now_ns();
 	while (progress) {
 		progress = false;
 		for (unsigned i = 0; i < p->nworkers; i++) {
 			struct worker *w = &p->workers[i];
-			if (w->state != W_READY || w->ninflight >= MPG_PIPELINE || w->sock_eof)
+			if (w->state != W_READY || w->ninflight >= pipeline_depth(w, now) || w->sock_eof)
 				continue;
 			if (send_chunk(p, w) > 0)
 				progress = true;

@@ -85,7 +85,7 @@ static struct {
 	uint64_t raise_ips[MPG_MAX_FRAMES];
 	uint32_t raise_nips;
 	volatile bool sending;  /* a frame is half written: the crash handler keeps out */
-	unsigned nmodules;      /* modules the parent knows of */
+	uint64_t modules_gen;   /* the module list the parent knows of */
 	bool logging;           /* a log channel to the parent exists */
 } W;
 
@@ -175,8 +175,8 @@ static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfd
  * dlopen()ed one, so it can symbolize a crash after we are gone. */
 static void send_modules_if_changed(void)
 {
-	unsigned n = mpg__modules_count();
-	if (n == W.nmodules)
+	uint64_t n = mpg__modules_generation();
+	if (n == W.modules_gen)
 		return;
 	struct mpk_buf b = {0};
 	mpk_buf_grow(&b, sizeof(struct mpk_frame_header));
@@ -186,7 +186,7 @@ static void send_modules_if_changed(void)
 				      (uint32_t)(b.len - sizeof(struct mpk_frame_header)), 0);
 		struct iovec iov = {b.data, b.len};
 		send_all(&iov, 1, NULL, 0);
-		W.nmodules = n;
+		W.modules_gen = n;
 	}
 	mpk_buf_free(&b);
 }
