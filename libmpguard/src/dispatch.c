@@ -312,8 +312,10 @@ void *mpg__dispatcher_main(void *arg)
 			}
 		} while (p->ndeliveries);
 		mpg__pool_bury(p);
-		if (p->state == POOL_STOPPED)
+		if (p->state == POOL_STOPPED) {
+			pthread_cond_broadcast(&p->cond); /* the last round's waiters too */
 			break;
+		}
 		mpg__update_timer(p);
 		/* Callers waiting for results or for their call's end: one
 		 * wake-up for all that this round brought, not one a task. */
