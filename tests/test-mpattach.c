@@ -131,17 +131,32 @@ static int run_tool(char **out, const char *arg, ...)
 		_exit(127);
 	}
 	close(fds[1]);
+	/* Read until the tool has exited, not until EOF: a process forked
+	 * meanwhile by another thread of ours (a supervisor starting its fork
+	 * server) holds a copy of the pipe's write end, and EOF never comes. */
+	int pidfd = pidfd_open(pid, 0);
+	ck_assert_int_ge(pidfd, 0);
+	ck_assert_int_eq(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
 	size_t len = 0, cap = 4096;
 	char *buf = malloc(cap);
-	ssize_t n;
-	while ((n = read(fds[0], buf + len, cap - len - 1)) > 0 || (n < 0 && errno == EINTR)) {
-		if (n < 0)
+	for (bool exited = false;;) {
+		ssize_t n = read(fds[0], buf + len, cap - len - 1);
+		if (n > 0) {
+			len += (size_t)n;
+			if (cap - len < 1024)
+				buf = realloc(buf, cap *= 2);
 			continue;
-		len += (size_t)n;
-		if (cap - len < 1024)
-			buf = realloc(buf, cap *= 2);
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n == 0 || exited)
+			break; /* EOF, or all it wrote before it exited */
+		struct pollfd pf[2] = {{.fd = fds[0], .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
+		if (poll(pf, 2, -1) > 0 && (pf[1].revents & POLLIN))
+			exited = true; /* one more read takes what is left */
 	}
 	buf[len] = '\0';
+	close(pidfd);
 	close(fds[0]);
 	int status;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
