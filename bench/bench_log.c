@@ -20,6 +20,7 @@
  * and 99th percentile, under full contention. The ratios are printed
  * against their bars as PASS/FAIL; the exit status is 0 unless something
  * broke (a record lost, a child failed). */
+#include "bench.h"
 #include <mplog.h>
 
 #include <errno.h>
@@ -49,13 +50,6 @@ extern char **environ;
 
 #define BAR_MPLOG_OVER_PY 5.0     /* (1)/(3) throughput: at least */
 #define BAR_MPLOG_OVER_DIRECT 2.0 /* (1)/(2) time: at most */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static uint64_t now_ns(void)
 {
@@ -184,11 +178,11 @@ static int run_mplog(unsigned n, size_t m, const char *path, double *secs, struc
 	/* Children are forked before the aggregator thread starts. */
 	if (mplog_aggregator_start(a) < 0)
 		return -1;
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	close(go[1]);
 	bool ok = reap_all(pids, n, "libmplog");
 	mplog_aggregator_stop(a); /* drains every channel, flushes the file */
-	*secs = now_s() - t0;
+	*secs = bench_now_s() - t0;
 	mplog_aggregator_free(a);
 	ok = ok && read(cp[0], cost, sizeof *cost) == (ssize_t)sizeof *cost;
 	close(cp[0]);
@@ -229,10 +223,10 @@ static int run_direct(unsigned n, size_t m, const char *path, double *secs)
 		}
 	}
 	close(go[0]);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	close(go[1]);
 	bool ok = reap_all(pids, n, "O_APPEND");
-	*secs = now_s() - t0;
+	*secs = bench_now_s() - t0;
 	close(fd);
 	free(pids);
 	return ok ? 0 : -1;

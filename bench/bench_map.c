@@ -10,6 +10,7 @@
  * then the cost of one task per message (chunksize 1) for mpkit and Python.
  * It prints the ratios against their bars as PASS/FAIL; those are reports,
  * so the exit status is 0 unless something broke (wrong results, errors). */
+#include "bench.h"
 #include <mpguard.h>
 
 #include <errno.h>
@@ -38,7 +39,7 @@ extern char **environ;
 
 #define BATCH 1024u   /* inputs per message in the hand-written pool */
 #define INFLIGHT 2u   /* batches queued per worker: one running, one waiting */
-#define MAX_REPEAT 99u
+#define MAX_REPEAT BENCH_MAX_RUNS
 
 #define BAR_PY_OVER_MPKIT 10.0   /* (c)/(a) must be at least this */
 #define BAR_MPKIT_OVER_HAND 2.0  /* (a)/(b) must be at most this */
@@ -52,30 +53,6 @@ struct config {
 	size_t task_count;   /* inputs of the mpkit chunksize=1 run */
 	size_t py_task_count; /* inputs of the Python chunksize=1 run */
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0) {
-		perror("bench_map: clock_gettime");
-		exit(1);
-	}
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(const double *v, unsigned n)
-{
-	double s[MAX_REPEAT];
-	memcpy(s, v, n * sizeof *v);
-	qsort(s, n, sizeof *s, cmp_double);
-	return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
 
 /* Poison the output first so a result never written cannot pass. */
 static void poison(int64_t *out, size_t n)
@@ -119,9 +96,9 @@ static int mpkit_map(mpg_pool *pool, const mpg_options *opts, const int64_t *in,
 {
 	mpg_results *res;
 	poison(out, n);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int r = mpg_map_array(pool, add2_task, in, sizeof *in, n, out, sizeof *out, opts, &res);
-	double t1 = now_s();
+	double t1 = bench_now_s();
 	if (r < 0) {
 		fprintf(stderr, "bench_map: mpg_map_array: %s\n", strerror(-r));
 		return -1;
@@ -430,9 +407,9 @@ static int hpool_map(struct hpool *hp, const int64_t *in, int64_t *out, size_t n
 static int hand_map(struct hpool *hp, const int64_t *in, int64_t *out, size_t n, double *secs)
 {
 	poison(out, n);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int r = hpool_map(hp, in, out, n);
-	double t1 = now_s();
+	double t1 = bench_now_s();
 	if (r < 0 || !verify("hand-written pool", in, out, n))
 		return -1;
 	*secs = t1 - t0;
@@ -704,7 +681,7 @@ int main(int argc, char **argv)
 	hp_started = false;
 	if (hpool_stop(&hp) < 0)
 		goto out;
-	double a = median(ta, cfg.repeat), b = median(tb, cfg.repeat);
+	double a = bench_median(ta, cfg.repeat), b = bench_median(tb, cfg.repeat);
 	row_runs("(a) mpkit mpg_map_array, auto chunking", a, ta, cfg.repeat);
 	row_runs("(b) hand-written fork+pipe, batches of 1024", b, tb, cfg.repeat);
 	fflush(stdout);

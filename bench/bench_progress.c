@@ -10,6 +10,7 @@
  * aggregator's lock, write(2) to a tty. The bar is on when (on)/(off) is at
  * most 1.05. Reported, not enforced: the exit status is 0 unless something
  * broke. */
+#include "bench.h"
 #include <mpguard.h>
 
 #include <errno.h>
@@ -27,29 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_REPEAT 99u
+#define MAX_REPEAT BENCH_MAX_RUNS
 #define BAR_RATIO 1.05
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(const double *v, unsigned n)
-{
-	double s[MAX_REPEAT];
-	memcpy(s, v, n * sizeof *v);
-	qsort(s, n, sizeof *s, cmp_double);
-	return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
-}
 
 static int add2_task(mpg_task *task, const void *in, size_t len, void *userdata)
 {
@@ -87,9 +67,9 @@ static int timed_map(mpg_pool *pool, const mpg_options *o, const int64_t *in, in
 {
 	mpg_results *res;
 	uint64_t b0 = atomic_load(&drawn);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	int r = mpg_map_array(pool, add2_task, in, sizeof *in, n, out, sizeof *out, o, &res);
-	double t1 = now_s();
+	double t1 = bench_now_s();
 	if (r < 0) {
 		fprintf(stdout, "bench_progress: mpg_map_array: %s\n", strerror(-r));
 		return -1;
@@ -182,7 +162,7 @@ int main(int argc, char **argv)
 		    timed_map(pool, on, in, out, count, &ton[i], &bon) < 0 ||
 		    timed_map(pool, fast, in, out, count, &tfast[i], &bfast) < 0)
 			goto out;
-	double moff = median(toff, repeat), mon = median(ton, repeat), mfast = median(tfast, repeat);
+	double moff = bench_median(toff, repeat), mon = bench_median(ton, repeat), mfast = bench_median(tfast, repeat);
 	struct { const char *label; double med; const double *runs; uint64_t bytes; } rows[] = {
 		{"(off) no bar", moff, toff, boff},
 		{"(on)  bar, redrawn every 100 ms", mon, ton, bon},

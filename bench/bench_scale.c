@@ -2,20 +2,13 @@
  * int64s with mpg_map_array() (automatic chunking), and mpg_map() of
  * 100 000 inputs of 1 KiB each returning 1 KiB, at 1, 2, 8 and 64 workers;
  * the ratio is each row's time to the 1-worker row's. Median of 3. */
+#include "bench.h"
 #include <mpguard.h>
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int add2(mpg_task *t, const void *in, size_t len, void *ud)
 {
@@ -37,12 +30,6 @@ static int reverse_kib(mpg_task *t, const void *in, size_t len, void *ud)
 	for (size_t i = 0; i < len; i++)
 		out[i] = b[len - 1 - i];
 	return 0;
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -75,26 +62,25 @@ int main(int argc, char **argv)
 		double ts[3], tk[3];
 		for (int r = 0; r < 3; r++) {
 			mpg_results *res;
-			double t0 = now();
+			double t0 = bench_now_s();
 			if (mpg_map_array(p, add2, x, 8, n_small, y, 8, NULL, &res) < 0)
 				return 1;
-			ts[r] = now() - t0;
+			ts[r] = bench_now_s() - t0;
 			mpg_results_free(res);
-			t0 = now();
+			t0 = bench_now_s();
 			if (mpg_map(p, reverse_kib, in, n_kib, NULL, &res) < 0)
 				return 1;
-			tk[r] = now() - t0;
+			tk[r] = bench_now_s() - t0;
 			mpg_results_free(res);
 		}
-		qsort(ts, 3, sizeof ts[0], cmp);
-		qsort(tk, 3, sizeof tk[0], cmp);
+		double ms = bench_median(ts, 3), mk = bench_median(tk, 3);
 		if (k == 0) {
-			base_small = ts[1];
-			base_kib = tk[1];
+			base_small = ms;
+			base_kib = mk;
 		}
 		printf("  %7u   %7.1f ns/task %5.2fx   %7.2f us/task %5.2fx\n", counts[k],
-		       ts[1] / (double)n_small * 1e9, ts[1] / base_small,
-		       tk[1] / (double)n_kib * 1e6, tk[1] / base_kib);
+		       ms / (double)n_small * 1e9, ms / base_small, mk / (double)n_kib * 1e6,
+		       mk / base_kib);
 		mpg_pool_free(p);
 	}
 	free(x);

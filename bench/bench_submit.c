@@ -5,26 +5,15 @@
  * Pool.apply_async in the same conditions. The issue's bar: the cost at
  * 40 000 queued at most 1.5x the cost at 5 000, loaded; at least 5x faster
  * than apply_async. */
+#include "bench.h"
 #include <mpguard.h>
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int add2(mpg_task *t, const void *in, size_t len, void *ud)
 {
@@ -52,7 +41,7 @@ static void got(size_t index, const void *data, size_t len, void *ud)
 static double run(mpg_pool *p, size_t n)
 {
 	left = n;
-	double t0 = now();
+	double t0 = bench_now_s();
 	for (size_t i = 0; i < n; i++) {
 		int64_t x = (int64_t)i;
 		int r = mpg_submit(p, add2, &x, 8, NULL, got, NULL, NULL, NULL);
@@ -65,7 +54,7 @@ static double run(mpg_pool *p, size_t n)
 	while (left)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
-	return (now() - t0) / (double)n;
+	return (bench_now_s() - t0) / (double)n;
 }
 
 static double python(unsigned workers, size_t n)
@@ -81,38 +70,13 @@ static double python(unsigned workers, size_t n)
 	return s < 0 ? -1 : s / (double)n;
 }
 
-static pid_t hogs[2];
-static void start_hogs(void)
-{
-	for (int i = 0; i < 2; i++) {
-		hogs[i] = fork();
-		if (hogs[i] == 0) {
-			for (volatile unsigned long k = 0;; k++)
-				;
-		}
-	}
-}
-static void stop_hogs(void)
-{
-	for (int i = 0; i < 2; i++) {
-		kill(hogs[i], SIGKILL);
-		waitpid(hogs[i], NULL, 0);
-	}
-}
-
-static int cmp(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
+static struct bench_hogs hogs;
 static double median(mpg_pool *p, size_t n, int reps)
 {
-	double v[16];
+	double v[BENCH_MAX_RUNS];
 	for (int i = 0; i < reps; i++)
 		v[i] = run(p, n);
-	qsort(v, (size_t)reps, sizeof v[0], cmp);
-	return v[reps / 2];
+	return bench_median(v, (unsigned)reps);
 }
 
 int main(int argc, char **argv)
@@ -131,20 +95,20 @@ int main(int argc, char **argv)
 	mpg_options_free(o);
 	(void)run(p, 1000); /* workers up, first-time costs paid */
 	if (argc > 1 && !strcmp(argv[1], "--profile")) { /* the slow case alone, for perf */
-		start_hogs();
+		bench_hogs_start(&hogs);
 		printf("loaded, %zu queued: %.2f us/task\n", large, run(p, large) * 1e6);
-		stop_hogs();
+		bench_hogs_stop(&hogs);
 		mpg_pool_free(p);
 		return 0;
 	}
 	printf("mpg_submit fire and forget, x + 2, %u workers; median of %d\n", workers, reps);
 	for (int loaded = 0; loaded < 2; loaded++) {
 		if (loaded)
-			start_hogs();
+			bench_hogs_start(&hogs);
 		double a = median(p, small, reps), b = median(p, large, reps);
 		double pa = python(workers, small), pb = python(workers, large);
 		if (loaded)
-			stop_hogs();
+			bench_hogs_stop(&hogs);
 		printf("%s:\n", loaded ? "two busy loops on the CPUs" : "quiet");
 		printf("  mpkit  %6zu queued %8.2f us/task   %6zu queued %8.2f us/task   ratio %.2fx (bar <= 1.5x%s)\n",
 		       small, a * 1e6, large, b * 1e6, b / a, loaded ? "" : ", loaded only");
