@@ -45,13 +45,8 @@ void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status)
 		close(mpg__worker_take_fd(w));
 	mpk_buf_free(&w->in);
 
-	char garbage[96];
-	const char *perr = w->protocol_error;
-	if (!perr && w->garbage_run) {
-		snprintf(garbage, sizeof garbage, "worker wrote %zu bytes that are not a valid frame",
-			 w->garbage_run);
-		perr = garbage;
-	}
+	char why[96];
+	const char *perr = mpg__worker_protocol_why(w, why, sizeof why);
 	char msg[256];
 	struct mpg__failure death;
 	mpg__death_failure(status, perr, w->crashed ? &w->crash : NULL, w->crash_ips, msg,

@@ -39,6 +39,9 @@ void mpg__worker_flush(struct mpg_pool *p, struct worker *w);
 int mpg__worker_take_fd(struct worker *w);
 void mpg__worker_drop_fds(struct worker *w, unsigned n);
 void mpg__worker_read(struct mpg_pool *p, struct worker *w);
+/* What w sent that was not the protocol (a malformed frame, garbage), in
+ * words (in buf, or w's own), or NULL if nothing. */
+const char *mpg__worker_protocol_why(const struct worker *w, char *buf, size_t len);
 void mpg__worker_drop_socket(struct mpg_pool *p, struct worker *w);
 void mpg__worker_let_go(struct mpg_pool *p, struct worker *w);
 

@@ -75,13 +75,10 @@ static bool fail_culprit(struct mpg_pool *p, struct worker *w, struct chunk *c, 
 		return false;
 	w->culprit.set = false;
 	w->culprit_failed = true;
-	char msg[160];
-	snprintf(msg, sizeof msg, "%s", w->protocol_error ? w->protocol_error :
-		 "worker wrote bytes that are not a valid frame");
-	if (w->garbage_run && !w->protocol_error)
-		snprintf(msg, sizeof msg, "worker wrote %zu bytes that are not a valid frame",
-			 w->garbage_run);
-	mpg__task_failed(p, w, c->job, index, c->attempts, MPG_ERR_PROTOCOL, 0, 0, msg);
+	char why[96];
+	const char *msg = mpg__worker_protocol_why(w, why, sizeof why);
+	mpg__task_failed(p, w, c->job, index, c->attempts, MPG_ERR_PROTOCOL, 0, 0,
+			 msg ? msg : "worker wrote bytes that are not a valid frame");
 	return true;
 }
 

@@ -285,6 +285,16 @@ static void handle_frame(struct mpg_pool *p, struct worker *w, const struct mpk_
 	}
 }
 
+const char *mpg__worker_protocol_why(const struct worker *w, char *buf, size_t len)
+{
+	if (w->protocol_error)
+		return w->protocol_error;
+	if (!w->garbage_run)
+		return NULL;
+	snprintf(buf, len, "worker wrote %zu bytes that are not a valid frame", w->garbage_run);
+	return buf;
+}
+
 /* Frames in w->in, as far as they are whole. Garbage (bytes that cannot
  * start a frame: seen at its first byte) makes the worker die for it; the
  * frames after it are still taken, so its finished tasks count. */
