@@ -84,7 +84,7 @@ static void read_ctl(struct mpg_pool *p)
 		case FS_SPAWN_FAILED:
 			if (fd >= 0)
 				close(fd);
-			mpg__fdreg_close(&w->sock);
+			mpg__worker_drop_channel(p, w);
 			w->state = W_EMPTY;
 			p->live_workers--;
 			if (p->live_workers == 0 && p->jobs_head)
@@ -339,9 +339,9 @@ void *mpg__dispatcher_main(void *arg)
 				mpg__on_tick(p);
 			} else {
 				struct worker *w = &p->workers[tag >> 8];
-				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				if (kind == TAG_FROM)
 					mpg__worker_read(p, w);
-				if (evs[i].events & EPOLLOUT)
+				else if (kind == TAG_TO)
 					mpg__worker_flush(p, w);
 			}
 		}
