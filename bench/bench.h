@@ -2,6 +2,7 @@
  * CPUs with. Header-only: each benchmark is one program. */
 #pragma once
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,4 +63,33 @@ static inline void bench_hogs_stop(struct bench_hogs *h)
 			waitpid(h->pid[i], NULL, 0);
 		}
 	}
+}
+
+/* Reap one child. Returns its exit status, or -1 if it could not be reaped
+ * or died of a signal (said so). */
+static inline int bench_reap(pid_t pid, const char *what)
+{
+	int st;
+	pid_t r;
+	do
+		r = waitpid(pid, &st, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		fprintf(stderr, "bench: waitpid(%s): %s\n", what, strerror(errno));
+		return -1;
+	}
+	if (WIFEXITED(st))
+		return WEXITSTATUS(st);
+	fprintf(stderr, "bench: %s killed by signal %d\n", what,
+		WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return -1;
+}
+
+static inline int bench_close(int fd)
+{
+	if (fd >= 0 && close(fd) < 0 && errno != EINTR) {
+		perror("bench: close");
+		return -1;
+	}
+	return 0;
 }

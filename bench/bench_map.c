@@ -7,10 +7,13 @@
  *       pipes (about the floor a fork-based pool can hope for),
  *   (c) Python's multiprocessing.Pool.map with its default chunksize
  *       (py_pool_map.py, run as a child process),
- * then the cost of one task per message (chunksize 1) for mpkit and Python.
+ * then the cost of one task per message (chunksize 1) for mpkit, for the
+ * hand-written pool fed one-task messages 64 deep per worker (the floor of
+ * a pool that cannot batch), quiet and with two busy loops, and Python.
  * It prints the ratios against their bars as PASS/FAIL; those are reports,
  * so the exit status is 0 unless something broke (wrong results, errors). */
 #include "bench.h"
+#include "handpool.h"
 #include <mpguard.h>
 
 #include <errno.h>
@@ -37,12 +40,14 @@
 
 extern char **environ;
 
-#define BATCH 1024u   /* inputs per message in the hand-written pool */
+#define BATCH HPOOL_MAX_BATCH /* inputs per message in the hand-written pool */
 #define INFLIGHT 2u   /* batches queued per worker: one running, one waiting */
+#define FLOOR_INFLIGHT HPOOL_MAX_INFLIGHT /* one-task messages per worker, the floor */
 #define MAX_REPEAT BENCH_MAX_RUNS
 
 #define BAR_PY_OVER_MPKIT 10.0   /* (c)/(a) must be at least this */
 #define BAR_MPKIT_OVER_HAND 2.0  /* (a)/(b) must be at most this */
+#define BAR_ONE_OVER_FLOOR 2.0   /* chunksize=1 / the floor must be at most this */
 
 #define LABEL_W 44 /* width of the label column of the table */
 
@@ -123,286 +128,7 @@ static int mpkit_map(mpg_pool *pool, const mpg_options *opts, const int64_t *in,
 	return 0;
 }
 
-/* ---- (b) the hand-written pool -------------------------------------------- */
-
-/* Two pipes per worker (pipes beat AF_UNIX sockets for this here). A batch
- * is an 8-byte count then the inputs; the worker answers with the results
- * alone, so the parent reads them straight into the output array. With at
- * most INFLIGHT batches (~16 KiB) queued in a 64 KiB pipe, writes never
- * block. */
-struct hworker {
-	pid_t pid;
-	int to;                  /* the parent writes batches here */
-	int from;                /* and reads results here */
-	size_t first[INFLIGHT];  /* batches sent, oldest first: where they start */
-	size_t count[INFLIGHT];
-	size_t got;              /* result bytes of the oldest batch read so far */
-	unsigned nq;
-};
-
-struct hpool {
-	unsigned n;
-	struct hworker *w;
-	struct pollfd *pfd;
-};
-
-/* Read exactly n bytes: 1, or 0 on EOF before the first byte, -1 on error
- * or EOF mid-way. Async-signal-safe (used in forked workers). */
-static int read_full(int fd, void *p, size_t n)
-{
-	size_t got = 0;
-	while (got < n) {
-		ssize_t r = read(fd, (char *)p + got, n - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r == 0 && got == 0 ? 0 : -1;
-		got += (size_t)r;
-	}
-	return 1;
-}
-
-/* Write all of iov[0..n) (a pipe may take a big write in pieces). 0 or -1. */
-static int writev_full(int fd, struct iovec *iov, int n)
-{
-	while (n > 0) {
-		ssize_t w = writev(fd, iov, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -1;
-		size_t left = (size_t)w;
-		while (n > 0 && left >= iov->iov_len) {
-			left -= iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (char *)iov->iov_base + left;
-			iov->iov_len -= left;
-		}
-	}
-	return 0;
-}
-
-/* Worker main. The parent has threads (mpkit's dispatcher), so after fork()
- * only async-signal-safe calls are allowed: read, write, _exit. */
-static _Noreturn void hworker_main(int in_fd, int out_fd)
-{
-	int64_t buf[BATCH];
-	for (;;) {
-		uint64_t k;
-		int r = read_full(in_fd, &k, sizeof k);
-		if (r == 0)
-			_exit(0); /* the parent closed: no more work */
-		if (r < 0 || k > BATCH || read_full(in_fd, buf, k * sizeof buf[0]) != 1)
-			_exit(2);
-		for (size_t i = 0; i < k; i++)
-			buf[i] += 2;
-		struct iovec iov = {buf, k * sizeof buf[0]};
-		if (writev_full(out_fd, &iov, 1) < 0)
-			_exit(3); /* the parent is gone */
-	}
-}
-
-/* Reap one child. Returns its exit status, or -1 if it could not be reaped
- * or died of a signal (said so). */
-static int reap(pid_t pid, const char *what)
-{
-	int st;
-	pid_t r;
-	do
-		r = waitpid(pid, &st, 0);
-	while (r < 0 && errno == EINTR);
-	if (r < 0) {
-		fprintf(stderr, "bench_map: waitpid(%s): %s\n", what, strerror(errno));
-		return -1;
-	}
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	fprintf(stderr, "bench_map: %s killed by signal %d\n", what,
-		WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-	return -1;
-}
-
-static int xclose(int fd)
-{
-	if (fd >= 0 && close(fd) < 0 && errno != EINTR) {
-		perror("bench_map: close");
-		return -1;
-	}
-	return 0;
-}
-
-/* Close the pipes (workers see EOF and exit) and reap every worker. */
-static int hpool_stop(struct hpool *hp)
-{
-	int rc = 0;
-	for (unsigned i = 0; i < hp->n; i++) {
-		if (xclose(hp->w[i].to) < 0 || xclose(hp->w[i].from) < 0)
-			rc = -1;
-		hp->w[i].to = hp->w[i].from = -1;
-	}
-	for (unsigned i = 0; i < hp->n; i++) {
-		int st = reap(hp->w[i].pid, "hand-written worker");
-		if (st != 0) {
-			if (st > 0)
-				fprintf(stderr, "bench_map: hand-written worker exited with status %d\n", st);
-			rc = -1;
-		}
-	}
-	free(hp->w);
-	free(hp->pfd);
-	*hp = (struct hpool){0};
-	return rc;
-}
-
-/* Close every fd above stdio but keep_a and keep_b. Async-signal-safe. */
-static int close_all_but(int keep_a, int keep_b)
-{
-	int lo = keep_a < keep_b ? keep_a : keep_b, hi = keep_a < keep_b ? keep_b : keep_a;
-	unsigned from = 3;
-	int keep[2] = {lo, hi};
-	for (int i = 0; i < 2; i++) {
-		if (keep[i] < 3)
-			continue;
-		if ((unsigned)keep[i] > from && close_range(from, (unsigned)keep[i] - 1, 0) < 0)
-			return -1;
-		from = (unsigned)keep[i] + 1;
-	}
-	return close_range(from, ~0u, 0);
-}
-
-static int hpool_start(struct hpool *hp, unsigned n)
-{
-	*hp = (struct hpool){0};
-	hp->w = calloc(n, sizeof *hp->w);
-	hp->pfd = calloc(n, sizeof *hp->pfd);
-	if (!hp->w || !hp->pfd) {
-		fprintf(stderr, "bench_map: out of memory\n");
-		free(hp->w);
-		free(hp->pfd);
-		*hp = (struct hpool){0};
-		return -1;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		int to[2], from[2];
-		if (pipe2(to, O_CLOEXEC) < 0) {
-			perror("bench_map: pipe2");
-			hpool_stop(hp);
-			return -1;
-		}
-		if (pipe2(from, O_CLOEXEC) < 0) {
-			perror("bench_map: pipe2");
-			xclose(to[0]);
-			xclose(to[1]);
-			hpool_stop(hp);
-			return -1;
-		}
-		pid_t pid = fork();
-		if (pid < 0) {
-			perror("bench_map: fork");
-			xclose(to[0]);
-			xclose(to[1]);
-			xclose(from[0]);
-			xclose(from[1]);
-			hpool_stop(hp);
-			return -1;
-		}
-		if (pid == 0) {
-			/* No exec, so O_CLOEXEC does not help: close every inherited fd
-			 * but our two pipe ends (and stdio), or an earlier worker's pipe
-			 * stays open here and that worker never sees EOF. */
-			if (close_all_but(to[0], from[1]) < 0)
-				_exit(127);
-			hworker_main(to[0], from[1]);
-		}
-		hp->w[hp->n++] = (struct hworker){.pid = pid, .to = to[1], .from = from[0]};
-		if (xclose(to[0]) < 0 || xclose(from[1]) < 0) {
-			hpool_stop(hp);
-			return -1;
-		}
-	}
-	return 0;
-}
-
-static int hsend(struct hworker *w, const int64_t *in, size_t *next, size_t n)
-{
-	uint64_t k = n - *next < BATCH ? n - *next : BATCH;
-	struct iovec iov[2] = {{&k, sizeof k}, {(void *)(in + *next), k * sizeof *in}};
-	if (writev_full(w->to, iov, 2) < 0) {
-		fprintf(stderr, "bench_map: write to worker %d: %s\n", (int)w->pid, strerror(errno));
-		return -1;
-	}
-	w->first[w->nq] = *next;
-	w->count[w->nq] = k;
-	w->nq++;
-	*next += k;
-	return 0;
-}
-
-/* Map x+2 over in[0..n) into out with the hand-written pool. */
-static int hpool_map(struct hpool *hp, const int64_t *in, int64_t *out, size_t n)
-{
-	size_t next = 0, done = 0;
-	for (unsigned i = 0; i < hp->n; i++)
-		while (hp->w[i].nq < INFLIGHT && next < n)
-			if (hsend(&hp->w[i], in, &next, n) < 0)
-				return -1;
-	while (done < n) {
-		for (unsigned i = 0; i < hp->n; i++)
-			hp->pfd[i] = (struct pollfd){.fd = hp->w[i].nq ? hp->w[i].from : -1,
-						     .events = POLLIN};
-		if (poll(hp->pfd, hp->n, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("bench_map: poll");
-			return -1;
-		}
-		for (unsigned i = 0; i < hp->n; i++) {
-			struct hworker *w = &hp->w[i];
-			if (!hp->pfd[i].revents)
-				continue;
-			/* One read for whatever came back, across both batches. */
-			struct iovec iov[INFLIGHT];
-			int niov = 0;
-			for (unsigned q = 0; q < w->nq; q++, niov++) {
-				size_t skip = q == 0 ? w->got : 0;
-				iov[q] = (struct iovec){(char *)(out + w->first[q]) + skip,
-							w->count[q] * sizeof *out - skip};
-			}
-			ssize_t r = readv(w->from, iov, niov);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				fprintf(stderr, "bench_map: worker %d: %s\n", (int)w->pid,
-					r < 0 ? strerror(errno) : "died");
-				return -1;
-			}
-			size_t left = (size_t)r;
-			while (left) {
-				size_t need = w->count[0] * sizeof *out - w->got;
-				if (left < need) {
-					w->got += left;
-					break;
-				}
-				left -= need;
-				w->got = 0;
-				done += w->count[0];
-				w->nq--;
-				if (w->nq) {
-					w->first[0] = w->first[1];
-					w->count[0] = w->count[1];
-				}
-			}
-			/* Refill at once, so the worker never waits for us. */
-			while (w->nq < INFLIGHT && next < n)
-				if (hsend(w, in, &next, n) < 0)
-					return -1;
-		}
-	}
-	return 0;
-}
+/* ---- (b) the hand-written pool (handpool.c) ------------------------------ */
 
 static int hand_map(struct hpool *hp, const int64_t *in, int64_t *out, size_t n, double *secs)
 {
@@ -458,14 +184,14 @@ static int python_map(unsigned workers, size_t count, size_t chunksize, double *
 		}
 		posix_spawn_file_actions_destroy(&fa);
 	}
-	if (xclose(pfd[1]) < 0 || r != 0) {
-		xclose(pfd[0]);
+	if (bench_close(pfd[1]) < 0 || r != 0) {
+		bench_close(pfd[0]);
 		if (r == ENOENT)
 			return 1;
 		if (r != 0)
 			fprintf(stderr, "bench_map: cannot run python3: %s\n", strerror(r));
 		if (pid > 0)
-			reap(pid, "python3");
+			bench_reap(pid, "python3");
 		return -1;
 	}
 
@@ -486,9 +212,9 @@ static int python_map(unsigned workers, size_t count, size_t chunksize, double *
 	}
 	out[len] = '\0';
 	/* Closed before the wait: if it had more to say, it gets EPIPE, not a hang. */
-	if (xclose(pfd[0]) < 0)
+	if (bench_close(pfd[0]) < 0)
 		read_ok = false;
-	int st = reap(pid, "python3 " BENCH_PY);
+	int st = bench_reap(pid, "python3 " BENCH_PY);
 	if (st == 127)
 		return 1; /* e.g. a pyenv shim with no python3 behind it */
 	if (st != 0) {
@@ -665,7 +391,7 @@ int main(int argc, char **argv)
 		perror("bench_map: signal(SIGPIPE)");
 		goto out;
 	}
-	if (hpool_start(&hp, cfg.workers) < 0)
+	if (hpool_start(&hp, cfg.workers, BATCH, INFLIGHT) < 0)
 		goto out;
 	hp_started = true;
 
@@ -701,14 +427,42 @@ int main(int argc, char **argv)
 		printf("  (c)/(a) = n/a  (python3 not found)\n");
 	ratio("(a)/(b)", a / b, false, BAR_MPKIT_OVER_HAND);
 
-	printf("per-task overhead, chunking off (one task per message)\n");
+	printf("per-task overhead, chunking off (one task per message), median of %u\n",
+	       cfg.repeat);
 	fflush(stdout);
-	double t1;
-	if (mpkit_map(pool, opts1, in, out, cfg.task_count, &t1) < 0)
+	double us_mpkit = 0;
+	if (hpool_start(&hp, cfg.workers, 1, FLOOR_INFLIGHT) < 0)
 		goto out;
-	double us_mpkit = t1 * 1e6 / (double)cfg.task_count;
-	printf("  %-22s %8zu tasks %8.2f us/task\n", "mpkit chunksize=1", cfg.task_count, us_mpkit);
-	fflush(stdout);
+	hp_started = true;
+	for (int loaded = 0; loaded < 2; loaded++) {
+		struct bench_hogs hogs;
+		if (loaded)
+			bench_hogs_start(&hogs);
+		for (unsigned i = 0; i < cfg.repeat; i++) {
+			if (mpkit_map(pool, opts1, in, out, cfg.task_count, &ta[i]) < 0 ||
+			    hand_map(&hp, in, out, cfg.task_count, &tb[i]) < 0) {
+				if (loaded)
+					bench_hogs_stop(&hogs);
+				goto out;
+			}
+		}
+		if (loaded)
+			bench_hogs_stop(&hogs);
+		double us_one = bench_median(ta, cfg.repeat) * 1e6 / (double)cfg.task_count;
+		double us_floor = bench_median(tb, cfg.repeat) * 1e6 / (double)cfg.task_count;
+		if (!loaded)
+			us_mpkit = us_one;
+		printf(" %s:\n", loaded ? "two busy loops on the CPUs" : "quiet");
+		printf("  %-34s %8zu tasks %8.2f us/task\n", "mpkit chunksize=1", cfg.task_count,
+		       us_one);
+		printf("  %-34s %8zu tasks %8.2f us/task\n", "hand-written, 1 task/message, 64 deep",
+		       cfg.task_count, us_floor);
+		ratio("mpkit/floor", us_one / us_floor, false, BAR_ONE_OVER_FLOOR);
+		fflush(stdout);
+	}
+	hp_started = false;
+	if (hpool_stop(&hp) < 0)
+		goto out;
 
 	/* Done with mpkit: stop it cleanly (an error here is a bug to see)
 	 * and leave the machine to the last Python run. */
