@@ -221,8 +221,7 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 	else
 		w->out_head = f;
 	w->out_tail = f;
-	mpg__worker_flush(p, w);
-	return 1;
+	return 1; /* mpg__schedule() flushes, all of a round's frames at once */
 
 nomem:
 	for (unsigned i = 0; f && i < f->nfds; i++)
@@ -263,6 +262,10 @@ void mpg__schedule(struct mpg_pool *p)
 				progress = true;
 		}
 	}
+	/* One write for each worker's frames of this round. */
+	for (unsigned i = 0; i < p->nworkers; i++)
+		if (p->workers[i].out_head && !p->workers[i].want_out)
+			mpg__worker_flush(p, &p->workers[i]);
 }
 
 /* max_tasks_per_worker: a worker whose quota is done is let go (EOF: it

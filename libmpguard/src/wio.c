@@ -199,32 +199,72 @@ static void want_room(struct mpg_pool *p, struct worker *w, int fd, bool *armed,
 		    TAG_TO | ((uint64_t)w->slot << 8));
 }
 
-void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
+/* Frames are written as many at a time as are queued (up to FLUSH_IOV
+ * pieces): the worker reads them in one read too. */
+#define FLUSH_IOV 64
+
+/* Pieces of the frames from w->out_head on into iov, each frame's fds sent
+ * first; their count, 0 if none could go (*err: -EAGAIN for the socket, or
+ * the socket's error). */
+static int gather(struct worker *w, struct iovec *iov, int *err)
 {
-	while (w->out_head && w->to >= 0 && !w->from_eof) {
-		struct outframe *f = w->out_head;
-		if (f->sent == 0 && f->nfds && !f->fds_sent) {
+	int niov = 0;
+	*err = 0;
+	for (struct outframe *f = w->out_head; f && niov + 2 <= FLUSH_IOV; f = f->next) {
+		if (f->nfds && !f->fds_sent) {
 			int r = send_fds(w, f->fds, f->nfds);
-			if (r == -EAGAIN) {
-				/* Rare: a worker has not taken many fds yet. */
-				want_room(p, w, w->sock, &w->want_sock_out, true);
-				return;
-			}
 			if (r < 0) {
-				free_outframes(w); /* the worker is gone; its exit report follows */
+				*err = r;
 				break;
 			}
 			f->fds_sent = true;
-			want_room(p, w, w->sock, &w->want_sock_out, false);
 		}
 		size_t own = f->len - f->ext_len;
-		struct iovec iov[2];
-		int niov = 0;
 		if (f->sent < own)
 			iov[niov++] = (struct iovec){f->data + f->sent, own - f->sent};
 		if (f->ext_len) {
 			size_t done = f->sent > own ? f->sent - own : 0;
 			iov[niov++] = (struct iovec){(void *)(f->ext + done), f->ext_len - done};
+		}
+	}
+	return niov;
+}
+
+/* n bytes went: free the frames wholly sent. */
+static void sent(struct mpg_pool *p, struct worker *w, size_t n)
+{
+	p->stats.socket_bytes += n;
+	while (n) {
+		struct outframe *f = w->out_head;
+		size_t k = f->len - f->sent < n ? f->len - f->sent : n;
+		f->sent += k;
+		n -= k;
+		if (f->sent < f->len)
+			break;
+		w->out_head = f->next;
+		if (!w->out_head)
+			w->out_tail = NULL;
+		for (unsigned i = 0; i < f->nfds; i++)
+			close(f->fds[i]);
+		free(f->data);
+		free(f);
+		p->stats.messages_sent++;
+	}
+}
+
+void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
+{
+	while (w->out_head && w->to >= 0 && !w->from_eof) {
+		struct iovec iov[FLUSH_IOV];
+		int err, niov = gather(w, iov, &err);
+		if (niov == 0) {
+			if (err == -EAGAIN) {
+				/* Rare: a worker has not taken many fds yet. */
+				want_room(p, w, w->sock, &w->want_sock_out, true);
+				return;
+			}
+			free_outframes(w); /* the worker is gone; its exit report follows */
+			break;
 		}
 		ssize_t n = writev(w->to, iov, niov);
 		if (n < 0) {
@@ -240,18 +280,7 @@ void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
 			free_outframes(w);
 			break;
 		}
-		p->stats.socket_bytes += (uint64_t)n;
-		f->sent += (size_t)n;
-		if (f->sent == f->len) {
-			w->out_head = f->next;
-			if (!w->out_head)
-				w->out_tail = NULL;
-			for (unsigned i = 0; i < f->nfds; i++)
-				close(f->fds[i]);
-			free(f->data);
-			free(f);
-			p->stats.messages_sent++;
-		}
+		sent(p, w, (size_t)n);
 	}
 	want_room(p, w, w->sock, &w->want_sock_out, false);
 	if (!w->out_head)
