@@ -323,9 +323,11 @@ void *mpg__dispatcher_main(void *arg)
 			p->wake_waiters = false;
 			pthread_cond_broadcast(&p->cond);
 		}
+		p->dispatcher_asleep = true;
 		pthread_mutex_unlock(&p->lock);
 		int n = epoll_wait(p->epfd, evs, 64, -1);
 		pthread_mutex_lock(&p->lock);
+		p->dispatcher_asleep = false;
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			uint32_t kind = (uint32_t)(tag & 0xff);

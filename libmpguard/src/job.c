@@ -213,8 +213,14 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 			p->jobs_head = job;
 		p->jobs_tail = job;
 	}
+	/* An awake dispatcher schedules it before it sleeps (it holds the
+	 * lock from waking to sleeping but while callbacks run, and schedules
+	 * after them): only a sleeping one needs the eventfd, once. */
+	bool wake = p->dispatcher_asleep;
+	p->dispatcher_asleep = false;
 	pthread_mutex_unlock(&p->lock);
-	mpg__pool_wake(p);
+	if (wake)
+		mpg__pool_wake(p);
 	return 0;
 }
 

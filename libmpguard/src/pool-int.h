@@ -566,6 +566,7 @@ struct mpg_pool {
 
 	struct job *jobs_head, *jobs_tail;
 	bool wake_waiters;          /* results or a job's end came this round */
+	bool dispatcher_asleep;     /* in epoll_wait(): a new job must wake it */
 	struct mpg__minset timeouts;     /* the jobs' time limits, ms */
 	struct mpg__minset progress_ns;  /* the calls' progress intervals */
 	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
