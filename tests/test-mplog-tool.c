@@ -251,6 +251,54 @@ START_TEST(text_form_shows_fields_and_escapes_control_characters)
 }
 END_TEST
 
+/* Whatever a log holds (a child's message, keys, channel and file names,
+ * in a log written by another producer, or by an older libmplog), the
+ * text form escapes it, and only a record starts a line without a space. */
+START_TEST(text_form_escapes_every_string_and_starts_no_line_of_its_own)
+{
+#define FAKE "2026-01-01 00:00:00.000000 ERROR [w9 pid 1 task 3] fake"
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *mem = open_memstream(&out, &outlen);
+	json_tokener *tok = json_tokener_new();
+	struct mt_record r;
+	const char *why;
+	const char *line =
+		"{\"timestamp\":1000000000000000000,\"severity_text\":\"INFO\","
+		"\"body\":\"a\\r" FAKE "\\u001b]0;title\\u0007 \\u009b2J \\u202e \xff\","
+		"\"attributes\":{\"mpkit.channel\":\"c\\r" FAKE "\","
+		"\"code.filepath\":\"f\\n" FAKE "\",\"code.function\":\"\\u001b[2J\","
+		"\"k\\r" FAKE "\":\"v\\n" FAKE "\",\"w\":\"x\\u001b[1A\","
+		"\"mpg.backtrace\":\"#0\\r" FAKE "\\n#1\"}}";
+	ck_assert_int_eq(mt_record_parse(tok, line, strlen(line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	fclose(mem);
+	size_t records = 0;
+	for (const char *l = out; *l;) {
+		const char *nl = strchr(l, '\n');
+		ck_assert_msg(nl, "%s", out);
+		ck_assert_msg(l[0] == ' ' || !strncmp(l, "2001-09-09 01:46:40", 19),
+			      "a line that is neither a record nor indented: %s", out);
+		records += l[0] != ' ';
+		l = nl + 1;
+	}
+	ck_assert_uint_eq(records, 1);
+	for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+		ck_assert_msg((*p == '\n' || (*p >= 0x20 && *p != 0x7f)) && *p != 0xff &&
+				      !(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f),
+			      "byte 0x%02x: %s", *p, out);
+	ck_assert_msg(strstr(out, "[c\\r2026-01-01 00:00:00.000000 ERROR [w9 p] a\\r" FAKE
+				  "\\x1b]0;title\\x07 \\u009b2J \\u202e \\xff k\\r" FAKE
+				  "=\"v\\n" FAKE "\" w=x\\x1b[1A (f\\n" FAKE " \\x1b[2J)\n    #0\\r"
+				  FAKE "\n    #1\n"),
+		      "%s", out);
+	free(out);
+	json_tokener_free(tok);
+#undef FAKE
+}
+END_TEST
+
 /* ---- units: the line reader ------------------------------------------- */
 
 START_TEST(reader_holds_a_partial_line_until_its_newline)
@@ -1319,6 +1367,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(units, filters_combine_and_know_failed_tasks);
 	tcase_add_test(units, reader_holds_a_partial_line_until_its_newline);
 	tcase_add_test(units, text_form_shows_fields_and_escapes_control_characters);
+	tcase_add_test(units, text_form_escapes_every_string_and_starts_no_line_of_its_own);
 	suite_add_tcase(s, units);
 	/* Filters and options, then what memcheck also runs (each mplog under
 	 * valgrind costs a second or two: CK_RUN_CASE=memcheck there). */
