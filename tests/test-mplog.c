@@ -577,6 +577,42 @@ START_TEST(text_shows_what_children_send_escaped_and_cannot_be_given_a_fake_reco
 }
 END_TEST
 
+/* ---- reserved keys ------------------------------------------------------ */
+
+static int log_forged_keys(int arg)
+{
+	(void)arg;
+	mplog_kv kv[] = {{"mpg.kind", "signaled"}, {"mpg.task", "3"},     {"process.pid", "1"},
+			 {"mpkit.worker", "9"},    {"mplog.error", "x"},  {"mplog.dropped", "2"},
+			 {"code.lineno", "7"},     {"mpgx", "plain"},     {"user", "alice"}};
+	return mplog_error_kv(kv, 9, "forged") != 0;
+}
+
+START_TEST(reserved_keys_from_a_child_are_renamed_and_the_parents_kept)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "w0", 0, 0, log_forged_keys, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	mplog_kv kv[] = {{"mpg.kind", "raised"}, {"mplog.error", "protocol"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, kv, 2, "parent's"), 0);
+	mplog_writer_free(w);
+	ck_assert_uint_eq(c.n, 2);
+	ck_assert_str_eq(c.v[0].msg, "forged");
+	ck_assert_str_eq(c.v[0].kvs, "child.mpg.kind=signaled;child.mpg.task=3;child.process.pid=1;"
+				     "child.mpkit.worker=9;child.mplog.error=x;mplog.dropped=2;"
+				     "child.code.lineno=7;mpgx=plain;user=alice;");
+	ck_assert_int_eq(c.v[0].pid, pid);
+	ck_assert_str_eq(c.v[1].kvs, "mpg.kind=raised;mplog.error=protocol;");
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* ---- JSON lines ---------------------------------------------------------- */
 
 static int log_nasty(int arg)
@@ -789,6 +825,7 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);
 	tcase_add_test(tc, text_puts_a_value_of_several_lines_below_the_record);
 	tcase_add_test(tc, text_shows_what_children_send_escaped_and_cannot_be_given_a_fake_record);
+	tcase_add_test(tc, reserved_keys_from_a_child_are_renamed_and_the_parents_kept);
 	tcase_add_test(tc, json_lines_parse_back_with_python_and_escape_any_bytes);
 	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
 	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);

@@ -102,7 +102,17 @@ typedef enum mplog_stream {
 	MPLOG_STREAM_STDERR = 2, /* a line the child wrote to its fd 2 */
 } mplog_stream;
 
-/** One structured key-value of a record; both strings NUL-terminated. */
+/** One structured key-value of a record; both strings NUL-terminated.
+ *
+ * Reserved keys: "mpg.*", "mpkit.*" and "mplog.*" (but "mplog.dropped",
+ * which a child's writer sends about its own pipe) are the library's own
+ * (a pool's failure records: "mpg.kind", "mpg.task", ...), and so are the
+ * attributes the JSON format makes of a record's fields ("process.pid",
+ * "code.filepath", "code.lineno", "code.function", "log.iostream"). A
+ * record that comes from a child (through a channel of an aggregator)
+ * keeps such a key renamed "child." KEY ("child.mpg.kind"), so that no
+ * child passes for the parent; the parent's own records (through
+ * mplog_aggregator_writer()) keep their keys. Since 0.1. */
 typedef struct mplog_kv {
 	const char *key;
 	const char *value;
@@ -325,7 +335,12 @@ typedef struct mplog_sink mplog_sink;
 typedef enum mplog_format {
 	/* Text for humans, a line per record: time, level, worker/pid/task,
 	 * message, key-values, source location; a message or value of several
-	 * lines continues on indented lines below. */
+	 * lines continues on indented lines below (only a record's line starts
+	 * without a space). What came from a child is escaped so that it
+	 * cannot drive a terminal: newline and carriage return as \n and \r,
+	 * other control characters and bytes that are not valid UTF-8 as
+	 * \xNN, C1 controls and the bidi and line separator characters as
+	 * \uXXXX. */
 	MPLOG_FORMAT_TEXT = 0,
 	/* JSON lines, one object per record, OpenTelemetry log data model:
 	 * "timestamp", "observed_timestamp" (integers, ns since the epoch),
@@ -335,7 +350,8 @@ typedef enum mplog_format {
 	 * "mpkit.task", "mpkit.channel", "code.filepath", "code.lineno",
 	 * "code.function", "log.iostream" ("stdout"/"stderr", for captured
 	 * lines only), then the record's key-values as strings (a key equal
-	 * to one of those names is written twice). Unknown values (worker or
+	 * to one of those names, which only the parent's own records can
+	 * have, see mplog_kv, is written twice). Unknown values (worker or
 	 * task -1, no source location) are left out. Bytes that are not valid
 	 * UTF-8 become U+FFFD; control characters are escaped. */
 	MPLOG_FORMAT_JSON = 1,

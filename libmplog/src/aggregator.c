@@ -686,6 +686,49 @@ static const char *scratch_str(mplog_aggregator *a, struct mplog__str s)
 	return d;
 }
 
+static bool str_is(struct mplog__str s, const char *lit)
+{
+	return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
+}
+
+static bool str_starts(struct mplog__str s, const char *lit)
+{
+	return s.n >= strlen(lit) && memcmp(s.p, lit, strlen(lit)) == 0;
+}
+
+/* Keys only the parent's side writes (mplog.h, "Reserved keys"): the
+ * pool's and the aggregator's own (mpg.*, mplog.*), and the attributes
+ * the JSON sink makes of a record's fields. mplog.dropped is the child's
+ * own writer reporting on its own pipe. */
+static bool reserved_key(struct mplog__str k)
+{
+	static const char *const names[] = {"process.pid", "code.filepath", "code.lineno",
+					    "code.function", "log.iostream"};
+	if (str_starts(k, "mpg.") || str_starts(k, "mpkit."))
+		return true;
+	if (str_starts(k, "mplog."))
+		return !str_is(k, "mplog.dropped");
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (str_is(k, names[i]))
+			return true;
+	return false;
+}
+
+#define CHILD_PREFIX "child."
+
+/* A key a child sent, "child."-prefixed when it is reserved (room for
+ * the prefix reserved): kept, but never taken for the parent's. */
+static const char *scratch_key(mplog_aggregator *a, struct mplog__str k)
+{
+	if (!reserved_key(k))
+		return scratch_str(a, k);
+	char *d = (char *)a->scratch.data + a->scratch.len;
+	memcpy(d, CHILD_PREFIX, sizeof CHILD_PREFIX - 1);
+	a->scratch.len += sizeof CHILD_PREFIX - 1;
+	scratch_str(a, k);
+	return d;
+}
+
 void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 		 const struct mplog__parts *p)
 {
@@ -698,8 +741,8 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 	struct mplog__str chan = {ch ? ch->name : "", ch ? (uint32_t)strlen(ch->name) : 0};
 	/* Reserve everything first so the pointers into scratch stay valid. */
 	size_t need = (size_t)p->file.n + p->func.n + p->msg.n + chan.n + 4;
-	if (p->kv_from)
-		need += p->kv_from->kvs_len; /* >= the strings plus their NULs */
+	if (p->kv_from) /* >= the strings plus their NULs, and a prefix each */
+		need += p->kv_from->kvs_len + p->nkv * (sizeof CHILD_PREFIX - 1);
 	else
 		for (size_t i = 0; i < 2 * p->nkv; i++)
 			need += (size_t)p->kv[i].n + 1;
@@ -741,7 +784,9 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 			k = p->kv[2 * i];
 			v = p->kv[2 * i + 1];
 		}
-		a->kvp[2 * i] = scratch_str(a, k);
+		/* A child's record: from a channel, decoded (the aggregator's own
+		 * protocol errors come with a channel too, but not decoded). */
+		a->kvp[2 * i] = ch && p->kv_from ? scratch_key(a, k) : scratch_str(a, k);
 		a->kvp[2 * i + 1] = scratch_str(a, v);
 	}
 	for (size_t i = 0; i < a->nsinks; i++)

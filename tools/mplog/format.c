@@ -77,7 +77,8 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 /* Shown in the brackets or below the line already. */
 static bool hidden_kv(const struct mt_record *r, const char *key)
 {
-	return !strcmp(key, "mpg.backtrace") || !strcmp(key, "mpg.service") ||
+	return (*r->backtrace && !strcmp(key, "mpg.backtrace")) ||
+	       (*r->service && !strcmp(key, "mpg.service")) ||
 	       (r->kind && (!strcmp(key, "mpg.task") || !strcmp(key, "mpg.worker") ||
 			    !strcmp(key, "mpg.pid")));
 }
