@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -547,6 +548,105 @@ START_TEST(socket_refuses_another_uid)
 	ck_assert_int_eq(field(pool, "pid"), getpid());
 	json_object_put(pool);
 	mpg_pool_free(p);
+}
+END_TEST
+
+/* The control socket of this process's only pool, into path. */
+static void pool_socket(char *path, size_t size)
+{
+	char dir[128], prefix[32];
+	snprintf(dir, sizeof dir, "%s/mpkit", rundir);
+	snprintf(prefix, sizeof prefix, "%d.", (int)getpid());
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			break;
+	ck_assert_ptr_nonnull(e);
+	snprintf(path, size, "%s/%s", dir, e->d_name);
+	closedir(d);
+}
+
+/* One request on a fresh connection; the reply line into buf. */
+static void ask_once(const char *path, const char *req, char *buf, size_t size)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_eq(send(s, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	ssize_t n, got = 0;
+	while (!memchr(buf, '\n', (size_t)got) && (n = read(s, buf + got, size - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	close(s);
+}
+
+/* The grant is for the process that connected: one that has exited left
+ * its pid free for another process, which must not be named. Here the
+ * connection outlives it (a child of its holds the socket) and asks. */
+START_TEST(a_ptrace_grant_goes_only_to_a_live_peer)
+{
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); /* the grandchild is ours */
+	mpg_pool *p = new_pool(1, 0);
+	char path[512], reply[512];
+	pool_socket(path, sizeof path);
+	/* From a live peer, the grant is made. */
+	ask_once(path, "ptrace 0\n", reply, sizeof reply);
+	ck_assert_msg(strstr(reply, "\"ok\":true"), "%s", reply);
+
+	int go[2], res[2];
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	pid_t connector = fork();
+	ck_assert_int_ge(connector, 0);
+	if (connector == 0) {
+		/* Forked from a threaded process: system calls only. */
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+			_exit(3);
+		pid_t asker = fork();
+		if (asker < 0)
+			_exit(4);
+		if (asker == 0) {
+			char c, r[512];
+			if (read(go[0], &c, 1) != 1) /* the connector is gone */
+				_exit(5);
+			if (send(s, "ptrace 0\n", 9, MSG_NOSIGNAL) != 9)
+				_exit(6);
+			ssize_t n = read(s, r, sizeof r);
+			(void)!write(res[1], r, n > 0 ? (size_t)n : 0);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	close(go[0]);
+	close(res[1]);
+	int status;
+	ck_assert_int_eq(waitpid(connector, &status, 0), connector);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	/* Reaped: its pid may be anyone's now. */
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ssize_t n, got = 0;
+	while ((n = read(res[0], reply + got, sizeof reply - 1 - (size_t)got)) > 0)
+		got += n;
+	reply[got] = '\0';
+	close(res[0]);
+	ck_assert_int_gt(waitpid(-1, &status, 0), 0); /* the asker */
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "has exited"), "%s", reply);
+	char want[64];
+	snprintf(want, sizeof want, "(pid %d)", (int)connector);
+	ck_assert_msg(strstr(reply, want), "%s", reply);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
 }
 END_TEST
 
@@ -1191,6 +1291,7 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pause_ends_at_its_timeout);
 	tcase_add_test(tc, tool_errors_are_clear);
 	tcase_add_test(tc, socket_refuses_another_uid);
+	tcase_add_test(tc, a_ptrace_grant_goes_only_to_a_live_peer);
 	tcase_add_test(tc, a_pid_without_a_pool_of_ours_is_explained);
 	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
