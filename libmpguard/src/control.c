@@ -208,13 +208,6 @@ static int find_slot(struct mpg__control *ctl, struct client *c, const struct mp
 	return -1;
 }
 
-/* Is Yama active? Only then does PR_SET_PTRACER mean anything, and its
- * EINVAL "no such process". */
-static bool yama_active(void)
-{
-	return access("/proc/sys/kernel/yama/ptrace_scope", F_OK) == 0;
-}
-
 /* Has the process that connected exited (its pid free to be reused)? */
 static bool peer_gone(const struct client *c)
 {
@@ -287,20 +280,16 @@ static void do_ptrace(struct mpg__control *ctl, struct client *c, const struct m
 	int err = ask_grant(ctl, c, slot, sl, c->pid);
 	if (err < 0)
 		return;
-	bool yama = yama_active();
-	if (err == 0 && peer_gone(c)) {
+	if (peer_gone(c)) {
 		/* Named while it lived, or the pid's next owner: take it back. */
-		if (ask_grant(ctl, c, slot, sl, 0) < 0)
+		if (err == 0 && ask_grant(ctl, c, slot, sl, 0) < 0)
 			return;
 		reply_error(c, "no ptrace grant: the process that connected (pid %d) exited "
 			       "during the grant", (int)c->pid);
 		return;
 	}
-	if (err == EINVAL && yama) {
-		reply_error(c, "%s %d could not grant ptrace to pid %d: no such process to "
-			       "Yama", t->slot_noun, slot, (int)c->pid);
-		return;
-	}
+	/* It lived before and after, so its pid was its own throughout:
+	 * EINVAL, which under Yama would mean no such process, means no Yama. */
 	if (err && err != EINVAL) {
 		reply_error(c, "%s %d could not grant ptrace: %s", t->slot_noun, slot, strerror(err));
 		return;
@@ -308,7 +297,7 @@ static void do_ptrace(struct mpg__control *ctl, struct client *c, const struct m
 	struct mpk_buf b = {0};
 	/* EINVAL without Yama: nothing to grant; ptrace's usual rules apply. */
 	mpk_buf_printf(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
-		(int)pid, yama ? "true" : "false", (int)c->pid);
+		(int)pid, err == EINVAL ? "false" : "true", (int)c->pid);
 	reply(c, &b);
 	mpk_buf_free(&b);
 }
