@@ -273,6 +273,14 @@ START_TEST(text_form_escapes_every_string_and_starts_no_line_of_its_own)
 	ck_assert_int_eq(mt_record_parse(tok, line, strlen(line), &r, &why), 0);
 	mt_format_text(mem, &r, false, true);
 	mt_record_clear(&r);
+	/* A failed task's record, the parent's (no channel): its backtrace
+	 * below, on indented lines. */
+	line = "{\"timestamp\":1000000000000000000,\"severity_text\":\"ERROR\","
+	       "\"body\":\"m\\n" FAKE "\",\"attributes\":{\"mpg.kind\":\"raised\","
+	       "\"mpg.backtrace\":\"#0\\r" FAKE "\\n" FAKE "\\n\"}}";
+	ck_assert_int_eq(mt_record_parse(tok, line, strlen(line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
 	fclose(mem);
 	size_t records = 0;
 	for (const char *l = out; *l;) {
@@ -283,15 +291,16 @@ START_TEST(text_form_escapes_every_string_and_starts_no_line_of_its_own)
 		records += l[0] != ' ';
 		l = nl + 1;
 	}
-	ck_assert_uint_eq(records, 1);
+	ck_assert_uint_eq(records, 2);
 	for (const unsigned char *p = (const unsigned char *)out; *p; p++)
 		ck_assert_msg((*p == '\n' || (*p >= 0x20 && *p != 0x7f)) && *p != 0xff &&
 				      !(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f),
 			      "byte 0x%02x: %s", *p, out);
 	ck_assert_msg(strstr(out, "[c\\r2026-01-01 00:00:00.000000 ERROR [w9 p] a\\r" FAKE
 				  "\\x1b]0;title\\x07 \\u009b2J \\u202e \\xff k\\r" FAKE
-				  "=\"v\\n" FAKE "\" w=x\\x1b[1A (f\\n" FAKE " \\x1b[2J)\n    #0\\r"
-				  FAKE "\n    #1\n"),
+				  "=\"v\\n" FAKE "\" w=x\\x1b[1A mpg.backtrace=\"#0\\r" FAKE "\\n#1\" (f\\n"
+				  FAKE " \\x1b[2J)\n2001-09-09 01:46:40.000000 ERROR m\n    " FAKE
+				  " mpg.kind=raised\n    #0\\r" FAKE "\n    " FAKE "\n"),
 		      "%s", out);
 	free(out);
 	json_tokener_free(tok);
