@@ -1,0 +1,248 @@
+/* File descriptors as a fault of the environment: a pool whose workers
+ * cannot be replaced for want of fds returns and comes back once fds are
+ * free; a pool that cannot start fails cleanly. */
+#include "mpk-test.h"
+#include <mpguard.h>
+#include <mplog.h>
+
+#include <pthread.h>
+#include <time.h>
+
+static void set_fd_limit(rlim_t soft)
+{
+	struct rlimit rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = soft;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+static int echo(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)ud;
+	return mpg_task_set_result(t, in, len);
+}
+
+static int die(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)t; (void)in; (void)len; (void)ud;
+	_exit(3);
+}
+
+static int which_worker(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	unsigned slot = mpg_task_worker(t);
+	return mpg_task_set_result(t, &slot, sizeof slot);
+}
+
+/* The pool's records about starting workers. */
+struct starts {
+	pthread_mutex_t lock;
+	unsigned warn[2];  /* "could not be started", EMFILE, per slot */
+	unsigned gave_up;  /* ERROR: tasks failed for want of a worker */
+};
+
+static void count_starts(const mplog_record *r, void *ud)
+{
+	struct starts *s = ud;
+	const char *err = mplog_record_kv_get(r, "mpg.errno");
+	const char *wk = mplog_record_kv_get(r, "mpg.worker");
+	const char *msg = mplog_record_message(r, NULL);
+	if (!err || strcmp(err, "EMFILE") != 0)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (mplog_record_level(r) == MPLOG_WARN && wk && strstr(msg, "could not be started") &&
+	    (wk[0] == '0' || wk[0] == '1') && !wk[1])
+		s->warn[wk[0] - '0']++;
+	if (mplog_record_level(r) == MPLOG_ERROR && strstr(msg, "no worker could be started"))
+		s->gave_up++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static mpg_results *map_n(mpg_pool *p, mpg_task_fn fn, size_t n)
+{
+	int64_t in[16];
+	mpg_buf bufs[16];
+	ck_assert_uint_le(n, 16);
+	for (size_t i = 0; i < n; i++) {
+		in[i] = (int64_t)i;
+		bufs[i] = (mpg_buf){&in[i], sizeof in[i]};
+	}
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_chunksize(o, 1), 0);
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, fn, bufs, n, o, &res), 0);
+	mpg_options_free(o);
+	return res;
+}
+
+/* Poll the pool's state (not a sleep as synchronization): true once every
+ * slot has a worker again. */
+static bool all_slots_up(mpg_pool *p, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited++) {
+		bool up = true;
+		for (unsigned i = 0; i < mpg_pool_workers(p); i++) {
+			mpg_worker_info wi;
+			ck_assert_int_eq(mpg_pool_worker_info(p, i, &wi), 0);
+			up &= wi.pid > 0;
+		}
+		if (up)
+			return true;
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
+	return false;
+}
+
+START_TEST(a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back)
+{
+	set_fd_limit(256);
+	int before = mpk_count_fds();
+	struct starts seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(count_starts, &seen, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 2), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, agg), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+
+	mpg_results *res = map_n(p, echo, 4);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	mpg_results_free(res);
+
+	/* Every fd taken, and none of those the pool frees can be taken
+	 * again (as if a thread grabbed each one that comes free). */
+	int held[256], nheld = 0;
+	int fd;
+	while ((fd = dup(0)) >= 0)
+		held[nheld++] = fd;
+	ck_assert_int_eq(errno, EMFILE);
+	set_fd_limit(3);
+
+	/* Each task kills its worker; none can be replaced. The call
+	 * returns: the tasks that ran failed as they did, the others fail
+	 * naming the cause. */
+	res = map_n(p, die, 6);
+	ck_assert_uint_eq(mpg_results_failed(res), 6);
+	unsigned exited = 0, cancelled = 0;
+	for (size_t i = 0; i < 6; i++) {
+		const mpg_error *e = mpg_results_error(res, i);
+		ck_assert_ptr_nonnull(e);
+		if (mpg_error_get_kind(e) == MPG_ERR_EXITED) {
+			exited++;
+		} else {
+			ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_CANCELLED);
+			ck_assert_int_eq(mpg_error_code(e), EMFILE);
+			ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "no worker could be started"));
+			ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "EMFILE"));
+			cancelled++;
+		}
+	}
+	ck_assert_uint_eq(exited, 2); /* one per worker */
+	ck_assert_uint_eq(cancelled, 4);
+	mpg_results_free(res);
+	mpg_worker_info wi;
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(mpg_pool_worker_info(p, i, &wi), 0);
+		ck_assert_int_eq(wi.pid, 0);
+	}
+	/* Every failed start is in the log, and why the tasks failed. */
+	mplog_aggregator_flush(agg);
+	pthread_mutex_lock(&seen.lock);
+	ck_assert_uint_ge(seen.warn[0], 3);
+	ck_assert_uint_ge(seen.warn[1], 3);
+	ck_assert_uint_ge(seen.gave_up, 1);
+	pthread_mutex_unlock(&seen.lock);
+
+	/* fds free again: both slots come back and run tasks. */
+	set_fd_limit(256);
+	while (nheld)
+		close(held[--nheld]);
+	ck_assert(all_slots_up(p, 10000));
+	res = map_n(p, which_worker, 2);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	unsigned ran_on = 0;
+	for (size_t i = 0; i < 2; i++) {
+		const void *d;
+		size_t len;
+		unsigned slot;
+		ck_assert_int_eq(mpg_results_get(res, i, &d, &len), 0);
+		ck_assert_uint_eq(len, sizeof slot);
+		memcpy(&slot, d, sizeof slot);
+		ran_on |= 1u << slot;
+	}
+	ck_assert_uint_eq(ran_on, 3);
+	mpg_results_free(res);
+
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg);
+	mpk_assert_no_children();
+	ck_assert_int_eq(mpk_count_fds(), before);
+}
+END_TEST
+
+START_TEST(pool_new_at_a_low_fd_limit_fails_cleanly_or_works)
+{
+	/* The pool's default log writes each failed start to stderr. */
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	ck_assert_int_ge(devnull, 0);
+	ck_assert_int_eq(dup2(devnull, STDERR_FILENO), STDERR_FILENO);
+	close(devnull);
+	int before = mpk_count_fds();
+	int failed = 0, worked = 0;
+	for (rlim_t limit = 4; limit <= 40; limit++) {
+		set_fd_limit(limit);
+		mpg_options *o;
+		ck_assert_int_eq(mpg_options_new(&o), 0);
+		ck_assert_int_eq(mpg_options_set_workers(o, 2), 0);
+		mpg_pool *p = NULL;
+		int r = mpg_pool_new(o, &p);
+		mpg_options_free(o);
+		if (r < 0) {
+			set_fd_limit(256);
+			ck_assert_msg(r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EAGAIN,
+				      "limit %d: %s", (int)limit, strerror(-r));
+			ck_assert_ptr_null(p);
+			failed++;
+		} else {
+			/* A pool that says it started runs a call to its end. */
+			mpg_results *res = map_n(p, echo, 4);
+			for (size_t i = 0; i < 4; i++) {
+				const mpg_error *e = mpg_results_error(res, i);
+				ck_assert_msg(!e || mpg_error_code(e) == EMFILE, "limit %d: %s",
+					      (int)limit, e ? mpg_error_describe(e) : "");
+			}
+			mpg_results_free(res);
+			mpg_pool_free(p);
+			set_fd_limit(256);
+			worked++;
+		}
+		ck_assert_msg(mpk_count_fds() == before, "limit %d: %d fds, not %d", (int)limit,
+			      mpk_count_fds(), before);
+		mpk_assert_no_children();
+	}
+	ck_assert_int_gt(failed, 0);
+	ck_assert_int_gt(worked, 0);
+}
+END_TEST
+
+static Suite *fds_suite(void)
+{
+	Suite *s = suite_create("fds");
+	TCase *tc = tcase_create("fds");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back);
+	tcase_add_test(tc, pool_new_at_a_low_fd_limit_fails_cleanly_or_works);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+MPK_TEST_MAIN(fds_suite)
