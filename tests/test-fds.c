@@ -1,11 +1,13 @@
 /* File descriptors as a fault of the environment: a pool whose workers
  * cannot be replaced for want of fds returns and comes back once fds are
- * free; a pool that cannot start fails cleanly. */
+ * free; a pool that cannot start fails cleanly; workers and services do
+ * not inherit the fds of an aggregator made before them. */
 #include "mpk-test.h"
 #include <mpguard.h>
 #include <mplog.h>
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void set_fd_limit(rlim_t soft)
@@ -234,6 +236,116 @@ START_TEST(pool_new_at_a_low_fd_limit_fails_cleanly_or_works)
 }
 END_TEST
 
+/* ---- inherited fds ------------------------------------------------------ */
+
+struct file_id {
+	dev_t dev;
+	ino_t ino;
+};
+
+/* How many of this process's fds are an aggregator's: an epoll or an
+ * eventfd (workers and services make neither), or the log file. */
+static int aggregator_fds_here(const struct file_id *log_file)
+{
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return -1;
+	int bad = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d))
+			continue;
+		char path[300], link[256];
+		snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+		ssize_t n = readlink(path, link, sizeof link - 1);
+		if (n < 0)
+			continue;
+		link[n] = 0;
+		struct stat st;
+		if (strcmp(link, "anon_inode:[eventpoll]") == 0 ||
+		    strcmp(link, "anon_inode:[eventfd]") == 0 ||
+		    (stat(path, &st) == 0 && st.st_dev == log_file->dev && st.st_ino == log_file->ino)) {
+			fprintf(stderr, "pid %d holds fd %s: %s\n", (int)getpid(), e->d_name, link);
+			bad++;
+		}
+	}
+	closedir(d);
+	return bad;
+}
+
+static int check_fds_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len;
+	int bad = aggregator_fds_here(ud);
+	return mpg_task_set_result(t, &bad, sizeof bad);
+}
+
+static int check_fds_service(void *ud)
+{
+	return aggregator_fds_here(ud);
+}
+
+static void on_service_error(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	ck_abort_msg("service failed: %s", mpg_error_describe(e));
+}
+
+/* The pattern mpg_options_set_log() invites: an aggregator, with a JSON
+ * file, made before the pool and the supervisor. */
+START_TEST(workers_and_services_hold_none_of_an_aggregators_fds)
+{
+	char path[] = "/tmp/mpkit-test-fds-XXXXXX";
+	int tmp = mkstemp(path);
+	ck_assert_int_ge(tmp, 0);
+	close(tmp);
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	struct stat st;
+	ck_assert_int_eq(stat(path, &st), 0);
+	struct file_id id = {st.st_dev, st.st_ino};
+
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 2), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, agg), 0);
+	ck_assert_int_eq(mpg_options_set_userdata(o, &id), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	mpg_results *res = map_n(p, check_fds_task, 2);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	for (size_t i = 0; i < 2; i++) {
+		const void *d;
+		size_t len;
+		int bad;
+		ck_assert_int_eq(mpg_results_get(res, i, &d, &len), 0);
+		ck_assert_uint_eq(len, sizeof bad);
+		memcpy(&bad, d, sizeof bad);
+		ck_assert_int_eq(bad, 0);
+	}
+	mpg_results_free(res);
+	mpg_pool_free(p);
+
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, agg), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, on_service_error, NULL), 0);
+	ck_assert_int_ge(mpg_supervisor_add(s, "check-fds", check_fds_service, &id,
+					    MPG_RESTART_TEMPORARY), 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), 0);
+	mpg_supervisor_free(s);
+
+	mplog_aggregator_free(agg);
+	unlink(path);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *fds_suite(void)
 {
 	Suite *s = suite_create("fds");
@@ -241,6 +353,7 @@ static Suite *fds_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back);
 	tcase_add_test(tc, pool_new_at_a_low_fd_limit_fails_cleanly_or_works);
+	tcase_add_test(tc, workers_and_services_hold_none_of_an_aggregators_fds);
 	suite_add_tcase(s, tc);
 	return s;
 }

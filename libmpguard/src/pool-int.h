@@ -4,6 +4,7 @@
 #include "mpguard.h"
 #include "mplog.h"
 #include "wire-int.h"
+#include "fdreg-int.h"
 #include "crash-int.h"
 #include "proto-int.h"
 
@@ -203,10 +204,12 @@ uint64_t mpg__minset_min(const struct mpg__minset *s);
 void mpg__minset_free(struct mpg__minset *s);
 
 /* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
-void mpg__fdreg_add(int fd);
-void mpg__fdreg_del(int fd);
+/* libmpguard's own copy of the registry (libmplog/src/fdreg.c), which
+ * libmplog's fds are not in: each library registers what it opens. */
+static inline void mpg__fdreg_add(int fd) { mpk_fdreg_add(fd); }
+static inline void mpg__fdreg_del(int fd) { mpk_fdreg_del(fd); }
 /* Unregister and close *fd, then set it to -1; nothing when it is -1. */
-void mpg__fdreg_close(int *fd);
+static inline void mpg__fdreg_close(int *fd) { mpk_fdreg_close(fd); }
 
 /* logpipe.c: one worker's or service's pipes to aggregator a (none when a
  * is NULL): io[0] its records, io[1]/io[2] its stdout/stderr when capture
