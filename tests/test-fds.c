@@ -7,6 +7,8 @@
 #include <mplog.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -236,6 +238,122 @@ START_TEST(pool_new_at_a_low_fd_limit_fails_cleanly_or_works)
 }
 END_TEST
 
+/* ---- a supervisor's service that cannot be started ----------------------- */
+
+static int fails_first(void *ud)
+{
+	atomic_int *runs = ud; /* shared memory: counted across processes */
+	return atomic_fetch_add(runs, 1) == 0 ? 1 : 0;
+}
+
+struct svc_faults {
+	int held[256];
+	int nheld;
+	bool free_again;          /* give the fds back after the first EMFILE */
+	unsigned raised, no_fd;   /* errors seen */
+};
+
+static void exhaust_fds(struct svc_faults *f)
+{
+	int fd;
+	while ((fd = dup(0)) >= 0 && f->nheld < 256)
+		f->held[f->nheld++] = fd;
+	set_fd_limit(3); /* and none the supervisor frees can be taken again */
+}
+
+static void free_fds(struct svc_faults *f)
+{
+	set_fd_limit(256);
+	while (f->nheld)
+		close(f->held[--f->nheld]);
+}
+
+/* On the supervisor's thread: its first failure takes every fd, so that
+ * the restart cannot be started. */
+static void on_svc_error(const mpg_error *e, void *ud)
+{
+	struct svc_faults *f = ud;
+	if (mpg_error_get_kind(e) == MPG_ERR_RAISED) {
+		f->raised++;
+		exhaust_fds(f);
+		return;
+	}
+	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_CANCELLED);
+	ck_assert_int_eq(mpg_error_code(e), EMFILE);
+	ck_assert_str_eq(mpg_error_service(e), "flaky");
+	ck_assert_ptr_nonnull(strstr(mpg_error_message(e), "could not be started"));
+	f->no_fd++;
+	if (f->free_again)
+		free_fds(f);
+}
+
+static void count_svc_starts(const mplog_record *r, void *ud)
+{
+	atomic_uint *n = ud;
+	const char *svc = mplog_record_kv_get(r, "mpg.service");
+	const char *msg = mplog_record_message(r, NULL);
+	if (mplog_record_level(r) == MPLOG_ERROR && svc && strcmp(svc, "flaky") == 0 &&
+	    strstr(msg, "could not be started") && strstr(msg, "EMFILE") && !strstr(msg, "gave up"))
+		atomic_fetch_add(n, 1);
+}
+
+static void run_flaky(bool free_again, int want_result, unsigned want_no_fd)
+{
+	set_fd_limit(256);
+	int before = mpk_count_fds();
+	atomic_int *runs = mmap(NULL, sizeof *runs, PROT_READ | PROT_WRITE,
+				MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(runs, MAP_FAILED);
+	atomic_init(runs, 0);
+	atomic_uint records;
+	atomic_init(&records, 0);
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(count_svc_starts, &records, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	struct svc_faults f = {.free_again = free_again};
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, agg), 0);
+	ck_assert_int_eq(mpg_supervisor_set_control(s, 0), 0);
+	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 3, 60000), 0);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 1, 4), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, on_svc_error, &f), 0);
+	ck_assert_int_ge(mpg_supervisor_add(s, "flaky", fails_first, runs, MPG_RESTART_TRANSIENT), 0);
+	ck_assert_int_eq(mpg_supervisor_run(s), want_result);
+	free_fds(&f);
+	ck_assert_uint_eq(f.raised, 1);
+	ck_assert_uint_eq(f.no_fd, want_no_fd);
+	ck_assert_uint_eq(atomic_load(&records), want_no_fd); /* each failed start */
+	if (want_result == 0) {
+		ck_assert_int_eq(atomic_load(runs), 2); /* it came back */
+	} else {
+		const mpg_error *e = mpg_supervisor_error(s);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_ptr_nonnull(strstr(mpg_error_describe(e), "EMFILE"));
+	}
+	mpg_supervisor_free(s);
+	mplog_aggregator_free(agg);
+	munmap(runs, sizeof *runs);
+	mpk_assert_no_children();
+	ck_assert_int_eq(mpk_count_fds(), before);
+}
+
+START_TEST(a_service_that_cannot_be_started_is_restarted_once_fds_are_free)
+{
+	run_flaky(true, 0, 1);
+}
+END_TEST
+
+START_TEST(a_service_that_cannot_be_started_is_given_up_naming_the_cause)
+{
+	/* The first run's failure, then starts that fail until the
+	 * intensity (3 restarts) is exceeded. */
+	run_flaky(false, -ECANCELED, 3);
+}
+END_TEST
+
 /* ---- inherited fds ------------------------------------------------------ */
 
 struct file_id {
@@ -353,6 +471,8 @@ static Suite *fds_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back);
 	tcase_add_test(tc, pool_new_at_a_low_fd_limit_fails_cleanly_or_works);
+	tcase_add_test(tc, a_service_that_cannot_be_started_is_restarted_once_fds_are_free);
+	tcase_add_test(tc, a_service_that_cannot_be_started_is_given_up_naming_the_cause);
 	tcase_add_test(tc, workers_and_services_hold_none_of_an_aggregators_fds);
 	suite_add_tcase(s, tc);
 	return s;
