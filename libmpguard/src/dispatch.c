@@ -5,6 +5,7 @@
  * pool on abort, terminate or join. The other files of the dispatcher:
  * wio.c (worker processes and sockets), results.c (results into outcomes),
  * outcome.c (what becomes of a task), blame.c (a worker's death),
+ * respawn.c (starting workers, and slots whose worker could not start),
  * schedule.c (chunks out), timelimit.c (time limits). */
 #include "dispatch-int.h"
 
