@@ -193,6 +193,58 @@ START_TEST(a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back)
 }
 END_TEST
 
+static int big_result(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	size_t n = 4u << 20; /* over the shm threshold: sent as a memfd */
+	void *r = mpg_task_alloc_result(t, n);
+	if (!r)
+		return 1;
+	memset(r, 7, n);
+	return 0;
+}
+
+/* A result whose memfd finds no fd free in the parent is not the worker's
+ * fault (it was a protocol error blamed on its task): the task fails for
+ * want of fds, naming them, and runs once fds are free. */
+START_TEST(a_result_the_parent_has_no_fd_for_is_not_the_workers_fault)
+{
+	set_fd_limit(256);
+	int before = mpk_count_fds();
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, NULL), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	mpg_results *res = map_n(p, echo, 2); /* the worker is up and said hello */
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	mpg_results_free(res);
+
+	int held[256], nheld = 0, fd;
+	while ((fd = dup(0)) >= 0)
+		held[nheld++] = fd;
+	set_fd_limit(3);
+	res = map_n(p, big_result, 1);
+	const mpg_error *e = mpg_results_error(res, 0);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_CANCELLED && mpg_error_code(e) == EMFILE,
+		      "%s", mpg_error_describe(e));
+	mpg_results_free(res);
+
+	set_fd_limit(256);
+	while (nheld)
+		close(held[--nheld]);
+	res = map_n(p, big_result, 1);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
+	ck_assert_int_eq(mpk_count_fds(), before);
+}
+END_TEST
+
 START_TEST(pool_new_at_a_low_fd_limit_fails_cleanly_or_works)
 {
 	/* The pool's default log writes each failed start to stderr. */
@@ -470,6 +522,7 @@ static Suite *fds_suite(void)
 	TCase *tc = tcase_create("fds");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back);
+	tcase_add_test(tc, a_result_the_parent_has_no_fd_for_is_not_the_workers_fault);
 	tcase_add_test(tc, pool_new_at_a_low_fd_limit_fails_cleanly_or_works);
 	tcase_add_test(tc, a_service_that_cannot_be_started_is_restarted_once_fds_are_free);
 	tcase_add_test(tc, a_service_that_cannot_be_started_is_given_up_naming_the_cause);
