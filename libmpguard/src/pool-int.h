@@ -557,6 +557,7 @@ struct mpg_pool {
 	bool broken;                /* fork server lost */
 	bool spawned_initial;       /* the dispatcher asked for the first workers */
 	uint64_t start_kick_job;    /* the last job that made waiting slots try at once */
+	unsigned start_waiting;     /* slots waiting to try again (start_at set) */
 
 	struct mpg_options opts;    /* pool defaults */
 	struct mpg__wconfig wcfg;

@@ -46,6 +46,8 @@ void mpg__start_failed(struct mpg_pool *p, struct worker *w, int err, const char
 		wait *= 2;
 	if (wait > MPG_START_BACKOFF_MAX_NS)
 		wait = MPG_START_BACKOFF_MAX_NS;
+	if (!w->start_at)
+		p->start_waiting++;
 	w->start_at = mpg__now_ns() + wait;
 	pthread_cond_broadcast(&p->cond); /* mpg_pool_new() waits for the first starts */
 	if (!p->log_writer)
@@ -65,15 +67,16 @@ void mpg__start_failed(struct mpg_pool *p, struct worker *w, int err, const char
  * came (it may be the first chance since fds were freed). */
 void mpg__respawn_due(struct mpg_pool *p)
 {
-	if (!wanted(p))
-		return;
 	bool kick = p->next_job_id != p->start_kick_job;
 	p->start_kick_job = p->next_job_id;
+	if (!p->start_waiting || !wanted(p))
+		return;
 	uint64_t now = mpg__now_ns();
 	for (unsigned i = 0; i < p->nworkers; i++) {
 		struct worker *w = &p->workers[i];
 		if (w->state == W_EMPTY && w->start_at && (kick || now >= w->start_at)) {
 			w->start_at = 0;
+			p->start_waiting--;
 			mpg__worker_start(p, w);
 		}
 	}
@@ -81,7 +84,7 @@ void mpg__respawn_due(struct mpg_pool *p)
 
 int mpg__respawn_timeout_ms(const struct mpg_pool *p)
 {
-	if (!wanted(p))
+	if (!p->start_waiting || !wanted(p))
 		return -1;
 	uint64_t next = 0;
 	for (unsigned i = 0; i < p->nworkers; i++) {
