@@ -387,9 +387,9 @@ void mpg__worker_read(struct mpg_pool *p, struct worker *w)
 		/* MSG_CTRUNC with room left in u.buf: the kernel found no fd
 		 * free here (EMFILE), not the worker's fault. The frame they
 		 * came with (one sendmsg() a recvmsg()) deals with it. */
-		if ((mh.msg_flags & MSG_CTRUNC) && got + dropped < MPG_CHUNK_MAX_FDS)
+		if ((mh.msg_flags & MSG_CTRUNC) && !dropped && got < MPG_CHUNK_MAX_FDS) {
 			w->fds_lost = true;
-		else if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
+		} else if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
 			/* The queue no longer matches the frames: stop here. */
 			mpg__worker_protocol_error(p, w, "worker sent more file descriptors than allowed");
 			w->sock_eof = true;
