@@ -1,7 +1,9 @@
 /* File descriptors as a fault of the environment: a pool whose workers
  * cannot be replaced for want of fds returns and comes back once fds are
- * free; a pool that cannot start fails cleanly; workers and services do
- * not inherit the fds of an aggregator made before them. */
+ * free; a pool that cannot start fails cleanly; a supervisor's service
+ * that cannot be started fails and is restarted like any other; workers,
+ * services and fork() children do not inherit the fds of an aggregator
+ * made before them. */
 #include "mpk-test.h"
 #include <mpguard.h>
 #include <mplog.h>
@@ -510,9 +512,57 @@ START_TEST(workers_and_services_hold_none_of_an_aggregators_fds)
 	ck_assert_int_eq(mpg_supervisor_run(s), 0);
 	mpg_supervisor_free(s);
 
+	/* A plain fork() child of the program, too. */
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(aggregator_fds_here(&id) == 0 ? 0 : 1);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+
 	mplog_aggregator_free(agg);
 	unlink(path);
 	mpk_assert_no_children();
+}
+END_TEST
+
+/* In a forked child the aggregator's fds were closed at the fork, and their
+ * numbers may be the child's own files by the time it frees the
+ * aggregator: freeing it there must close none of them. */
+START_TEST(an_aggregator_freed_in_a_forked_child_closes_none_of_the_childs_fds)
+{
+	char path[] = "/tmp/mpkit-test-fds-XXXXXX";
+	int tmp = mkstemp(path);
+	ck_assert_int_ge(tmp, 0);
+	close(tmp);
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	mplog_child_fds cf;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_child(agg, "c", 0, MPLOG_CAPTURE_STDOUT, &cf), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int mine[16], n = 0, fd;
+		while (n < 16 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+			mine[n++] = fd; /* the lowest numbers: the aggregator's were among them */
+		mplog_aggregator_free(agg);
+		for (int i = 0; i < n; i++)
+			if (fcntl(mine[i], F_GETFD) < 0)
+				_exit(1);
+		_exit(0);
+	}
+	mplog_child_fds_close(&cf);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	mplog_aggregator_free(agg);
+	unlink(path);
 }
 END_TEST
 
@@ -527,6 +577,7 @@ static Suite *fds_suite(void)
 	tcase_add_test(tc, a_service_that_cannot_be_started_is_restarted_once_fds_are_free);
 	tcase_add_test(tc, a_service_that_cannot_be_started_is_given_up_naming_the_cause);
 	tcase_add_test(tc, workers_and_services_hold_none_of_an_aggregators_fds);
+	tcase_add_test(tc, an_aggregator_freed_in_a_forked_child_closes_none_of_the_childs_fds);
 	suite_add_tcase(s, tc);
 	return s;
 }
