@@ -184,6 +184,26 @@ static int start_control(struct mpg_pool *p)
 	return mpg__control_start(&t, &p->control);
 }
 
+static void wait_stopped(struct mpg_pool *p);
+
+/* With the lock held, once the first starts are settled: 0 if a worker
+ * runs, else why none does (every start failed, or the fork server died). */
+static int start_error(const struct mpg_pool *p)
+{
+	if (p->live_workers)
+		return 0;
+	int err = p->broken ? EPIPE : EAGAIN;
+	uint64_t latest = 0;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		const struct worker *w = &p->workers[i];
+		if (w->start_failures && w->start_at >= latest) {
+			latest = w->start_at;
+			err = w->start_err;
+		}
+	}
+	return -err;
+}
+
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 {
 	if (!ret)
@@ -299,6 +319,15 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		if (!spawning || p->state == POOL_STOPPED || p->broken)
 			break;
 		pthread_cond_wait(&p->cond, &p->lock);
+	}
+	r = start_error(p);
+	if (r < 0) {
+		/* Not one worker: stop the dispatcher and the fork server (no
+		 * child is left), release the rest. The failed starts are in
+		 * the log. */
+		mpg__pool_cancel_all(p, false);
+		wait_stopped(p);
+		goto fail;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (mpg__control_wanted(p->opts.set & OPT_CONTROL, p->opts.control)) {

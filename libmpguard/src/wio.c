@@ -68,11 +68,13 @@ void mpg__worker_protocol_error(struct mpg_pool *p, struct worker *w, const char
 	mpg__worker_kill(p, w);
 }
 
-int mpg__worker_spawn(struct mpg_pool *p, struct worker *w)
+int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 {
 	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		*what = "socketpair()";
 		return -errno;
+	}
 	/* The slot's status page still shows what the dead worker was doing:
 	 * a task that hung shows as running. The new worker clears the page
 	 * when it starts, but until then on_tick would time that stale task
@@ -89,19 +91,31 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w)
 	int io[3];
 	char name[32];
 	snprintf(name, sizeof name, "worker-%u", w->slot);
-	(void)mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io, w->capture_ch);
+	int lost = mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io,
+				       w->capture_ch);
 	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], io);
 	close(sv[1]);
 	mpg__log_pipes_close(io);
 	if (r < 0) {
 		close(sv[0]);
+		*what = "the request to the fork server";
 		return r;
+	}
+	if (lost < 0 && p->log_writer) {
+		char wk[16];
+		snprintf(wk, sizeof wk, "%u", w->slot);
+		(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL,
+				       &(mplog_kv){"mpg.worker", wk}, 1,
+				       "worker %u starts without some of its log channels: %s",
+				       w->slot, strerror(-lost));
 	}
 	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	w->sock = sv[0];
 	mpg__fdreg_add(w->sock);
 	w->state = W_SPAWNING;
 	w->sock_eof = false;
+	w->fds_lost = false;
+	w->starved = false;
 	w->killed_by_pool = false;
 	w->tasks_done = w->tasks_sent = 0;
 	w->ready_ns = 0;
@@ -241,13 +255,19 @@ static void modules_report(struct mpg_pool *p, struct worker *w, const uint8_t *
 static void hello(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
 		  unsigned nfds)
 {
-	if (mpg__hello_decode(body, len, nfds) < 0 || w->ready_ns || nfds > w->nfdq) {
+	if (mpg__hello_decode(body, len, nfds) < 0 || w->ready_ns ||
+	    (nfds > w->nfdq && !w->fds_lost)) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "worker sent a malformed hello (%zu bytes)", len);
 		return;
 	}
 	w->ready_ns = mpg__now_ns();
-	if (nfds) {
+	if (nfds > w->nfdq) {
+		/* Its arena found no fd free here: it works without (its
+		 * unsent results are not rescued if it dies). */
+		mpg__worker_drop_fds(w, nfds);
+		w->fds_lost = false;
+	} else if (nfds) {
 		w->arena = mpg__worker_take_fd(w);
 		mpg__fdreg_add(w->arena);
 	}
@@ -361,9 +381,15 @@ void mpg__worker_read(struct mpg_pool *p, struct worker *w)
 			break;
 		}
 		unsigned dropped = 0;
-		w->nfdq += mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
-					      sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
-		if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
+		unsigned got = mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
+						  sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
+		w->nfdq += got;
+		/* MSG_CTRUNC with room left in u.buf: the kernel found no fd
+		 * free here (EMFILE), not the worker's fault. The frame they
+		 * came with (one sendmsg() a recvmsg()) deals with it. */
+		if ((mh.msg_flags & MSG_CTRUNC) && !dropped && got < MPG_CHUNK_MAX_FDS) {
+			w->fds_lost = true;
+		} else if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
 			/* The queue no longer matches the frames: stop here. */
 			mpg__worker_protocol_error(p, w, "worker sent more file descriptors than allowed");
 			w->sock_eof = true;

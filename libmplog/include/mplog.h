@@ -493,7 +493,10 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret);
  * mplog_aggregator_free - stop its thread if running, drain every channel
  * (everything already written is delivered), flush and free the sinks,
  * close every fd. NULL is accepted. In a child forked from the creating
- * process it frees memory only (no drain, no sink output). Since 0.1.
+ * process it frees memory only (no drain, no sink output, no fd closed:
+ * every child forked from the creating process loses the aggregator's
+ * epoll and eventfd, its channels' read ends and the files and sockets
+ * its sinks opened at the fork). Since 0.1.
  */
 MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a);
 

@@ -6,6 +6,7 @@
 #include "mplog.h"
 #include "record-int.h"
 #include "wire-int.h"
+#include "fdreg-int.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -67,6 +68,7 @@ void mplog__sink_flush(mplog_sink *s);
 int mplog__write_all(int fd, const void *data, size_t len);
 /* Reopen a file sink; 0 or -errno (other kinds: 0). */
 int mplog__sink_reopen(mplog_sink *s);
+void mplog__sink_forget_fd(mplog_sink *s);
 
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);

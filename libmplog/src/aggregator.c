@@ -60,6 +60,11 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	r = -errno;
 	if (a->evfd < 0)
 		goto fail;
+	/* No child forked from now on keeps them (nor the channels' read
+	 * ends and the sinks' files): a worker's stray write would land in
+	 * the log. */
+	mpk_fdreg_add(a->epfd);
+	mpk_fdreg_add(a->evfd);
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->evfd, &ev) < 0) {
 		r = -errno;
@@ -69,10 +74,8 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	*ret = a;
 	return 0;
 fail:
-	if (a->epfd >= 0)
-		close(a->epfd);
-	if (a->evfd >= 0)
-		close(a->evfd);
+	mpk_fdreg_close(&a->epfd);
+	mpk_fdreg_close(&a->evfd);
 	free(a);
 	return r;
 }
@@ -268,12 +271,19 @@ MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 		mplog_aggregator_stop(a);
 		mplog_aggregator_flush(a);
 	}
-	for (size_t i = 0; i < a->nch; i++)
+	/* In a forked child the registry closed our fds at the fork: their
+	 * numbers may be the child's own files by now. */
+	for (size_t i = 0; i < a->nch; i++) {
+		if (!origin)
+			a->ch[i]->fd = -1;
 		mplog__channel_free(a->ch[i]);
+	}
 	free(a->ch);
 	for (size_t i = 0; i < a->nsinks; i++) {
-		if (!origin) /* a child must not write the parent's output */
+		if (!origin) { /* a child must not write the parent's output */
 			a->sinks[i]->out.len = 0;
+			mplog__sink_forget_fd(a->sinks[i]);
+		}
 		mplog_sink_free(a->sinks[i]);
 	}
 	free(a->sinks);
@@ -282,10 +292,11 @@ MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 	free(a->status.line);
 	mpk_buf_free(&a->scratch);
 	free(a->kvp);
-	close(a->epfd);
-	close(a->evfd);
-	if (origin)
+	if (origin) {
+		mpk_fdreg_close(&a->epfd);
+		mpk_fdreg_close(&a->evfd);
 		pthread_mutex_destroy(&a->lock);
+	}
 	free(a);
 }
 
@@ -388,6 +399,7 @@ static int add_locked(mplog_aggregator *a, int fd, mplog_stream stream, const ch
 		r = -errno;
 		goto fail;
 	}
+	mpk_fdreg_add(fd); /* closed by mplog__channel_free() */
 	a->next_id++;
 	a->ch[a->nch++] = ch;
 	return (int)ch->id;

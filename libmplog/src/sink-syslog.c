@@ -48,11 +48,12 @@ static int sys_connect(const struct mplog__syslog *y, int type)
 	int fd = socket(y->addr.ss_family, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	mpk_fdreg_add(fd); /* no forked child keeps it */
 	struct timeval tv = {.tv_sec = SEND_TIMEOUT_MS / 1000, .tv_usec = SEND_TIMEOUT_MS % 1000 * 1000};
 	/* SO_SNDTIMEO also bounds connect() of a TCP socket. */
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
 		int e = -errno;
-		close(fd);
+		mpk_fdreg_close(&fd);
 		return e;
 	}
 	int r;
@@ -61,7 +62,7 @@ static int sys_connect(const struct mplog__syslog *y, int type)
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
 		int e = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : -errno;
-		close(fd);
+		mpk_fdreg_close(&fd);
 		return e;
 	}
 	return fd;
@@ -203,9 +204,7 @@ MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s)
 
 void mplog__syslog_free(mplog_sink *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	mpk_fdreg_close(&s->fd);
 	free(s->sys);
 	s->sys = NULL;
 }
@@ -254,9 +253,7 @@ static int send_msg(mplog_sink *s, const uint8_t *msg, size_t n)
 
 static void drop_conn(mplog_sink *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	mpk_fdreg_close(&s->fd);
 }
 
 static void syslog_send(mplog_sink *s, const uint8_t *msg, size_t n)

@@ -75,6 +75,7 @@ MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsi
 		free(s);
 		return r;
 	}
+	mpk_fdreg_add(s->fd); /* no forked child keeps the log file */
 	*ret = s;
 	return 0;
 }
@@ -105,13 +106,23 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
 {
 	if (!s)
 		return;
-	if (s->kind == SINK_FILE && s->fd >= 0)
-		close(s->fd);
+	if (s->kind == SINK_FILE)
+		mpk_fdreg_close(&s->fd);
 	if (s->kind == SINK_SYSLOG)
 		mplog__syslog_free(s);
 	free(s->path);
 	mpk_buf_free(&s->out);
 	free(s);
+}
+
+/* In a forked child: the fd this sink opened was closed at the fork (the
+ * registry), and must not be closed again. */
+void mplog__sink_forget_fd(mplog_sink *s)
+{
+	if (s->kind == SINK_FILE || s->kind == SINK_SYSLOG) {
+		mpk_fdreg_del(s->fd);
+		s->fd = -1;
+	}
 }
 
 void mplog__sink_put(mplog_sink *s, const mplog_record *r)
@@ -182,7 +193,8 @@ int mplog__sink_reopen(mplog_sink *s)
 	int fd = open_append(s->path);
 	if (fd < 0)
 		return fd;
-	close(s->fd);
+	mpk_fdreg_add(fd);
+	mpk_fdreg_close(&s->fd);
 	s->fd = fd;
 	s->err = 0;
 	return 0;
