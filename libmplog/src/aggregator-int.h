@@ -87,6 +87,8 @@ struct mplog_sink {
 	int lost_why;  /* what made the records counted in lost go */
 	uint64_t lost; /* records dropped since the last report */
 	enum sink_report report; /* to emit */
+	uint64_t report_lost;    /* REPORT_RECOVERED: what it says */
+	int report_why;
 	bool told;     /* its failure was reported, its recovery not yet */
 	_Atomic uint64_t dropped; /* every record dropped, mplog_sink_dropped() */
 	int epfd;      /* its aggregator's epoll fd, once added */
@@ -120,9 +122,16 @@ int mplog__sink_fd_open(mplog_sink *s, int fd);
  * full for now) or the -errno that stopped it. */
 size_t mplog__sink_fd_write(mplog_sink *s, const void *data, size_t len, int *err);
 
+/* Queue r in s whatever the queue's length (a notice of the sink's own). */
+void mplog__sink_queue_record(mplog_sink *s, const mplog_record *r);
+
 /* sink-report.c: emit what sinks have to report (lock held): a failure
- * to the other sinks, a recovery and the records lost to all. */
+ * to the other sinks, a recovery and the records lost to the others. */
 void mplog__sink_reports(mplog_aggregator *a);
+/* s wrote its whole queue after a failure or losses: queue the notice of
+ * what it lost into s now, at the place of the gap; the others are told at
+ * the next mplog__sink_reports(). */
+void mplog__sink_recovered(mplog_sink *s);
 
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);

@@ -1,9 +1,9 @@
 /* What a sink in trouble tells: records the aggregator emits about one of
  * its fd or file sinks. A failure goes to the other sinks at once (the
  * failing one cannot take it); once the sink's queue is written again, a
- * record with the count of what it lost goes to every sink, itself
- * included, at the place of the gap; a sink given up at the end (stop,
- * free) reports its loss to the others. Keys: mplog.sink (the path, or
+ * record with the count of what it lost goes into the sink itself, at the
+ * place of the gap (before any later record), and to the other sinks; a
+ * sink given up at the end (stop, free) reports its loss to the others. Keys: mplog.sink (the path, or
  * "fd N"), mplog.error (the errno's name, "EAGAIN" for a sink that was not
  * keeping up), mplog.lost (records). */
 #include "aggregator-int.h"
@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *err_name(int e)
@@ -26,6 +27,54 @@ static const char *reason(int e, char *buf, size_t size)
 	else
 		snprintf(buf, size, "%s", strerror(-e));
 	return buf;
+}
+
+static int recovered_msg(char *msg, size_t size, const char *name, uint64_t lost, int why)
+{
+	char buf[128];
+	if (!lost)
+		return snprintf(msg, size, "log sink \"%s\" works again; no record lost", name);
+	return snprintf(msg, size, "log sink \"%s\": %llu records lost: %s", name,
+			(unsigned long long)lost, reason(why, buf, sizeof buf));
+}
+
+void mplog__sink_recovered(mplog_sink *s)
+{
+	const char *name = s->path ? s->path : s->name;
+	char msg[1024], nl[24];
+	int n = recovered_msg(msg, sizeof msg, name, s->lost, s->lost_why);
+	snprintf(nl, sizeof nl, "%llu", (unsigned long long)s->lost);
+	const char *kv[] = {"mplog.sink", name, "mplog.error", err_name(s->lost_why),
+			    "mplog.lost", nl};
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	mplog_record r = {
+		.ts = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec,
+		.level = s->lost ? MPLOG_WARN : MPLOG_NOTICE,
+		.stream = MPLOG_STREAM_LOG,
+		.pid = getpid(),
+		.worker = -1,
+		.task = -1,
+		.line = __LINE__,
+		.channel = "",
+		.file = __FILE__,
+		.func = "mplog_aggregator",
+		.msg = msg,
+		.msg_len = n < 0 ? 0 : strnlen(msg, sizeof msg),
+		.nkv = 3,
+		.kv = kv,
+	};
+	r.observed = r.ts;
+	if (r.level >= s->min_level)
+		mplog__sink_queue_record(s, &r);
+	if (s->report != REPORT_RECOVERED)
+		s->report_lost = 0;
+	s->report = REPORT_RECOVERED; /* the others are told at the flush */
+	s->report_lost += s->lost;
+	s->report_why = s->lost_why;
+	s->lost = 0;
+	s->lost_why = 0;
+	s->told = false;
 }
 
 static void emit(mplog_aggregator *a, const mplog_sink *quiet, mplog_level level,
@@ -76,15 +125,11 @@ static void report(mplog_aggregator *a, mplog_sink *s)
 		emit(a, s, MPLOG_ERROR, name, s->err, lost, msg, n);
 		s->told = true;
 		return;
-	case REPORT_RECOVERED:
-		if (lost)
-			n = snprintf(msg, sizeof msg, "log sink \"%s\": %llu records lost: %s", name,
-				     (unsigned long long)lost, reason(s->lost_why, why, sizeof why));
-		else
-			n = snprintf(msg, sizeof msg, "log sink \"%s\" works again; no record lost",
-				     name);
-		emit(a, NULL, lost ? MPLOG_WARN : MPLOG_NOTICE, name, s->lost_why, lost, msg, n);
-		break;
+	case REPORT_RECOVERED: /* the sink has it already (mplog__sink_recovered()) */
+		n = recovered_msg(msg, sizeof msg, name, s->report_lost, s->report_why);
+		emit(a, s, s->report_lost ? MPLOG_WARN : MPLOG_NOTICE, name, s->report_why,
+		     s->report_lost, msg, n);
+		return;
 	case REPORT_GAVE_UP:
 		n = snprintf(msg, sizeof msg, "log sink \"%s\" given up: %llu records lost: %s", name,
 			     (unsigned long long)lost, reason(s->lost_why, why, sizeof why));

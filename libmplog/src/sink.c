@@ -222,8 +222,10 @@ static void try_write(mplog_sink *s)
 	s->err = 0;
 	if (s->report == REPORT_FAILED)
 		s->report = REPORT_NONE; /* back before anyone heard */
-	if (!queued(s) && !s->need_nl && (s->lost || s->told))
-		s->report = REPORT_RECOVERED;
+	if (!queued(s) && !s->need_nl && (s->lost || s->told)) {
+		mplog__sink_recovered(s);
+		advance(s, mplog__sink_fd_write(s, s->out.data + s->head, queued(s), &err));
+	}
 }
 
 bool mplog__sink_blocked(const mplog_sink *s)
@@ -271,6 +273,11 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 		count_lost(s, 1, s->err ? s->err : -EAGAIN);
 		return;
 	}
+	mplog__sink_queue_record(s, r);
+}
+
+void mplog__sink_queue_record(mplog_sink *s, const mplog_record *r)
+{
 	if (s->nrecs == s->recs_cap) {
 		size_t cap = s->recs_cap ? 2 * s->recs_cap : 64;
 		struct mplog__span *v = realloc(s->recs, cap * sizeof *v);
