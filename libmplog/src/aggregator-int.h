@@ -54,9 +54,6 @@ struct mplog__span {
  * queue was dropped at the end and what it lost (to the others). */
 enum sink_report { REPORT_NONE, REPORT_FAILED, REPORT_RECOVERED, REPORT_GAVE_UP };
 
-/* Longest queue of a fd or file sink, in bytes not yet written: past it,
- * records are dropped and counted while the sink is blocked or failing. */
-#define MPLOG_SINK_QUEUE_MAX (1u << 20)
 /* How long stop/free/remove_sink wait for a blocked sink to take its
  * queue before they drop it. */
 #define MPLOG_SINK_STALL_MS 1000

@@ -121,7 +121,7 @@ static void report(mplog_aggregator *a, mplog_sink *s)
 		n = snprintf(msg, sizeof msg,
 			     "log sink \"%s\" failed: %s; its records wait (up to %u KiB), then are "
 			     "dropped and counted, until it works again",
-			     name, strerror(-s->err), MPLOG_SINK_QUEUE_MAX >> 10);
+			     name, strerror(-s->err), MPLOG_SINK_QUEUE_BYTES >> 10);
 		emit(a, s, MPLOG_ERROR, name, s->err, lost, msg, n);
 		s->told = true;
 		return;

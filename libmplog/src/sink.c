@@ -244,7 +244,7 @@ void mplog__sink_discard(mplog_sink *s)
 
 void mplog__sink_put_raw(mplog_sink *s, const void *data, size_t len)
 {
-	if (s->wfd >= 0 && queued(s) < MPLOG_SINK_QUEUE_MAX)
+	if (s->wfd >= 0 && queued(s) < MPLOG_SINK_QUEUE_BYTES)
 		mpk_buf_put(&s->out, data, len);
 }
 
@@ -267,9 +267,9 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 		mplog__syslog_put(s, r);
 		return;
 	}
-	if (queued(s) >= MPLOG_SINK_QUEUE_MAX)
+	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES)
 		try_write(s);
-	if (queued(s) >= MPLOG_SINK_QUEUE_MAX) {
+	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES) {
 		count_lost(s, 1, s->err ? s->err : -EAGAIN);
 		return;
 	}
