@@ -585,6 +585,38 @@ START_TEST(with_stderr_closed_no_log_text_goes_into_the_pools_own_fds)
 }
 END_TEST
 
+static int says_hello(void *ud)
+{
+	(void)ud;
+	return mplog_info("hello from a service") == 0 ? 0 : 1;
+}
+
+static int closed_stderr_supervisor_child(void *arg)
+{
+	(void)arg;
+	err_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+	close(2);
+	mpg_supervisor *sup;
+	CHILD_CHECK(mpg_supervisor_new(&sup) == 0, "new");
+	struct stat st;
+	CHILD_CHECK(fstat(2, &st) == 0, "fd 2 is not one of the supervisor's"); /* else pointless */
+	watched_pid = getpid();
+	CHILD_CHECK(mpg_supervisor_add(sup, "hello", says_hello, NULL, MPG_RESTART_TEMPORARY) == 0,
+		    "add");
+	int r = mpg_supervisor_run(sup);
+	CHILD_CHECK(r == 0, "run: %d", r);
+	mpg_supervisor_free(sup);
+	int n = atomic_load(&writes_to_2);
+	CHILD_CHECK(n == 0, "%d writes into fd 2, one of the supervisor's own fds", n);
+	return 0;
+}
+
+START_TEST(with_stderr_closed_no_log_text_goes_into_the_supervisors_own_fds)
+{
+	ck_assert_int_eq(run_child(closed_stderr_supervisor_child, NULL, 60000), 0);
+}
+END_TEST
+
 START_TEST(a_sink_keeps_writing_where_its_fd_was_when_the_number_is_reused)
 {
 	int a_[2], b[2];
@@ -631,6 +663,7 @@ static Suite *sink_faults_suite(void)
 	tcase_add_test(tc, a_pool_whose_stderr_nobody_reads_finishes_and_counts_what_it_dropped);
 	tcase_add_test(tc, a_stderr_reader_that_went_away_is_an_error_not_a_sigpipe);
 	tcase_add_test(tc, with_stderr_closed_no_log_text_goes_into_the_pools_own_fds);
+	tcase_add_test(tc, with_stderr_closed_no_log_text_goes_into_the_supervisors_own_fds);
 	tcase_add_test(tc, a_sink_keeps_writing_where_its_fd_was_when_the_number_is_reused);
 	suite_add_tcase(s, tc);
 	return s;
