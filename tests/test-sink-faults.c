@@ -198,7 +198,7 @@ static int log_n(mplog_writer *w, const char *what, int n, size_t pad)
  * the records of each phase, checks their order, and returns the lost
  * count the file itself reports. */
 struct file_check {
-	int before, during, after, lost_records;
+	int before, during, after, lost_records, stuck, later;
 	unsigned long long lost;
 	int bad_lines;
 	bool in_order;
@@ -245,6 +245,10 @@ static void check_file(const char *path, struct file_check *fc)
 			fc->in_order &= phase <= 1 && i >= next_during;
 			next_during = i + 1;
 			phase = 1;
+		} else if (sscanf(b, "stuck %d", &i) == 1) {
+			fc->stuck++;
+		} else if (sscanf(b, "later %d", &i) == 1) {
+			fc->later++;
 		} else if (sscanf(b, "after %d", &i) == 1) {
 			fc->after++;
 			fc->in_order &= fc->lost_records == 1; /* the gap is told before */
@@ -310,6 +314,36 @@ static int full_disk_child(void *arg)
 	CHILD_CHECK(fc.during + (int)dropped == DURING, "%d written + %llu lost != %d", fc.during,
 		    (unsigned long long)dropped, DURING);
 	CHILD_CHECK(fc.in_order, "records out of order");
+
+	/* The disk fills again, and this time the program gives up: freed
+	 * with records it could not write. They are counted and told; the
+	 * record the disk cut stays a partial line, and the next program's
+	 * records start on lines of their own. */
+	CHILD_CHECK(fill_up(filler) == 0, "fill again");
+	CHILD_CHECK(mplog_aggregator_new(&a) == 0, "new");
+	CHILD_CHECK(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &file) == 0, "file sink");
+	CHILD_CHECK(mplog_aggregator_add_sink(a, file) == 0, "add");
+	cb = reports_sink(&rp);
+	CHILD_CHECK(mplog_aggregator_add_sink(a, cb) == 0, "add");
+	CHILD_CHECK(mplog_aggregator_writer(a, &w) == 0, "writer");
+	CHILD_CHECK(log_n(w, "stuck", 30, 1000) == 0, "log");
+	CHILD_CHECK(mplog_aggregator_flush(a) == -ENOSPC, "flush on a full disk");
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+	CHILD_CHECK(rp.failed == 1 && rp.lost_records == 1 && rp.lost > 0,
+		    "failed %d, %d loss records, %llu lost", rp.failed, rp.lost_records, rp.lost);
+	CHILD_CHECK(unlink(filler) == 0, "unlink");
+	CHILD_CHECK(mplog_aggregator_new(&a) == 0, "new");
+	CHILD_CHECK(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &file) == 0, "file sink");
+	CHILD_CHECK(mplog_aggregator_add_sink(a, file) == 0, "add");
+	CHILD_CHECK(mplog_aggregator_writer(a, &w) == 0, "writer");
+	CHILD_CHECK(log_n(w, "later", AFTER, 300) == 0, "log");
+	mplog_writer_free(w);
+	mplog_aggregator_free(a);
+	check_file(path, &fc);
+	CHILD_CHECK(fc.bad_lines <= 1, "%d lines are not JSON, first: %s", fc.bad_lines, fc.first_bad);
+	CHILD_CHECK(fc.stuck + (int)rp.lost == 30, "%d stuck written + %llu lost != 30", fc.stuck, rp.lost);
+	CHILD_CHECK(fc.later == AFTER, "later %d", fc.later);
 	return 0;
 }
 

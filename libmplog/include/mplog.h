@@ -618,8 +618,8 @@ MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
  * mplog_aggregator_start / _stop - run the dispatch loop on a thread of
  * its own; stop drains and flushes before it returns (also when no thread
  * runs, then as mplog_aggregator_flush()), and waits for blocked sinks to
- * take their queues: one that makes no progress for 1 s, or fails, loses
- * its queue (counted, reported on the other sinks). Returns 0, -EINVAL,
+ * take their queues, until one makes no progress for 1 s (what it has not
+ * taken stays queued). Returns 0, -EINVAL,
  * -ECHILD, -EALREADY (start: already running), the errno of
  * pthread_create(), or (stop) a sink's error as mplog_aggregator_flush().
  * Since 0.1.

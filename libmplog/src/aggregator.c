@@ -132,10 +132,11 @@ static int sink_errors(mplog_aggregator *a)
 	return r;
 }
 
-/* Wait, without the lock, for the blocked sinks to take their queues;
- * drop what one has not taken after MPLOG_SINK_STALL_MS without room
- * (counted, and reported to the others). */
-static void drain_sinks(mplog_aggregator *a)
+/* Wait, without the lock, for the blocked sinks to take their queues,
+ * until one makes no progress for MPLOG_SINK_STALL_MS. At the end (the
+ * aggregator is being freed), drop what a sink has not taken, failing or
+ * blocked (counted, and reported to the others); else it stays queued. */
+static void drain_sinks(mplog_aggregator *a, bool end)
 {
 	for (;;) {
 		pthread_mutex_lock(&a->lock);
@@ -154,6 +155,8 @@ static void drain_sinks(mplog_aggregator *a)
 		if (k == 0 || (k < 0 && errno != EINTR))
 			break;
 	}
+	if (!end)
+		return;
 	pthread_mutex_lock(&a->lock);
 	bool dropped = false;
 	for (size_t i = 0; i < a->nsinks; i++) {
@@ -350,7 +353,7 @@ MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a)
 	CHECK_USABLE(a);
 	stop_thread(a);
 	int r = mplog_aggregator_flush(a); /* drained all the same */
-	drain_sinks(a);
+	drain_sinks(a, false);
 	pthread_mutex_lock(&a->lock);
 	int e = sink_errors(a);
 	pthread_mutex_unlock(&a->lock);
@@ -372,7 +375,7 @@ MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 			(void)status_write(a, a->status.fd, "\r\033[K", 4);
 		a->status.visible = false;
 		pthread_mutex_unlock(&a->lock);
-		drain_sinks(a);
+		drain_sinks(a, true);
 	}
 	for (size_t i = 0; i < a->nch; i++)
 		mplog__channel_free(a->ch[i]);

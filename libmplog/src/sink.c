@@ -235,6 +235,8 @@ bool mplog__sink_blocked(const mplog_sink *s)
 
 void mplog__sink_discard(mplog_sink *s)
 {
+	if (s->recs_head < s->nrecs && s->recs[s->recs_head].start < s->head)
+		s->need_nl = true; /* a record was cut: the next starts a line */
 	count_lost(s, s->nrecs - s->recs_head, s->err ? s->err : -EAGAIN);
 	s->head = s->out.len = 0;
 	s->nrecs = s->recs_head = 0;
@@ -363,5 +365,6 @@ int mplog__sink_reopen(mplog_sink *s)
 	close(s->wfd);
 	s->wfd = fd;
 	s->need_nl = ends_mid_line(s->path);
+	s->err = 0; /* the new file has not failed (yet) */
 	return 0;
 }
