@@ -64,6 +64,7 @@ struct mpg_supervisor {
 	mplog_aggregator *log;      /* where records go: the caller's, our own, or none */
 	bool log_set;               /* the caller chose (maybe none) */
 	bool own_log;
+	bool have_stderr;           /* fd 2 was open before any fd of ours */
 	unsigned capture;           /* MPG_CAPTURE_*: services' stdout/stderr as records */
 	pthread_mutex_t lock;       /* the services' state, for the control thread */
 	bool stopping;              /* shutting down (under the lock) */
@@ -93,6 +94,7 @@ MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
 	s->seq = mpg__control_seq();
 	s->fs_ctl = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	s->have_stderr = fcntl(STDERR_FILENO, F_GETFD) >= 0;
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stopfd < 0) {
 		int r = -errno;
@@ -187,7 +189,8 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *s, mpg_error_fn
 	return 0;
 }
 
-/* The default log: an aggregator of our own, text to stderr. */
+/* The default log: an aggregator of our own, text to stderr, if fd 2 is
+ * not one of ours (have_stderr). */
 static int own_log_new(mpg_supervisor *s)
 {
 	mplog_aggregator *a;
@@ -195,9 +198,10 @@ static int own_log_new(mpg_supervisor *s)
 	int r = mplog_aggregator_new(&a);
 	if (r < 0)
 		return r;
-	if ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
-				   &sink)) < 0 ||
-	    (r = mplog_aggregator_add_sink(a, sink)) < 0) {
+	if (s->have_stderr &&
+	    ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
+				    &sink)) < 0 ||
+	     (r = mplog_aggregator_add_sink(a, sink)) < 0)) {
 		mplog_aggregator_free(a);
 		return r;
 	}
@@ -836,6 +840,8 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	r.cfg.sigmask = old_mask; /* services get the caller's mask as it was */
 	s->running = true;
 
+	if (fcntl(STDERR_FILENO, F_GETFD) < 0) /* closed since: ours may take it */
+		s->have_stderr = false;
 	r.ep = epoll_create1(EPOLL_CLOEXEC);
 	r.sigfd = signalfd(-1, &stop_sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	r.timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);

@@ -173,6 +173,8 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 	s->kind = SINK_SYSLOG;
 	s->format = MPLOG_FORMAT_TEXT;
 	s->fd = fd;
+	s->wfd = -1;
+	s->epfd = -1;
 	s->min_level = MPLOG_TRACE;
 	s->sys = y;
 	*ret = s;
@@ -197,8 +199,10 @@ MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
 
 MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s)
 {
-	if (!s || s->kind != SINK_SYSLOG)
+	if (!s || s->kind == SINK_CALLBACK)
 		return 0;
+	if (s->kind != SINK_SYSLOG)
+		return atomic_load(&s->dropped); /* sink.c: its queue was full */
 	return atomic_load(&s->sys->dropped);
 }
 
