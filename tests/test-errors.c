@@ -5,6 +5,7 @@
 #include <mpguard.h>
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -391,10 +392,21 @@ static int writes_garbage(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)len; (void)ud;
 	if (input_of(in) == 2) {
-		for (int fd = 3; fd < 1024; fd++) {
+		/* Its frames to the parent: the first write-only pipe after
+		 * its socket (see worker_out() in test-protocol.c). */
+		int sock = -1;
+		for (int fd = 3; fd < 1024 && sock < 0; fd++) {
 			struct stat s;
 			if (fstat(fd, &s) == 0 && S_ISSOCK(s.st_mode))
+				sock = fd;
+		}
+		for (int fd = sock + 1; sock >= 0 && fd < 1024; fd++) {
+			struct stat s;
+			if (fstat(fd, &s) == 0 && S_ISFIFO(s.st_mode) &&
+			    (fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY) {
 				(void)!write(fd, "this is not a frame, this is garbage!!", 38);
+				break;
+			}
 		}
 		for (;;)
 			pause(); /* the pool kills us */

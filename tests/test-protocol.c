@@ -6,7 +6,9 @@
 #include <mpguard.h>
 
 #include <stdatomic.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -70,7 +72,10 @@ static mpg_buf *inputs(size_t n)
 	return in;
 }
 
-/* The worker's socket to the parent: its one stream socket. */
+/* The worker's channel to the parent: its one stream socket (for fds),
+ * then, as the fork server received them in one message (each fd the
+ * lowest free number, so in increasing order), the pipe it reads frames
+ * from and the one it writes frames to. */
 static int worker_sock(void)
 {
 	for (int fd = 3; fd < 1024; fd++) {
@@ -79,6 +84,17 @@ static int worker_sock(void)
 		socklen_t len = sizeof type;
 		if (fstat(fd, &s) == 0 && S_ISSOCK(s.st_mode) &&
 		    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM)
+			return fd;
+	}
+	return -1;
+}
+
+static int worker_out(void)
+{
+	int sock = worker_sock();
+	for (int fd = sock + 1; sock >= 0 && fd < 1024; fd++) {
+		struct stat s;
+		if (fstat(fd, &s) == 0 && S_ISFIFO(s.st_mode) && (fcntl(fd, F_GETFL) & O_ACCMODE) == O_WRONLY)
 			return fd;
 	}
 	return -1;
@@ -93,7 +109,10 @@ static void send_frame(uint8_t type, const void *body, uint32_t len, int fd_to_p
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+	/* The fd goes first, on the socket, with a byte to carry it. */
+	char one = 0;
+	struct iovec fiov = {&one, 1};
+	struct msghdr mh = {.msg_iov = &fiov, .msg_iovlen = 1};
 	if (fd_to_pass >= 0) {
 		mh.msg_control = u.buf;
 		mh.msg_controllen = sizeof u.buf;
@@ -103,7 +122,9 @@ static void send_frame(uint8_t type, const void *body, uint32_t len, int fd_to_p
 		c->cmsg_len = CMSG_LEN(sizeof(int));
 		memcpy(CMSG_DATA(c), &fd_to_pass, sizeof(int));
 	}
-	(void)!sendmsg(worker_sock(), &mh, MSG_NOSIGNAL);
+	if (fd_to_pass >= 0)
+		(void)!sendmsg(worker_sock(), &mh, MSG_NOSIGNAL);
+	(void)!writev(worker_out(), iov, 2);
 }
 
 static int returns_input(mpg_task *t, const void *in, size_t len, void *ud)
@@ -218,7 +239,7 @@ static int writes_oops(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	if (input_of(in) == 50) {
 		atomic_fetch_add(&runs[50], 1);
-		(void)!write(worker_sock(), "oops\n", 5);
+		(void)!write(worker_out(), "oops\n", 5);
 		for (;;)
 			pause(); /* the pool kills us */
 	}

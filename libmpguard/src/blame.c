@@ -37,7 +37,7 @@ static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_
 void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status)
 {
 	mpg__worker_read(p, w); /* the dead worker's last words are in the socket */
-	mpg__worker_drop_socket(p, w);
+	mpg__worker_drop_channel(p, w);
 	mpg__fdreg_close(&w->pidfd);
 	mpg__results_rescue(p, w);
 	mpg__fdreg_close(&w->arena);

@@ -11,7 +11,7 @@
 
 /* Worker side. */
 /* task_loop: the function that calls task functions; backtraces stop there. */
-int mpg__crash_install(int sock, const volatile bool *sending, const void *task_loop);
+int mpg__crash_install(int fd, const volatile bool *sending, const void *task_loop);
 /* After a crash report, pause up to timeout_ms for a debugger (0: never). */
 void mpg__crash_set_pause(unsigned timeout_ms);
 unsigned mpg__backtrace_here(uint64_t *ips, unsigned max, unsigned skip);

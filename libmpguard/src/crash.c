@@ -27,7 +27,7 @@ static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SI
 #define ALT_STACK_SIZE (256u * 1024u)
 
 static struct {
-	int sock;
+	int fd; /* where frames to the parent go */
 	const volatile bool *sending; /* a result frame is half written */
 	uintptr_t stop_at; /* entry of the worker's task loop */
 	unsigned pause_ms; /* pause for a debugger after the report, or 0 */
@@ -45,7 +45,7 @@ static void write_all(const void *p, size_t n)
 {
 	const uint8_t *b = p;
 	while (n) {
-		ssize_t w = write(C.sock, b, n);
+		ssize_t w = write(C.fd, b, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -127,9 +127,9 @@ static void on_stack_request(int sig, siginfo_t *si, void *ucontext)
 	errno = saved;
 }
 
-int mpg__crash_install(int sock, const volatile bool *sending, const void *task_loop)
+int mpg__crash_install(int fd, const volatile bool *sending, const void *task_loop)
 {
-	C.sock = sock;
+	C.fd = fd;
 	C.sending = sending;
 	C.stop_at = (uintptr_t)task_loop;
 

@@ -10,8 +10,9 @@
 /* epoll tags: the kind in the low byte, a worker's slot above. */
 #define TAG_EVENT 0u
 #define TAG_CTL 1u
-#define TAG_SOCK 2u
+#define TAG_FROM 2u /* a worker's frames to us are readable */
 #define TAG_TIMER 3u
+#define TAG_TO 4u   /* a worker's pipe has room for our frames again */
 
 /* dispatch.c */
 void mpg__begin_stop(struct mpg_pool *p, enum pool_state st);
@@ -44,7 +45,7 @@ void mpg__worker_read(struct mpg_pool *p, struct worker *w);
 /* What w sent that was not the protocol (a malformed frame, garbage), in
  * words (in buf, or w's own), or NULL if nothing. */
 const char *mpg__worker_protocol_why(const struct worker *w, char *buf, size_t len);
-void mpg__worker_drop_socket(struct mpg_pool *p, struct worker *w);
+void mpg__worker_drop_channel(struct mpg_pool *p, struct worker *w);
 void mpg__worker_let_go(struct mpg_pool *p, struct worker *w);
 
 /* results.c */

@@ -92,7 +92,7 @@ static void read_ctl(struct mpg_pool *p)
 				close(fd);
 			if (w->state != W_SPAWNING)
 				break;
-			mpg__worker_drop_socket(p, w);
+			mpg__worker_drop_channel(p, w);
 			p->live_workers--;
 			mpg__start_failed(p, w, m.value > 0 ? m.value : EIO, "fork() in the fork server");
 			break;
@@ -346,9 +346,9 @@ void *mpg__dispatcher_main(void *arg)
 				mpg__on_tick(p);
 			} else {
 				struct worker *w = &p->workers[tag >> 8];
-				if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+				if (kind == TAG_FROM)
 					mpg__worker_read(p, w);
-				if (evs[i].events & EPOLLOUT)
+				else if (kind == TAG_TO)
 					mpg__worker_flush(p, w);
 			}
 		}

@@ -105,14 +105,20 @@ static void close_fds(const int *fds, int n)
 			close(fds[i]);
 }
 
-/* fds: the worker's socket, then its log, stdout and stderr pipes (or -1);
- * fds_lost: some did not reach us (no fd free). */
+/* fds: the worker's socket, its two frame pipes if FS_SPAWN_PIPES, then
+ * its log, stdout and stderr pipes (or -1); fds_lost: some did not reach
+ * us (no fd free). */
 static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
 		  const struct mpg__fsmsg *req, const int *fds, bool fds_lost)
 {
-	int sock = fds[0];
+	struct mpg__wchan ch = {fds[0], fds[0], fds[0]};
+	int k = 1;
+	if (req->value & FS_SPAWN_PIPES) {
+		ch.in = fds[k++];
+		ch.out = fds[k++];
+	}
 	int io[3] = {-1, -1, -1};
-	for (int i = 0, k = 1; i < 3 && k < MPG_FS_MAX_FDS; i++)
+	for (int i = 0; i < 3 && k < MPG_FS_MAX_FDS; i++)
 		if (req->value & (1 << i))
 			io[i] = fds[k++];
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
@@ -120,7 +126,8 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		m.value = EMFILE; /* a worker without its socket or pipes is of no use */
 		goto fail;
 	}
-	if (sock < 0 || req->slot >= cfg->nworkers || pids[req->slot] != 0) {
+	if (ch.sock < 0 || ch.in < 0 || ch.out < 0 || req->slot >= cfg->nworkers ||
+	    pids[req->slot] != 0) {
 		m.value = EINVAL;
 		goto fail;
 	}
@@ -137,7 +144,7 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		/* Die with the server, which dies with the parent. */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != server)
 			_exit(127);
-		mpg__worker_main(cfg, req->slot, sock, io);
+		mpg__worker_main(cfg, req->slot, &ch, io);
 	}
 	close_fds(fds, MPG_FS_MAX_FDS);
 	pids[req->slot] = pid;
@@ -257,13 +264,18 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	return 0;
 }
 
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3])
+int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch, const int io[3])
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
-	/* Only the pipes that exist travel; bits of value say which of log,
-	 * stdout, stderr follow the socket, in that order. */
-	int fds[MPG_FS_MAX_FDS] = {sock};
+	/* Only the pipes that exist travel; bits of value say whether frame
+	 * pipes follow the socket, and which of log, stdout, stderr follow. */
+	int fds[MPG_FS_MAX_FDS] = {ch->sock};
 	unsigned n = 1;
+	if (ch->in != ch->sock) {
+		fds[n++] = ch->in;
+		fds[n++] = ch->out;
+		m.value |= FS_SPAWN_PIPES;
+	}
 	for (int i = 0; i < 3; i++) {
 		if (io && io[i] >= 0) {
 			fds[n++] = io[i];

@@ -291,16 +291,25 @@ struct mpg__wconfig { /* what a worker needs; fixed at pool creation */
 /* Start the fork server. On success *ret_fd is the parent's end of the
  * control socket and *ret_pid the server's pid. */
 int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *ret_pid);
-#define MPG_FS_MAX_FDS 4 /* a worker's socket, log, stdout and stderr pipes */
+/* A worker's end of its channel to the parent. A pool's workers read
+ * frames from one pipe and write them to another (pipes cost a fraction
+ * of a unix socket per message); the socket carries only the fds frames
+ * refer to, each sent before its frame. A service has the socket alone:
+ * in == out == sock. */
+struct mpg__wchan {
+	int in, out, sock;
+};
+#define MPG_FS_MAX_FDS 6 /* a worker's socket, two frame pipes, log, stdout, stderr */
 int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags);
-/* io: the worker's log, stdout, stderr pipe write ends, -1 for none; or NULL. */
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3]);
+/* ch: the worker's end (the fork server passes it on and closes it); io:
+ * its log, stdout, stderr pipe write ends, -1 for none; or NULL. */
+int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch, const int io[3]);
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
 /* worker.c: true in a worker or a service. */
 extern bool mpg__in_worker;
 /* Worker main, in the freshly forked worker. Never returns. */
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock,
-				const int io[3]);
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
+				const struct mpg__wchan *ch, const int io[3]);
 
 /* ---- parent-side pool ------------------------------------------------- */
 enum job_kind { JOB_MAP, JOB_ARRAY, JOB_IMAP, JOB_SUBMIT };
@@ -442,6 +451,7 @@ struct outframe {
 	size_t ext_len;
 	int fds[MPG_CHUNK_MAX_FDS];
 	unsigned nfds;
+	bool fds_sent;              /* on the socket, ahead of the frame */
 };
 
 struct chunk {
@@ -479,11 +489,13 @@ struct worker {
 		unsigned capture_ch[2];     /* aggregator channels of its stdout, stderr */
 		struct mpg__modlist modules;/* what it has loaded, for symbolization */
 	};
-	/* ---- its socket: frames out, bytes and fds in ---- */
+	/* ---- its channel: frames out on one pipe and in on another, the
+	 * fds they carry on a socket (see struct mpg__wchan) ---- */
 	struct {
-		int sock;
-		bool want_out;              /* EPOLLOUT armed */
-		bool sock_eof;
+		int to, from, sock;
+		bool want_out;              /* EPOLLOUT armed on to */
+		bool want_sock_out;         /* and on sock, for fds */
+		bool from_eof;
 		struct outframe *out_head, *out_tail;
 		struct mpk_buf in;
 		int fdq[2 * MPG_CHUNK_MAX_FDS];

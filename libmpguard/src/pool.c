@@ -252,7 +252,7 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		goto fail;
 	}
 	for (unsigned i = 0; i < p->nworkers; i++)
-		p->workers[i] = (struct worker){.slot = i, .sock = -1, .pidfd = -1, .arena = -1};
+		p->workers[i] = (struct worker){.slot = i, .to = -1, .from = -1, .sock = -1, .pidfd = -1, .arena = -1};
 
 	/* Shared with every worker: which task each is running. */
 	void *st = mmap(NULL, sizeof(struct mpg__wstatus) * p->nworkers, PROT_READ | PROT_WRITE,

@@ -259,7 +259,7 @@ void mpg__results_frame(struct mpg_pool *p, struct worker *w, const uint8_t *bod
 		 * loss counted, so that this cannot go on for ever). */
 		mpg__worker_drop_fds(w, nfds);
 		w->starved = true;
-		w->sock_eof = true; /* what follows would not match */
+		w->from_eof = true; /* it is killed: the arena has the rest */
 		mpg__worker_kill(p, w);
 		return;
 	}

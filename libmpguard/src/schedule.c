@@ -257,7 +257,7 @@ void mpg__schedule(struct mpg_pool *p)
 		progress = false;
 		for (unsigned i = 0; i < p->nworkers; i++) {
 			struct worker *w = &p->workers[i];
-			if (w->state != W_READY || w->ninflight >= pipeline_depth(w, now) || w->sock_eof)
+			if (w->state != W_READY || w->ninflight >= pipeline_depth(w, now) || w->from_eof)
 				continue;
 			if (send_chunk(p, w) > 0)
 				progress = true;

@@ -342,7 +342,7 @@ static int start_service(struct run *r, unsigned i, const char **what)
 				       &(mplog_kv){"mpg.service", sv->name}, 1,
 				       "service %s starts without some of its log channels: %s",
 				       sv->name, strerror(-lost));
-	int e = mpg__fs_request_spawn(r->ctl, i, sp[1], io);
+	int e = mpg__fs_request_spawn(r->ctl, i, &(struct mpg__wchan){sp[1], sp[1], sp[1]}, io);
 	close(sp[1]);
 	mpg__log_pipes_close(io);
 	if (e < 0) {

@@ -1,12 +1,14 @@
-/* Worker processes and their sockets: spawning through the fork server,
+/* Worker processes and their channels: spawning through the fork server,
  * signalling, sending queued frames, reading and framing what workers
- * send. Bytes that cannot start a frame are garbage: the worker dies for
+ * send. Frames travel on two pipes, the fds they carry on a socket, each
+ * sent before its frame (struct mpg__wchan). Bytes that cannot start a frame are garbage: the worker dies for
  * it, blamed on its running task, and what it sends meanwhile is still
  * read (its finished tasks count). */
 #include "dispatch-int.h"
 #include "fdpass-int.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <sys/epoll.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 void mpg__ep_ctl(struct mpg_pool *p, int op, int fd, uint32_t events, uint64_t tag)
@@ -68,13 +71,46 @@ void mpg__worker_protocol_error(struct mpg_pool *p, struct worker *w, const char
 	mpg__worker_kill(p, w);
 }
 
+/* The parent's ends in mine, the worker's in theirs; -errno. */
+static int channel_open(struct mpg__wchan *mine, struct mpg__wchan *theirs, const char **what)
+{
+	int sv[2], to[2], from[2];
+	*what = "socketpair()";
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	*what = "pipe2()";
+	if (pipe2(to, O_CLOEXEC) < 0) {
+		int e = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return e;
+	}
+	if (pipe2(from, O_CLOEXEC) < 0) {
+		int e = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		close(to[0]);
+		close(to[1]);
+		return e;
+	}
+	*mine = (struct mpg__wchan){.in = from[0], .out = to[1], .sock = sv[0]};
+	*theirs = (struct mpg__wchan){.in = to[0], .out = from[1], .sock = sv[1]};
+	return 0;
+}
+
+static void channel_close(struct mpg__wchan *ch)
+{
+	close(ch->in);
+	close(ch->out);
+	close(ch->sock);
+}
+
 int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 {
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		*what = "socketpair()";
-		return -errno;
-	}
+	struct mpg__wchan mine = {-1, -1, -1}, theirs = {-1, -1, -1};
+	int r = channel_open(&mine, &theirs, what);
+	if (r < 0)
+		return r;
 	/* The slot's status page still shows what the dead worker was doing:
 	 * a task that hung shows as running. The new worker clears the page
 	 * when it starts, but until then on_tick would time that stale task
@@ -93,11 +129,11 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 	snprintf(name, sizeof name, "worker-%u", w->slot);
 	int lost = mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io,
 				       w->capture_ch);
-	int r = mpg__fs_request_spawn(p->ctlfd, w->slot, sv[1], io);
-	close(sv[1]);
+	r = mpg__fs_request_spawn(p->ctlfd, w->slot, &theirs, io);
+	channel_close(&theirs);
 	mpg__log_pipes_close(io);
 	if (r < 0) {
-		close(sv[0]);
+		channel_close(&mine);
 		*what = "the request to the fork server";
 		return r;
 	}
@@ -109,11 +145,18 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 				       "worker %u starts without some of its log channels: %s",
 				       w->slot, strerror(-lost));
 	}
-	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
-	w->sock = sv[0];
+	(void)fcntl(mine.out, F_SETFL, O_NONBLOCK);
+	(void)fcntl(mine.in, F_SETFL, O_NONBLOCK);
+	(void)fcntl(mine.sock, F_SETFL, O_NONBLOCK);
+	w->to = mine.out;
+	w->from = mine.in;
+	w->sock = mine.sock;
+	mpg__fdreg_add(w->to);
+	mpg__fdreg_add(w->from);
 	mpg__fdreg_add(w->sock);
 	w->state = W_SPAWNING;
-	w->sock_eof = false;
+	w->from_eof = false;
+	w->want_out = false;
 	w->fds_lost = false;
 	w->starved = false;
 	w->killed_by_pool = false;
@@ -127,18 +170,67 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 	w->ctx_job = 0;
 	w->spawn_ns = mpg__now_ns();
 	p->live_workers++;
-	mpg__ep_ctl(p, EPOLL_CTL_ADD, w->sock, EPOLLIN, TAG_SOCK | ((uint64_t)w->slot << 8));
+	mpg__ep_ctl(p, EPOLL_CTL_ADD, w->from, EPOLLIN, TAG_FROM | ((uint64_t)w->slot << 8));
 	return 0;
+}
+
+/* A frame's fds go first, on the socket, with one byte to carry them. */
+static int send_fds(struct worker *w, const int *fds, unsigned n)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+		struct cmsghdr align;
+	} u;
+	char one = 0;
+	struct iovec iov = {&one, 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	mpg__cmsg_put_fds(&mh, u.buf, fds, n);
+	ssize_t k;
+	do
+		k = sendmsg(w->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (k < 0 && errno == EINTR);
+	return k == 1 ? 0 : k < 0 ? -errno : -EIO;
+}
+
+/* Writes to a pipe whose reader died raise SIGPIPE: this thread blocks
+ * every signal (mpg__dispatcher_main's creator saw to it), so it stays
+ * pending here; take it, so that it is not pending for ever. */
+static void consume_sigpipe(void)
+{
+	sigset_t pipe_set;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	(void)sigtimedwait(&pipe_set, NULL, &(struct timespec){0});
+}
+
+/* Wake when fd (the frame pipe or, for fds, the socket) has room again. */
+static void want_room(struct mpg_pool *p, struct worker *w, int fd, bool *armed, bool on)
+{
+	if (*armed == on)
+		return;
+	*armed = on;
+	mpg__ep_ctl(p, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, EPOLLOUT,
+		    TAG_TO | ((uint64_t)w->slot << 8));
 }
 
 void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
 {
-	while (w->out_head && w->sock >= 0 && !w->sock_eof) {
+	while (w->out_head && w->to >= 0 && !w->from_eof) {
 		struct outframe *f = w->out_head;
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
+		if (f->sent == 0 && f->nfds && !f->fds_sent) {
+			int r = send_fds(w, f->fds, f->nfds);
+			if (r == -EAGAIN) {
+				/* Rare: a worker has not taken many fds yet. */
+				want_room(p, w, w->sock, &w->want_sock_out, true);
+				return;
+			}
+			if (r < 0) {
+				free_outframes(w); /* the worker is gone; its exit report follows */
+				break;
+			}
+			f->fds_sent = true;
+			want_room(p, w, w->sock, &w->want_sock_out, false);
+		}
 		size_t own = f->len - f->ext_len;
 		struct iovec iov[2];
 		int niov = 0;
@@ -148,24 +240,19 @@ void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
 			size_t done = f->sent > own ? f->sent - own : 0;
 			iov[niov++] = (struct iovec){(void *)(f->ext + done), f->ext_len - done};
 		}
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)niov};
-		/* The fds go with the frame's first byte. */
-		mpg__cmsg_put_fds(&mh, u.buf, f->fds, f->sent == 0 ? f->nfds : 0);
-		ssize_t n = sendmsg(w->sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = writev(w->to, iov, niov);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
-				if (!w->want_out) {
-					w->want_out = true;
-					mpg__ep_ctl(p, EPOLL_CTL_MOD, w->sock, EPOLLIN | EPOLLOUT,
-					       TAG_SOCK | ((uint64_t)w->slot << 8));
-				}
+				want_room(p, w, w->to, &w->want_out, true);
 				return;
 			}
-			/* EPIPE etc.: the worker is gone; its exit report follows. */
+			if (errno == EPIPE)
+				consume_sigpipe();
+			/* The worker is gone; its exit report follows. */
 			free_outframes(w);
-			return;
+			break;
 		}
 		p->stats.socket_bytes += (uint64_t)n;
 		f->sent += (size_t)n;
@@ -180,10 +267,45 @@ void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
 			p->stats.messages_sent++;
 		}
 	}
-	if (w->want_out && !w->out_head && w->sock >= 0 && !w->sock_eof) {
-		w->want_out = false;
-		mpg__ep_ctl(p, EPOLL_CTL_MOD, w->sock, EPOLLIN, TAG_SOCK | ((uint64_t)w->slot << 8));
+	want_room(p, w, w->sock, &w->want_sock_out, false);
+	if (!w->out_head)
+		want_room(p, w, w->to, &w->want_out, false);
+}
+
+/* The fds a frame announced, sent on the socket before it: into the queue
+ * until it holds n. False if they are not there (a worker's lie), more
+ * came than the queue holds, or they found no fd free here (fds_lost). */
+static bool pull_fds(struct worker *w, unsigned n)
+{
+	while (w->nfdq < n && w->sock >= 0) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
+			struct cmsghdr align;
+		} u;
+		char one[1];
+		struct iovec iov = {one, sizeof one};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+				    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+		ssize_t k = recvmsg(w->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		unsigned dropped = 0;
+		unsigned got = mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
+						  sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
+		w->nfdq += got;
+		/* MSG_CTRUNC with room left in u.buf: the kernel found no fd
+		 * free here (EMFILE), not the worker's fault. The frame they
+		 * came for deals with it. */
+		if ((mh.msg_flags & MSG_CTRUNC) && !dropped && got < MPG_CHUNK_MAX_FDS) {
+			w->fds_lost = true;
+			return false;
+		}
+		if (dropped || (mh.msg_flags & MSG_CTRUNC))
+			return false;
 	}
+	return w->nfdq >= n;
 }
 
 int mpg__worker_take_fd(struct worker *w)
@@ -278,8 +400,12 @@ static void handle_frame(struct mpg_pool *p, struct worker *w, const struct mpk_
 			 const uint8_t *body)
 {
 	if (h->nfds && h->type != MSG_RESULT && h->type != MSG_HELLO) {
-		mpg__worker_drop_fds(w, h->nfds);
 		mpg__worker_protocol_error(p, w, "worker sent file descriptors with a frame that has none");
+		return;
+	}
+	if (h->nfds && !pull_fds(w, h->nfds) && !w->fds_lost) {
+		mpg__worker_protocol_error(p, w, "worker announced %u file descriptors it did not send",
+					   (unsigned)h->nfds);
 		return;
 	}
 	switch (h->type) {
@@ -351,7 +477,7 @@ static void parse_frames(struct mpg_pool *p, struct worker *w)
 /* Read everything the worker sent; process complete frames. */
 void mpg__worker_read(struct mpg_pool *p, struct worker *w)
 {
-	while (w->sock >= 0 && !w->sock_eof) {
+	while (w->from >= 0 && !w->from_eof) {
 		size_t want = 64 * 1024;
 		if (w->in.len >= sizeof(struct mpk_frame_header)) {
 			const struct mpk_frame_header *h = (const void *)w->in.data;
@@ -362,64 +488,46 @@ void mpg__worker_read(struct mpg_pool *p, struct worker *w)
 		}
 		if (mpk_buf_reserve(&w->in, want) < 0) {
 			mpg__worker_protocol_error(p, w, "out of memory reading from the worker");
-			w->sock_eof = true;
+			w->from_eof = true;
 			break;
 		}
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
-			struct cmsghdr align;
-		} u;
-		struct iovec iov = {.iov_base = w->in.data + w->in.len, .iov_len = w->in.cap - w->in.len};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-				    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-		ssize_t n = recvmsg(w->sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t n = read(w->from, w->in.data + w->in.len, w->in.cap - w->in.len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN)
-				w->sock_eof = true;
-			break;
-		}
-		unsigned dropped = 0;
-		unsigned got = mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
-						  sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
-		w->nfdq += got;
-		/* MSG_CTRUNC with room left in u.buf: the kernel found no fd
-		 * free here (EMFILE), not the worker's fault. The frame they
-		 * came with (one sendmsg() a recvmsg()) deals with it. */
-		if ((mh.msg_flags & MSG_CTRUNC) && !dropped && got < MPG_CHUNK_MAX_FDS) {
-			w->fds_lost = true;
-		} else if (dropped || (mh.msg_flags & MSG_CTRUNC)) {
-			/* The queue no longer matches the frames: stop here. */
-			mpg__worker_protocol_error(p, w, "worker sent more file descriptors than allowed");
-			w->sock_eof = true;
+				w->from_eof = true;
 			break;
 		}
 		if (n == 0) {
-			w->sock_eof = true;
+			w->from_eof = true;
 			break;
 		}
 		p->stats.socket_bytes += (uint64_t)n;
 		w->in.len += (size_t)n;
 		parse_frames(p, w);
 	}
-	if (w->sock_eof && w->sock >= 0)
-		mpg__ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+	if (w->from_eof && w->from >= 0)
+		mpg__ep_ctl(p, EPOLL_CTL_DEL, w->from, 0, 0);
 }
 
-/* Stop talking to a worker: no more frames out, socket closed. A live
- * worker sees EOF and exits 0. */
-void mpg__worker_drop_socket(struct mpg_pool *p, struct worker *w)
+/* Stop talking to a worker: no more frames out, its channel closed. A
+ * live worker sees EOF and exits 0. */
+void mpg__worker_drop_channel(struct mpg_pool *p, struct worker *w)
 {
 	free_outframes(w);
-	if (w->sock >= 0)
-		mpg__ep_ctl(p, EPOLL_CTL_DEL, w->sock, 0, 0);
+	if (w->from >= 0 && !w->from_eof)
+		mpg__ep_ctl(p, EPOLL_CTL_DEL, w->from, 0, 0);
+	want_room(p, w, w->to, &w->want_out, false);
+	want_room(p, w, w->sock, &w->want_sock_out, false);
+	mpg__fdreg_close(&w->to);
+	mpg__fdreg_close(&w->from);
 	mpg__fdreg_close(&w->sock);
 }
 
 /* An idle worker that is not needed any more: let it exit, await its report. */
 void mpg__worker_let_go(struct mpg_pool *p, struct worker *w)
 {
-	mpg__worker_drop_socket(p, w);
+	mpg__worker_drop_channel(p, w);
 	w->state = W_DRAINING;
 }

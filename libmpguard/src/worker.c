@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,7 +34,11 @@ static struct {
 	const struct mpg__wconfig *cfg;
 	struct mpg__wstatus *status;
 	unsigned slot;
-	int sock;
+	struct mpg__wchan ch;
+	/* Frames read ahead: the queued chunks come in one read, not two a
+	 * chunk. [rd_pos, rd_len) is unread. */
+	uint8_t rd[64 * 1024];
+	size_t rd_pos, rd_len;
 
 	struct mpk_buf body;
 	int fdq[4 * MPG_CHUNK_MAX_FDS];
@@ -98,37 +103,74 @@ static _Noreturn void worker_exit(int status)
 	_exit(status);
 }
 
-/* Read exactly n bytes into p, queueing any fds that arrive. 0 on EOF
- * before the first byte, 1 when done; exits on error or mid-frame EOF. */
-static int read_full(void *p, size_t n)
+/* Read from fd into p (at most n bytes), queueing any fds that come
+ * along. 0 on EOF; exits on error. */
+static size_t read_some(int fd, void *p, size_t n)
 {
-	size_t got = 0;
-	while (got < n) {
+	for (;;) {
 		union {
 			char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
 			struct cmsghdr align;
 		} u;
-		struct iovec iov = {.iov_base = (uint8_t *)p + got, .iov_len = n - got};
+		struct iovec iov = {.iov_base = p, .iov_len = n};
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
 				    .msg_control = u.buf, .msg_controllen = sizeof u.buf};
-		ssize_t r = recvmsg(W.sock, &mh, MSG_CMSG_CLOEXEC);
+		ssize_t r = fd == W.ch.sock ? recvmsg(fd, &mh, MSG_CMSG_CLOEXEC) : read(fd, p, n);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			worker_exit(EX_PROTOCOL_ERROR);
-		unsigned dropped = 0;
-		W.nfdq += mpg__cmsg_take_fds(&mh, W.fdq + W.nfdq,
-					     sizeof W.fdq / sizeof W.fdq[0] - W.nfdq, &dropped);
-		if (dropped)
-			worker_exit(EX_PROTOCOL_ERROR);
+		if (fd == W.ch.sock) {
+			unsigned dropped = 0;
+			W.nfdq += mpg__cmsg_take_fds(&mh, W.fdq + W.nfdq,
+						     sizeof W.fdq / sizeof W.fdq[0] - W.nfdq, &dropped);
+			if (dropped)
+				worker_exit(EX_PROTOCOL_ERROR);
+		}
+		return (size_t)r;
+	}
+}
+
+/* Read exactly n bytes of frames into p: from what was read ahead, then
+ * from the channel (a big body straight into p). 0 on EOF before the
+ * first byte, 1 when done; exits on error or mid-frame EOF. */
+static int read_full(void *p, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		if (W.rd_pos < W.rd_len) {
+			size_t k = W.rd_len - W.rd_pos < n - got ? W.rd_len - W.rd_pos : n - got;
+			memcpy((uint8_t *)p + got, W.rd + W.rd_pos, k);
+			W.rd_pos += k;
+			got += k;
+			continue;
+		}
+		size_t r;
+		if (n - got >= sizeof W.rd) {
+			r = read_some(W.ch.in, (uint8_t *)p + got, n - got);
+			got += r;
+		} else {
+			r = read_some(W.ch.in, W.rd, sizeof W.rd);
+			W.rd_pos = 0;
+			W.rd_len = r;
+		}
 		if (r == 0) {
 			if (got == 0)
 				return 0;
 			worker_exit(EX_PROTOCOL_ERROR);
 		}
-		got += (size_t)r;
 	}
 	return 1;
+}
+
+/* The n fds of the frame just read: sent on the socket before it. */
+static void pull_fds(unsigned n)
+{
+	char one[16];
+	while (W.nfdq < n)
+		if (read_some(W.ch.sock, one, W.ch.sock == W.ch.in ? 0 : sizeof one) == 0 &&
+		    W.ch.sock != W.ch.in)
+			worker_exit(EX_PROTOCOL_ERROR);
 }
 
 static int take_fd(void)
@@ -140,34 +182,52 @@ static int take_fd(void)
 	return fd;
 }
 
+/* Write all of iov to fd; the parent gone: nobody to report to, leave. */
+static void write_all(int fd, struct msghdr *mh)
+{
+	while (mh->msg_iovlen) {
+		ssize_t w = fd == W.ch.sock ? sendmsg(fd, mh, MSG_NOSIGNAL) :
+					      writev(fd, mh->msg_iov, (int)mh->msg_iovlen);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			worker_exit(0);
+		mh->msg_control = NULL; /* fds went with the first byte */
+		mh->msg_controllen = 0;
+		size_t left = (size_t)w;
+		while (mh->msg_iovlen && left >= mh->msg_iov->iov_len) {
+			left -= mh->msg_iov->iov_len;
+			mh->msg_iov++;
+			mh->msg_iovlen--;
+		}
+		if (mh->msg_iovlen) {
+			mh->msg_iov->iov_base = (uint8_t *)mh->msg_iov->iov_base + left;
+			mh->msg_iov->iov_len -= left;
+		}
+	}
+}
+
+/* One frame to the parent, its fds first on the socket when frames go on
+ * a pipe. A parent that closed the pipe has let us go: SIGPIPE ends us,
+ * and it does not look at how. */
 static void send_all(struct iovec *iov, int iovcnt, const int *fds, unsigned nfds)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * MPG_CHUNK_MAX_FDS)];
 		struct cmsghdr align;
 	} u;
+	W.sending = true;
+	if (nfds && W.ch.out != W.ch.sock) {
+		char one = 0;
+		struct iovec fiov = {&one, 1};
+		struct msghdr fmh = {.msg_iov = &fiov, .msg_iovlen = 1};
+		mpg__cmsg_put_fds(&fmh, u.buf, fds, nfds);
+		write_all(W.ch.sock, &fmh);
+		nfds = 0;
+	}
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
 	mpg__cmsg_put_fds(&mh, u.buf, fds, nfds);
-	W.sending = true;
-	while (mh.msg_iovlen) {
-		ssize_t w = sendmsg(W.sock, &mh, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			worker_exit(0); /* parent gone: nobody to report to */
-		mh.msg_control = NULL; /* fds went with the first byte */
-		mh.msg_controllen = 0;
-		size_t left = (size_t)w;
-		while (mh.msg_iovlen && left >= mh.msg_iov->iov_len) {
-			left -= mh.msg_iov->iov_len;
-			mh.msg_iov++;
-			mh.msg_iovlen--;
-		}
-		if (mh.msg_iovlen) {
-			mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + left;
-			mh.msg_iov->iov_len -= left;
-		}
-	}
+	write_all(W.ch.out, &mh);
 	W.sending = false;
 }
 
@@ -666,15 +726,15 @@ __attribute__((noinline)) static _Noreturn void run_service(const struct mpg__se
 	worker_exit(1);
 }
 
-_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, int sock,
-				const int io[3])
+_Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
+				const struct mpg__wchan *ch, const int io[3])
 {
 	int logfd = io ? io[0] : -1;
 	mpg__in_worker = true;
 	W.cfg = cfg;
 	W.status = cfg->status;
 	W.slot = slot;
-	W.sock = sock;
+	W.ch = *ch;
 	W.shm_fd = -1;
 	W.arena.fd = -1;
 	W.task_thread = pthread_self();
@@ -687,7 +747,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 	/* Before any task: the handler's memory and libunwind's state. */
 	const void *loop = cfg->services ? (const void *)(uintptr_t)run_service :
 					   (const void *)(uintptr_t)run_tasks;
-	(void)mpg__crash_install(sock, &W.sending, loop);
+	(void)mpg__crash_install(ch->out, &W.sending, loop);
 	(void)mpg__pause_install(&W.status[slot]);
 	if (cfg->pause & MPG_PAUSE_ON_CRASH)
 		mpg__crash_set_pause(cfg->pause_timeout_ms);
@@ -736,7 +796,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 			char go;
 			ssize_t n;
 			do
-				n = read(W.sock, &go, 1);
+				n = read(W.ch.in, &go, 1);
 			while (n < 0 && errno == EINTR);
 			if (n != 1)
 				worker_exit(0);
@@ -757,6 +817,8 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot, i
 			worker_exit(EX_PROTOCOL_ERROR);
 		if (h.length && read_full(b, h.length) == 0)
 			worker_exit(EX_PROTOCOL_ERROR);
+		if (W.ch.sock != W.ch.in)
+			pull_fds(h.nfds);
 		send_modules_if_changed(); /* a task of the last chunk may have dlopen()ed */
 		run_chunk();
 		/* fds the chunk did not claim would leak */
