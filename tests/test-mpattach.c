@@ -14,6 +14,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -457,6 +461,156 @@ START_TEST(tool_errors_are_clear)
 }
 END_TEST
 
+/* resume's synopsis is [POOL] [WORKER|all]: a lone PID or PID.N is the
+ * pool, and all its paused workers go on. */
+START_TEST(resume_with_a_lone_pool_resumes_that_pool)
+{
+	mpg_pool *p = new_pool(2, MPG_PAUSE_AT_START);
+	for (unsigned i = 0; i < 2; i++)
+		json_object_put(wait_state(i, "paused"));
+	char *out;
+	int rc = run_tool(&out, "resume", self(), NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "resumed 2 workers"), "%d: %s", rc, out);
+	free(out);
+	for (unsigned i = 0; i < 2; i++)
+		json_object_put(wait_state(i, "idle"));
+	/* PID.N too, and a worker after it as before. */
+	json_object *pool = list_json();
+	char spec[32];
+	snprintf(spec, sizeof spec, "%s.%" PRId64, self(), field(pool, "pool"));
+	json_object_put(pool);
+	rc = run_tool(&out, "resume", spec, NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "resumed 0 workers"), "%d: %s", rc, out);
+	free(out);
+	rc = run_tool(&out, "resume", spec, "1", NULL);
+	ck_assert_msg(rc == 0 && strstr(out, "resumed 0 workers"), "%d: %s", rc, out);
+	free(out);
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* PID.N of a process that has pools, but not that one: the ones it has. */
+START_TEST(a_pool_number_that_does_not_exist_names_the_ones_that_do)
+{
+	mpg_pool *p = new_pool(1, 0);
+	json_object *pool = list_json();
+	int64_t n = field(pool, "pool");
+	json_object_put(pool);
+	char spec[48], want[160];
+	snprintf(spec, sizeof spec, "%s.%" PRId64, self(), n + 5);
+	snprintf(want, sizeof want, "no pool %s: process %s has only %s.%" PRId64 " ", spec, self(),
+		 self(), n);
+	char *out;
+	int rc = run_tool(&out, "list", spec, NULL);
+	ck_assert_msg(rc == 1 && strstr(out, want) && !strstr(out, "registered none"), "%d: %s", rc,
+		      out);
+	free(out);
+	rc = run_tool(&out, "gdb", spec, "0", NULL);
+	ck_assert_msg(rc == 1 && strstr(out, want), "%d: %s", rc, out);
+	free(out);
+	mpg_pool_free(p);
+}
+END_TEST
+
+/* In a mount namespace of its own, a Yama setting of scope (whether or
+ * not this kernel has Yama): /proc/sys/kernel becomes a tmpfs holding
+ * yama/ptrace_scope. Returns false when that cannot be done. Forked from
+ * a process without threads. */
+static bool fake_ptrace_scope(int scope)
+{
+	char v[4];
+	int n = snprintf(v, sizeof v, "%d\n", scope);
+	int fd;
+	return unshare(CLONE_NEWNS) == 0 &&
+	       mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+	       mount("mpattach-test", "/proc/sys/kernel", "tmpfs", MS_NOSUID | MS_NODEV, NULL) == 0 &&
+	       mkdir("/proc/sys/kernel/yama", 0755) == 0 &&
+	       (fd = open("/proc/sys/kernel/yama/ptrace_scope", O_WRONLY | O_CREAT | O_CLOEXEC,
+			  0644)) >= 0 &&
+	       write(fd, v, (size_t)n) == n && close(fd) == 0;
+}
+
+/* In a child with a fake Yama scope 2, as uid (or as root: uid < 0): a
+ * pool of its own and `mpattach gdb` at its worker, gdb told to print a
+ * word if it runs at all. The tool's output into *out; its exit status,
+ * or 77 when the namespace could not be made. */
+static int gdb_at_scope_2(int uid, const char *registry, char **out)
+{
+	int fds[2];
+	ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+	pid_t pid = fork(); /* no thread yet: the child may do anything */
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		if (!fake_ptrace_scope(2))
+			_exit(77);
+		if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 ||
+				 setuid((uid_t)uid) < 0))
+			_exit(3);
+		setenv("MPKIT_REGISTRY", registry, 1);
+		mpg_pool *p = new_pool(1, 0);
+		json_object_put(wait_state(0, "idle"));
+		char *text;
+		int rc = run_tool(&text, "gdb", self(), "0", "--", "-batch", "-ex",
+				  "echo GDB-RAN\\n", NULL);
+		(void)!write(fds[1], text, strlen(text));
+		free(text);
+		mpg_pool_free(p);
+		_exit(rc);
+	}
+	close(fds[1]);
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+	ssize_t n;
+	while ((n = read(fds[0], buf + len, cap - len - 1)) > 0)
+		if ((len += (size_t)n) + 1024 > cap)
+			buf = realloc(buf, cap *= 2);
+	buf[len] = '\0';
+	close(fds[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status), "status %#x: %s", status, buf);
+	*out = buf;
+	return WEXITSTATUS(status);
+}
+
+/* Yama's scope 2 lets only CAP_SYS_PTRACE attach: a user without it is
+ * told so, and what to do, instead of gdb's "Operation not permitted";
+ * root still attaches. */
+START_TEST(gdb_at_ptrace_scope_2_is_explained_and_root_still_attaches)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "gdb_at_ptrace_scope_2_is_explained_and_root_still_attaches: SKIP: "
+				"needs root to fake Yama's setting in a mount namespace\n");
+		return;
+	}
+	struct passwd *pw = getpwnam("nobody");
+	uid_t uid = pw ? pw->pw_uid : 65534;
+	char registry[64] = "/tmp/mpattach-nobody-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(registry));
+	ck_assert_int_eq(chown(registry, uid, (gid_t)uid), 0);
+	char *out;
+	int rc = gdb_at_scope_2((int)uid, registry, &out);
+	rmdir(registry);
+	if (rc == 77) {
+		fprintf(stderr, "gdb_at_ptrace_scope_2_is_explained_and_root_still_attaches: SKIP: "
+				"no mount namespace here\n");
+		free(out);
+		return;
+	}
+	ck_assert_msg(rc == 1 && strstr(out, "ptrace_scope is 2") && strstr(out, "sudo gdb -p ") &&
+			      !strstr(out, "GDB-RAN") && !strstr(out, "not permitted"),
+		      "%d: %s", rc, out);
+	free(out);
+	char mine[128];
+	snprintf(mine, sizeof mine, "%s/mpkit", rundir);
+	rc = gdb_at_scope_2(-1, mine, &out);
+	ck_assert_msg(rc == 0 && strstr(out, "GDB-RAN"), "%d: %s", rc, out);
+	free(out);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* Send one request as uid nobody; the reply line into buf. */
 static void ask_as_nobody(const char *path, char *buf, size_t size, int *connect_errno)
 {
@@ -547,6 +701,105 @@ START_TEST(socket_refuses_another_uid)
 	ck_assert_int_eq(field(pool, "pid"), getpid());
 	json_object_put(pool);
 	mpg_pool_free(p);
+}
+END_TEST
+
+/* The control socket of this process's only pool, into path. */
+static void pool_socket(char *path, size_t size)
+{
+	char dir[128], prefix[32];
+	snprintf(dir, sizeof dir, "%s/mpkit", rundir);
+	snprintf(prefix, sizeof prefix, "%d.", (int)getpid());
+	DIR *d = opendir(dir);
+	ck_assert_ptr_nonnull(d);
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
+			break;
+	ck_assert_ptr_nonnull(e);
+	snprintf(path, size, "%s/%s", dir, e->d_name);
+	closedir(d);
+}
+
+/* One request on a fresh connection; the reply line into buf. */
+static void ask_once(const char *path, const char *req, char *buf, size_t size)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(s, 0);
+	ck_assert_int_eq(connect(s, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_eq(send(s, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+	ssize_t n, got = 0;
+	while (!memchr(buf, '\n', (size_t)got) && (n = read(s, buf + got, size - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	close(s);
+}
+
+/* The grant is for the process that connected: one that has exited left
+ * its pid free for another process, which must not be named. Here the
+ * connection outlives it (a child of its holds the socket) and asks. */
+START_TEST(a_ptrace_grant_goes_only_to_a_live_peer)
+{
+	ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0); /* the grandchild is ours */
+	mpg_pool *p = new_pool(1, 0);
+	char path[512], reply[512];
+	pool_socket(path, sizeof path);
+	/* From a live peer, the grant is made. */
+	ask_once(path, "ptrace 0\n", reply, sizeof reply);
+	ck_assert_msg(strstr(reply, "\"ok\":true"), "%s", reply);
+
+	int go[2], res[2];
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	ck_assert_int_eq(pipe2(res, O_CLOEXEC), 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	pid_t connector = fork();
+	ck_assert_int_ge(connector, 0);
+	if (connector == 0) {
+		/* Forked from a threaded process: system calls only. */
+		int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof sa) < 0)
+			_exit(3);
+		pid_t asker = fork();
+		if (asker < 0)
+			_exit(4);
+		if (asker == 0) {
+			char c, r[512];
+			if (read(go[0], &c, 1) != 1) /* the connector is gone */
+				_exit(5);
+			if (send(s, "ptrace 0\n", 9, MSG_NOSIGNAL) != 9)
+				_exit(6);
+			ssize_t n = read(s, r, sizeof r);
+			(void)!write(res[1], r, n > 0 ? (size_t)n : 0);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	close(go[0]);
+	close(res[1]);
+	int status;
+	ck_assert_int_eq(waitpid(connector, &status, 0), connector);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	/* Reaped: its pid may be anyone's now. */
+	ck_assert_int_eq(write(go[1], "x", 1), 1);
+	close(go[1]);
+	ssize_t n, got = 0;
+	while ((n = read(res[0], reply + got, sizeof reply - 1 - (size_t)got)) > 0)
+		got += n;
+	reply[got] = '\0';
+	close(res[0]);
+	ck_assert_int_gt(waitpid(-1, &status, 0), 0); /* the asker */
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x", status);
+	ck_assert_msg(strstr(reply, "\"ok\":false") && strstr(reply, "has exited"), "%s", reply);
+	char want[64];
+	snprintf(want, sizeof want, "(pid %d)", (int)connector);
+	ck_assert_msg(strstr(reply, want), "%s", reply);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
 }
 END_TEST
 
@@ -1191,6 +1444,10 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pause_ends_at_its_timeout);
 	tcase_add_test(tc, tool_errors_are_clear);
 	tcase_add_test(tc, socket_refuses_another_uid);
+	tcase_add_test(tc, a_ptrace_grant_goes_only_to_a_live_peer);
+	tcase_add_test(tc, resume_with_a_lone_pool_resumes_that_pool);
+	tcase_add_test(tc, a_pool_number_that_does_not_exist_names_the_ones_that_do);
+	tcase_add_test(tc, gdb_at_ptrace_scope_2_is_explained_and_root_still_attaches);
 	tcase_add_test(tc, a_pid_without_a_pool_of_ours_is_explained);
 	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);

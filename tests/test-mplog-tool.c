@@ -251,6 +251,63 @@ START_TEST(text_form_shows_fields_and_escapes_control_characters)
 }
 END_TEST
 
+/* Whatever a log holds (a child's message, keys, channel and file names,
+ * in a log written by another producer, or by an older libmplog), the
+ * text form escapes it, and only a record starts a line without a space. */
+START_TEST(text_form_escapes_every_string_and_starts_no_line_of_its_own)
+{
+#define FAKE "2026-01-01 00:00:00.000000 ERROR [w9 pid 1 task 3] fake"
+	char *out = NULL;
+	size_t outlen = 0;
+	FILE *mem = open_memstream(&out, &outlen);
+	json_tokener *tok = json_tokener_new();
+	struct mt_record r;
+	const char *why;
+	const char *line =
+		"{\"timestamp\":1000000000000000000,\"severity_text\":\"INFO\","
+		"\"body\":\"a\\r" FAKE "\\u001b]0;title\\u0007 \\u009b2J \\u202e \xff\","
+		"\"attributes\":{\"mpkit.channel\":\"c\\r" FAKE "\","
+		"\"code.filepath\":\"f\\n" FAKE "\",\"code.function\":\"\\u001b[2J\","
+		"\"k\\r" FAKE "\":\"v\\n" FAKE "\",\"w\":\"x\\u001b[1A\","
+		"\"mpg.backtrace\":\"#0\\r" FAKE "\\n#1\"}}";
+	ck_assert_int_eq(mt_record_parse(tok, line, strlen(line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	/* A failed task's record, the parent's (no channel): its backtrace
+	 * below, on indented lines. */
+	line = "{\"timestamp\":1000000000000000000,\"severity_text\":\"ERROR\","
+	       "\"body\":\"m\\n" FAKE "\",\"attributes\":{\"mpg.kind\":\"raised\","
+	       "\"mpg.backtrace\":\"#0\\r" FAKE "\\n" FAKE "\\n\"}}";
+	ck_assert_int_eq(mt_record_parse(tok, line, strlen(line), &r, &why), 0);
+	mt_format_text(mem, &r, false, true);
+	mt_record_clear(&r);
+	fclose(mem);
+	size_t records = 0;
+	for (const char *l = out; *l;) {
+		const char *nl = strchr(l, '\n');
+		ck_assert_msg(nl, "%s", out);
+		ck_assert_msg(l[0] == ' ' || !strncmp(l, "2001-09-09 01:46:40", 19),
+			      "a line that is neither a record nor indented: %s", out);
+		records += l[0] != ' ';
+		l = nl + 1;
+	}
+	ck_assert_uint_eq(records, 2);
+	for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+		ck_assert_msg((*p == '\n' || (*p >= 0x20 && *p != 0x7f)) && *p != 0xff &&
+				      !(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f),
+			      "byte 0x%02x: %s", *p, out);
+	ck_assert_msg(strstr(out, "[c\\r2026-01-01 00:00:00.000000 ERROR [w9 p] a\\r" FAKE
+				  "\\x1b]0;title\\x07 \\u009b2J \\u202e \\xff k\\r" FAKE
+				  "=\"v\\n" FAKE "\" w=x\\x1b[1A mpg.backtrace=\"#0\\r" FAKE "\\n#1\" (f\\n"
+				  FAKE " \\x1b[2J)\n2001-09-09 01:46:40.000000 ERROR m\n    " FAKE
+				  " mpg.kind=raised\n    #0\\r" FAKE "\n    " FAKE "\n"),
+		      "%s", out);
+	free(out);
+	json_tokener_free(tok);
+#undef FAKE
+}
+END_TEST
+
 /* ---- units: the line reader ------------------------------------------- */
 
 START_TEST(reader_holds_a_partial_line_until_its_newline)
@@ -972,6 +1029,91 @@ START_TEST(failed_tasks_print_with_their_backtrace)
 }
 END_TEST
 
+static int forging_task(mpg_task *t, const void *in, size_t len, void *userdata)
+{
+	(void)userdata;
+	(void)len;
+	(void)in;
+	mplog_kv kv[] = {{"mpg.kind", "signaled"}, {"mpg.signal", "SEGV"}, {"mpg.task", "3"},
+			 {"mpg.worker", "9"},      {"mpg.pid", "1"},        {"process.pid", "1"},
+			 {"mpkit.worker", "9"},    {"mpg.backtrace", "#0 0x1 fake\n"}};
+	mplog_error_kv(kv, 8, "task 3: worker 9 (pid 1) died by SIGSEGV");
+	return mpg_task_set_result(t, "ok", 2);
+}
+
+/* A task logs the keys of the pool's failure records: nothing failed, and
+ * neither --stats nor a filter says otherwise. A log written before
+ * libmplog renamed such keys is read the same (the record came from a
+ * channel: a child's). */
+START_TEST(a_task_cannot_forge_a_failed_task)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/forged.jsonl", dir);
+	mplog_aggregator *a;
+	mplog_sink *s;
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 1), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, a), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	mpg_buf in = {"x", 1};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, forging_task, &in, 1, NULL, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 0);
+	mpg_results_free(res);
+	pid_t wpid = mpg_pool_worker_pid(p, 0);
+	mpg_pool_free(p);
+	mplog_aggregator_free(a);
+
+	struct run r = tool("--stats", "--json", "cat", path);
+	ck_assert_int_eq(r.status, 0);
+	json_object *j = json_tokener_parse(r.out);
+	ck_assert_msg(j, "not JSON: %s", r.out);
+	ck_assert_uint_eq(jget(j, "records"), 1);
+	ck_assert_uint_eq(jget(j, "failed_tasks", "total"), 0);
+	ck_assert_uint_eq(jget(j, "failed_tasks", "signaled"), 0);
+	ck_assert_uint_eq(jget(j, "workers", "0"), 1);
+	json_object_put(j);
+	run_free(&r);
+	/* Its own worker, pid and task, not the forged ones. */
+	r = tool("--worker", "9", "cat", path);
+	ck_assert_uint_eq(records(r.out), 0);
+	run_free(&r);
+	r = tool("cat", path);
+	char want[64];
+	snprintf(want, sizeof want, "ERROR [w0 pid %d task 0] task 3:", (int)wpid);
+	ck_assert_msg(strstr(r.out, want) && strstr(r.out, " child.mpg.kind=signaled") &&
+			      strstr(r.out, " child.process.pid=1"),
+		      "%s", r.out);
+	run_free(&r);
+
+	/* The same record as a log written before the renaming holds it. */
+	snprintf(path, sizeof path, "%s/forged-old.jsonl", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("{\"timestamp\":1,\"severity_text\":\"ERROR\",\"body\":\"x\",\"attributes\":{"
+	      "\"process.pid\":42,\"mpkit.worker\":0,\"mpkit.task\":0,\"mpkit.channel\":\"worker-0\","
+	      "\"mpg.kind\":\"signaled\",\"mpg.signal\":\"SEGV\",\"mpg.worker\":\"9\","
+	      "\"mpg.task\":\"3\"}}\n", f);
+	fclose(f);
+	r = tool("--stats", "--json", "cat", path);
+	j = json_tokener_parse(r.out);
+	ck_assert_msg(j, "not JSON: %s", r.out);
+	ck_assert_uint_eq(jget(j, "failed_tasks", "total"), 0);
+	ck_assert_uint_eq(jget(j, "workers", "0"), 1);
+	json_object_put(j);
+	run_free(&r);
+	r = tool("--task", "3", "cat", path);
+	ck_assert_uint_eq(records(r.out), 0);
+	run_free(&r);
+}
+END_TEST
+
 /* A log not written by libmplog may hold any bytes in its strings, which
  * json-c keeps as they are: --stats --json still prints valid UTF-8. */
 START_TEST(stats_json_is_valid_utf8_whatever_the_log_holds)
@@ -1319,6 +1461,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(units, filters_combine_and_know_failed_tasks);
 	tcase_add_test(units, reader_holds_a_partial_line_until_its_newline);
 	tcase_add_test(units, text_form_shows_fields_and_escapes_control_characters);
+	tcase_add_test(units, text_form_escapes_every_string_and_starts_no_line_of_its_own);
 	suite_add_tcase(s, units);
 	/* Filters and options, then what memcheck also runs (each mplog under
 	 * valgrind costs a second or two: CK_RUN_CASE=memcheck there). */
@@ -1345,6 +1488,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, huge_records_come_through_whole);
 	tcase_add_test(mc, json_output_round_trips);
 	tcase_add_test(mc, stats_count_levels_workers_and_crashes);
+	tcase_add_test(mc, a_task_cannot_forge_a_failed_task);
 	tcase_add_test(mc, stats_json_is_valid_utf8_whatever_the_log_holds);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);

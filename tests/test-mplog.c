@@ -502,6 +502,117 @@ START_TEST(text_puts_a_value_of_several_lines_below_the_record)
 }
 END_TEST
 
+/* ---- hostile output ----------------------------------------------------- */
+
+/* What a child may write to take over the reader's terminal: clear it, set
+ * its title, and start what looks like a record of another worker, after a
+ * newline or a carriage return, in its message, a key-value, a file name
+ * and a captured line. */
+#define FAKE "2026-01-01 00:00:00.000000 ERROR [w9 pid 1 task 3] fake"
+static int log_hostile(int arg)
+{
+	(void)arg;
+	mplog_kv kv[] = {{"k\033[2J", "v\r" FAKE}, {"bt", "#0 f\n" FAKE "\n\033]0;t\007"}};
+	if (mplog_writer_log(mplog_default_writer(), MPLOG_INFO, "f\r" FAKE, 1, "fn\033[1A", kv,
+			     2, "ok\n" FAKE "\r" FAKE " \033[2J\033]0;title\007 \xc2\x9b" "2J "
+			     "\xe2\x80\xae" "rtl bad\xff\xc0 \xc3\xa9 end") < 0)
+		return 1;
+	printf("line\r" FAKE "\033[K\n");
+	return 0;
+}
+
+/* Every line either starts a record (a date) or a continuation (a space);
+ * no control character but the newlines; valid UTF-8; no C1 control. */
+static size_t check_safe_text(const char *t)
+{
+	size_t records = 0;
+	for (const char *line = t; *line;) {
+		const char *nl = strchr(line, '\n');
+		ck_assert_msg(nl, "no final newline: %s", t);
+		if (line[0] != ' ') {
+			ck_assert_msg(line[0] == '2' && line[4] == '-' && line[7] == '-' &&
+					      line[10] == ' ' && line[13] == ':',
+				      "a line that is neither a record nor indented: %.*s",
+				      (int)(nl - line), line);
+			records++;
+		}
+		line = nl + 1;
+	}
+	for (const unsigned char *p = (const unsigned char *)t; *p; p++) {
+		ck_assert_msg(*p == '\n' || (*p >= 0x20 && *p != 0x7f), "control byte 0x%02x: %s",
+			      *p, t);
+		ck_assert_msg(!(p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f), "C1 control: %s", t);
+		ck_assert_msg(*p != 0xff && *p != 0xc0, "invalid UTF-8: %s", t);
+	}
+	return records;
+}
+
+START_TEST(text_shows_what_children_send_escaped_and_cannot_be_given_a_fake_record)
+{
+	char dir[] = "/tmp/mplog-test-XXXXXX", path[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/app.log", dir);
+	mplog_aggregator *a;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_TEXT, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	pid_t pid = spawn_child(a, "ch\033]0;x\007\r" FAKE, -1, MPLOG_CAPTURE_STDOUT, log_hostile,
+				0);
+	reap_ok(pid);
+	mplog_aggregator_free(a);
+	char *t = slurp(path);
+	ck_assert_uint_eq(check_safe_text(t), 2); /* the record, the captured line */
+	/* Shown, escaped, where they were. */
+	ck_assert_msg(strstr(t, "] ok\n    " FAKE "\\r" FAKE " \\x1b[2J\\x1b]0;title\\x07 \\u009b2J "
+				"\\u202ertl bad\\xff\\xc0 \xc3\xa9 end k\\x1b[2J=v\\r" FAKE
+				" (f\\r" FAKE ":1 fn\\x1b[1A)\n    bt:\n      #0 f\n      " FAKE
+				"\n      \\x1b]0;t\\x07\n"),
+		      "%s", t);
+	ck_assert_msg(strstr(t, "[ch\\x1b]0;x\\x07\\r2026-01-01 00:00:00.000000 ERRO pid "), "%s", t);
+	ck_assert_msg(strstr(t, " stdout] line\\r" FAKE "\\x1b[K\n"), "%s", t);
+	unlink(path);
+	rmdir(dir);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* ---- reserved keys ------------------------------------------------------ */
+
+static int log_forged_keys(int arg)
+{
+	(void)arg;
+	mplog_kv kv[] = {{"mpg.kind", "signaled"}, {"mpg.task", "3"},     {"process.pid", "1"},
+			 {"mpkit.worker", "9"},    {"mplog.error", "x"},  {"mplog.dropped", "2"},
+			 {"code.lineno", "7"},     {"mpgx", "plain"},     {"user", "alice"}};
+	return mplog_error_kv(kv, 9, "forged") != 0;
+}
+
+START_TEST(reserved_keys_from_a_child_are_renamed_and_the_parents_kept)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "w0", 0, 0, log_forged_keys, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	mplog_kv kv[] = {{"mpg.kind", "raised"}, {"mplog.error", "protocol"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, kv, 2, "parent's"), 0);
+	mplog_writer_free(w);
+	ck_assert_uint_eq(c.n, 2);
+	ck_assert_str_eq(c.v[0].msg, "forged");
+	ck_assert_str_eq(c.v[0].kvs, "child.mpg.kind=signaled;child.mpg.task=3;child.process.pid=1;"
+				     "child.mpkit.worker=9;child.mplog.error=x;mplog.dropped=2;"
+				     "child.code.lineno=7;mpgx=plain;user=alice;");
+	ck_assert_int_eq(c.v[0].pid, pid);
+	ck_assert_str_eq(c.v[1].kvs, "mpg.kind=raised;mplog.error=protocol;");
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* ---- JSON lines ---------------------------------------------------------- */
 
 static int log_nasty(int arg)
@@ -713,6 +824,8 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, drop_mode_drops_when_full_and_reports_the_count_in_a_record);
 	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);
 	tcase_add_test(tc, text_puts_a_value_of_several_lines_below_the_record);
+	tcase_add_test(tc, text_shows_what_children_send_escaped_and_cannot_be_given_a_fake_record);
+	tcase_add_test(tc, reserved_keys_from_a_child_are_renamed_and_the_parents_kept);
 	tcase_add_test(tc, json_lines_parse_back_with_python_and_escape_any_bytes);
 	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
 	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);

@@ -1,7 +1,9 @@
 /* Unit tests of the frame codec shared by every mpkit channel, and of the
- * JSON string writer shared by the libraries and the tools. */
+ * JSON string writer and text escaper shared by the libraries and the
+ * tools. */
 #include "mpk-test.h"
 #include "json-int.h"
+#include "text-int.h"
 #include "wire-int.h"
 
 #include <stdint.h>
@@ -204,6 +206,33 @@ START_TEST(json_strings_are_valid_for_any_bytes)
 }
 END_TEST
 
+static void text_is(const char *in, size_t n, const char *want)
+{
+	struct mpk_buf b = {0};
+	mpk_text_escape(&b, in, n);
+	mpk_buf_put_u8(&b, 0);
+	ck_assert_msg(!b.oom && strcmp((char *)b.data, want) == 0, "got \"%s\", want \"%s\"",
+		      (char *)b.data, want);
+	mpk_buf_free(&b);
+}
+
+START_TEST(text_escape_shows_controls_and_keeps_printable_utf8)
+{
+	text_is("plain\ttab \\ back", 16, "plain\ttab \\ back");
+	text_is("a\nb\rc\033[2J\0d\x7f", 12, "a\\nb\\rc\\x1b[2J\\x00d\\x7f");
+	text_is("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	/* C1 (U+009B is a CSI), bidi overrides, line separator. */
+	text_is("\xc2\x9b" "1\xc2\xa0\xe2\x80\xae\xe2\x80\xa8\xe2\x81\xa6\xd8\x9c", 16,
+		"\\u009b1\xc2\xa0\\u202e\\u2028\\u2066\\u061c");
+	/* Not UTF-8: stray continuation, overlong, surrogate, cut short. */
+	text_is("\x80\xc0\xaf\xed\xa0\x80\xe2\x82", 8, "\\x80\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x82");
+	ck_assert_uint_eq(mpk_text_prefix("abc", 3, 40), 3);
+	ck_assert_uint_eq(mpk_text_prefix("ab\xc3\xa9", 4, 3), 2); /* not inside the é */
+	ck_assert_uint_eq(mpk_text_prefix("ab\xc3\xa9", 4, 4), 4);
+	ck_assert_uint_eq(mpk_text_prefix("\xe2\x82\xac\xe2\x82\xac", 6, 5), 3);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
@@ -214,6 +243,7 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, reader_overrun_sets_error_and_yields_zero);
 	tcase_add_test(tc, json_strings_escape_controls_and_replace_invalid_utf8);
 	tcase_add_test(tc, json_strings_are_valid_for_any_bytes);
+	tcase_add_test(tc, text_escape_shows_controls_and_keeps_printable_utf8);
 	suite_add_tcase(s, tc);
 	return s;
 }

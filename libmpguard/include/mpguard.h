@@ -277,7 +277,12 @@ MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *opts, mpg_progress_bar 
  * mpg_pool_new - start a pool: the fork server, the dispatcher thread and
  * the workers. @opts may be NULL. Per-call-only options are ignored.
  * Returns 0, -EINVAL, -ECHILD (called in a worker), -ENOMEM, or the errno
- * of a failed fork/socket/thread creation. Since 0.1.
+ * of a failed fork/socket/thread creation, or the errno that kept every
+ * worker from starting (-EMFILE, -ENFILE, -ENOMEM, -EAGAIN; nothing is
+ * left of the pool then). A worker that cannot be started later (a
+ * replacement) is a WARN record and its slot tries again with backoff;
+ * once none is alive and every slot failed 3 starts in a row, the tasks
+ * not run fail as MPG_ERR_CANCELLED with that errno as code. Since 0.1.
  */
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret);
 
@@ -470,7 +475,8 @@ typedef enum mpg_error_kind {
 	MPG_ERR_KILLED,     /* the worker was killed from outside (SIGKILL, OOM, SIGTERM) */
 	MPG_ERR_TIMEOUT,    /* the task ran over its time limit */
 	MPG_ERR_PROTOCOL,   /* the worker sent garbage or vanished mid-message */
-	MPG_ERR_CANCELLED,  /* never ran to the end: pool aborted or terminated */
+	MPG_ERR_CANCELLED,  /* never ran to the end: pool aborted or terminated,
+			     * or no worker could be started (code: the errno) */
 } mpg_error_kind;
 
 MPG_EXPORT mpg_error_kind mpg_error_get_kind(const mpg_error *err);
@@ -482,7 +488,8 @@ MPG_EXPORT size_t mpg_error_task(const mpg_error *err);
 MPG_EXPORT int mpg_error_worker(const mpg_error *err);
 /** Pid of the worker, or 0. */
 MPG_EXPORT pid_t mpg_error_pid(const mpg_error *err);
-/** RAISED: the code; EXITED: the exit status; else 0. */
+/** RAISED: the code; EXITED: the exit status; CANCELLED because no worker
+ *  (or service) could be started: the errno, such as EMFILE; else 0. */
 MPG_EXPORT int mpg_error_code(const mpg_error *err);
 /** SIGNALED, KILLED, TIMEOUT: the signal number; else 0. */
 MPG_EXPORT int mpg_error_signal(const mpg_error *err);
@@ -621,8 +628,10 @@ MPG_EXPORT int mpg_supervisor_set_pause(mpg_supervisor *sup, unsigned flags, uns
  * signal or mpg_supervisor_stop(); -ECANCELED when it gave up (restart
  * intensity exceeded: mpg_supervisor_error() says why; the others were shut
  * down); -EPIPE when the fork server died (the services die with it);
- * -EAGAIN when a service could not be restarted; -EINVAL (no service),
- * -EBUSY, -ECHILD, or a setup errno. Since 0.1.
+ * -EINVAL (no service), -EBUSY, -ECHILD, or a setup errno. A service that
+ * cannot be started (EMFILE, ENOMEM, EAGAIN from fork) fails as
+ * MPG_ERR_CANCELLED with that errno as code, and is restarted by its
+ * policy like any failed service. Since 0.1.
  */
 MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *sup);
 

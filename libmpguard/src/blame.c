@@ -51,8 +51,17 @@ void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	struct mpg__failure death;
 	mpg__death_failure(status, perr, w->crashed ? &w->crash : NULL, w->crash_ips, msg,
 			   sizeof msg, &death);
+	if (w->starved && !w->killed_by_pool) {
+		/* We killed it, for want of an fd to take its results: no task
+		 * is to blame, the lost ones count a loss. */
+		death = (struct mpg__failure){.kind = MPG_ERR_CANCELLED, .code = EMFILE,
+					      .msg = "the pool had no fd free to take the worker's "
+						     "results: Too many open files (EMFILE)"};
+	}
 	struct mpg__wstatus *ws = &p->wcfg.status[w->slot];
 	uint32_t st = atomic_load(&ws->state);
+	if (w->starved)
+		st = WS_IDLE;
 	uint64_t wjob = atomic_load(&ws->job), windex = atomic_load(&ws->index);
 
 	/* The running task is to blame; tasks queued behind it are innocent.
@@ -128,7 +137,6 @@ void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status)
 		p->stats.workers_replaced++;
 	if (wanted && !p->broken) {
 		w->restarts++;
-		if (mpg__worker_spawn(p, w) < 0)
-			w->state = W_EMPTY;
+		mpg__worker_start(p, w);
 	}
 }

@@ -9,7 +9,9 @@
  * decodes them); each gets one JSON line in reply:
  *   info               the target and its slots (workers, services)
  *   ptrace SLOT        let the peer's pid (from SO_PEERCRED, never from
- *                      the request) ptrace that slot: PR_SET_PTRACER
+ *                      the request) ptrace that slot: PR_SET_PTRACER,
+ *                      only while the process that connected lives (a
+ *                      pidfd taken at connect, checked at the grant)
  *   resume SLOT|all    end the pause of paused slots
  *   log                {"ok":true}, then the log's records as JSON
  *                      lines, until the client hangs up
@@ -32,11 +34,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
 
 #define MAX_CLIENTS 16
 #define GRANT_TIMEOUT_NS (2000u * 1000000u)
@@ -48,6 +55,10 @@ struct client {
 	struct mpg__control *ctl;
 	int fd;
 	pid_t pid;
+	/* The process that connected (pid): -1 when it could not be had,
+	 * readable once that process has exited. */
+	int pidfd;
+	int pidfd_err; /* why there is none, an errno */
 	char req[MPG_CTL_MAX_REQUEST + 1];
 	size_t req_len;
 	/* a log subscriber: records queued by the sink callback, which runs on
@@ -197,6 +208,52 @@ static int find_slot(struct mpg__control *ctl, struct client *c, const struct mp
 	return -1;
 }
 
+/* Has the process that connected exited (its pid free to be reused)? */
+static bool peer_gone(const struct client *c)
+{
+	struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+	return poll(&p, 1, 0) != 0; /* readable at exit; an error: assume gone */
+}
+
+/* Ask slot's process to name tracer its ptracer (0: nobody); wait for its
+ * answer. Returns its errno (0: done), or -1 after replying why none. */
+static int ask_grant(struct mpg__control *ctl, struct client *c, int slot,
+		     const struct mpg__ctl_slot *sl, pid_t tracer)
+{
+	const struct mpg__ctl_target *t = &ctl->t;
+	struct mpg__wstatus *ws = &t->status[slot];
+	atomic_store(&ws->ptracer, tracer);
+	uint32_t req_seq = atomic_fetch_add(&ws->ptracer_req, 1) + 1;
+	/* A paused process waits on ctl_seq; a running one takes the signal. */
+	atomic_fetch_add(&ws->ctl_seq, 1);
+	mpg__futex_wake(&ws->ctl_seq);
+	int e = t->signal(t->obj, (unsigned)slot, sl->pid, MPG_CONTROL_SIGNAL);
+	if (e < 0) {
+		reply_error(c, "%s %d (pid %d) could not be signalled: %s", t->slot_noun, slot,
+			    (int)sl->pid, strerror(-e));
+		return -1;
+	}
+	uint64_t deadline = mpg__now_ns() + GRANT_TIMEOUT_NS;
+	for (;;) {
+		uint32_t ack = atomic_load(&ws->ptracer_ack);
+		if (ack == req_seq)
+			break;
+		uint64_t now = mpg__now_ns();
+		if (now >= deadline) {
+			reply_error(c, "%s %d (pid %d) did not answer within 2 s (is SIGURG "
+				       "blocked in its %s?)", t->slot_noun, slot, (int)sl->pid,
+				    sl->counts_tasks ? "task" : "code");
+			return -1;
+		}
+		mpg__futex_wait(&ws->ptracer_ack, ack, deadline - now);
+	}
+	return atomic_load(&ws->ptracer_err);
+}
+
+/* The grant goes to the peer's pid only while the process that connected
+ * lives: checked before, so that a pid it left behind is never named, and
+ * after, since a pid cannot be reused while its process lives (one that
+ * dies after the grant takes it along: Yama drops a dead tracer's). */
 static void do_ptrace(struct mpg__control *ctl, struct client *c, const struct mpg__ctl_request *req)
 {
 	const struct mpg__ctl_target *t = &ctl->t;
@@ -209,39 +266,36 @@ static void do_ptrace(struct mpg__control *ctl, struct client *c, const struct m
 		reply_error(c, "%s %d is not running now (%s)", t->slot_noun, slot, sl->state);
 		return;
 	}
-	struct mpg__wstatus *ws = &t->status[slot];
-	atomic_store(&ws->ptracer, c->pid);
-	uint32_t req_seq = atomic_fetch_add(&ws->ptracer_req, 1) + 1;
-	/* A paused process waits on ctl_seq; a running one takes the signal. */
-	atomic_fetch_add(&ws->ctl_seq, 1);
-	mpg__futex_wake(&ws->ctl_seq);
-	int e = t->signal(t->obj, (unsigned)slot, pid, MPG_CONTROL_SIGNAL);
-	if (e < 0) {
-		reply_error(c, "%s %d (pid %d) could not be signalled: %s", t->slot_noun, slot,
-			    (int)pid, strerror(-e));
+	if (c->pidfd < 0 && c->pidfd_err != ESRCH) {
+		reply_error(c, "no ptrace grant: the process that connected (pid %d) cannot be "
+			       "told from one that reuses its pid: %s", (int)c->pid,
+			    strerror(c->pidfd_err));
 		return;
 	}
-	uint64_t deadline = mpg__now_ns() + GRANT_TIMEOUT_NS;
-	for (;;) {
-		uint32_t ack = atomic_load(&ws->ptracer_ack);
-		if (ack == req_seq)
-			break;
-		uint64_t now = mpg__now_ns();
-		if (now >= deadline) {
-			reply_error(c, "%s %d (pid %d) did not answer within 2 s (is SIGURG "
-				       "blocked in its %s?)", t->slot_noun, slot, (int)pid,
-				    sl->counts_tasks ? "task" : "code");
-			return;
-		}
-		mpg__futex_wait(&ws->ptracer_ack, ack, deadline - now);
+	if (c->pidfd < 0 || peer_gone(c)) {
+		reply_error(c, "no ptrace grant: the process that connected (pid %d) has "
+			       "exited; ask from the process that is to trace", (int)c->pid);
+		return;
 	}
-	int err = atomic_load(&ws->ptracer_err);
+	int err = ask_grant(ctl, c, slot, sl, c->pid);
+	if (err < 0)
+		return;
+	if (peer_gone(c)) {
+		/* Named while it lived, or the pid's next owner: take it back. */
+		if (err == 0 && ask_grant(ctl, c, slot, sl, 0) < 0)
+			return;
+		reply_error(c, "no ptrace grant: the process that connected (pid %d) exited "
+			       "during the grant", (int)c->pid);
+		return;
+	}
+	/* It lived before and after, so its pid was its own throughout:
+	 * EINVAL, which under Yama would mean no such process, means no Yama. */
 	if (err && err != EINVAL) {
 		reply_error(c, "%s %d could not grant ptrace: %s", t->slot_noun, slot, strerror(err));
 		return;
 	}
 	struct mpk_buf b = {0};
-	/* EINVAL: no Yama, nothing to grant; ptrace's usual rules apply. */
+	/* EINVAL without Yama: nothing to grant; ptrace's usual rules apply. */
 	mpk_buf_printf(&b, "{\"ok\":true,\"worker\":%d,\"pid\":%d,\"yama\":%s,\"tracer\":%d}\n", slot,
 		(int)pid, err == EINVAL ? "false" : "true", (int)c->pid);
 	reply(c, &b);
@@ -393,9 +447,31 @@ static void client_free(struct mpg__control *ctl, struct client *c)
 		send_all(c, c->out.data, c->out.len);
 	}
 	mpg__fdreg_close(&c->fd);
+	mpg__fdreg_close(&c->pidfd);
 	mpk_buf_free(&c->out);
 	pthread_mutex_destroy(&c->out_lock);
 	free(c);
+}
+
+/* The process that connected, for ptrace grants: SO_PEERPIDFD names it
+ * as it was at connect(); before Linux 6.5, pidfd_open() of its pid now,
+ * which a process that connected, exited and had its pid reused before
+ * this accept() would fool. Either pidfd is O_CLOEXEC. ESRCH: it has
+ * exited already. */
+static void take_peer_pidfd(struct client *c)
+{
+	socklen_t len = sizeof c->pidfd;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERPIDFD, &c->pidfd, &len) < 0 ||
+	    len != sizeof c->pidfd) {
+		c->pidfd = -1;
+		if (errno == ENOPROTOOPT || errno == EINVAL)
+			c->pidfd = c->pid > 0 ? pidfd_open(c->pid, 0) : -1;
+	}
+	if (c->pidfd < 0) {
+		c->pidfd_err = c->pid > 0 ? errno : ESRCH;
+		return;
+	}
+	mpg__fdreg_add(c->pidfd);
 }
 
 static void accept_client(struct mpg__control *ctl)
@@ -411,7 +487,7 @@ static void accept_client(struct mpg__control *ctl)
 	}
 	struct timeval tv = {.tv_sec = 1};
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	struct client tmp = {.fd = fd, .pid = cred.pid};
+	struct client tmp = {.fd = fd, .pid = cred.pid, .pidfd = -1};
 	if (cred.uid != geteuid()) {
 		/* The directory and socket modes keep others out; this is the
 		 * lock behind the door. */
@@ -431,6 +507,7 @@ static void accept_client(struct mpg__control *ctl)
 	}
 	*c = tmp;
 	c->ctl = ctl;
+	take_peer_pidfd(c);
 	pthread_mutex_init(&c->out_lock, NULL);
 	mpg__fdreg_add(fd);
 	ctl->clients[i] = c;

@@ -35,7 +35,9 @@ void mpg__worker_signal(struct mpg_pool *p, struct worker *w, int sig);
 void mpg__worker_kill(struct mpg_pool *p, struct worker *w);
 void mpg__worker_protocol_error(struct mpg_pool *p, struct worker *w, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-int mpg__worker_spawn(struct mpg_pool *p, struct worker *w);
+/* Ask the fork server for a worker in slot w (W_SPAWNING); on failure a
+ * negative errno and, in *what, the step that failed. See respawn.c. */
+int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what);
 void mpg__worker_flush(struct mpg_pool *p, struct worker *w);
 int mpg__worker_take_fd(struct worker *w);
 void mpg__worker_drop_fds(struct worker *w, unsigned n);
@@ -55,6 +57,14 @@ void mpg__results_rescue(struct mpg_pool *p, struct worker *w);
 
 /* blame.c */
 void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status);
+
+/* respawn.c: starting workers, and slots whose worker could not start */
+void mpg__worker_start(struct mpg_pool *p, struct worker *w);
+void mpg__start_failed(struct mpg_pool *p, struct worker *w, int err, const char *what);
+void mpg__respawn_due(struct mpg_pool *p);
+/* Milliseconds until a waiting slot tries again, for epoll_wait(); -1: none. */
+int mpg__respawn_timeout_ms(const struct mpg_pool *p);
+void mpg__fail_unstartable(struct mpg_pool *p);
 
 /* schedule.c */
 void mpg__schedule(struct mpg_pool *p);

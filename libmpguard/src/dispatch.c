@@ -5,6 +5,7 @@
  * pool on abort, terminate or join. The other files of the dispatcher:
  * wio.c (worker processes and sockets), results.c (results into outcomes),
  * outcome.c (what becomes of a task), blame.c (a worker's death),
+ * respawn.c (starting workers, and slots whose worker could not start),
  * schedule.c (chunks out), timelimit.c (time limits). */
 #include "dispatch-int.h"
 
@@ -69,7 +70,10 @@ static void read_ctl(struct mpg_pool *p)
 		struct worker *w = &p->workers[m.slot];
 		switch (m.type) {
 		case FS_SPAWNED:
+			/* Its pidfd may be missing (no fd free here): signals then
+			 * go through the fork server. */
 			w->pid = m.pid;
+			w->start_failures = 0;
 			(void)mpg__log_pipes_set_pid(p->log, w->capture_ch, m.pid);
 			w->pidfd = fd;
 			mpg__fdreg_add(fd);
@@ -82,13 +86,15 @@ static void read_ctl(struct mpg_pool *p)
 			pthread_cond_broadcast(&p->cond);
 			break;
 		case FS_SPAWN_FAILED:
+			/* fork() failed there (EAGAIN, ENOMEM), or the fds did not
+			 * reach it: try again later (respawn.c). */
 			if (fd >= 0)
 				close(fd);
+			if (w->state != W_SPAWNING)
+				break;
 			mpg__worker_drop_channel(p, w);
-			w->state = W_EMPTY;
 			p->live_workers--;
-			if (p->live_workers == 0 && p->jobs_head)
-				broken(p);
+			mpg__start_failed(p, w, m.value > 0 ? m.value : EIO, "fork() in the fork server");
 			break;
 		case FS_EXITED:
 			if (fd >= 0)
@@ -290,17 +296,16 @@ void *mpg__dispatcher_main(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < p->nworkers; i++)
-		if (mpg__worker_spawn(p, &p->workers[i]) < 0)
-			p->workers[i].state = W_EMPTY;
+		mpg__worker_start(p, &p->workers[i]);
 	p->spawned_initial = true;
-	if (p->live_workers == 0)
-		broken(p);
 	pthread_cond_broadcast(&p->cond);
 	for (;;) {
 		/* Callbacks may end jobs, which may let the pool retire or
 		 * stop, which may queue callbacks: settle before sleeping. */
 		do {
 			deliver(p);
+			mpg__respawn_due(p);
+			mpg__fail_unstartable(p);
 			mpg__schedule(p);
 			mpg__recycle_workers(p);
 			retire_idle(p);
@@ -323,9 +328,11 @@ void *mpg__dispatcher_main(void *arg)
 			p->wake_waiters = false;
 			pthread_cond_broadcast(&p->cond);
 		}
+		/* -1 unless a slot waits to try starting its worker again. */
+		int timeout = mpg__respawn_timeout_ms(p);
 		p->dispatcher_asleep = true;
 		pthread_mutex_unlock(&p->lock);
-		int n = epoll_wait(p->epfd, evs, 64, -1);
+		int n = epoll_wait(p->epfd, evs, 64, timeout);
 		pthread_mutex_lock(&p->lock);
 		p->dispatcher_asleep = false;
 		for (int i = 0; i < n; i++) {

@@ -46,8 +46,10 @@ static int fs_send1(int sock, const struct mpg__fsmsg *m, int fd)
 }
 
 /* Receive one message and the fds sent with it (up to MPG_FS_MAX_FDS; -1
- * where none). Returns 1, 0 on EOF, or a negative errno (-EAGAIN on a
- * non-blocking socket); fds beyond the maximum are closed. */
+ * where none). Returns 1, 2 when some of its fds were lost (MSG_CTRUNC:
+ * no fd was free here, the message itself is whole), 0 on EOF, or a
+ * negative errno (-EAGAIN on a non-blocking socket); fds beyond the
+ * maximum are closed. */
 int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags)
 {
 	union {
@@ -69,7 +71,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int fl
 	mpg__cmsg_take_fds(&mh, fds, MPG_FS_MAX_FDS, NULL);
 	if (r == 0)
 		return 0;
-	if (mpg__fsmsg_decode(msg, (size_t)r, mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC), m) < 0) {
+	if (mpg__fsmsg_decode(msg, (size_t)r, mh.msg_flags & MSG_TRUNC, m) < 0) {
 		for (int i = 0; i < MPG_FS_MAX_FDS; i++) {
 			if (fds[i] >= 0)
 				close(fds[i]);
@@ -77,7 +79,7 @@ int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int fl
 		}
 		return -EPROTO;
 	}
-	return 1;
+	return mh.msg_flags & MSG_CTRUNC ? 2 : 1;
 }
 
 static void reap(int ctl, pid_t *pids, unsigned n)
@@ -104,9 +106,10 @@ static void close_fds(const int *fds, int n)
 }
 
 /* fds: the worker's socket, its two frame pipes if FS_SPAWN_PIPES, then
- * its log, stdout and stderr pipes (or -1). */
+ * its log, stdout and stderr pipes (or -1); fds_lost: some did not reach
+ * us (no fd free). */
 static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
-		  const struct mpg__fsmsg *req, const int *fds)
+		  const struct mpg__fsmsg *req, const int *fds, bool fds_lost)
 {
 	struct mpg__wchan ch = {fds[0], fds[0], fds[0]};
 	int k = 1;
@@ -119,6 +122,10 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		if (req->value & (1 << i))
 			io[i] = fds[k++];
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
+	if (fds_lost) {
+		m.value = EMFILE; /* a worker without its socket or pipes is of no use */
+		goto fail;
+	}
 	if (ch.sock < 0 || ch.in < 0 || ch.out < 0 || req->slot >= cfg->nworkers ||
 	    pids[req->slot] != 0) {
 		m.value = EINVAL;
@@ -214,9 +221,9 @@ static _Noreturn void server_main(const struct mpg__wconfig *cfg, int ctl)
 			struct mpg__fsmsg req;
 			int fds[MPG_FS_MAX_FDS];
 			int r = mpg__fs_recv(ctl, &req, fds, 0);
-			if (r == 1 && req.type == FS_SPAWN) {
-				spawn(cfg, ctl, sigfd, pids, &req, fds);
-			} else if (r == 1 && req.type == FS_KILL) {
+			if (r >= 1 && req.type == FS_SPAWN) {
+				spawn(cfg, ctl, sigfd, pids, &req, fds, r == 2);
+			} else if (r >= 1 && req.type == FS_KILL) {
 				/* Race-free: our child, not reaped yet, cannot be a reused pid. */
 				if (req.slot < cfg->nworkers && pids[req.slot] == req.pid && req.pid > 0)
 					kill(req.pid, req.value);

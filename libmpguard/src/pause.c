@@ -28,8 +28,9 @@
 
 static struct mpg__wstatus *S;
 
-/* Serve a pending grant. EINVAL means Yama is not active: then ordinary
- * ptrace rules apply and nothing needs granting. */
+/* Serve a pending grant (pid 0: take it back). EINVAL means Yama is not
+ * active, or under Yama that no process has the pid: the parent tells
+ * which (it knows whether the tracer lived throughout). */
 static void serve_grant(void)
 {
 	uint32_t req = atomic_load(&S->ptracer_req);

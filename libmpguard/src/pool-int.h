@@ -4,6 +4,7 @@
 #include "mpguard.h"
 #include "mplog.h"
 #include "wire-int.h"
+#include "fdreg-int.h"
 #include "crash-int.h"
 #include "proto-int.h"
 
@@ -38,6 +39,13 @@
 /* A chunk lost with its worker (no task to blame) is re-run at most this
  * many times before its tasks fail with the worker's death. */
 #define MPG_MAX_LOST 3u
+/* A slot whose worker could not be started (no fd, no memory, no process)
+ * tries again after MPG_START_BACKOFF_NS, doubling up to
+ * MPG_START_BACKOFF_MAX_NS; once no worker is alive and every slot failed
+ * MPG_START_TRIES starts in a row, the tasks not run fail (respawn.c). */
+#define MPG_START_BACKOFF_NS (10u * 1000000u)
+#define MPG_START_BACKOFF_MAX_NS (1000u * 1000000u)
+#define MPG_START_TRIES 3u
 
 /* ---- options ---------------------------------------------------------- */
 enum {
@@ -196,10 +204,12 @@ uint64_t mpg__minset_min(const struct mpg__minset *s);
 void mpg__minset_free(struct mpg__minset *s);
 
 /* ---- fd registry: parent-side fds every forked child closes (atfork) --- */
-void mpg__fdreg_add(int fd);
-void mpg__fdreg_del(int fd);
+/* libmpguard's own copy of the registry (libmplog/src/fdreg.c), which
+ * libmplog's fds are not in: each library registers what it opens. */
+static inline void mpg__fdreg_add(int fd) { mpk_fdreg_add(fd); }
+static inline void mpg__fdreg_del(int fd) { mpk_fdreg_del(fd); }
 /* Unregister and close *fd, then set it to -1; nothing when it is -1. */
-void mpg__fdreg_close(int *fd);
+static inline void mpg__fdreg_close(int *fd) { mpk_fdreg_close(fd); }
 
 /* logpipe.c: one worker's or service's pipes to aggregator a (none when a
  * is NULL): io[0] its records, io[1]/io[2] its stdout/stderr when capture
@@ -471,6 +481,9 @@ struct worker {
 		uint64_t spawn_ns;
 		uint64_t ready_ns;          /* its hello: set up, ready for tasks */
 		unsigned restarts;
+		unsigned start_failures;    /* failed starts in a row (respawn.c) */
+		int start_err;              /* the errno of the last */
+		uint64_t start_at;          /* W_EMPTY after one: when to try again */
 		bool retiring;              /* max_tasks reached: socket closed */
 		bool killed_by_pool;        /* abort, terminate, fork server lost */
 		unsigned capture_ch[2];     /* aggregator channels of its stdout, stderr */
@@ -488,6 +501,7 @@ struct worker {
 		int fdq[2 * MPG_CHUNK_MAX_FDS];
 		unsigned nfdq;
 		int arena;                  /* its result arena (memfd), or -1 */
+		bool fds_lost;              /* fds it sent found none free here (EMFILE) */
 	};
 	/* ---- its work ---- */
 	struct {
@@ -522,6 +536,7 @@ struct worker {
 			uint64_t job, index;
 		} culprit;
 		bool culprit_failed;        /* and it failed for it */
+		bool starved;               /* killed: no fd free here for its results */
 	};
 };
 
@@ -553,6 +568,8 @@ struct mpg_pool {
 	bool join_requested;
 	bool broken;                /* fork server lost */
 	bool spawned_initial;       /* the dispatcher asked for the first workers */
+	uint64_t start_kick_job;    /* the last job that made waiting slots try at once */
+	unsigned start_waiting;     /* slots waiting to try again (start_at set) */
 
 	struct mpg_options opts;    /* pool defaults */
 	struct mpg__wconfig wcfg;

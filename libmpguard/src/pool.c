@@ -4,6 +4,7 @@
 #include "control-int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,8 +76,10 @@ void mpg__pool_unref(struct mpg_pool *p)
 		pool_release(p);
 }
 
-/* The default: an aggregator of the pool's own, text to stderr. */
-static int setup_log(struct mpg_pool *p)
+/* The default: an aggregator of the pool's own, text to stderr, if
+ * stderr was open when mpg_pool_new() began (else one of the pool's own
+ * fds may hold number 2 now, and no text must go there). */
+static int setup_log(struct mpg_pool *p, bool have_stderr)
 {
 	if (p->opts.set & OPT_LOG) {
 		p->log = p->opts.log;
@@ -87,12 +90,15 @@ static int setup_log(struct mpg_pool *p)
 	if (r < 0)
 		return r;
 	p->own_log = true;
-	r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO, &sink);
-	if (r < 0)
-		return r;
-	r = mplog_aggregator_add_sink(p->log, sink);
-	if (r < 0)
-		return r;
+	if (have_stderr) {
+		r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
+				      &sink);
+		if (r < 0)
+			return r;
+		r = mplog_aggregator_add_sink(p->log, sink);
+		if (r < 0)
+			return r;
+	}
 	r = mplog_aggregator_writer(p->log, &p->log_writer);
 	if (r < 0)
 		return r;
@@ -184,12 +190,33 @@ static int start_control(struct mpg_pool *p)
 	return mpg__control_start(&t, &p->control);
 }
 
+static void wait_stopped(struct mpg_pool *p);
+
+/* With the lock held, once the first starts are settled: 0 if a worker
+ * runs, else why none does (every start failed, or the fork server died). */
+static int start_error(const struct mpg_pool *p)
+{
+	if (p->live_workers)
+		return 0;
+	int err = p->broken ? EPIPE : EAGAIN;
+	uint64_t latest = 0;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		const struct worker *w = &p->workers[i];
+		if (w->start_failures && w->start_at >= latest) {
+			latest = w->start_at;
+			err = w->start_err;
+		}
+	}
+	return -err;
+}
+
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 {
 	if (!ret)
 		return -EINVAL;
 	if (mpg__in_worker)
 		return -ECHILD;
+	bool have_stderr = fcntl(STDERR_FILENO, F_GETFD) >= 0; /* before any fd of ours */
 	struct mpg_pool *p = calloc(1, sizeof *p);
 	if (!p)
 		return -ENOMEM;
@@ -265,7 +292,7 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		goto fail;
 	/* After the fork server: it needs none of this, and its fork happens
 	 * before the aggregator's thread exists. */
-	r = setup_log(p);
+	r = setup_log(p, have_stderr);
 	if (r < 0)
 		goto fail;
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
@@ -299,6 +326,15 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 		if (!spawning || p->state == POOL_STOPPED || p->broken)
 			break;
 		pthread_cond_wait(&p->cond, &p->lock);
+	}
+	r = start_error(p);
+	if (r < 0) {
+		/* Not one worker: stop the dispatcher and the fork server (no
+		 * child is left), release the rest. The failed starts are in
+		 * the log. */
+		mpg__pool_cancel_all(p, false);
+		wait_stopped(p);
+		goto fail;
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (mpg__control_wanted(p->opts.set & OPT_CONTROL, p->opts.control)) {

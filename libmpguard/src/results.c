@@ -253,6 +253,16 @@ void mpg__results_frame(struct mpg_pool *p, struct worker *w, const uint8_t *bod
 		return;
 	}
 	struct chunk *c = result_chunk(w, res.h.job, res.h.first, res.h.count);
+	if (c && nfds > w->nfdq && w->fds_lost) {
+		/* Its results' memfds found no fd free here: they are lost.
+		 * Not its fault; it is killed and its tasks run again (with a
+		 * loss counted, so that this cannot go on for ever). */
+		mpg__worker_drop_fds(w, nfds);
+		w->starved = true;
+		w->from_eof = true; /* it is killed: the arena has the rest */
+		mpg__worker_kill(p, w);
+		return;
+	}
 	if (!c || nfds > w->nfdq) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "worker sent a result frame that matches no task sent to it");

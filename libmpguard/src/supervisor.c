@@ -64,6 +64,7 @@ struct mpg_supervisor {
 	mplog_aggregator *log;      /* where records go: the caller's, our own, or none */
 	bool log_set;               /* the caller chose (maybe none) */
 	bool own_log;
+	bool have_stderr;           /* fd 2 was open before any fd of ours */
 	unsigned capture;           /* MPG_CAPTURE_*: services' stdout/stderr as records */
 	pthread_mutex_t lock;       /* the services' state, for the control thread */
 	bool stopping;              /* shutting down (under the lock) */
@@ -93,6 +94,7 @@ MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret)
 	s->seq = mpg__control_seq();
 	s->fs_ctl = -1;
 	pthread_mutex_init(&s->lock, NULL);
+	s->have_stderr = fcntl(STDERR_FILENO, F_GETFD) >= 0;
 	s->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (s->stopfd < 0) {
 		int r = -errno;
@@ -187,7 +189,8 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *s, mpg_error_fn
 	return 0;
 }
 
-/* The default log: an aggregator of our own, text to stderr. */
+/* The default log: an aggregator of our own, text to stderr, if fd 2 is
+ * not one of ours (have_stderr). */
 static int own_log_new(mpg_supervisor *s)
 {
 	mplog_aggregator *a;
@@ -195,9 +198,10 @@ static int own_log_new(mpg_supervisor *s)
 	int r = mplog_aggregator_new(&a);
 	if (r < 0)
 		return r;
-	if ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
-				   &sink)) < 0 ||
-	    (r = mplog_aggregator_add_sink(a, sink)) < 0) {
+	if (s->have_stderr &&
+	    ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
+				    &sink)) < 0 ||
+	     (r = mplog_aggregator_add_sink(a, sink)) < 0)) {
 		mplog_aggregator_free(a);
 		return r;
 	}
@@ -320,12 +324,15 @@ static void log_failure(struct run *r, const mpg_error *e)
 #define TAG_STOP 4u
 #define TAG_SERVICE 16u /* + index: a service's socket, watched for a crash report */
 
-static int start_service(struct run *r, unsigned i)
+/* 0, or a negative errno and in *what the step that failed. */
+static int start_service(struct run *r, unsigned i, const char **what)
 {
 	struct service *sv = &r->s->svc[i];
 	int sp[2];
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		*what = "socketpair()";
 		return -errno;
+	}
 	/* Its log pipe, and its stdout/stderr if captured: its death is each
 	 * channel's EOF, after which the aggregator drains and closes it. */
 	int io[3];
@@ -340,6 +347,7 @@ static int start_service(struct run *r, unsigned i)
 	mpg__log_pipes_close(io);
 	if (e < 0) {
 		close(sp[0]);
+		*what = "the request to the fork server";
 		return e;
 	}
 	(void)fcntl(sp[0], F_SETFL, O_NONBLOCK);
@@ -485,8 +493,8 @@ static void begin_shutdown(struct run *r, int result)
 	r->stop_index = -1;
 	pthread_mutex_lock(&r->s->lock);
 	r->s->stopping = true;
-	for (unsigned i = 0; i < r->s->n; i++)
-		if (r->s->svc[i].state == SVC_WAITING)
+	for (unsigned i = 0; i < r->s->n; i++) /* and those not started yet */
+		if (r->s->svc[i].state == SVC_WAITING || r->s->svc[i].state == SVC_IDLE)
 			r->s->svc[i].state = SVC_DONE;
 	pthread_mutex_unlock(&r->s->lock);
 }
@@ -529,16 +537,13 @@ static void set_state(mpg_supervisor *s, struct service *sv, enum svc_state stat
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void service_exited(struct run *r, unsigned i, int status)
+/* Service i is gone, having failed with e (taken; NULL: it ended well or
+ * was stopped): record, callback, then restart by policy and backoff, or
+ * give up. */
+static void service_ended(struct run *r, unsigned i, mpg_error *e)
 {
 	mpg_supervisor *s = r->s;
 	struct service *sv = &s->svc[i];
-	bool ours = r->stopping;
-	mpg_error *e = failure_of(r, i, status, ours);
-	mpg__fdreg_close(&sv->sock);
-	pthread_mutex_lock(&s->lock);
-	sv->pid = 0;
-	pthread_mutex_unlock(&s->lock);
 	uint64_t now = mpg__now_ns();
 	log_failure(r, e);
 	if (e && s->on_error)
@@ -590,6 +595,41 @@ static void service_exited(struct run *r, unsigned i, int status)
 				       "service %s %s; restart %u in %" PRIu64 " ms", sv->name,
 				       e ? "failed" : "ended", sv->restarts, wait / 1000000u);
 	mpg__error_free(e);
+}
+
+static void service_exited(struct run *r, unsigned i, int status)
+{
+	struct service *sv = &r->s->svc[i];
+	mpg_error *e = failure_of(r, i, status, r->stopping);
+	mpg__fdreg_close(&sv->sock);
+	pthread_mutex_lock(&r->s->lock);
+	sv->pid = 0;
+	pthread_mutex_unlock(&r->s->lock);
+	service_ended(r, i, e);
+}
+
+/* Service i could not be started (no fd, no memory, no process: EMFILE,
+ * ENOMEM, EAGAIN from fork()): a failure of the service like any other,
+ * as a pool's worker that cannot start is retried with backoff; the
+ * restart intensity ends it if the cause stays. */
+static void start_failed(struct run *r, unsigned i, int err, const char *what)
+{
+	struct service *sv = &r->s->svc[i];
+	mpg__fdreg_close(&sv->sock);
+	pthread_mutex_lock(&r->s->lock);
+	sv->pid = 0;
+	sv->started_ns = mpg__now_ns();
+	pthread_mutex_unlock(&r->s->lock);
+	const char *name = strerrorname_np(err);
+	char msg[256];
+	snprintf(msg, sizeof msg, "could not be started: %s failed: %s (%s)", what, strerror(err),
+		 name ? name : "?");
+	mpg_error *e = mpg__error_new(MPG_ERR_CANCELLED, i, (int)i, 0, err, 0, 1, msg);
+	if (e && mpg__error_set_service(e, sv->name) < 0) {
+		mpg__error_free(e);
+		e = NULL;
+	}
+	service_ended(r, i, e);
 }
 
 static void arm_timer(struct run *r)
@@ -650,8 +690,8 @@ static void read_server(struct run *r)
 			 * its first line has its pid too (see worker.c). */
 			if (mpg__log_pipes_set_pid(r->s->log, sv->capture_ch, m.pid) && sv->sock >= 0)
 				(void)send(sv->sock, "g", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-		} else if (m.type == FS_SPAWN_FAILED) {
-			service_exited(r, m.slot, 127 << 8);
+		} else if (m.type == FS_SPAWN_FAILED && sv->state == SVC_RUNNING && !sv->pid) {
+			start_failed(r, m.slot, m.value > 0 ? m.value : EIO, "fork() in the fork server");
 		} else if (m.type == FS_EXITED && sv->state == SVC_RUNNING && sv->pid == m.pid) {
 			service_exited(r, m.slot, m.value);
 		}
@@ -800,6 +840,8 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	r.cfg.sigmask = old_mask; /* services get the caller's mask as it was */
 	s->running = true;
 
+	if (fcntl(STDERR_FILENO, F_GETFD) < 0) /* closed since: ours may take it */
+		s->have_stderr = false;
 	r.ep = epoll_create1(EPOLL_CLOEXEC);
 	r.sigfd = signalfd(-1, &stop_sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	r.timer = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -857,13 +899,11 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 					       "mpattach): %s", strerror(-e));
 	}
 
-	for (unsigned i = 0; i < s->n; i++) {
-		int e = start_service(&r, i);
-		if (e < 0) {
-			set_state(s, &s->svc[i], SVC_DONE);
-			begin_shutdown(&r, e);
-			break;
-		}
+	for (unsigned i = 0; i < s->n && !r.stopping; i++) {
+		const char *what = "";
+		int e = start_service(&r, i, &what);
+		if (e < 0)
+			start_failed(&r, i, -e, what);
 	}
 
 	while (!all_done(s)) {
@@ -873,11 +913,11 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 		} else {
 			for (unsigned i = 0; i < s->n; i++) {
 				struct service *sv = &s->svc[i];
+				const char *what = "";
+				int e;
 				if (sv->state == SVC_WAITING && now >= sv->restart_at &&
-				    start_service(&r, i) < 0) {
-					set_state(s, sv, SVC_DONE);
-					begin_shutdown(&r, -EAGAIN);
-				}
+				    (e = start_service(&r, i, &what)) < 0)
+					start_failed(&r, i, -e, what);
 			}
 		}
 		if (all_done(s))

@@ -72,11 +72,13 @@ void mpg__worker_protocol_error(struct mpg_pool *p, struct worker *w, const char
 }
 
 /* The parent's ends in mine, the worker's in theirs; -errno. */
-static int channel_open(struct mpg__wchan *mine, struct mpg__wchan *theirs)
+static int channel_open(struct mpg__wchan *mine, struct mpg__wchan *theirs, const char **what)
 {
 	int sv[2], to[2], from[2];
+	*what = "socketpair()";
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
+	*what = "pipe2()";
 	if (pipe2(to, O_CLOEXEC) < 0) {
 		int e = -errno;
 		close(sv[0]);
@@ -103,10 +105,10 @@ static void channel_close(struct mpg__wchan *ch)
 	close(ch->sock);
 }
 
-int mpg__worker_spawn(struct mpg_pool *p, struct worker *w)
+int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 {
 	struct mpg__wchan mine = {-1, -1, -1}, theirs = {-1, -1, -1};
-	int r = channel_open(&mine, &theirs);
+	int r = channel_open(&mine, &theirs, what);
 	if (r < 0)
 		return r;
 	/* The slot's status page still shows what the dead worker was doing:
@@ -125,13 +127,23 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w)
 	int io[3];
 	char name[32];
 	snprintf(name, sizeof name, "worker-%u", w->slot);
-	(void)mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io, w->capture_ch);
+	int lost = mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io,
+				       w->capture_ch);
 	r = mpg__fs_request_spawn(p->ctlfd, w->slot, &theirs, io);
 	channel_close(&theirs);
 	mpg__log_pipes_close(io);
 	if (r < 0) {
 		channel_close(&mine);
+		*what = "the request to the fork server";
 		return r;
+	}
+	if (lost < 0 && p->log_writer) {
+		char wk[16];
+		snprintf(wk, sizeof wk, "%u", w->slot);
+		(void)mplog_writer_log(p->log_writer, MPLOG_WARN, NULL, 0, NULL,
+				       &(mplog_kv){"mpg.worker", wk}, 1,
+				       "worker %u starts without some of its log channels: %s",
+				       w->slot, strerror(-lost));
 	}
 	(void)fcntl(mine.out, F_SETFL, O_NONBLOCK);
 	(void)fcntl(mine.in, F_SETFL, O_NONBLOCK);
@@ -145,6 +157,8 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w)
 	w->state = W_SPAWNING;
 	w->from_eof = false;
 	w->want_out = false;
+	w->fds_lost = false;
+	w->starved = false;
 	w->killed_by_pool = false;
 	w->tasks_done = w->tasks_sent = 0;
 	w->ready_ns = 0;
@@ -288,8 +302,8 @@ void mpg__worker_flush(struct mpg_pool *p, struct worker *w)
 }
 
 /* The fds a frame announced, sent on the socket before it: into the queue
- * until it holds n. False if they are not there (a worker's lie) or more
- * came than the queue holds. */
+ * until it holds n. False if they are not there (a worker's lie), more
+ * came than the queue holds, or they found no fd free here (fds_lost). */
 static bool pull_fds(struct worker *w, unsigned n)
 {
 	while (w->nfdq < n && w->sock >= 0) {
@@ -307,8 +321,16 @@ static bool pull_fds(struct worker *w, unsigned n)
 		if (k <= 0)
 			return false;
 		unsigned dropped = 0;
-		w->nfdq += mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
-					      sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
+		unsigned got = mpg__cmsg_take_fds(&mh, w->fdq + w->nfdq,
+						  sizeof w->fdq / sizeof w->fdq[0] - w->nfdq, &dropped);
+		w->nfdq += got;
+		/* MSG_CTRUNC with room left in u.buf: the kernel found no fd
+		 * free here (EMFILE), not the worker's fault. The frame they
+		 * came for deals with it. */
+		if ((mh.msg_flags & MSG_CTRUNC) && !dropped && got < MPG_CHUNK_MAX_FDS) {
+			w->fds_lost = true;
+			return false;
+		}
 		if (dropped || (mh.msg_flags & MSG_CTRUNC))
 			return false;
 	}
@@ -384,13 +406,19 @@ static void modules_report(struct mpg_pool *p, struct worker *w, const uint8_t *
 static void hello(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
 		  unsigned nfds)
 {
-	if (mpg__hello_decode(body, len, nfds) < 0 || w->ready_ns || nfds > w->nfdq) {
+	if (mpg__hello_decode(body, len, nfds) < 0 || w->ready_ns ||
+	    (nfds > w->nfdq && !w->fds_lost)) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "worker sent a malformed hello (%zu bytes)", len);
 		return;
 	}
 	w->ready_ns = mpg__now_ns();
-	if (nfds) {
+	if (nfds > w->nfdq) {
+		/* Its arena found no fd free here: it works without (its
+		 * unsent results are not rescued if it dies). */
+		mpg__worker_drop_fds(w, nfds);
+		w->fds_lost = false;
+	} else if (nfds) {
 		w->arena = mpg__worker_take_fd(w);
 		mpg__fdreg_add(w->arena);
 	}
@@ -404,7 +432,7 @@ static void handle_frame(struct mpg_pool *p, struct worker *w, const struct mpk_
 		mpg__worker_protocol_error(p, w, "worker sent file descriptors with a frame that has none");
 		return;
 	}
-	if (h->nfds && !pull_fds(w, h->nfds)) {
+	if (h->nfds && !pull_fds(w, h->nfds) && !w->fds_lost) {
 		mpg__worker_protocol_error(p, w, "worker announced %u file descriptors it did not send",
 					   (unsigned)h->nfds);
 		return;

@@ -102,7 +102,17 @@ typedef enum mplog_stream {
 	MPLOG_STREAM_STDERR = 2, /* a line the child wrote to its fd 2 */
 } mplog_stream;
 
-/** One structured key-value of a record; both strings NUL-terminated. */
+/** One structured key-value of a record; both strings NUL-terminated.
+ *
+ * Reserved keys: "mpg.*", "mpkit.*" and "mplog.*" (but "mplog.dropped",
+ * which a child's writer sends about its own pipe) are the library's own
+ * (a pool's failure records: "mpg.kind", "mpg.task", ...), and so are the
+ * attributes the JSON format makes of a record's fields ("process.pid",
+ * "code.filepath", "code.lineno", "code.function", "log.iostream"). A
+ * record that comes from a child (through a channel of an aggregator)
+ * keeps such a key renamed "child." KEY ("child.mpg.kind"), so that no
+ * child passes for the parent; the parent's own records (through
+ * mplog_aggregator_writer()) keep their keys. Since 0.1. */
 typedef struct mplog_kv {
 	const char *key;
 	const char *value;
@@ -325,7 +335,12 @@ typedef struct mplog_sink mplog_sink;
 typedef enum mplog_format {
 	/* Text for humans, a line per record: time, level, worker/pid/task,
 	 * message, key-values, source location; a message or value of several
-	 * lines continues on indented lines below. */
+	 * lines continues on indented lines below (only a record's line starts
+	 * without a space). What came from a child is escaped so that it
+	 * cannot drive a terminal: newline and carriage return as \n and \r,
+	 * other control characters and bytes that are not valid UTF-8 as
+	 * \xNN, C1 controls and the bidi and line separator characters as
+	 * \uXXXX. */
 	MPLOG_FORMAT_TEXT = 0,
 	/* JSON lines, one object per record, OpenTelemetry log data model:
 	 * "timestamp", "observed_timestamp" (integers, ns since the epoch),
@@ -335,11 +350,16 @@ typedef enum mplog_format {
 	 * "mpkit.task", "mpkit.channel", "code.filepath", "code.lineno",
 	 * "code.function", "log.iostream" ("stdout"/"stderr", for captured
 	 * lines only), then the record's key-values as strings (a key equal
-	 * to one of those names is written twice). Unknown values (worker or
+	 * to one of those names, which only the parent's own records can
+	 * have, see mplog_kv, is written twice). Unknown values (worker or
 	 * task -1, no source location) are left out. Bytes that are not valid
 	 * UTF-8 become U+FFFD; control characters are escaped. */
 	MPLOG_FORMAT_JSON = 1,
 } mplog_format;
+
+/** Bytes an fd or file sink holds unwritten before it drops records.
+ * Since 0.1. */
+#define MPLOG_SINK_QUEUE_BYTES (1u << 20)
 
 /** Colour choice for text sinks. Since 0.1. */
 enum {
@@ -349,10 +369,27 @@ enum {
 };
 
 /**
- * mplog_sink_new_fd - a sink writing to fd (e.g. STDERR_FILENO), not owned.
+ * mplog_sink_new_fd - a sink writing to the file fd refers to now (e.g.
+ * STDERR_FILENO). fd is not owned: the sink takes a descriptor of its own
+ * (>= 3, close-on-exec; for a pipe or a terminal a new open file
+ * description through /proc/self/fd, O_NONBLOCK), so what the caller does
+ * with fd later (closing it, its number taken by another file) does not
+ * matter; the sink keeps the file open until it is freed.
  * @flags: MPLOG_SINK_COLOR_* (text format only; colour per level and per
  *      worker).
- * Returns 0 and the sink in *ret, -EINVAL, or -ENOMEM. Since 0.1.
+ * fd and file sinks never block the thread that logs: records wait in a
+ * queue of the sink while fd is full (a pipe nobody reads, a stopped
+ * terminal), written as room comes; past MPLOG_SINK_QUEUE_BYTES waiting,
+ * records are dropped and counted (mplog_sink_dropped()), and once the
+ * queue is written a WARN record says how many ("mplog.lost"). A write
+ * that fails (EPIPE: the reader went away, no SIGPIPE is raised; EIO,
+ * ENOSPC...) keeps the queue the same way, is reported by an ERROR record
+ * on the other sinks (keys "mplog.sink", "mplog.error", "mplog.lost") and
+ * returned by mplog_aggregator_flush() and _stop(); the sink tries again
+ * at each flush, finishing the record it was cut in, and reports what it
+ * lost when it works again.
+ * Returns 0 and the sink in *ret, -EINVAL, -EBADF (fd is not open), or
+ * -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 				   mplog_sink **ret);
@@ -361,7 +398,11 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
  * mplog_sink_new_file - a sink appending to the file at path, opened with
  * O_WRONLY|O_CREAT|O_APPEND|O_CLOEXEC, mode 0644 (minus umask); reopened by
  * mplog_aggregator_reopen() (for logrotate). Never coloured: @flags must
- * be 0 (reserved).
+ * be 0 (reserved). On a full disk it behaves as a failing fd sink (see
+ * mplog_sink_new_fd()): the record the disk cut is finished when space
+ * comes back, so every line stays whole; a file found ending in a partial
+ * line (a program that gave up on a full disk) gets a newline before the
+ * first record.
  * Returns 0 and the sink, -EINVAL, -ENOMEM, or the errno of open(2).
  * Since 0.1.
  */
@@ -420,9 +461,11 @@ MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name);
 
 /**
- * mplog_sink_dropped - number of messages a syslog sink could not send
- * (0 for other sinks and NULL). May be called from any thread while the
- * sink exists (until its aggregator is freed). Since 0.1.
+ * mplog_sink_dropped - number of records a sink lost: messages a syslog
+ * sink could not send; records an fd or file sink dropped because its
+ * queue was full (blocked or failing) or gave up at the end; 0 for a
+ * callback sink and NULL. May be called from any thread while the sink
+ * exists (until its aggregator is freed). Since 0.1.
  */
 MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
 
@@ -476,8 +519,14 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret);
 /**
  * mplog_aggregator_free - stop its thread if running, drain every channel
  * (everything already written is delivered), flush and free the sinks,
- * close every fd. NULL is accepted. In a child forked from the creating
- * process it frees memory only (no drain, no sink output). Since 0.1.
+ * close every fd. A sink that cannot take its queue (full and no room
+ * for 1 s, or failing) loses it; that is counted and reported on the
+ * other sinks (use mplog_aggregator_stop() first to get the error). NULL
+ * is accepted. In a child forked from the creating process it frees
+ * memory only (no drain, no sink output, no fd closed: every child forked
+ * from the creating process loses the aggregator's epoll and eventfd, its
+ * channels' read ends and the descriptors its sinks opened at the fork).
+ * Since 0.1.
  */
 MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a);
 
@@ -493,7 +542,8 @@ MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s);
 
 /**
  * mplog_aggregator_remove_sink - take a sink added with
- * mplog_aggregator_add_sink() out of the aggregator, flush it and free it.
+ * mplog_aggregator_add_sink() out of the aggregator, flush it (waiting up
+ * to 1 s without progress for a blocked fd to take the queue) and free it.
  * Once it returns the sink gets no more records (its callback, if any,
  * has returned and will not run again). Returns 0, -EINVAL, -ECHILD,
  * -EDEADLK (called from a sink callback of this aggregator), -ENOENT (not
@@ -575,17 +625,23 @@ MPLOG_EXPORT int mplog_aggregator_dispatch(mplog_aggregator *a, int timeout_ms);
  * mplog_aggregator_flush - read every channel until it has nothing more
  * (EAGAIN) or EOF, deliver everything, report pending garbage, and flush
  * the sinks. Anything a child wrote before this call is delivered (in
- * particular everything written by a child that has died). Safe while the
- * thread runs. Returns 0, -EINVAL, -ECHILD. Since 0.1.
+ * particular everything written by a child that has died): written, or
+ * queued in a sink whose fd is full, never waited for. Safe while the
+ * thread runs. Returns 0, -EINVAL, -ECHILD, or the error of an fd or file
+ * sink: the one failing now, else the first one met since the last call
+ * (e.g. -ENOSPC, -EPIPE). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a);
 
 /**
  * mplog_aggregator_start / _stop - run the dispatch loop on a thread of
  * its own; stop drains and flushes before it returns (also when no thread
- * runs, then as mplog_aggregator_flush()). Returns 0, -EINVAL,
- * -ECHILD, -EALREADY (start: already running), or the errno of
- * pthread_create(). Since 0.1.
+ * runs, then as mplog_aggregator_flush()), and waits for blocked sinks to
+ * take their queues, until one makes no progress for 1 s (what it has not
+ * taken stays queued). Returns 0, -EINVAL,
+ * -ECHILD, -EALREADY (start: already running), the errno of
+ * pthread_create(), or (stop) a sink's error as mplog_aggregator_flush().
+ * Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_start(mplog_aggregator *a);
 MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a);
@@ -627,6 +683,8 @@ enum {
  * sink writing to @fd erases it ("\r" ESC "[K") before it writes records
  * and draws it again after them, under the aggregator's lock, so records
  * and the status line never break each other, whichever thread writes.
+ * When a sink writes to @fd, the line goes through that sink's queue (in
+ * order with its records, never blocking).
  * The line is written now (replacing the previous one) and kept; it should
  * fit the terminal's width (a line that wraps cannot be erased whole).
  * @line: one line without newline (cut at the first '\n' and at

@@ -6,6 +6,7 @@
 #include "mplog.h"
 #include "record-int.h"
 #include "wire-int.h"
+#include "fdreg-int.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,29 +45,92 @@ struct mplog__status {
 	bool visible;  /* drawn on the terminal now */
 };
 
+/* A record's bytes in a sink's queue, [start, end) of s->out. */
+struct mplog__span {
+	size_t start, end;
+};
+
+/* What a sink has to tell (sink-report.c): that it failed (to the other
+ * sinks), that it works again and what it lost (to every sink), that its
+ * queue was dropped at the end and what it lost (to the others). */
+enum sink_report { REPORT_NONE, REPORT_FAILED, REPORT_RECOVERED, REPORT_GAVE_UP };
+
+/* How long stop/free/remove_sink wait for a blocked sink to take its
+ * queue before they drop it. */
+#define MPLOG_SINK_STALL_MS 1000
+
 struct mplog_sink {
 	enum sink_kind kind;
 	mplog_format format;
-	int fd;
+	int fd;  /* SINK_FD: the caller's number (status line); SINK_SYSLOG: socket */
+	int wfd; /* SINK_FD, SINK_FILE: our own descriptor, written to */
 	char *path; /* SINK_FILE */
+	char name[32]; /* SINK_FD: "fd N" (reports) */
 	bool color;
 	mplog_level min_level;
 	mplog_sink_fn fn;
 	void *userdata;
-	struct mpk_buf out; /* formatted, not yet written */
-	int err;            /* first write error, kept for diagnosis */
+	struct mpk_buf out; /* the queue: formatted, written up to head */
+	size_t head;
+	struct mplog__span *recs; /* the records in out not wholly written */
+	size_t nrecs, recs_head, recs_cap;
+	bool fifo;     /* wfd is a pipe: SIGPIPE is possible (sink-fd.c) */
+	bool sock;     /* wfd is a socket: send(MSG_DONTWAIT | MSG_NOSIGNAL) */
+	bool pollable; /* wfd can be watched for EPOLLOUT */
+	bool watched;  /* it is, in epfd */
+	bool need_nl;  /* SINK_FILE: the file ends in a partial line */
+	bool round;    /* records put since the last flush (status line erased) */
+	int err;       /* SINK_SYSLOG: first error; else the last write's (0: fine) */
+	int err_seen;  /* first error since the last mplog_aggregator_flush() */
+	int lost_why;  /* what made the records counted in lost go */
+	uint64_t lost; /* records dropped since the last report */
+	enum sink_report report; /* to emit */
+	uint64_t report_lost;    /* REPORT_RECOVERED: what it says */
+	int report_why;
+	bool told;     /* its failure was reported, its recovery not yet */
+	_Atomic uint64_t dropped; /* every record dropped, mplog_sink_dropped() */
+	int epfd;      /* its aggregator's epoll fd, once added */
 	struct mplog__syslog *sys; /* SINK_SYSLOG: address, identity, counters */
 	struct mplog__status *status; /* its aggregator's, once added */
 };
 
-/* Format r into s->out (or call the callback). */
+/* Format r into s->out (or call the callback); a record that finds the
+ * queue full is dropped and counted. */
 void mplog__sink_put(mplog_sink *s, const mplog_record *r);
-/* Write out what is buffered. */
+/* Write what is queued without blocking; the rest waits for the next
+ * flush. */
 void mplog__sink_flush(mplog_sink *s);
+/* Queue bytes that are not a record (status line drawing), after what is
+ * queued. */
+void mplog__sink_put_raw(mplog_sink *s, const void *data, size_t len);
+/* Whether s has queued bytes it is waiting to write (not failed). */
+bool mplog__sink_blocked(const mplog_sink *s);
+/* Drop what is queued, counting the records in it as lost. */
+void mplog__sink_discard(mplog_sink *s);
 /* Write all of data to fd (poll through EAGAIN); 0 or -errno. */
 int mplog__write_all(int fd, const void *data, size_t len);
 /* Reopen a file sink; 0 or -errno (other kinds: 0). */
 int mplog__sink_reopen(mplog_sink *s);
+void mplog__sink_forget_fd(mplog_sink *s);
+
+/* sink-fd.c: our own descriptor for fd (non-blocking when fd is a pipe
+ * or a terminal, FD_CLOEXEC, >= 3); its kind in s. -errno on failure. */
+int mplog__sink_fd_open(mplog_sink *s, int fd);
+/* Write as much of data as goes without blocking and without SIGPIPE;
+ * returns the count written and in *err 0 (all of it), -EAGAIN (wfd is
+ * full for now) or the -errno that stopped it. */
+size_t mplog__sink_fd_write(mplog_sink *s, const void *data, size_t len, int *err);
+
+/* Queue r in s whatever the queue's length (a notice of the sink's own). */
+void mplog__sink_queue_record(mplog_sink *s, const mplog_record *r);
+
+/* sink-report.c: emit what sinks have to report (lock held): a failure
+ * to the other sinks, a recovery and the records lost to the others. */
+void mplog__sink_reports(mplog_aggregator *a);
+/* s wrote its whole queue after a failure or losses: queue the notice of
+ * what it lost into s now, at the place of the gap; the others are told at
+ * the next mplog__sink_reports(). */
+void mplog__sink_recovered(mplog_sink *s);
 
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
@@ -134,6 +198,7 @@ struct mplog_aggregator {
 	const char **kvp;        /* its key/value pointers */
 	size_t kvcap;
 	struct mplog__status status;
+	const mplog_sink *quiet; /* mplog__emit() skips it (reports about it) */
 };
 
 /* Everything a record consists of, before materialization. */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define WAKE_ID 0u /* epoll data of the eventfd */
+#define SINK_ID UINT64_MAX /* of a blocked sink's fd: room to write */
 #define READ_CHUNK (64u << 10)
 #define DISPATCH_BUDGET (256u << 10) /* bytes per channel per dispatch */
 
@@ -60,6 +62,11 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	r = -errno;
 	if (a->evfd < 0)
 		goto fail;
+	/* No child forked from now on keeps them (nor the channels' read
+	 * ends and the sinks' files): a worker's stray write would land in
+	 * the log. */
+	mpk_fdreg_add(a->epfd);
+	mpk_fdreg_add(a->evfd);
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_ID};
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, a->evfd, &ev) < 0) {
 		r = -errno;
@@ -69,18 +76,102 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	*ret = a;
 	return 0;
 fail:
-	if (a->epfd >= 0)
-		close(a->epfd);
-	if (a->evfd >= 0)
-		close(a->evfd);
+	mpk_fdreg_close(&a->epfd);
+	mpk_fdreg_close(&a->evfd);
 	free(a);
 	return r;
 }
 
+/* Watch the fd of a sink that waits for room (EPOLLOUT wakes the
+ * dispatcher, whose round flushes it), and only while it waits: a failed
+ * one (a pipe without reader) would be "ready" for ever. */
+static void watch_sinks(mplog_aggregator *a)
+{
+	for (size_t i = 0; i < a->nsinks; i++) {
+		mplog_sink *s = a->sinks[i];
+		bool want = s->pollable && mplog__sink_blocked(s);
+		if (want == s->watched)
+			continue;
+		struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = SINK_ID};
+		if (epoll_ctl(a->epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, s->wfd, &ev) == 0)
+			s->watched = want;
+		else if (want)
+			s->pollable = false; /* EPERM: never blocks, never watched */
+		else
+			s->watched = false;
+	}
+}
+
+/* Write out what the sinks hold, without blocking; then what they have
+ * to report about themselves, once (more reports wait for the next
+ * round). */
 static void flush_sinks(mplog_aggregator *a)
 {
-	for (size_t i = 0; i < a->nsinks; i++)
+	bool reports = false;
+	for (size_t i = 0; i < a->nsinks; i++) {
 		mplog__sink_flush(a->sinks[i]);
+		reports |= a->sinks[i]->report != REPORT_NONE;
+	}
+	if (reports) {
+		mplog__sink_reports(a);
+		for (size_t i = 0; i < a->nsinks; i++)
+			mplog__sink_flush(a->sinks[i]);
+	}
+	watch_sinks(a);
+}
+
+/* The error of a fd or file sink failing now, else the first one seen
+ * since the last call (then forgotten); 0. Lock held. */
+static int sink_errors(mplog_aggregator *a)
+{
+	int r = 0;
+	for (size_t i = 0; i < a->nsinks; i++) {
+		mplog_sink *s = a->sinks[i];
+		int e = s->err && s->kind != SINK_SYSLOG ? s->err : s->err_seen;
+		s->err_seen = 0;
+		if (!r)
+			r = e;
+	}
+	return r;
+}
+
+/* Wait, without the lock, for the blocked sinks to take their queues,
+ * until one makes no progress for MPLOG_SINK_STALL_MS. At the end (the
+ * aggregator is being freed), drop what a sink has not taken, failing or
+ * blocked (counted, and reported to the others); else it stays queued. */
+static void drain_sinks(mplog_aggregator *a, bool end)
+{
+	for (;;) {
+		pthread_mutex_lock(&a->lock);
+		flush_sinks(a);
+		size_t n = 0;
+		for (size_t i = 0; i < a->nsinks; i++)
+			n += a->sinks[i]->pollable && mplog__sink_blocked(a->sinks[i]);
+		struct pollfd *pf = n ? calloc(n, sizeof *pf) : NULL;
+		n = 0;
+		for (size_t i = 0; pf && i < a->nsinks; i++)
+			if (a->sinks[i]->pollable && mplog__sink_blocked(a->sinks[i]))
+				pf[n++] = (struct pollfd){.fd = a->sinks[i]->wfd, .events = POLLOUT};
+		pthread_mutex_unlock(&a->lock);
+		int k = pf ? poll(pf, n, MPLOG_SINK_STALL_MS) : 0;
+		free(pf);
+		if (k == 0 || (k < 0 && errno != EINTR))
+			break;
+	}
+	if (!end)
+		return;
+	pthread_mutex_lock(&a->lock);
+	bool dropped = false;
+	for (size_t i = 0; i < a->nsinks; i++) {
+		mplog_sink *s = a->sinks[i];
+		if (s->wfd >= 0 && (mplog__sink_blocked(s) || s->err)) {
+			mplog__sink_discard(s);
+			dropped = true;
+		}
+	}
+	if (dropped)
+		flush_sinks(a); /* the reports, to the sinks that work */
+	pthread_mutex_unlock(&a->lock);
 }
 
 static size_t find_channel(const mplog_aggregator *a, unsigned id)
@@ -164,6 +255,8 @@ static int do_dispatch(mplog_aggregator *a, int timeout_ms)
 			(void)!read(a->evfd, &v, sizeof v);
 			continue;
 		}
+		if (ev[k].data.u64 == SINK_ID)
+			continue; /* flushed below */
 		size_t i = find_channel(a, (unsigned)ev[k].data.u64);
 		if (i < a->nch)
 			read_channel(a, i, DISPATCH_BUDGET);
@@ -202,8 +295,9 @@ MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a)
 	if (atomic_load(&a->reopen_req))
 		do_reopen(a, NULL);
 	flush_sinks(a);
+	int r = sink_errors(a);
 	pthread_mutex_unlock(&a->lock);
-	return 0;
+	return r;
 }
 
 static void *thread_main(void *userdata)
@@ -242,22 +336,34 @@ static void wake(mplog_aggregator *a)
 	(void)!write(a->evfd, &one, sizeof one);
 }
 
-MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a)
+static void stop_thread(mplog_aggregator *a)
 {
-	CHECK_USABLE(a);
 	pthread_mutex_lock(&a->lock);
 	bool running = a->running;
 	pthread_mutex_unlock(&a->lock);
 	if (!running)
-		return mplog_aggregator_flush(a); /* drained all the same */
+		return;
 	atomic_store(&a->stop, true);
 	wake(a);
 	pthread_join(a->thread, NULL);
 	pthread_mutex_lock(&a->lock);
 	a->running = false;
 	pthread_mutex_unlock(&a->lock);
-	return mplog_aggregator_flush(a);
 }
+
+MPLOG_EXPORT int mplog_aggregator_stop(mplog_aggregator *a)
+{
+	CHECK_USABLE(a);
+	stop_thread(a);
+	int r = mplog_aggregator_flush(a); /* drained all the same */
+	drain_sinks(a, false);
+	pthread_mutex_lock(&a->lock);
+	int e = sink_errors(a);
+	pthread_mutex_unlock(&a->lock);
+	return r ? r : e;
+}
+
+static int status_write(mplog_aggregator *a, int fd, const void *data, size_t len);
 
 MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 {
@@ -265,27 +371,39 @@ MPLOG_EXPORT void mplog_aggregator_free(mplog_aggregator *a)
 		return;
 	bool origin = getpid() == a->owner;
 	if (origin) {
-		mplog_aggregator_stop(a);
-		mplog_aggregator_flush(a);
+		stop_thread(a);
+		(void)mplog_aggregator_flush(a);
+		pthread_mutex_lock(&a->lock);
+		if (a->status.visible) /* leave the terminal clean */
+			(void)status_write(a, a->status.fd, "\r\033[K", 4);
+		a->status.visible = false;
+		pthread_mutex_unlock(&a->lock);
+		drain_sinks(a, true);
 	}
-	for (size_t i = 0; i < a->nch; i++)
+	/* In a forked child the registry closed our fds at the fork: their
+	 * numbers may be the child's own files by now. */
+	for (size_t i = 0; i < a->nch; i++) {
+		if (!origin)
+			a->ch[i]->fd = -1;
 		mplog__channel_free(a->ch[i]);
+	}
 	free(a->ch);
 	for (size_t i = 0; i < a->nsinks; i++) {
-		if (!origin) /* a child must not write the parent's output */
+		if (!origin) { /* a child must not write the parent's output */
 			a->sinks[i]->out.len = 0;
+			mplog__sink_forget_fd(a->sinks[i]);
+		}
 		mplog_sink_free(a->sinks[i]);
 	}
 	free(a->sinks);
-	if (origin && a->status.visible) /* leave the terminal clean */
-		(void)mplog__write_all(a->status.fd, "\r\033[K", 4);
 	free(a->status.line);
 	mpk_buf_free(&a->scratch);
 	free(a->kvp);
-	close(a->epfd);
-	close(a->evfd);
-	if (origin)
+	if (origin) {
+		mpk_fdreg_close(&a->epfd);
+		mpk_fdreg_close(&a->evfd);
 		pthread_mutex_destroy(&a->lock);
+	}
 	free(a);
 }
 
@@ -318,6 +436,7 @@ MPLOG_EXPORT int mplog_aggregator_add_sink(mplog_aggregator *a, mplog_sink *s)
 		a->sinks = v;
 		a->sinks[a->nsinks++] = s;
 		s->status = &a->status;
+		s->epfd = a->epfd;
 	}
 	pthread_mutex_unlock(&a->lock);
 	if (!v) {
@@ -347,7 +466,15 @@ MPLOG_EXPORT int mplog_aggregator_remove_sink(mplog_aggregator *a, mplog_sink *s
 	pthread_mutex_unlock(&a->lock);
 	if (!found)
 		return -ENOENT;
+	/* Ours alone now: let it take its queue, for a while. */
 	mplog__sink_flush(s);
+	while (s->pollable && mplog__sink_blocked(s)) {
+		struct pollfd pf = {.fd = s->wfd, .events = POLLOUT};
+		int k = poll(&pf, 1, MPLOG_SINK_STALL_MS);
+		if (k == 0 || (k < 0 && errno != EINTR))
+			break;
+		mplog__sink_flush(s);
+	}
 	mplog_sink_free(s);
 	return 0;
 }
@@ -388,6 +515,7 @@ static int add_locked(mplog_aggregator *a, int fd, mplog_stream stream, const ch
 		r = -errno;
 		goto fail;
 	}
+	mpk_fdreg_add(fd); /* closed by mplog__channel_free() */
 	a->next_id++;
 	a->ch[a->nch++] = ch;
 	return (int)ch->id;
@@ -548,7 +676,7 @@ MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const 
 	int r = 0;
 	if (st->fd != fd) {
 		if (st->visible)
-			(void)mplog__write_all(st->fd, "\r\033[K", 4);
+			(void)status_write(a, st->fd, "\r\033[K", 4);
 		st->visible = false;
 		st->fd = fd;
 		st->tty = isatty(fd);
@@ -569,7 +697,7 @@ MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const 
 	if (b.oom)
 		r = -ENOMEM;
 	else if (r == 0 && b.len)
-		r = mplog__write_all(fd, b.data, b.len);
+		r = status_write(a, fd, b.data, b.len);
 	mpk_buf_free(&b);
 	free(st->line);
 	st->line = NULL;
@@ -584,6 +712,23 @@ MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const 
 	pthread_mutex_unlock(&a->lock);
 	free(copy);
 	return r;
+}
+
+/* Write to the status line's fd: through the queue of the sink writing
+ * to it, if any (in order with its records, never blocking), else
+ * directly. Lock held. */
+static int status_write(mplog_aggregator *a, int fd, const void *data, size_t len)
+{
+	for (size_t i = 0; i < a->nsinks; i++) {
+		mplog_sink *s = a->sinks[i];
+		if (s->kind == SINK_FD && s->fd == fd && s->wfd >= 0) {
+			mplog__sink_put_raw(s, data, len);
+			mplog__sink_flush(s);
+			watch_sinks(a);
+			return s->err;
+		}
+	}
+	return mplog__write_all(fd, data, len);
 }
 
 MPLOG_EXPORT uint64_t mplog_aggregator_protocol_errors(const mplog_aggregator *a)
@@ -686,20 +831,63 @@ static const char *scratch_str(mplog_aggregator *a, struct mplog__str s)
 	return d;
 }
 
+static bool str_is(struct mplog__str s, const char *lit)
+{
+	return s.n == strlen(lit) && memcmp(s.p, lit, s.n) == 0;
+}
+
+static bool str_starts(struct mplog__str s, const char *lit)
+{
+	return s.n >= strlen(lit) && memcmp(s.p, lit, strlen(lit)) == 0;
+}
+
+/* Keys only the parent's side writes (mplog.h, "Reserved keys"): the
+ * pool's and the aggregator's own (mpg.*, mplog.*), and the attributes
+ * the JSON sink makes of a record's fields. mplog.dropped is the child's
+ * own writer reporting on its own pipe. */
+static bool reserved_key(struct mplog__str k)
+{
+	static const char *const names[] = {"process.pid", "code.filepath", "code.lineno",
+					    "code.function", "log.iostream"};
+	if (str_starts(k, "mpg.") || str_starts(k, "mpkit."))
+		return true;
+	if (str_starts(k, "mplog."))
+		return !str_is(k, "mplog.dropped");
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (str_is(k, names[i]))
+			return true;
+	return false;
+}
+
+#define CHILD_PREFIX "child."
+
+/* A key a child sent, "child."-prefixed when it is reserved (room for
+ * the prefix reserved): kept, but never taken for the parent's. */
+static const char *scratch_key(mplog_aggregator *a, struct mplog__str k)
+{
+	if (!reserved_key(k))
+		return scratch_str(a, k);
+	char *d = (char *)a->scratch.data + a->scratch.len;
+	memcpy(d, CHILD_PREFIX, sizeof CHILD_PREFIX - 1);
+	a->scratch.len += sizeof CHILD_PREFIX - 1;
+	scratch_str(a, k);
+	return d;
+}
+
 void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 		 const struct mplog__parts *p)
 {
 	bool wanted = false;
 	for (size_t i = 0; i < a->nsinks && !wanted; i++)
-		wanted = p->level >= a->sinks[i]->min_level;
+		wanted = p->level >= a->sinks[i]->min_level && a->sinks[i] != a->quiet;
 	a->delivered++;
 	if (!wanted)
 		return;
 	struct mplog__str chan = {ch ? ch->name : "", ch ? (uint32_t)strlen(ch->name) : 0};
 	/* Reserve everything first so the pointers into scratch stay valid. */
 	size_t need = (size_t)p->file.n + p->func.n + p->msg.n + chan.n + 4;
-	if (p->kv_from)
-		need += p->kv_from->kvs_len; /* >= the strings plus their NULs */
+	if (p->kv_from) /* >= the strings plus their NULs, and a prefix each */
+		need += p->kv_from->kvs_len + p->nkv * (sizeof CHILD_PREFIX - 1);
 	else
 		for (size_t i = 0; i < 2 * p->nkv; i++)
 			need += (size_t)p->kv[i].n + 1;
@@ -741,11 +929,13 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 			k = p->kv[2 * i];
 			v = p->kv[2 * i + 1];
 		}
-		a->kvp[2 * i] = scratch_str(a, k);
+		/* A child's record: from a channel, decoded (the aggregator's own
+		 * protocol errors come with a channel too, but not decoded). */
+		a->kvp[2 * i] = ch && p->kv_from ? scratch_key(a, k) : scratch_str(a, k);
 		a->kvp[2 * i + 1] = scratch_str(a, v);
 	}
 	for (size_t i = 0; i < a->nsinks; i++)
-		if (p->level >= a->sinks[i]->min_level) {
+		if (p->level >= a->sinks[i]->min_level && a->sinks[i] != a->quiet) {
 			mplog__in_callback = a;
 			mplog__sink_put(a->sinks[i], &r);
 			mplog__in_callback = NULL;

@@ -16,8 +16,7 @@ void mplog__channel_free(struct mplog__channel *ch)
 {
 	if (!ch)
 		return;
-	if (ch->fd >= 0)
-		close(ch->fd);
+	mpk_fdreg_close(&ch->fd);
 	for (size_t i = 0; i < ch->nasm; i++)
 		mpk_buf_free(&ch->asm_[i].buf);
 	free(ch->asm_);

@@ -3,8 +3,13 @@
  * with colour per level and per worker when the sink asked for it.
  * Newlines inside a message continue on indented lines; a key-value whose
  * value has several lines (a backtrace) goes below, "    key:" and then
- * its lines indented further. */
+ * its lines indented further. Only a record starts a line with something
+ * other than a space, and whatever a child sent (message, key-values,
+ * channel, file and function names) goes through mpk_text_escape(): no
+ * carriage return, escape sequence or invalid UTF-8 reaches the reader's
+ * terminal, and no child can print what looks like another record. */
 #include "aggregator-int.h"
+#include "text-int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -23,15 +28,21 @@ static void put_str(struct mpk_buf *b, const char *s)
 	mpk_buf_put(b, s, strlen(s));
 }
 
+/* What a child sent, on one line. */
+static void put_safe(struct mpk_buf *b, const char *s)
+{
+	mpk_text_escape(b, s, strlen(s));
+}
+
 static void put_message(struct mpk_buf *b, const char *m, size_t n)
 {
 	for (;;) {
 		const char *nl = memchr(m, '\n', n);
 		if (!nl) {
-			mpk_buf_put(b, m, n);
+			mpk_text_escape(b, m, n);
 			return;
 		}
-		mpk_buf_put(b, m, (size_t)(nl - m));
+		mpk_text_escape(b, m, (size_t)(nl - m));
 		put_str(b, "\n    ");
 		n -= (size_t)(nl - m) + 1;
 		m = nl + 1;
@@ -50,13 +61,13 @@ static void put_block(struct mpk_buf *b, const char *key, const char *value)
 	if (!n)
 		return; /* newlines only: nothing to show */
 	put_str(b, "\n    ");
-	put_str(b, key);
+	put_safe(b, key);
 	put_str(b, ":");
 	for (;;) {
 		const char *nl = memchr(value, '\n', n);
 		size_t len = nl ? (size_t)(nl - value) : n;
 		put_str(b, "\n      ");
-		mpk_buf_put(b, value, len);
+		mpk_text_escape(b, value, len);
 		if (!nl)
 			return;
 		n -= len + 1;
@@ -82,8 +93,10 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 		put_str(b, worker_color[r->worker % 8]);
 	if (r->worker >= 0)
 		mpk_buf_printf(b, "w%d ", r->worker);
-	else if (*r->channel)
-		mpk_buf_printf(b, "%.40s ", r->channel);
+	else if (*r->channel) {
+		mpk_text_escape(b, r->channel, mpk_text_prefix(r->channel, strlen(r->channel), 40));
+		mpk_buf_put_u8(b, ' ');
+	}
 	mpk_buf_printf(b, "pid %d", r->pid);
 	if (r->task >= 0)
 		mpk_buf_printf(b, " task %lld", (long long)r->task);
@@ -97,19 +110,19 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 		if (strchr(r->kv[2 * i + 1], '\n'))
 			continue; /* below */
 		mpk_buf_put_u8(b, ' ');
-		put_str(b, r->kv[2 * i]);
+		put_safe(b, r->kv[2 * i]);
 		mpk_buf_put_u8(b, '=');
-		put_str(b, r->kv[2 * i + 1]);
+		put_safe(b, r->kv[2 * i + 1]);
 	}
 	if (*r->file || *r->func) {
 		put_str(b, " (");
-		put_str(b, r->file);
+		put_safe(b, r->file);
 		if (r->line > 0)
 			mpk_buf_printf(b, ":%d", r->line);
 		if (*r->func) {
 			if (*r->file)
 				mpk_buf_put_u8(b, ' ');
-			put_str(b, r->func);
+			put_safe(b, r->func);
 		}
 		mpk_buf_put_u8(b, ')');
 	}

@@ -48,11 +48,12 @@ static int sys_connect(const struct mplog__syslog *y, int type)
 	int fd = socket(y->addr.ss_family, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
+	mpk_fdreg_add(fd); /* no forked child keeps it */
 	struct timeval tv = {.tv_sec = SEND_TIMEOUT_MS / 1000, .tv_usec = SEND_TIMEOUT_MS % 1000 * 1000};
 	/* SO_SNDTIMEO also bounds connect() of a TCP socket. */
 	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) {
 		int e = -errno;
-		close(fd);
+		mpk_fdreg_close(&fd);
 		return e;
 	}
 	int r;
@@ -61,7 +62,7 @@ static int sys_connect(const struct mplog__syslog *y, int type)
 	while (r < 0 && errno == EINTR);
 	if (r < 0) {
 		int e = errno == EINPROGRESS || errno == EAGAIN ? -ETIMEDOUT : -errno;
-		close(fd);
+		mpk_fdreg_close(&fd);
 		return e;
 	}
 	return fd;
@@ -172,6 +173,8 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 	s->kind = SINK_SYSLOG;
 	s->format = MPLOG_FORMAT_TEXT;
 	s->fd = fd;
+	s->wfd = -1;
+	s->epfd = -1;
 	s->min_level = MPLOG_TRACE;
 	s->sys = y;
 	*ret = s;
@@ -196,16 +199,16 @@ MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
 
 MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s)
 {
-	if (!s || s->kind != SINK_SYSLOG)
+	if (!s || s->kind == SINK_CALLBACK)
 		return 0;
+	if (s->kind != SINK_SYSLOG)
+		return atomic_load(&s->dropped); /* sink.c: its queue was full */
 	return atomic_load(&s->sys->dropped);
 }
 
 void mplog__syslog_free(mplog_sink *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	mpk_fdreg_close(&s->fd);
 	free(s->sys);
 	s->sys = NULL;
 }
@@ -254,9 +257,7 @@ static int send_msg(mplog_sink *s, const uint8_t *msg, size_t n)
 
 static void drop_conn(mplog_sink *s)
 {
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	mpk_fdreg_close(&s->fd);
 }
 
 static void syslog_send(mplog_sink *s, const uint8_t *msg, size_t n)

@@ -2,12 +2,13 @@
  * parses them (mplog__channel_parse on an MPLOG_STREAM_LOG channel):
  * frames checked, long records reassembled from their fragments, garbage
  * skipped to the next magic and reported. Every record that comes out is
- * formatted as each sink would (text, JSON, syslog), and the JSON line is
- * read back by mplog(1)'s parser. Invariants: the same bytes in other read
+ * formatted as each sink would (text, JSON, syslog), the text checked safe
+ * (text-check.h), and the JSON line read back by mplog(1)'s parser. Invariants: the same bytes in other read
  * sizes give the same records; between reads the channel keeps less than
  * one frame, at EOF nothing; a JSON line is one line that mplog reads back
  * as the same record (strings compared where they are valid UTF-8). */
 #include "channel-fuzz.h"
+#include "text-check.h"
 
 #include "json-int.h" /* mpk_utf8_len */
 #include "mplog-tool.h"
@@ -89,10 +90,18 @@ static void check_json(const mplog_record *r)
 
 static void check_formats(const mplog_record *r)
 {
+	/* Every record here came from a child's channel: no key of the
+	 * parent's arrives as it was sent (it is renamed child.KEY). */
+	for (size_t i = 0; i < r->nkv; i++)
+		FUZZ_CHECK(!reserved(r->kv[2 * i]));
 	check_json(r);
 	struct mpk_buf b = {0};
 	mplog__format_text(&b, r, true);
 	FUZZ_CHECK(!b.oom && b.len && b.data[b.len - 1] == '\n');
+	mpk_buf_free(&b);
+	mplog__format_text(&b, r, false);
+	FUZZ_CHECK(!b.oom);
+	check_safe_text(b.data, b.len);
 	mpk_buf_free(&b);
 	mplog__format_syslog(&b, r, 1, "host", "app");
 	FUZZ_CHECK(!b.oom && b.len);

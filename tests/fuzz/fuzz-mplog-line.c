@@ -3,9 +3,10 @@
  * mt_record_parse, then what mplog does with a record: filters, the text
  * form, the statistics. Invariants: a line is a record or is refused with
  * a reason; a record's strings are readable and its body is body_len
- * bytes. */
+ * bytes; its text form without colour is safe (text-check.h). */
 #include "fuzz-check.h"
 #include "mplog-tool.h"
+#include "text-check.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -53,7 +54,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(r.kv[i].key && r.kv[i].value);
 	(void)mt_filter_match(&filter, &r);
 	mt_format_text(devnull, &r, true, true);
-	mt_format_text(devnull, &r, false, false);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	FUZZ_CHECK(mem);
+	mt_format_text(mem, &r, false, false);
+	FUZZ_CHECK(fclose(mem) == 0);
+	check_safe_text((const unsigned char *)text, len);
+	free(text);
 	struct mt_stats st = {0};
 	FUZZ_CHECK(mt_stats_add(&st, &r) == 0);
 	mt_stats_print(&st, 1, true, devnull);

@@ -209,10 +209,24 @@ int mpk_pool_find(const char *spec, struct mpk_pool_ref *ret, char *err, size_t 
 	if (found == 1) {
 		*ret = v[at];
 	} else if (!found) {
-		if (spec)
+		size_t others = 0;
+		for (size_t i = 0; spec && i < n; i++)
+			others += v[i].pid == pid;
+		if (others) {
+			/* PID.N of a process that runs others: name them. */
+			int len = snprintf(err, errlen, "no pool %s: process %d has%s", spec,
+					   (int)pid, others == 1 ? " only" : "");
+			for (size_t i = 0; i < n && len > 0 && (size_t)len < errlen; i++)
+				if (v[i].pid == pid)
+					len += snprintf(err + len, errlen - (size_t)len, " %d.%u",
+							(int)v[i].pid, v[i].n);
+			if (len > 0 && (size_t)len < errlen)
+				snprintf(err + len, errlen - (size_t)len, " (see mpattach list)");
+		} else if (spec) {
 			explain_missing(pid, spec, err, errlen);
-		else
+		} else {
 			snprintf(err, errlen, "no running pool or supervisor found");
+		}
 		r = -ENOENT;
 	} else {
 		int len = snprintf(err, errlen, "%zu pools are running; name one:", found);

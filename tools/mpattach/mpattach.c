@@ -34,7 +34,8 @@ static const char usage_text[] =
 	"\n"
 	"POOL is PID or PID.N (the N-th pool or supervisor of process PID), as\n"
 	"`list` shows it; it may be left out when only one is running. WORKER is\n"
-	"a worker's or service's number, or a service's name.\n"
+	"a worker's or service's number, or a service's name. A lone argument of\n"
+	"resume is a POOL when it is PID.N or the pid of a process running pools.\n"
 	"\n"
 	"Options:\n"
 	"  -h, --help     show this help\n"
@@ -241,18 +242,46 @@ static int ptrace_scope(void)
 	return scope;
 }
 
-/* Why a debugger may still be refused, from Yama's setting. */
-static void explain_ptrace_scope(void)
+/* May this process ptrace what it does not own or descend from? Under
+ * Yama's scope 2, only with CAP_SYS_PTRACE in its effective set. */
+static bool can_ptrace_any(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long eff = 0;
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = sscanf(line, "CapEff: %llx", &eff) == 1;
+	if (f)
+		fclose(f);
+	return found && (eff >> 19 & 1); /* CAP_SYS_PTRACE */
+}
+
+/* Why a debugger may still be refused, from Yama's setting; pid: the one
+ * it would attach to, or 0. */
+static void explain_ptrace_scope(pid_t pid)
 {
 	int scope = ptrace_scope();
-	if (scope == 2)
-		fprintf(stderr, "mpattach: note: kernel.yama.ptrace_scope is 2: only root (or "
-				"CAP_SYS_PTRACE) may attach a debugger; run as root or lower it "
-				"with sysctl kernel.yama.ptrace_scope=1\n");
-	else if (scope == 3)
+	if (scope == 2) {
+		fprintf(stderr, "mpattach: kernel.yama.ptrace_scope is 2: only a process with "
+				"CAP_SYS_PTRACE (root) may attach a debugger, and a pool answers its "
+				"own user only; lower it with sysctl kernel.yama.ptrace_scope=1");
+		if (pid > 0)
+			fprintf(stderr, ", or attach as root: sudo gdb -p %d", (int)pid);
+		fputc('\n', stderr);
+	} else if (scope == 3) {
 		fprintf(stderr, "mpattach: ptrace is disabled on this machine "
 				"(kernel.yama.ptrace_scope is 3, until reboot): no debugger can "
 				"attach\n");
+	}
+}
+
+/* Yama's scope 2 for a process without CAP_SYS_PTRACE, or 3: no grant
+ * helps, so no gdb is started only to print "Operation not permitted". */
+static bool ptrace_refused(void)
+{
+	int scope = ptrace_scope();
+	return scope == 3 || (scope == 2 && !can_ptrace_any());
 }
 
 /* gdb on PATH? */
@@ -278,11 +307,26 @@ static int check_debugger(void)
 {
 	if (!have_gdb())
 		return fail("gdb not found on PATH (install the gdb package)");
-	if (ptrace_scope() == 3) {
-		explain_ptrace_scope();
-		return EXIT_FAIL;
-	}
 	return EXIT_OK;
+}
+
+/* The pid of the worker or service a WORKER argument names in an info
+ * reply, or 0. */
+static pid_t slot_pid(json_object *info, const char *worker)
+{
+	json_object *slots;
+	if (!json_object_object_get_ex(info, "workers", &slots))
+		return 0;
+	bool number = *worker && worker[strspn(worker, "0123456789")] == '\0';
+	for (size_t i = 0; i < json_object_array_length(slots); i++) {
+		json_object *w = json_object_array_get_idx(slots, i);
+		char slot[24];
+		snprintf(slot, sizeof slot, "%" PRId64, get_int(w, "worker", -1));
+		if (number ? strtoull(worker, NULL, 10) == strtoull(slot, NULL, 10)
+			   : strcmp(get_str(w, "name", ""), worker) == 0)
+			return (pid_t)get_int(w, "pid", 0);
+	}
+	return 0;
 }
 
 /* Ask the pool to let us (and so the gdb we become or start) ptrace the
@@ -324,6 +368,12 @@ static int cmd_gdb(int argc, char **argv)
 	json_object *info;
 	if ((rc = ask(spec, "info", &conn, &info, NULL)))
 		return rc;
+	if (ptrace_refused()) {
+		explain_ptrace_scope(slot_pid(info, worker));
+		json_object_put(info);
+		mpk_conn_close(&conn);
+		return EXIT_FAIL;
+	}
 	json_object_put(info);
 	pid_t pid = grant(&conn, worker);
 	mpk_conn_close(&conn);
@@ -368,6 +418,10 @@ static int cmd_stacks(int argc, char **argv)
 	int rc = check_debugger();
 	if (rc)
 		return rc;
+	if (ptrace_refused()) {
+		explain_ptrace_scope(0);
+		return EXIT_FAIL;
+	}
 	struct mpk_conn conn;
 	json_object *info, *workers;
 	if ((rc = ask(spec, "info", &conn, &info, NULL)))
@@ -472,7 +526,7 @@ static int cmd_stacks(int argc, char **argv)
 	if (child < 0 || !WIFEXITED(status) || WEXITSTATUS(status) == 127) {
 		rc = fail("gdb failed to run");
 	} else if (denied) {
-		explain_ptrace_scope();
+		explain_ptrace_scope(0);
 		rc = EXIT_FAIL;
 	}
 out:
@@ -483,12 +537,39 @@ out:
 	return rc;
 }
 
+/* A lone argument of resume: a POOL (PID.N, or the pid of a process
+ * running pools of ours), else a WORKER. */
+static bool names_a_pool(const char *arg)
+{
+	size_t digits = strspn(arg, "0123456789");
+	if (!digits)
+		return false;
+	if (arg[digits] == '.')
+		return arg[digits + 1] && arg[digits + 1 + strspn(arg + digits + 1, "0123456789")] == '\0';
+	if (arg[digits])
+		return false;
+	struct mpk_pool_ref *v;
+	size_t n;
+	char err[512];
+	bool found = false;
+	if (mpk_pools_list(&v, &n, err, sizeof err) < 0)
+		return false;
+	for (size_t i = 0; i < n && !found; i++)
+		found = v[i].pid == (pid_t)strtol(arg, NULL, 10);
+	free(v);
+	return found;
+}
+
 static int cmd_resume(int argc, char **argv)
 {
 	if (argc > 3)
 		die_usage("resume: too many arguments: %s", argv[3]);
 	const char *spec = argc == 3 ? argv[1] : NULL;
 	const char *worker = argc >= 2 ? argv[argc - 1] : "all";
+	if (argc == 2 && names_a_pool(argv[1])) {
+		spec = argv[1];
+		worker = "all";
+	}
 	char req[300];
 	if ((size_t)snprintf(req, sizeof req, "resume %s", worker) >= sizeof req)
 		return fail("worker name too long");

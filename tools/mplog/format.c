@@ -3,6 +3,7 @@
  *       #0 0x... backtrace frame
  * coloured per level and per worker when asked. */
 #include "mplog-tool.h"
+#include "text-int.h"
 
 #include <string.h>
 #include <time.h>
@@ -16,17 +17,22 @@ static const char *const worker_color[] = {"\033[34m", "\033[35m", "\033[36m", "
 #define RESET "\033[0m"
 #define INDENT "    "
 
-/* Other control characters (a child's stray escape sequences, NUL bytes)
- * shown as \xNN: they must not drive the reader's terminal. */
+/* What a process wrote, escaped as the text sink does (text-int.h): it
+ * must not drive the reader's terminal, nor start a line of its own. */
 static void put_safe(FILE *out, const char *s, size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
-			fprintf(out, "\\x%02x", ch);
-		else
-			fputc(ch, out);
-	}
+	struct mpk_buf b = {0};
+	mpk_text_escape(&b, s, n);
+	if (b.oom) /* nothing is printed raw */
+		fputs("[out of memory]", out);
+	else if (b.len)
+		fwrite(b.data, 1, b.len, out);
+	mpk_buf_free(&b);
+}
+
+static void put_str(FILE *out, const char *s)
+{
+	put_safe(out, s, strlen(s));
 }
 
 /* Text with each embedded newline continued on an indented line. */
@@ -49,19 +55,21 @@ static void put_indented(FILE *out, const char *s, size_t n)
 static void put_kv(FILE *out, const struct mt_kv *kv)
 {
 	const char *v = kv->value;
-	fprintf(out, " %s=", kv->key);
+	fputc(' ', out);
+	put_str(out, kv->key);
+	fputc('=', out);
 	if (*v && !v[strcspn(v, " \t\n\"=")]) {
-		put_safe(out, v, strlen(v));
+		put_str(out, v);
 		return;
 	}
 	fputc('"', out);
-	for (; *v; v++) {
-		if (*v == '"' || *v == '\\')
+	for (const char *run = v; *v; run = v) {
+		v += strcspn(v, "\"\\");
+		put_safe(out, run, (size_t)(v - run));
+		if (*v) {
 			fputc('\\', out);
-		if (*v == '\n')
-			fputs("\\n", out);
-		else
-			put_safe(out, v, 1);
+			fputc(*v++, out);
+		}
 	}
 	fputc('"', out);
 }
@@ -69,7 +77,8 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 /* Shown in the brackets or below the line already. */
 static bool hidden_kv(const struct mt_record *r, const char *key)
 {
-	return !strcmp(key, "mpg.backtrace") || !strcmp(key, "mpg.service") ||
+	return (*r->backtrace && !strcmp(key, "mpg.backtrace")) ||
+	       (*r->service && !strcmp(key, "mpg.service")) ||
 	       (r->kind && (!strcmp(key, "mpg.task") || !strcmp(key, "mpg.worker") ||
 			    !strcmp(key, "mpg.pid")));
 }
@@ -99,7 +108,7 @@ void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
 		fprintf(out, "w%lld", worker);
 		sep = " ";
 	} else if (*channel) {
-		fprintf(out, "%.40s", channel);
+		put_safe(out, channel, mpk_text_prefix(channel, strlen(channel), 40));
 		sep = " ";
 	}
 	if (pid >= 0) {
@@ -121,11 +130,15 @@ message:
 		if (!hidden_kv(r, r->kv[i].key) && (*r->kv[i].value || !r->kind))
 			put_kv(out, &r->kv[i]);
 	if (*r->file || *r->func) {
-		fprintf(out, " (%s", r->file);
+		fputs(" (", out);
+		put_str(out, r->file);
 		if (r->lineno > 0)
 			fprintf(out, ":%lld", r->lineno);
-		if (*r->func)
-			fprintf(out, "%s%s", *r->file ? " " : "", r->func);
+		if (*r->func) {
+			if (*r->file)
+				fputc(' ', out);
+			put_str(out, r->func);
+		}
 		fputc(')', out);
 	}
 	if (*r->backtrace) {

@@ -166,6 +166,15 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 	if (json_object_object_get_ex(root, "attributes", &v) &&
 	    json_object_is_type(v, json_type_object))
 		ret = parse_attributes(v, r);
+	if (*r->channel) {
+		/* A record from a channel is a child's: its mpg.* are forged
+		 * (libmplog now renames them "child.mpg.*"; a log written
+		 * before may still hold them). The pool's and supervisor's
+		 * own records come from no channel. */
+		r->kind = NULL;
+		r->mpg_pid = r->mpg_worker = r->mpg_task = -1;
+		r->signal = r->backtrace = r->service = "";
+	}
 	if (r->kind && r->mpg_worker >= 0)
 		snprintf(r->failed_channel, sizeof r->failed_channel, "worker-%lld", r->mpg_worker);
 	if (ret < 0) {

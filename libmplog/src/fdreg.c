@@ -1,10 +1,12 @@
-/* Registry of the parent-side fds of every pool in this process. A forked
- * child that does not exec keeps them despite O_CLOEXEC: a fork server
- * would hold another pool's sockets, a user's fork() child would keep our
- * workers from ever seeing EOF. A pthread_atfork() child handler closes
- * them in every child forked from this process (the child cannot use the
- * pool anyway: pool calls there return -ECHILD). */
-#include "pool-int.h"
+/* Registry of the fds this library's objects hold in the parent
+ * (fdreg-int.h). A forked child that does not exec keeps them despite
+ * O_CLOEXEC: a fork server would hold another pool's sockets, a user's
+ * fork() child would keep our workers from ever seeing EOF, a worker
+ * would hold an aggregator's epoll, eventfd and log file (a stray write
+ * there lands in the log). A pthread_atfork() child handler closes them in
+ * every child forked from this process (the child cannot use those
+ * objects anyway: their calls there return -ECHILD). */
+#include "fdreg-int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -35,7 +37,7 @@ static void install_atfork(void)
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
-void mpg__fdreg_add(int fd)
+void mpk_fdreg_add(int fd)
 {
 	if (fd < 0)
 		return;
@@ -56,7 +58,7 @@ void mpg__fdreg_add(int fd)
 	pthread_mutex_unlock(&reg_lock);
 }
 
-void mpg__fdreg_del(int fd)
+void mpk_fdreg_del(int fd)
 {
 	pthread_mutex_lock(&reg_lock);
 	for (size_t i = 0; i < reg_n; i++) {
@@ -68,10 +70,10 @@ void mpg__fdreg_del(int fd)
 	pthread_mutex_unlock(&reg_lock);
 }
 
-void mpg__fdreg_close(int *fd)
+void mpk_fdreg_close(int *fd)
 {
 	if (*fd >= 0) {
-		mpg__fdreg_del(*fd);
+		mpk_fdreg_del(*fd);
 		close(*fd);
 		*fd = -1;
 	}
