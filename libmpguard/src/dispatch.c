@@ -34,6 +34,7 @@ static void broken(struct mpg_pool *p)
 	/* The fork server is gone: its workers die with it (PDEATHSIG) and
 	 * are reaped by init; nothing can be respawned. */
 	p->broken = true;
+	mpg__pool_refuse(p);
 	for (unsigned i = 0; i < p->nworkers; i++) {
 		struct worker *w = &p->workers[i];
 		if (w->state == W_EMPTY)
@@ -116,6 +117,7 @@ void mpg__begin_stop(struct mpg_pool *p, enum pool_state st)
 		return;
 	p->state = st;
 	p->closed = true;
+	mpg__pool_refuse(p);
 	for (struct job *job = p->jobs_head; job; job = job->next)
 		job->cancelled = true;
 	for (unsigned i = 0; i < p->nworkers; i++) {
@@ -304,6 +306,10 @@ void *mpg__dispatcher_main(void *arg)
 		 * stop, which may queue callbacks: settle before sleeping. */
 		do {
 			deliver(p);
+			/* After the callbacks, which ran without the lock: a call
+			 * that came meanwhile is in the list before anything
+			 * decides that no work is left. */
+			mpg__take_incoming(p);
 			mpg__respawn_due(p);
 			mpg__fail_unstartable(p);
 			mpg__schedule(p);
@@ -330,11 +336,15 @@ void *mpg__dispatcher_main(void *arg)
 		}
 		/* -1 unless a slot waits to try starting its worker again. */
 		int timeout = mpg__respawn_timeout_ms(p);
-		p->dispatcher_asleep = true;
+		/* Asleep first, then look: a caller that handed a job in after
+		 * our look sees the flag and writes the eventfd. */
+		atomic_store(&p->dispatcher_asleep, true);
 		pthread_mutex_unlock(&p->lock);
-		int n = epoll_wait(p->epfd, evs, 64, timeout);
+		int n = 0;
+		if (!mpg__incoming_pending(p))
+			n = epoll_wait(p->epfd, evs, 64, timeout);
 		pthread_mutex_lock(&p->lock);
-		p->dispatcher_asleep = false;
+		atomic_store(&p->dispatcher_asleep, false);
 		for (int i = 0; i < n; i++) {
 			uint64_t tag = evs[i].data.u64;
 			uint32_t kind = (uint32_t)(tag & 0xff);

@@ -1,6 +1,6 @@
 /* Calls that run work — map, map_array, imap_unordered, submit — and the
  * handles they return: results, iterators, futures. */
-#include "pool-int.h"
+#include "dispatch-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -179,49 +179,101 @@ fail:
 
 int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 {
-	pthread_mutex_lock(&p->lock);
-	if (p->closed || p->state != POOL_RUNNING || p->broken) {
-		pthread_mutex_unlock(&p->lock);
+	job->pool = p;
+	if (job->n == 0) {
+		pthread_mutex_lock(&p->incoming_lock);
+		bool refusing = p->refusing;
+		pthread_mutex_unlock(&p->incoming_lock);
+		if (refusing)
+			return -ESHUTDOWN;
+		job->done = true;
+		return 0;
+	}
+	pthread_mutex_lock(&p->incoming_lock);
+	if (p->refusing) {
+		pthread_mutex_unlock(&p->incoming_lock);
 		return -ESHUTDOWN;
 	}
-	job->pool = p;
+	if (p->incoming_tail)
+		p->incoming_tail->next = job;
+	else
+		p->incoming_head = job;
+	p->incoming_tail = job;
+	pthread_mutex_unlock(&p->incoming_lock);
+	/* An awake dispatcher looks at the incoming jobs before it sleeps
+	 * (mpg__incoming_pending()): only a sleeping one needs the eventfd.
+	 * The list's lock orders our append against its look; the flag is
+	 * sequentially consistent, so one of us sees the other. */
+	if (atomic_exchange(&p->dispatcher_asleep, false))
+		mpg__pool_wake(p);
+	return 0;
+}
+
+void mpg__pool_refuse(struct mpg_pool *p)
+{
+	pthread_mutex_lock(&p->incoming_lock);
+	p->refusing = true;
+	pthread_mutex_unlock(&p->incoming_lock);
+}
+
+bool mpg__incoming_pending(struct mpg_pool *p)
+{
+	pthread_mutex_lock(&p->incoming_lock);
+	bool pending = p->incoming_head != NULL;
+	pthread_mutex_unlock(&p->incoming_lock);
+	return pending;
+}
+
+/* One handed-in job joins the pool's list. Out of memory for its time
+ * limit or progress interval, its tasks fail (the call was accepted). */
+static void take_job(struct mpg_pool *p, struct job *job)
+{
+	job->next = NULL;
 	job->id = ++p->next_job_id;
 	/* The same function as last time: size the first chunks from its cost. */
 	if (p->last_fn == job->fn && p->last_ns_per_task > 0)
 		job->ns_per_task = p->last_ns_per_task;
-	if (job->n == 0) {
-		job->done = true;
-	} else {
-		if (job->cfg.timeout_ms && mpg__minset_add(&p->timeouts, job->cfg.timeout_ms) < 0) {
-			pthread_mutex_unlock(&p->lock);
-			return -ENOMEM;
-		}
-		mpg__progress_start(p, job);
-		if (job->pr == &job->prog && job->prog.on) {
-			if (mpg__minset_add(&p->progress_ns, job->prog.interval_ns) < 0) {
-				if (job->cfg.timeout_ms)
-					mpg__minset_del(&p->timeouts, job->cfg.timeout_ms);
-				pthread_mutex_unlock(&p->lock);
-				return -ENOMEM;
-			}
-			job->tick_ns = job->prog.interval_ns;
-		}
-		job->prev = p->jobs_tail;
-		if (p->jobs_tail)
-			p->jobs_tail->next = job;
-		else
-			p->jobs_head = job;
-		p->jobs_tail = job;
+	bool nomem = false;
+	if (job->cfg.timeout_ms && mpg__minset_add(&p->timeouts, job->cfg.timeout_ms) < 0) {
+		job->cfg.timeout_ms = 0;
+		nomem = true;
 	}
-	/* An awake dispatcher schedules it before it sleeps (it holds the
-	 * lock from waking to sleeping but while callbacks run, and schedules
-	 * after them): only a sleeping one needs the eventfd, once. */
-	bool wake = p->dispatcher_asleep;
-	p->dispatcher_asleep = false;
-	pthread_mutex_unlock(&p->lock);
-	if (wake)
-		mpg__pool_wake(p);
-	return 0;
+	mpg__progress_start(p, job);
+	if (job->pr == &job->prog && job->prog.on) {
+		if (mpg__minset_add(&p->progress_ns, job->prog.interval_ns) == 0)
+			job->tick_ns = job->prog.interval_ns;
+		else
+			nomem = true;
+	}
+	job->prev = p->jobs_tail;
+	if (p->jobs_tail)
+		p->jobs_tail->next = job;
+	else
+		p->jobs_head = job;
+	p->jobs_tail = job;
+	/* Stopping: it is cancelled with the others (mpg__begin_stop()). */
+	if (p->state == POOL_ABORTING || p->state == POOL_TERMINATING)
+		job->cancelled = true;
+	else if (nomem)
+		for (; job->cursor < job->n && !job->done; job->cursor++)
+			mpg__task_failure(p, NULL, job, job->cursor, 0,
+					  &(struct mpg__failure){.kind = MPG_ERR_CANCELLED,
+								 .code = -ENOMEM,
+								 .msg = "out of memory while queueing the call",
+								 .no_retry = true});
+}
+
+void mpg__take_incoming(struct mpg_pool *p)
+{
+	pthread_mutex_lock(&p->incoming_lock);
+	struct job *job = p->incoming_head;
+	p->incoming_head = p->incoming_tail = NULL;
+	pthread_mutex_unlock(&p->incoming_lock);
+	while (job) {
+		struct job *next = job->next;
+		take_job(p, job);
+		job = next;
+	}
 }
 
 static int cmp_error(const void *a, const void *b)

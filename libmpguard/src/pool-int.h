@@ -583,7 +583,15 @@ struct mpg_pool {
 
 	struct job *jobs_head, *jobs_tail;
 	bool wake_waiters;          /* results or a job's end came this round */
-	bool dispatcher_asleep;     /* in epoll_wait(): a new job must wake it */
+	/* Calls hand their jobs in here, under incoming_lock alone: the
+	 * dispatcher holds the pool lock through a round, and a submitting
+	 * thread waiting for it cost two futex calls a submit. The
+	 * dispatcher takes them in (mpg__take_incoming()) after each
+	 * round's callbacks. */
+	pthread_mutex_t incoming_lock;
+	struct job *incoming_head, *incoming_tail;
+	bool refusing;              /* under incoming_lock: closed, stopping or broken */
+	atomic_bool dispatcher_asleep; /* in epoll_wait(): a new job must wake it */
 	struct mpg__minset timeouts;     /* the jobs' time limits, ms */
 	struct mpg__minset progress_ns;  /* the calls' progress intervals */
 	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
@@ -652,7 +660,14 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, stru
 void mpg__callcfg_clear(struct mpg__callcfg *c);
 void mpg__job_free(struct job *job);
 void mpg__blob_free(struct blob *b);
+/* Hand a job to the dispatcher (any thread): 0, or -ESHUTDOWN once the
+ * pool refuses new jobs. */
 int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
+/* No job is handed in from now on (close, stop, a lost fork server). */
+void mpg__pool_refuse(struct mpg_pool *p);
+/* Dispatcher: whether jobs wait to be taken; take them into the pool's list. */
+bool mpg__incoming_pending(struct mpg_pool *p);
+void mpg__take_incoming(struct mpg_pool *p);
 
 /* clock.c: CLOCK_MONOTONIC in ns; async-signal-safe */
 uint64_t mpg__now_ns(void);

@@ -66,6 +66,7 @@ static void pool_release(struct mpg_pool *p)
 	free(p->opts.context);
 	free(p->deliveries);
 	pthread_mutex_destroy(&p->lock);
+	pthread_mutex_destroy(&p->incoming_lock);
 	pthread_cond_destroy(&p->cond);
 	free(p);
 }
@@ -225,6 +226,7 @@ MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret)
 	p->exit_status_on_abort = -1;
 	p->creator = getpid();
 	pthread_mutex_init(&p->lock, NULL);
+	pthread_mutex_init(&p->incoming_lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -382,6 +384,9 @@ MPG_EXPORT int mpg_pool_close(mpg_pool *p)
 	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
+	/* Refused first: a job handed in before is in the incoming list when
+	 * the dispatcher sees the pool closed, and it takes that list first. */
+	mpg__pool_refuse(p);
 	pthread_mutex_lock(&p->lock);
 	p->closed = true;
 	if (p->state == POOL_RUNNING)
