@@ -103,13 +103,14 @@ static void close_fds(const int *fds, int n)
 			close(fds[i]);
 }
 
-/* fds: the worker's socket, then its log, stdout and stderr pipes (or -1). */
+/* fds: the worker's socket, then its log, stdout and stderr pipes and its
+ * log ring (or -1). */
 static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
 		  const struct mpg__fsmsg *req, const int *fds)
 {
 	int sock = fds[0];
-	int io[3] = {-1, -1, -1};
-	for (int i = 0, k = 1; i < 3 && k < MPG_FS_MAX_FDS; i++)
+	int io[MPG_LOG_FDS] = {-1, -1, -1, -1};
+	for (int i = 0, k = 1; i < MPG_LOG_FDS && k < MPG_FS_MAX_FDS; i++)
 		if (req->value & (1 << i))
 			io[i] = fds[k++];
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
@@ -250,14 +251,14 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	return 0;
 }
 
-int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[3])
+int mpg__fs_request_spawn(int ctl, unsigned slot, int sock, const int io[MPG_LOG_FDS])
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
-	/* Only the pipes that exist travel; bits of value say which of log,
-	 * stdout, stderr follow the socket, in that order. */
+	/* Only the fds that exist travel; bits of value say which of log,
+	 * stdout, stderr, ring follow the socket, in that order. */
 	int fds[MPG_FS_MAX_FDS] = {sock};
 	unsigned n = 1;
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < MPG_LOG_FDS; i++) {
 		if (io && io[i] >= 0) {
 			fds[n++] = io[i];
 			m.value |= 1 << i;
