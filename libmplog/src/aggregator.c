@@ -456,7 +456,7 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 	CHECK_USABLE(a);
 	if (!ret || (flags & ~(unsigned)(MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR)))
 		return -EINVAL;
-	int rd[3] = {-1, -1, -1}, wr[3] = {-1, -1, -1};
+	int rd[3] = {-1, -1, -1}, wr[3] = {-1, -1, -1}, ring_fd = -1;
 	bool want[3] = {true, flags & MPLOG_CAPTURE_STDOUT, flags & MPLOG_CAPTURE_STDERR};
 	int r = 0;
 	for (int k = 0; k < 3 && r == 0; k++)
@@ -467,7 +467,6 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 	/* The records' ring; without one (no memfd, no memory) the pipe
 	 * carries them, as for any writer on it. */
 	struct mplog__ring ring;
-	int ring_fd = -1;
 	struct mplog__ring_reader *reader = malloc(sizeof *reader);
 	if (reader && mplog__ring_create(&ring, &ring_fd) == 0) {
 		mplog__ring_reader_init(reader, &ring);
