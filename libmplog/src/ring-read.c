@@ -46,7 +46,7 @@ static enum mplog__ring_got skip(struct mplog__ring_reader *r, uint64_t slots,
 static enum mplog__ring_got lost_run(struct mplog__ring_reader *r, struct mplog__ring_item *it)
 {
 	uint64_t n = 0;
-	while (r->tail + n < r->end) {
+	while (n < r->end - r->tail) {
 		uint64_t h = slot_hdr(r, r->tail + n);
 		if (written_for(h, r->tail + n) && h >> 56 != RING_CONT)
 			break;
@@ -65,7 +65,8 @@ enum mplog__ring_got mplog__ring_next(struct mplog__ring_reader *r, bool eof,
 		r->end = h - r->tail <= r->ring.nslots ? h : r->tail + r->ring.nslots;
 		r->at_eof = true;
 	}
-	if (r->at_eof && r->tail >= r->end)
+	/* Differences, not comparisons: positions count modulo 2^64. */
+	if (r->at_eof && r->tail == r->end)
 		return RING_NONE;
 	uint64_t pos = r->tail, h = slot_hdr(r, pos);
 	unsigned kind = (unsigned)(h >> 56);
