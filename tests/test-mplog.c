@@ -1137,8 +1137,12 @@ START_TEST(a_child_scribbling_over_its_ring_is_reported_and_spares_the_parent_an
 	pid_t good = spawn_child(a, "good", 9, 0, log_hundred, 9);
 	close(go[0]);
 	/* Each bad child's record first, read while its ring was sound. */
-	while (c.n < NSCRIBBLES)
+	for (size_t seen = 0; seen < NSCRIBBLES;) {
 		ck_assert_int_ge(mplog_aggregator_dispatch(a, 60000), 0);
+		seen = 0;
+		for (size_t i = 0; i < c.n; i++)
+			seen += strncmp(c.v[i].channel, "bad", 3) == 0;
+	}
 	ck_assert_int_eq(write(go[1], "ggggg", NSCRIBBLES), NSCRIBBLES);
 	close(go[1]);
 	for (int k = 0; k < NSCRIBBLES; k++)
@@ -1232,6 +1236,39 @@ START_TEST(grandchildren_log_through_the_inherited_writer_with_their_own_pids)
 }
 END_TEST
 
+START_TEST(a_pipe_of_mplog_pipe_and_a_hand_filled_child_fds_still_carry_records)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	int rd, wr;
+	ck_assert_int_eq(mplog_pipe(&rd, &wr), 0);
+	int id = mplog_aggregator_add(a, rd, MPLOG_STREAM_LOG, "plain", 6);
+	ck_assert_int_gt(id, 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* As a program written before rings fills it: ring_fd is 0. */
+		mplog_child_fds fds = {.log_fd = wr, .stdout_fd = -1, .stderr_fd = -1};
+		if (mplog_child_setup(&fds, 6, 0, NULL) < 0)
+			_exit(100);
+		for (unsigned long i = 0; i < 3000; i++) /* more than a pipe holds */
+			if (log_pattern(0, i, 100))
+				_exit(1);
+		_exit(fcntl(0, F_GETFD) < 0 ? 2 : 0); /* fd 0 was left alone */
+	}
+	close(wr);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, 3000);
+	for (unsigned long i = 0; i < 3000; i++)
+		check_pattern(&c.v[i], 0, i);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *mplog_suite(void)
 {
 	Suite *s = suite_create("mplog");
@@ -1256,6 +1293,7 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, drop_mode_counts_exactly_what_a_full_ring_dropped);
 	tcase_add_test(tc, a_child_scribbling_over_its_ring_is_reported_and_spares_the_parent_and_the_others);
 	tcase_add_test(tc, grandchildren_log_through_the_inherited_writer_with_their_own_pids);
+	tcase_add_test(tc, a_pipe_of_mplog_pipe_and_a_hand_filled_child_fds_still_carry_records);
 	suite_add_tcase(s, tc);
 	return s;
 }

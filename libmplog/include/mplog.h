@@ -270,8 +270,9 @@ typedef struct mplog_child_fds {
  * mplog_set_context(worker, -1). With a ring, the writer puts records in
  * it (a full ring blocks or, with MPLOG_WRITER_DROP, drops, as a full
  * pipe does) and writes to log_fd only to wake the aggregator; processes
- * forked later inherit both. A ring_fd that cannot be mapped leaves the
- * writer on log_fd alone. On success the writer is in *ret (may be
+ * forked later inherit both. A ring_fd that is not a ring (say 0, in a
+ * struct filled by hand for mplog_pipe() and mplog_aggregator_add()) or
+ * cannot be mapped is left open and the writer uses log_fd alone. On success the writer is in *ret (may be
  * NULL if the caller does not want it; it then lives until exit).
  * Returns 0 or a negative errno (-EINVAL, -ENOMEM, errno of dup2()).
  * Since 0.1.

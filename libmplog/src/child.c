@@ -50,10 +50,11 @@ MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsig
 		close(fds->stderr_fd);
 	struct mplog__ring ring = {0};
 	if (fds->ring_fd >= 0 && fds->ring_fd != fds->log_fd) {
-		/* Not a ring (or no memory to map it): the pipe alone. */
+		/* Not a ring (a struct filled by hand, zero for ring_fd: fd 0),
+		 * or no memory to map it: the pipe alone, the fd untouched. */
 		if (mplog__ring_attach(fds->ring_fd, &ring) < 0)
 			ring.sh = NULL;
-		if (fds->ring_fd > STDERR_FILENO)
+		else if (fds->ring_fd > STDERR_FILENO)
 			close(fds->ring_fd); /* the mapping stays */
 	}
 	if (fds->stdout_fd >= 0)
