@@ -396,6 +396,29 @@ START_TEST(ring_wakes_a_sleeping_reader_once_and_an_awake_one_never)
 }
 END_TEST
 
+START_TEST(ring_positions_count_on_past_2_to_the_64)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	struct mplog__ring_shared *sh = p.w.sh;
+	/* Positions are 64-bit counters: start the ring just short of their
+	 * wrap, as if 2^64 slots had gone by. */
+	uint64_t start = UINT64_MAX - 3; /* the hole straddles the wrap */
+	atomic_store(&sh->head, start);
+	atomic_store(&sh->tail, start);
+	p.r->tail = p.r->published = start;
+	put_ok(&p, 100, 1);
+	atomic_fetch_add(&sh->head, 2); /* a writer died mid-entry */
+	put_ok(&p, 200, 2);
+	expect_entry(p.r, false, RING_RECORD, 100, 1);
+	ck_assert_int_eq(mplog__ring_next(p.r, false, &(struct mplog__ring_item){0}), RING_NONE);
+	expect_skip(p.r, true, RING_LOST, 2 * MPLOG_RING_SLOT);
+	expect_entry(p.r, true, RING_RECORD, 200, 2);
+	ck_assert_int_eq(mplog__ring_next(p.r, true, &(struct mplog__ring_item){0}), RING_NONE);
+	ring_pair_close(&p);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
@@ -412,6 +435,7 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, ring_reader_skips_what_a_writer_scribbled_and_goes_on);
 	tcase_add_test(tc, ring_at_eof_gives_what_was_committed_after_a_writer_that_died_mid_entry);
 	tcase_add_test(tc, ring_wakes_a_sleeping_reader_once_and_an_awake_one_never);
+	tcase_add_test(tc, ring_positions_count_on_past_2_to_the_64);
 	suite_add_tcase(s, tc);
 	return s;
 }
