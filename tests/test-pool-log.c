@@ -360,6 +360,9 @@ START_TEST(records_of_a_worker_killed_and_of_its_grandchild_all_arrive_before_it
 	static mpg_buf in[100];
 	mpg_results *res;
 	ck_assert_int_eq(mpg_map(p, family, in, 100, NULL, &res), 0);
+	for (size_t i = 0; i < 100; i++)
+		if (i != 77 && mpg_results_error(res, i))
+			ck_abort_msg("task %zu: %s", i, mpg_error_describe(mpg_results_error(res, i)));
 	ck_assert_uint_eq(mpg_results_failed(res), 1);
 	ck_assert_int_eq(mpg_error_get_kind(mpg_results_error(res, 77)), MPG_ERR_KILLED);
 	mpg_results_free(res);
