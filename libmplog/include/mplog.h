@@ -42,7 +42,8 @@
  *  - The child side takes no lock: it is safe from several threads, in a
  *    child after fork() (even when another thread was logging at the time
  *    of the fork), and it allocates memory only for messages over 1 KiB or
- *    records over PIPE_BUF. It is not async-signal-safe (it formats with
+ *    records over PIPE_BUF (and one page per process, at its first record,
+ *    to keep its pid). It is not async-signal-safe (it formats with
  *    vsnprintf); do not log from a signal handler.
  *
  * Error convention: functions return 0 (or a documented non-negative value)
