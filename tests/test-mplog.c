@@ -5,6 +5,8 @@
 #include "mplog-test.h"
 
 #include <spawn.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 extern char **environ;
@@ -307,13 +309,16 @@ START_TEST(garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others)
 	mplog_aggregator *a = new_collecting(&c);
 	/* The bad child: a real record, garbage written raw on its log pipe,
 	 * another real record, then a frame cut short. Built by hand so the
-	 * exact byte counts are known. */
+	 * exact byte counts are known. Its writer is on the pipe alone (no
+	 * ring), so the garbage falls between its frames. */
 	mplog_child_fds fds;
 	ck_assert_int_eq(mplog_aggregator_add_child(a, "bad", 5, 0, &fds), 0);
 	pid_t bad = fork();
 	ck_assert_int_ge(bad, 0);
 	if (bad == 0) {
 		mplog_writer *w;
+		close(fds.ring_fd);
+		fds.ring_fd = -1;
 		if (mplog_child_setup(&fds, 5, 0, &w) < 0 || mplog_info("good before") ||
 		    write(fds.log_fd, garbage, GARBAGE_LEN) != (ssize_t)GARBAGE_LEN ||
 		    mplog_info("good after"))
@@ -812,6 +817,569 @@ START_TEST(sinks_and_the_child_filter_by_minimum_level)
 }
 END_TEST
 
+
+/* ---- the ring ------------------------------------------------------------ */
+
+/* Memory the test shares with its children (mapped before they fork). */
+static void *shared(size_t n)
+{
+	void *m = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(m, MAP_FAILED);
+	memset(m, 0, n);
+	return m;
+}
+
+/* Wait for a state another process reaches on its own (polled, 1 ms). */
+static void wait_for(bool (*cond)(void *arg), void *arg)
+{
+	while (!cond(arg))
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+}
+
+/* The state letter of /proc/pid/stat ('R', 'S', ...). */
+static char proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	ck_assert_int_gt(n, 0);
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	ck_assert_ptr_nonnull(p);
+	return p[2];
+}
+
+/* A record of writer t, number i: "t<t> i<i>:" then a pattern, n bytes. */
+static int log_pattern(int t, unsigned long i, size_t n)
+{
+	char buf[16384];
+	int h = snprintf(buf, sizeof buf, "t%d i%lu:", t, i);
+	size_t len = n > (size_t)h ? n : (size_t)h;
+	for (size_t j = (size_t)h; j < len; j++)
+		buf[j] = (char)('a' + (t * 7 + (int)i * 13 + (int)j) % 26);
+	buf[len] = 0;
+	return mplog_info("%s", buf);
+}
+
+/* Check record g is writer t's record i, whole. */
+static void check_pattern(const struct got *g, int t, unsigned long i)
+{
+	int wt, h;
+	unsigned long wi;
+	ck_assert_int_eq(sscanf(g->msg, "t%d i%lu:%n", &wt, &wi, &h), 2);
+	ck_assert_int_eq(wt, t);
+	ck_assert_uint_eq(wi, i);
+	for (size_t j = (size_t)h; j < g->len; j++)
+		if (g->msg[j] != (char)('a' + (t * 7 + (int)i * 13 + (int)j) % 26))
+			ck_abort_msg("record t%d i%lu corrupt at byte %zu", t, i, j);
+}
+
+/* Which writer a record is from, and its number; -1 for other records. */
+static int writer_of(const struct got *g, unsigned long *i)
+{
+	int t;
+	return sscanf(g->msg, "t%d i%lu:", &t, i) == 2 ? t : -1;
+}
+
+#define KILL_THREADS 4
+struct kill_state {
+	atomic_ulong done[KILL_THREADS]; /* calls that returned 0, per thread */
+	atomic_int failed;
+};
+static struct kill_state *ks;
+
+static void *log_until_killed(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	for (unsigned long i = 0;; i++) {
+		/* Mostly short, now and then long enough to be fragmented. */
+		if (log_pattern(t, i, i % 50 == 7 ? 6000 : 20 + i % 300) != 0) {
+			atomic_store(&ks->failed, 1);
+			return NULL;
+		}
+		atomic_store(&ks->done[t], i + 1);
+	}
+}
+
+static int threads_until_killed(int arg)
+{
+	(void)arg;
+	pthread_t th[KILL_THREADS];
+	for (int t = 0; t < KILL_THREADS; t++)
+		if (pthread_create(&th[t], NULL, log_until_killed, (void *)(intptr_t)t))
+			return 1;
+	for (;;)
+		pause();
+}
+
+static bool threads_logged_enough(void *arg)
+{
+	(void)arg;
+	for (int t = 0; t < KILL_THREADS; t++)
+		if (atomic_load(&ks->done[t]) < 3000)
+			return false;
+	return true;
+}
+
+START_TEST(sigkill_of_a_child_logging_on_four_threads_loses_no_record_whose_call_returned)
+{
+	ks = shared(sizeof *ks);
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "killed", 1, 0, threads_until_killed, 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0); /* after fork(): see above */
+	wait_for(threads_logged_enough, NULL);
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_int_eq(atomic_load(&ks->failed), 0);
+	/* Per thread: every record whose call returned, in order, and at
+	 * most the one the kill caught after its commit. A record caught
+	 * between reservation and commit may be reported, nothing else. */
+	unsigned long next[KILL_THREADS] = {0};
+	size_t errors = 0;
+	for (size_t r = 0; r < c.n; r++) {
+		unsigned long i;
+		int t = writer_of(&c.v[r], &i);
+		if (t < 0) {
+			ck_assert_msg(strstr(c.v[r].msg, "never committed") ||
+					      strstr(c.v[r].msg, "cut short by EOF"),
+				      "unexpected record: %s", c.v[r].msg);
+			errors++;
+			continue;
+		}
+		ck_assert(t < KILL_THREADS);
+		check_pattern(&c.v[r], t, next[t]++);
+	}
+	for (int t = 0; t < KILL_THREADS; t++) {
+		unsigned long done = atomic_load(&ks->done[t]);
+		ck_assert_msg(next[t] == done || next[t] == done + 1,
+			      "thread %d: %lu calls returned, %lu records", t, done, next[t]);
+	}
+	ck_assert_uint_le(errors, 2 * KILL_THREADS);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	munmap(ks, sizeof *ks);
+	mpk_assert_no_children();
+}
+END_TEST
+
+#define MANY_THREADS 8
+#define MANY_N 3000
+static const size_t many_sizes[] = {1, 40, 56, 57, 100, 200, 1000, 3000, 4050, 5000, 9000};
+
+static size_t many_size(int t, unsigned long i)
+{
+	return many_sizes[(size_t)(t * 3 + i * 7) % (sizeof many_sizes / sizeof many_sizes[0])];
+}
+
+static void *log_many(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	for (unsigned long i = 0; i < MANY_N; i++)
+		if (log_pattern(t, i, many_size(t, i)) != 0)
+			return (void *)1;
+	return NULL;
+}
+
+static int many_threads(int arg)
+{
+	(void)arg;
+	pthread_t th[MANY_THREADS];
+	for (int t = 0; t < MANY_THREADS; t++)
+		if (pthread_create(&th[t], NULL, log_many, (void *)(intptr_t)t))
+			return 1;
+	int r = 0;
+	for (int t = 0; t < MANY_THREADS; t++) {
+		void *v;
+		pthread_join(th[t], &v);
+		r |= v != NULL;
+	}
+	return r;
+}
+
+START_TEST(eight_threads_of_a_child_lose_and_mix_no_record_through_its_ring)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "many", 2, 0, many_threads, 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, MANY_THREADS * MANY_N);
+	unsigned long next[MANY_THREADS] = {0};
+	for (size_t r = 0; r < c.n; r++) {
+		unsigned long i;
+		int t = writer_of(&c.v[r], &i);
+		ck_assert(t >= 0 && t < MANY_THREADS);
+		check_pattern(&c.v[r], t, next[t]);
+		ck_assert_int_eq(c.v[r].pid, pid);
+		size_t n = many_size(t, next[t]++);
+		ck_assert_uint_ge(c.v[r].len, n);
+	}
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 0);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+#define SLOW_N 20000 /* about 20 times what a ring holds */
+static atomic_ulong *slow_done;
+
+static int log_a_lot(int arg)
+{
+	(void)arg;
+	for (unsigned long i = 0; i < SLOW_N; i++) {
+		if (log_pattern(0, i, 200) != 0)
+			return 1;
+		atomic_store(slow_done, i + 1);
+	}
+	return 0;
+}
+
+static bool writer_waits(void *arg)
+{
+	pid_t pid = *(pid_t *)arg;
+	unsigned long before = atomic_load(slow_done);
+	return before > 0 && proc_state(pid) == 'S' && atomic_load(slow_done) == before;
+}
+
+START_TEST(a_slow_reader_makes_the_writer_wait_and_loses_nothing)
+{
+	slow_done = shared(sizeof *slow_done);
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "waiter", 3, 0, log_a_lot, 0);
+	/* Nobody reads: the child fills its ring, then waits (asleep). */
+	wait_for(writer_waits, &pid);
+	ck_assert_uint_lt(atomic_load(slow_done), SLOW_N);
+	ck_assert_uint_eq(c.n, 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, SLOW_N);
+	for (unsigned long i = 0; i < SLOW_N; i++)
+		check_pattern(&c.v[i], 0, i);
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 0);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	munmap(slow_done, sizeof *slow_done);
+	mpk_assert_no_children();
+}
+END_TEST
+
+#define DROP_THREADS 4
+#define DROP_N 5000
+struct drop_state {
+	atomic_ulong sent, dropped; /* calls that returned 0, 1 */
+	atomic_ulong writer_dropped;
+	atomic_int phase; /* 1: child done dropping; 2: parent drained */
+};
+static struct drop_state *ds;
+
+static void *log_and_count(void *arg)
+{
+	int t = (int)(intptr_t)arg;
+	for (unsigned long i = 0; i < DROP_N; i++) {
+		int r = log_pattern(t, i, 100 + i % 200);
+		if (r < 0)
+			return (void *)1;
+		atomic_fetch_add(r ? &ds->dropped : &ds->sent, 1);
+	}
+	return NULL;
+}
+
+static bool phase_is(void *arg)
+{
+	return atomic_load(&ds->phase) == (int)(intptr_t)arg;
+}
+
+static int drop_threads(int arg)
+{
+	(void)arg;
+	mplog_writer *w = mplog_default_writer();
+	pthread_t th[DROP_THREADS];
+	for (int t = 0; t < DROP_THREADS; t++)
+		if (pthread_create(&th[t], NULL, log_and_count, (void *)(intptr_t)t))
+			return 1;
+	int r = 0;
+	for (int t = 0; t < DROP_THREADS; t++) {
+		void *v;
+		pthread_join(th[t], &v);
+		r |= v != NULL;
+	}
+	atomic_store(&ds->writer_dropped, mplog_writer_dropped(w));
+	atomic_store(&ds->phase, 1);
+	wait_for(phase_is, (void *)(intptr_t)2);
+	return r | (mplog_info("after the drain") != 0);
+}
+
+START_TEST(drop_mode_counts_exactly_what_a_full_ring_dropped)
+{
+	ds = shared(sizeof *ds);
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	mplog_child_fds fds;
+	ck_assert_int_eq(mplog_aggregator_add_child(a, "dropper", 4, 0, &fds), 0);
+	ck_assert_int_ge(fds.ring_fd, 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (mplog_child_setup(&fds, 4, MPLOG_WRITER_DROP, NULL) < 0)
+			_exit(100);
+		_exit(drop_threads(0));
+	}
+	mplog_child_fds_close(&fds);
+	/* Nobody reads until the child has dropped what did not fit. */
+	wait_for(phase_is, (void *)(intptr_t)1);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	atomic_store(&ds->phase, 2);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	unsigned long sent = atomic_load(&ds->sent), dropped = atomic_load(&ds->dropped);
+	ck_assert_uint_eq(sent + dropped, DROP_THREADS * DROP_N);
+	ck_assert_uint_gt(dropped, 0);
+	ck_assert_uint_eq(atomic_load(&ds->writer_dropped), dropped);
+	/* Every record sent is there; the reports add up to every drop. */
+	unsigned long records = 0, reported = 0;
+	for (size_t r = 0; r < c.n; r++) {
+		unsigned long i;
+		const char *n = strstr(c.v[r].kvs, "mplog.dropped=");
+		if (writer_of(&c.v[r], &i) >= 0)
+			records++;
+		else if (n)
+			reported += strtoul(n + strlen("mplog.dropped="), NULL, 10);
+		else
+			ck_assert_str_eq(c.v[r].msg, "after the drain");
+	}
+	ck_assert_uint_eq(records, sent);
+	ck_assert_uint_eq(reported, dropped);
+	ck_assert_str_eq(c.v[c.n - 1].msg, "after the drain");
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 0);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	munmap(ds, sizeof *ds);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* How a bad child spoils its ring (the parent must not care). */
+enum scribble { RANDOM_ALL, RANDOM_SLOTS, OWN_TAGS, VALID_HEADERS, HEAD_AND_CONTS, NSCRIBBLES };
+
+static uint64_t next_rand(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void scribble(uint8_t *m, size_t len, enum scribble how, uint64_t seed)
+{
+	size_t slots = (len - 256) / 64;
+	uint8_t *slot0 = m + 256;
+	uint64_t head;
+	memcpy(&head, m + 64, 8);
+	for (size_t i = 0; i < len && how == RANDOM_ALL; i++)
+		m[i] = (uint8_t)next_rand(&seed);
+	for (size_t i = 256; i < len && how == RANDOM_SLOTS; i++)
+		m[i] = (uint8_t)next_rand(&seed);
+	for (size_t s = 0; s < slots && how != RANDOM_ALL && how != RANDOM_SLOTS; s++) {
+		uint64_t pos = head + s, r = next_rand(&seed);
+		uint32_t info = how == OWN_TAGS ? (uint32_t)r
+			      : how == VALID_HEADERS ? (1u << 24 | (uint32_t)(r % 4081))
+						     : 3u << 24;
+		uint64_t h = (uint64_t)info << 32 | (uint32_t)pos;
+		memcpy(slot0 + (pos % slots) * 64, &h, 8);
+		for (int k = 8; k < 64; k++)
+			slot0[(pos % slots) * 64 + (size_t)k] = (uint8_t)next_rand(&seed);
+	}
+	if (how == RANDOM_SLOTS || how == HEAD_AND_CONTS) { /* as if reserved */
+		head += how == RANDOM_SLOTS ? slots / 2 : slots * 5 + 3;
+		memcpy(m + 64, &head, 8);
+	}
+}
+
+static int scribble_fd = -1, scribble_go = -1;
+
+static int log_then_scribble(int how)
+{
+	struct stat st;
+	if (mplog_info("before %d", how) || fstat(scribble_fd, &st) < 0)
+		return 1;
+	uint8_t *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, scribble_fd, 0);
+	char b;
+	if (m == MAP_FAILED || read(scribble_go, &b, 1) != 1)
+		return 2;
+	scribble(m, (size_t)st.st_size, (enum scribble)how, 0x9e3779b97f4a7c15u * (uint64_t)(how + 1));
+	return 0;
+}
+
+START_TEST(a_child_scribbling_over_its_ring_is_reported_and_spares_the_parent_and_the_others)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t bad[NSCRIBBLES];
+	int go[2];
+	ck_assert_int_eq(pipe2(go, O_CLOEXEC), 0);
+	scribble_go = go[0];
+	for (int k = 0; k < NSCRIBBLES; k++) {
+		char name[16];
+		snprintf(name, sizeof name, "bad%d", k);
+		mplog_child_fds fds;
+		ck_assert_int_eq(mplog_aggregator_add_child(a, name, k, 0, &fds), 0);
+		bad[k] = fork();
+		ck_assert_int_ge(bad[k], 0);
+		if (bad[k] == 0) {
+			close(go[1]);
+			scribble_fd = dup(fds.ring_fd); /* the ring, as the writer maps it */
+			if (scribble_fd < 0 || mplog_child_setup(&fds, k, 0, NULL) < 0)
+				_exit(100);
+			_exit(log_then_scribble(k));
+		}
+		mplog_child_fds_close(&fds);
+	}
+	pid_t good = spawn_child(a, "good", 9, 0, log_hundred, 9);
+	close(go[0]);
+	/* Each bad child's record first, read while its ring was sound. */
+	for (size_t seen = 0; seen < NSCRIBBLES;) {
+		ck_assert_int_ge(mplog_aggregator_dispatch(a, 60000), 0);
+		seen = 0;
+		for (size_t i = 0; i < c.n; i++)
+			seen += strncmp(c.v[i].channel, "bad", 3) == 0;
+	}
+	ck_assert_int_eq(write(go[1], "ggggg", NSCRIBBLES), NSCRIBBLES);
+	close(go[1]);
+	for (int k = 0; k < NSCRIBBLES; k++)
+		reap_ok(bad[k]);
+	reap_ok(good);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	int clean = 0, errors[NSCRIBBLES] = {0}, before[NSCRIBBLES] = {0};
+	for (size_t i = 0; i < c.n; i++) {
+		struct got *g = &c.v[i];
+		if (strcmp(g->channel, "good") == 0) {
+			char want[32];
+			snprintf(want, sizeof want, "clean 9 %d", clean++);
+			ck_assert_str_eq(g->msg, want);
+			continue;
+		}
+		int k;
+		ck_assert_int_eq(sscanf(g->channel, "bad%d", &k), 1);
+		ck_assert(k >= 0 && k < NSCRIBBLES);
+		if (strstr(g->msg, "protocol error")) {
+			ck_assert_int_eq(g->level, MPLOG_ERROR);
+			errors[k]++;
+		} else if (strncmp(g->msg, "before ", 7) == 0) {
+			before[k]++;
+		} /* else: a record the scribbles happened to make valid */
+	}
+	ck_assert_int_eq(clean, 100);
+	for (int k = 0; k < NSCRIBBLES; k++) {
+		ck_assert_int_eq(before[k], 1);
+		ck_assert_msg(errors[k] > 0, "scribble %d not reported", k);
+	}
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
+#define GRAND_N 500
+static pid_t *grand_pids; /* shared: [0] fork()ed, [1] _Fork()ed */
+
+static int log_with_grandchildren(int arg)
+{
+	(void)arg;
+	for (int k = 0; k < 2; k++) {
+		/* _Fork() runs no atfork handler: the pid must come right anyway. */
+		pid_t g = k == 0 ? fork() : _Fork();
+		if (g < 0)
+			return 1;
+		if (g == 0) {
+			grand_pids[k] = getpid();
+			for (unsigned long i = 0; i < GRAND_N; i++)
+				if (log_pattern(k + 1, i, 50 + i % 5000))
+					_exit(1);
+			_exit(0);
+		}
+	}
+	int r = 0;
+	for (unsigned long i = 0; i < GRAND_N; i++)
+		r |= log_pattern(0, i, 60 + i % 300);
+	for (int k = 0; k < 2; k++) {
+		int st;
+		if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+			r = 1;
+	}
+	return r;
+}
+
+START_TEST(grandchildren_log_through_the_inherited_writer_with_their_own_pids)
+{
+	grand_pids = shared(2 * sizeof *grand_pids);
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "family", 5, 0, log_with_grandchildren, 0);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, 3 * GRAND_N);
+	unsigned long next[3] = {0};
+	for (size_t r = 0; r < c.n; r++) {
+		unsigned long i;
+		int t = writer_of(&c.v[r], &i);
+		ck_assert(t >= 0 && t < 3);
+		check_pattern(&c.v[r], t, next[t]++);
+		ck_assert_int_eq(c.v[r].pid, t == 0 ? pid : grand_pids[t - 1]);
+		ck_assert_int_eq(c.v[r].worker, 5);
+	}
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 0);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	munmap(grand_pids, 2 * sizeof *grand_pids);
+	mpk_assert_no_children();
+}
+END_TEST
+
+START_TEST(a_pipe_of_mplog_pipe_and_a_hand_filled_child_fds_still_carry_records)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	int rd, wr;
+	ck_assert_int_eq(mplog_pipe(&rd, &wr), 0);
+	int id = mplog_aggregator_add(a, rd, MPLOG_STREAM_LOG, "plain", 6);
+	ck_assert_int_gt(id, 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* As a program written before rings fills it: ring_fd is 0. */
+		mplog_child_fds fds = {.log_fd = wr, .stdout_fd = -1, .stderr_fd = -1};
+		if (mplog_child_setup(&fds, 6, 0, NULL) < 0)
+			_exit(100);
+		for (unsigned long i = 0; i < 3000; i++) /* more than a pipe holds */
+			if (log_pattern(0, i, 100))
+				_exit(1);
+		_exit(fcntl(0, F_GETFD) < 0 ? 2 : 0); /* fd 0 was left alone */
+	}
+	close(wr);
+	ck_assert_int_eq(mplog_aggregator_start(a), 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_stop(a), 0);
+	ck_assert_uint_eq(c.n, 3000);
+	for (unsigned long i = 0; i < 3000; i++)
+		check_pattern(&c.v[i], 0, i);
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *mplog_suite(void)
 {
 	Suite *s = suite_create("mplog");
@@ -830,6 +1398,15 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
 	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);
 	tcase_add_test(tc, sinks_and_the_child_filter_by_minimum_level);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("ring");
+	tcase_add_test(tc, sigkill_of_a_child_logging_on_four_threads_loses_no_record_whose_call_returned);
+	tcase_add_test(tc, eight_threads_of_a_child_lose_and_mix_no_record_through_its_ring);
+	tcase_add_test(tc, a_slow_reader_makes_the_writer_wait_and_loses_nothing);
+	tcase_add_test(tc, drop_mode_counts_exactly_what_a_full_ring_dropped);
+	tcase_add_test(tc, a_child_scribbling_over_its_ring_is_reported_and_spares_the_parent_and_the_others);
+	tcase_add_test(tc, grandchildren_log_through_the_inherited_writer_with_their_own_pids);
+	tcase_add_test(tc, a_pipe_of_mplog_pipe_and_a_hand_filled_child_fds_still_carry_records);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -276,6 +276,111 @@ START_TEST(failed_attempts_that_are_retried_are_warnings)
 }
 END_TEST
 
+
+/* ---- through the workers' rings ------------------------------------------ */
+
+#define FAMILY_GRAND 200
+
+struct family_seen {
+	pthread_mutex_t lock;
+	int hi[100];
+	int grand, grand_bad;
+	long last_words_at, death_at, n;
+	int worker_pid;
+};
+
+static void collect_family(const mplog_record *r, void *ud)
+{
+	struct family_seen *s = ud;
+	const char *m = mplog_record_message(r, NULL);
+	unsigned idx;
+	pthread_mutex_lock(&s->lock);
+	s->n++;
+	if (strstr(m, " says hi") && sscanf(m, "task %u says hi", &idx) == 1 && idx < 100) {
+		s->hi[idx]++;
+		if (idx == 50)
+			s->worker_pid = mplog_record_pid(r);
+	} else if (sscanf(m, "grandchild record %u", &idx) == 1) {
+		s->grand++;
+		if (mplog_record_task(r) != 50 || mplog_record_pid(r) == s->worker_pid)
+			s->grand_bad++;
+	} else if (strcmp(m, "last words before the kill") == 0) {
+		s->last_words_at = s->n;
+	} else if (mplog_record_level(r) == MPLOG_ERROR && strstr(m, "task 77") &&
+		   mplog_record_kv_get(r, "mpg.kind")) {
+		s->death_at = s->n;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int family(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	size_t i = mpg_task_index(t);
+	if (mplog_info("task %zu says hi", i) != 0)
+		return 1;
+	if (i == 50) { /* a grandchild logs through the worker's writer */
+		pid_t g = fork();
+		if (g < 0)
+			return 2;
+		if (g == 0) {
+			for (unsigned k = 0; k < FAMILY_GRAND; k++)
+				if (mplog_info("grandchild record %u", k) != 0)
+					_exit(1);
+			_exit(0);
+		}
+		/* Its records are counted; its status is not checked (under
+		 * valgrind, --error-exitcode applies to it too). */
+		if (waitpid(g, NULL, 0) != g)
+			return 3;
+	}
+	if (i == 77) {
+		if (mplog_warn("last words before the kill") != 0)
+			return 4;
+		kill(getpid(), SIGKILL); /* right after the call returned */
+	}
+	return mpg_task_set_result(t, "", 0);
+}
+
+START_TEST(records_of_a_worker_killed_and_of_its_grandchild_all_arrive_before_its_death)
+{
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	struct family_seen s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_family, &s, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 2);
+	mpg_options_set_log(o, agg);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	static mpg_buf in[100];
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, family, in, 100, NULL, &res), 0);
+	for (size_t i = 0; i < 100; i++)
+		if (i != 77 && mpg_results_error(res, i))
+			ck_abort_msg("task %zu: %s", i, mpg_error_describe(mpg_results_error(res, i)));
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	ck_assert_int_eq(mpg_error_get_kind(mpg_results_error(res, 77)), MPG_ERR_KILLED);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg);
+	for (int i = 0; i < 100; i++)
+		ck_assert_msg(s.hi[i] >= 1, "task %d's record is missing", i);
+	ck_assert_int_eq(s.grand, FAMILY_GRAND);
+	ck_assert_int_eq(s.grand_bad, 0);
+	/* The pool's record of the death comes after the worker's last
+	 * words: it drains the rings before its own records. */
+	ck_assert_int_gt(s.last_words_at, 0);
+	ck_assert_int_gt(s.death_at, s.last_words_at);
+	mpk_assert_no_children();
+}
+END_TEST
+
 static Suite *pool_log_suite(void)
 {
 	Suite *s = suite_create("pool-log");
@@ -285,6 +390,7 @@ static Suite *pool_log_suite(void)
 	tcase_add_test(tc, logging_can_be_turned_off_and_is_on_by_default);
 	tcase_add_test(tc, captured_stdout_and_stderr_lines_become_records);
 	tcase_add_test(tc, failed_attempts_that_are_retried_are_warnings);
+	tcase_add_test(tc, records_of_a_worker_killed_and_of_its_grandchild_all_arrive_before_its_death);
 	suite_add_tcase(s, tc);
 	return s;
 }

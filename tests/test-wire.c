@@ -1,8 +1,9 @@
-/* Unit tests of the frame codec shared by every mpkit channel, and of the
+/* Unit tests of the frame codec shared by every mpkit channel, of the
  * JSON string writer and text escaper shared by the libraries and the
- * tools. */
+ * tools, and of the log ring's writer and reader (without an aggregator). */
 #include "mpk-test.h"
 #include "json-int.h"
+#include "ring-int.h"
 #include "text-int.h"
 #include "wire-int.h"
 
@@ -233,6 +234,218 @@ START_TEST(text_escape_shows_controls_and_keeps_printable_utf8)
 }
 END_TEST
 
+/* ---- the log ring ---------------------------------------------------------- */
+
+/* A ring as the aggregator makes it, a writer's view of it (a second
+ * mapping, as a child's), and a reader on the first. */
+struct ring_pair {
+	struct mplog__ring w;
+	struct mplog__ring_reader *r;
+	int wake[2]; /* the log pipe: wake-up frames land in wake[0] */
+};
+
+static void ring_pair_open(struct ring_pair *p)
+{
+	struct mplog__ring ring;
+	int fd;
+	ck_assert_int_eq(mplog__ring_create(&ring, &fd), 0);
+	ck_assert_int_eq(mplog__ring_attach(fd, &p->w), 0);
+	close(fd);
+	p->r = malloc(sizeof *p->r);
+	ck_assert_ptr_nonnull(p->r);
+	mplog__ring_reader_init(p->r, &ring);
+	ck_assert_int_eq(pipe2(p->wake, O_CLOEXEC | O_NONBLOCK), 0);
+}
+
+static void ring_pair_close(struct ring_pair *p)
+{
+	mplog__ring_reader_free(p->r);
+	mplog__ring_unmap(&p->w);
+	close(p->wake[0]);
+	close(p->wake[1]);
+}
+
+static void fill_entry(uint8_t *e, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		e[i] = (uint8_t)(seed * 131 + i * 7);
+}
+
+static void expect_entry(struct mplog__ring_reader *r, bool eof, unsigned kind, size_t len,
+			 unsigned seed)
+{
+	uint8_t want[MPLOG_BODY_MAX];
+	struct mplog__ring_item it;
+	ck_assert_int_eq(mplog__ring_next(r, eof, &it), RING_ENTRY);
+	ck_assert_uint_eq(it.kind, kind);
+	ck_assert_uint_eq(it.len, len);
+	fill_entry(want, len, seed);
+	ck_assert(memcmp(it.data, want, len) == 0);
+}
+
+START_TEST(ring_gives_back_each_entry_whole_and_in_order_lap_after_lap)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	uint8_t e[MPLOG_BODY_MAX];
+	/* Sizes across slot boundaries, up to the largest, over many laps;
+	 * the reader takes a few at a time, so the ring wraps while full. */
+	static const size_t sizes[] = {1, 55, 56, 57, 112, 113, 200, 1000, 4079, MPLOG_BODY_MAX};
+	unsigned put = 0, got = 0;
+	while (got < 20000) {
+		for (int k = 0; k < 7; k++, put++) {
+			size_t len = sizes[put % 10];
+			fill_entry(e, len, put);
+			int r = mplog__ring_put(&p.w, p.wake[1], put % 3 ? RING_RECORD : RING_FRAGMENT,
+						e, len, true);
+			if (r == 1) /* full: the reader catches up first */
+				break;
+			ck_assert_int_eq(r, 0);
+		}
+		for (int k = 0; k < 5 && got < put; k++, got++)
+			expect_entry(p.r, false, got % 3 ? RING_RECORD : RING_FRAGMENT, sizes[got % 10],
+				     got);
+		mplog__ring_publish(p.r);
+	}
+	ring_pair_close(&p);
+}
+END_TEST
+
+/* The writer's header for pos (as ring.c writes it). */
+static uint64_t hdr(uint64_t pos, unsigned kind, uint32_t len)
+{
+	return (uint64_t)((uint32_t)kind << 24 | len) << 32 | (uint32_t)pos;
+}
+
+static void put_ok(struct ring_pair *p, size_t len, unsigned seed)
+{
+	uint8_t e[MPLOG_BODY_MAX];
+	fill_entry(e, len, seed);
+	ck_assert_int_eq(mplog__ring_put(&p->w, p->wake[1], RING_RECORD, e, len, false), 0);
+}
+
+static void expect_skip(struct mplog__ring_reader *r, bool eof, enum mplog__ring_got got,
+			size_t len)
+{
+	struct mplog__ring_item it;
+	ck_assert_int_eq(mplog__ring_next(r, eof, &it), got);
+	ck_assert_uint_eq(it.len, len);
+}
+
+START_TEST(ring_reader_skips_what_a_writer_scribbled_and_goes_on)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	struct mplog__ring_shared *sh = p.w.sh;
+	/* Entries 0..5 (3 slots each: 120 bytes), then each one spoiled. */
+	for (unsigned i = 0; i < 6; i++)
+		put_ok(&p, 120, i);
+	put_ok(&p, 10, 99);
+	atomic_store(&sh->slot[0].hdr, hdr(0, 7, 120));              /* no such kind */
+	atomic_store(&sh->slot[3].hdr, hdr(3, RING_RECORD, 5000));   /* too long */
+	atomic_store(&sh->slot[6].hdr, hdr(6, RING_RECORD, 0));      /* empty */
+	atomic_store(&sh->slot[10].hdr, hdr(10, RING_RECORD, 120));  /* a start among continuations */
+	atomic_store(&sh->slot[12].hdr, hdr(12, RING_RECORD, 1680)); /* longer than its continuations */
+	atomic_store(&sh->slot[15].hdr, hdr(15, RING_CONT, 0));      /* a continuation first */
+	/* Each spoiled start is one slot of garbage, and so is each slot
+	 * after it up to the next valid start: slots 0..17. */
+	for (int k = 0; k < 18; k++)
+		expect_skip(p.r, false, RING_GARBAGE, MPLOG_RING_SLOT);
+	expect_entry(p.r, false, RING_RECORD, 10, 99);
+	ck_assert_int_eq(mplog__ring_next(p.r, false, &(struct mplog__ring_item){0}), RING_NONE);
+	/* A head out of all bounds at EOF: the reader stays within one lap. */
+	atomic_store(&sh->head, UINT64_MAX / 3);
+	ck_assert_int_eq(mplog__ring_next(p.r, true, &(struct mplog__ring_item){0}), RING_LOST);
+	ck_assert_int_eq(mplog__ring_next(p.r, true, &(struct mplog__ring_item){0}), RING_NONE);
+	ring_pair_close(&p);
+}
+END_TEST
+
+START_TEST(ring_at_eof_gives_what_was_committed_after_a_writer_that_died_mid_entry)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	struct mplog__ring_shared *sh = p.w.sh;
+	put_ok(&p, 100, 1);
+	/* A writer reserves 3 slots and dies before it commits: nothing of
+	 * it is written, or only its continuations. */
+	atomic_fetch_add(&sh->head, 3);
+	put_ok(&p, 300, 2);
+	atomic_fetch_add(&sh->head, 2);
+	atomic_store(&sh->slot[10].hdr, hdr(10, RING_CONT, 0));
+	put_ok(&p, 50, 3);
+	/* Alive, the reader waits at the first hole. */
+	expect_entry(p.r, false, RING_RECORD, 100, 1);
+	ck_assert_int_eq(mplog__ring_next(p.r, false, &(struct mplog__ring_item){0}), RING_NONE);
+	ck_assert_int_eq(mplog__ring_next(p.r, false, &(struct mplog__ring_item){0}), RING_NONE);
+	/* At EOF: each hole is reported, every committed entry is taken. */
+	expect_skip(p.r, true, RING_LOST, 3 * MPLOG_RING_SLOT);
+	expect_entry(p.r, true, RING_RECORD, 300, 2);
+	expect_skip(p.r, true, RING_LOST, 2 * MPLOG_RING_SLOT);
+	expect_entry(p.r, true, RING_RECORD, 50, 3);
+	ck_assert_int_eq(mplog__ring_next(p.r, true, &(struct mplog__ring_item){0}), RING_NONE);
+	ring_pair_close(&p);
+}
+END_TEST
+
+START_TEST(ring_wakes_a_sleeping_reader_once_and_an_awake_one_never)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	uint8_t f[64];
+	/* A new ring's reader counts as asleep: the first entry wakes it. */
+	put_ok(&p, 10, 1);
+	put_ok(&p, 10, 2);
+	ck_assert_int_eq(read(p.wake[0], f, sizeof f), 16);
+	mplog__ring_disarm(p.r);
+	put_ok(&p, 10, 3);
+	ck_assert_int_eq(read(p.wake[0], f, sizeof f), -1); /* awake: no frame */
+	ck_assert_int_eq(errno, EAGAIN);
+	/* About to sleep with entries there: it knows without a frame. */
+	ck_assert(mplog__ring_arm(p.r));
+	for (unsigned i = 1; i <= 3; i++)
+		expect_entry(p.r, false, RING_RECORD, 10, i);
+	ck_assert(!mplog__ring_arm(p.r));
+	put_ok(&p, 10, 4);
+	put_ok(&p, 10, 5);
+	ck_assert_int_eq(read(p.wake[0], f, sizeof f), 16); /* one frame for both */
+	struct mpk_frame_header h;
+	memcpy(&h, f, sizeof h);
+	ck_assert_int_eq(mpk_frame_header_check(&h, 0), 0);
+	ck_assert_uint_eq(h.type, MPLOG_FRAME_WAKE);
+	/* Gone: writers are told to use the pipe. */
+	struct mplog__ring_reader *r = p.r;
+	p.r = NULL;
+	mplog__ring_reader_free(r);
+	ck_assert_int_eq(mplog__ring_put(&p.w, p.wake[1], RING_RECORD, f, 10, false),
+			 MPLOG_RING_CLOSED);
+	ring_pair_close(&p);
+}
+END_TEST
+
+START_TEST(ring_positions_count_on_past_2_to_the_64)
+{
+	struct ring_pair p;
+	ring_pair_open(&p);
+	struct mplog__ring_shared *sh = p.w.sh;
+	/* Positions are 64-bit counters: start the ring just short of their
+	 * wrap, as if 2^64 slots had gone by. */
+	uint64_t start = UINT64_MAX - 3; /* the hole straddles the wrap */
+	atomic_store(&sh->head, start);
+	atomic_store(&sh->tail, start);
+	p.r->tail = p.r->published = start;
+	put_ok(&p, 100, 1);
+	atomic_fetch_add(&sh->head, 2); /* a writer died mid-entry */
+	put_ok(&p, 200, 2);
+	expect_entry(p.r, false, RING_RECORD, 100, 1);
+	ck_assert_int_eq(mplog__ring_next(p.r, false, &(struct mplog__ring_item){0}), RING_NONE);
+	expect_skip(p.r, true, RING_LOST, 2 * MPLOG_RING_SLOT);
+	expect_entry(p.r, true, RING_RECORD, 200, 2);
+	ck_assert_int_eq(mplog__ring_next(p.r, true, &(struct mplog__ring_item){0}), RING_NONE);
+	ring_pair_close(&p);
+}
+END_TEST
+
 static Suite *wire_suite(void)
 {
 	Suite *s = suite_create("wire");
@@ -244,6 +457,13 @@ static Suite *wire_suite(void)
 	tcase_add_test(tc, json_strings_escape_controls_and_replace_invalid_utf8);
 	tcase_add_test(tc, json_strings_are_valid_for_any_bytes);
 	tcase_add_test(tc, text_escape_shows_controls_and_keeps_printable_utf8);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("ring");
+	tcase_add_test(tc, ring_gives_back_each_entry_whole_and_in_order_lap_after_lap);
+	tcase_add_test(tc, ring_reader_skips_what_a_writer_scribbled_and_goes_on);
+	tcase_add_test(tc, ring_at_eof_gives_what_was_committed_after_a_writer_that_died_mid_entry);
+	tcase_add_test(tc, ring_wakes_a_sleeping_reader_once_and_an_awake_one_never);
+	tcase_add_test(tc, ring_positions_count_on_past_2_to_the_64);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -106,8 +106,8 @@ static void close_fds(const int *fds, int n)
 }
 
 /* fds: the worker's socket, its two frame pipes if FS_SPAWN_PIPES, then
- * its log, stdout and stderr pipes (or -1); fds_lost: some did not reach
- * us (no fd free). */
+ * its log, stdout and stderr pipes and its log ring (or -1); fds_lost:
+ * some did not reach us (no fd free). */
 static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pids,
 		  const struct mpg__fsmsg *req, const int *fds, bool fds_lost)
 {
@@ -117,8 +117,8 @@ static void spawn(const struct mpg__wconfig *cfg, int ctl, int sigfd, pid_t *pid
 		ch.in = fds[k++];
 		ch.out = fds[k++];
 	}
-	int io[3] = {-1, -1, -1};
-	for (int i = 0; i < 3 && k < MPG_FS_MAX_FDS; i++)
+	int io[MPG_LOG_FDS] = {-1, -1, -1, -1};
+	for (int i = 0; i < MPG_LOG_FDS && k < MPG_FS_MAX_FDS; i++)
 		if (req->value & (1 << i))
 			io[i] = fds[k++];
 	struct mpg__fsmsg m = {.type = FS_SPAWN_FAILED, .slot = req->slot};
@@ -264,11 +264,13 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 	return 0;
 }
 
-int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch, const int io[3])
+int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch,
+			  const int io[MPG_LOG_FDS])
 {
 	struct mpg__fsmsg m = {.type = FS_SPAWN, .slot = slot};
-	/* Only the pipes that exist travel; bits of value say whether frame
-	 * pipes follow the socket, and which of log, stdout, stderr follow. */
+	/* Only the fds that exist travel; bits of value say whether frame
+	 * pipes follow the socket, and which of log, stdout, stderr, ring
+	 * follow them, in that order. */
 	int fds[MPG_FS_MAX_FDS] = {ch->sock};
 	unsigned n = 1;
 	if (ch->in != ch->sock) {
@@ -276,7 +278,7 @@ int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch, c
 		fds[n++] = ch->out;
 		m.value |= FS_SPAWN_PIPES;
 	}
-	for (int i = 0; i < 3; i++) {
+	for (int i = 0; i < MPG_LOG_FDS; i++) {
 		if (io && io[i] >= 0) {
 			fds[n++] = io[i];
 			m.value |= 1 << i;

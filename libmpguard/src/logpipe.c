@@ -1,6 +1,6 @@
-/* The pipes of one worker or service to the merged log: its records and,
- * when captured, its stdout and stderr, each a channel of the aggregator.
- * Shared by the pool and the supervisor. */
+/* The pipes of one worker or service to the merged log: its records (a
+ * pipe and a ring) and, when captured, its stdout and stderr, each a
+ * channel of the aggregator. Shared by the pool and the supervisor. */
 #include "pool-int.h"
 
 #include <errno.h>
@@ -27,14 +27,29 @@ static int open_one(mplog_aggregator *a, mplog_stream stream, const char *name, 
 	return 0;
 }
 
-int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsigned capture,
-			int io[3], unsigned capture_ch[2])
+/* The records' channel: its pipe and ring. */
+static int open_log(mplog_aggregator *a, const char *name, int worker, int io[MPG_LOG_FDS])
 {
-	io[0] = io[1] = io[2] = -1;
+	mplog_child_fds fds;
+	int r = mplog_aggregator_add_child(a, name, worker, 0, &fds);
+	if (r < 0)
+		return r;
+	mpg__fdreg_add(fds.log_fd); /* a fork() elsewhere must not keep them */
+	if (fds.ring_fd >= 0)
+		mpg__fdreg_add(fds.ring_fd);
+	io[0] = fds.log_fd;
+	io[3] = fds.ring_fd;
+	return 0;
+}
+
+int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsigned capture,
+			int io[MPG_LOG_FDS], unsigned capture_ch[2])
+{
+	io[0] = io[1] = io[2] = io[3] = -1;
 	capture_ch[0] = capture_ch[1] = 0;
 	if (!a)
 		return 0;
-	int r = open_one(a, MPLOG_STREAM_LOG, name, worker, &io[0], NULL), e;
+	int r = open_log(a, name, worker, io), e;
 	if (capture & MPG_CAPTURE_STDOUT &&
 	    (e = open_one(a, MPLOG_STREAM_STDOUT, name, worker, &io[1], &capture_ch[0])) < 0 && !r)
 		r = e;
@@ -44,9 +59,9 @@ int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsig
 	return r;
 }
 
-void mpg__log_pipes_close(int io[3])
+void mpg__log_pipes_close(int io[MPG_LOG_FDS])
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < MPG_LOG_FDS; i++)
 		mpg__fdreg_close(&io[i]);
 }
 

@@ -213,14 +213,16 @@ static inline void mpg__fdreg_close(int *fd) { mpk_fdreg_close(fd); }
 
 /* logpipe.c: one worker's or service's pipes to aggregator a (none when a
  * is NULL): io[0] its records, io[1]/io[2] its stdout/stderr when capture
- * (MPG_CAPTURE_*) asks, -1 where none; the read ends become channels
- * named name, stamped with worker; capture_ch gets the ids of the stdout
- * and stderr channels (0: none). Returns 0, or the negative errno of the
- * first channel that could not be made (the others are made). */
+ * (MPG_CAPTURE_*) asks, io[3] the ring of its records (a memfd), -1 where
+ * none; the read ends become channels named name, stamped with worker;
+ * capture_ch gets the ids of the stdout and stderr channels (0: none).
+ * Returns 0, or the negative errno of the first channel that could not be
+ * made (the others are made). */
+#define MPG_LOG_FDS 4
 int mpg__log_pipes_open(mplog_aggregator *a, const char *name, int worker, unsigned capture,
-			int io[3], unsigned capture_ch[2]);
+			int io[MPG_LOG_FDS], unsigned capture_ch[2]);
 /* Close the write ends once the spawn request has passed them on. */
-void mpg__log_pipes_close(int io[3]);
+void mpg__log_pipes_close(int io[MPG_LOG_FDS]);
 /* Stamp the captured channels' lines with the child's pid, known once it
  * is forked; returns whether it has any. */
 bool mpg__log_pipes_set_pid(mplog_aggregator *a, const unsigned capture_ch[2], pid_t pid);
@@ -299,17 +301,19 @@ int mpg__forkserver_start(const struct mpg__wconfig *cfg, int *ret_fd, pid_t *re
 struct mpg__wchan {
 	int in, out, sock;
 };
-#define MPG_FS_MAX_FDS 6 /* a worker's socket, two frame pipes, log, stdout, stderr */
+#define MPG_FS_MAX_FDS 7 /* a worker's socket, two frame pipes, log, stdout, stderr, ring */
 int mpg__fs_recv(int sock, struct mpg__fsmsg *m, int fds[MPG_FS_MAX_FDS], int flags);
 /* ch: the worker's end (the fork server passes it on and closes it); io:
- * its log, stdout, stderr pipe write ends, -1 for none; or NULL. */
-int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch, const int io[3]);
+ * its log, stdout, stderr pipe write ends and log ring, -1 for none; or
+ * NULL. */
+int mpg__fs_request_spawn(int ctl, unsigned slot, const struct mpg__wchan *ch,
+			  const int io[MPG_LOG_FDS]);
 int mpg__fs_request_kill(int ctl, unsigned slot, pid_t pid, int sig);
 /* worker.c: true in a worker or a service. */
 extern bool mpg__in_worker;
 /* Worker main, in the freshly forked worker. Never returns. */
 _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
-				const struct mpg__wchan *ch, const int io[3]);
+				const struct mpg__wchan *ch, const int io[MPG_LOG_FDS]);
 
 /* ---- parent-side pool ------------------------------------------------- */
 enum job_kind { JOB_MAP, JOB_ARRAY, JOB_IMAP, JOB_SUBMIT };

@@ -223,9 +223,10 @@ int mpg__hello_decode(const void *body, size_t len, unsigned nfds);
 
 /* ---- fork server ------------------------------------------------------- */
 enum { FS_SPAWN = 1, FS_SPAWNED, FS_SPAWN_FAILED, FS_EXITED, FS_KILL };
-/* FS_SPAWN's value: bits 0-2 say which of the log, stdout and stderr pipes
- * follow; this one, that two frame pipes follow the socket first. */
-#define FS_SPAWN_PIPES (1 << 3)
+/* FS_SPAWN's value: bits 0-3 say which of the log, stdout and stderr
+ * pipes and the log ring follow; this one, that two frame pipes follow
+ * the socket first. */
+#define FS_SPAWN_PIPES (1 << 4)
 struct mpg__fsmsg {
 	uint32_t type;
 	uint32_t slot;

@@ -335,7 +335,7 @@ static int start_service(struct run *r, unsigned i, const char **what)
 	}
 	/* Its log pipe, and its stdout/stderr if captured: its death is each
 	 * channel's EOF, after which the aggregator drains and closes it. */
-	int io[3];
+	int io[MPG_LOG_FDS];
 	int lost = mpg__log_pipes_open(r->s->log, sv->name, -1, r->s->capture, io, sv->capture_ch);
 	if (lost < 0 && r->log)
 		(void)mplog_writer_log(r->log, MPLOG_WARN, NULL, 0, NULL,

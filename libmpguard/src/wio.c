@@ -124,7 +124,7 @@ int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what)
 	/* Its log pipe, and its stdout/stderr if captured: the worker's death
 	 * is each channel's EOF, after which the aggregator drains and closes.
 	 * A channel that cannot be made leaves the worker without it. */
-	int io[3];
+	int io[MPG_LOG_FDS];
 	char name[32];
 	snprintf(name, sizeof name, "worker-%u", w->slot);
 	int lost = mpg__log_pipes_open(p->log, name, (int)w->slot, p->opts.capture, io,

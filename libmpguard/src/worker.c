@@ -727,7 +727,7 @@ __attribute__((noinline)) static _Noreturn void run_service(const struct mpg__se
 }
 
 _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
-				const struct mpg__wchan *ch, const int io[3])
+				const struct mpg__wchan *ch, const int io[MPG_LOG_FDS])
 {
 	int logfd = io ? io[0] : -1;
 	mpg__in_worker = true;
@@ -764,11 +764,12 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 	}
 	if (io && io[1] >= 0)
 		setvbuf(stdout, NULL, _IOLBF, 0); /* a line at a time, like a terminal */
-	mplog_writer *writer;
-	if (logfd >= 0 && mplog_writer_new(logfd, 0, &writer) == 0) {
-		mplog_set_default_writer(writer);
+	/* Records go through the ring when there is one (io[3]), the pipe
+	 * waking the aggregator; mplog_child_setup() maps it. */
+	mplog_child_fds lf = {.log_fd = logfd, .stdout_fd = -1, .stderr_fd = -1,
+			      .ring_fd = io ? io[3] : -1};
+	if (logfd >= 0 && mplog_child_setup(&lf, -1, 0, NULL) == 0)
 		W.logging = true;
-	}
 	/* A service's records are known by their channel, the service's name. */
 	mplog_set_context(cfg->services ? -1 : (int)slot, -1);
 	if (!cfg->services)

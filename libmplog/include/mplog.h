@@ -3,8 +3,9 @@
  * Two sides:
  *
  *  - the child side (any process that logs): an mplog_writer bound to the
- *    write end of a pipe, a process-global default writer, and the
- *    mplog_info()/mplog_warn()/... macros. Every record carries a realtime
+ *    write end of a pipe (and, set up by mplog_child_setup(), to a ring of
+ *    memory shared with the aggregator), a process-global default writer,
+ *    and the mplog_info()/mplog_warn()/... macros. Every record carries a realtime
  *    timestamp in ns, its level, the pid, the worker and task ids set with
  *    mplog_set_context(), the source location, the message and optional
  *    key-values.
@@ -17,17 +18,22 @@
  *
  * Guarantees of the wire protocol (see DESIGN.md, "Processes and channels"):
  *
- *  - A record whose encoded frame is at most PIPE_BUF (4096) bytes is sent
- *    with exactly one write(2). Records from several threads or processes
- *    sharing one pipe never interleave, and a record whose mplog_* call has
- *    returned is in the pipe: it survives any later death of the process,
+ *  - A writer made by mplog_child_setup() for a child of
+ *    mplog_aggregator_add_child() puts each record in the child's ring:
+ *    memory shared with the aggregator, written without a system call
+ *    (the pipe only wakes the aggregator when it sleeps). Otherwise a
+ *    record whose encoded frame is at most PIPE_BUF (4096) bytes is sent
+ *    with exactly one write(2). Either way, records from several threads
+ *    or processes sharing one writer (a forked child inherits it) never
+ *    interleave, and a record whose mplog_* call has returned is in the
+ *    ring or the pipe: it survives any later death of the process,
  *    SIGKILL included.
  *  - Longer records are SPLIT, not truncated: the encoded record is cut into
  *    fragments of at most PIPE_BUF bytes each, tagged with (pid, record
  *    sequence number, fragment index, fragment count, total length); each
  *    fragment is one write(2). The aggregator reassembles them per channel,
  *    keyed by (pid, sequence), so fragments of concurrent long records from
- *    several threads or processes on one pipe are reassembled correctly. A
+ *    several threads or processes on one channel are reassembled correctly. A
  *    long record is complete only when its call has returned; a process
  *    killed in the middle of one leaves an incomplete record, which the
  *    aggregator drops and reports with an error record. A message is only
@@ -36,7 +42,8 @@
  *  - The child side takes no lock: it is safe from several threads, in a
  *    child after fork() (even when another thread was logging at the time
  *    of the fork), and it allocates memory only for messages over 1 KiB or
- *    records over PIPE_BUF. It is not async-signal-safe (it formats with
+ *    records over PIPE_BUF (and one page per process, at its first record,
+ *    to keep its pid). It is not async-signal-safe (it formats with
  *    vsnprintf); do not log from a signal handler.
  *
  * Error convention: functions return 0 (or a documented non-negative value)
@@ -262,14 +269,21 @@ typedef struct mplog_child_fds {
 	int stdout_fd; /* to become the child's fd 1, or -1 */
 	int stderr_fd; /* to become the child's fd 2, or -1 */
 	unsigned id;   /* channel group id for mplog_aggregator_remove() */
+	int ring_fd;   /* the records' ring (a memfd) for mplog_child_setup(), or -1 */
 } mplog_child_fds;
 
 /**
  * mplog_child_setup - in a child just forked, connect it to its channels:
  * dup2() stdout_fd/stderr_fd (when >= 0) onto fds 1 and 2, make stdout
- * line-buffered when it is captured, close the three original fds except log_fd, create a
- * writer on log_fd with @flags and make it the default writer, and call
- * mplog_set_context(worker, -1). On success the writer is in *ret (may be
+ * line-buffered when it is captured, map the ring in ring_fd (when >= 0),
+ * close the original fds except log_fd, create a writer on log_fd with
+ * @flags and make it the default writer, and call
+ * mplog_set_context(worker, -1). With a ring, the writer puts records in
+ * it (a full ring blocks or, with MPLOG_WRITER_DROP, drops, as a full
+ * pipe does) and writes to log_fd only to wake the aggregator; processes
+ * forked later inherit both. A ring_fd that is not a ring (say 0, in a
+ * struct filled by hand for mplog_pipe() and mplog_aggregator_add()) or
+ * cannot be mapped is left open and the writer uses log_fd alone. On success the writer is in *ret (may be
  * NULL if the caller does not want it; it then lives until exit).
  * Returns 0 or a negative errno (-EINVAL, -ENOMEM, errno of dup2()).
  * Since 0.1.
@@ -280,7 +294,7 @@ MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsig
 /**
  * mplog_child_fds_close - in the parent after fork(), close the child's
  * write ends (needed for the aggregator to see EOF when the child dies)
- * and set them to -1. NULL is accepted. Since 0.1.
+ * and its ring_fd, and set them to -1. NULL is accepted. Since 0.1.
  */
 MPLOG_EXPORT void mplog_child_fds_close(mplog_child_fds *fds);
 
@@ -576,10 +590,18 @@ enum {
 
 /**
  * mplog_aggregator_add_child - create the pipes of one child to be forked:
- * a record pipe and, per flags, its stdout and stderr pipes. The aggregator
- * keeps the read ends; the write ends (O_CLOEXEC) go to *ret, to be used
+ * a record pipe and, per flags, its stdout and stderr pipes; and the ring
+ * its records go through (256 KiB of shared memory, ring_fd; -1 when no
+ * memfd could be made: the pipe then carries them). The aggregator
+ * keeps the read ends and its own mapping of the ring; the write ends and
+ * ring_fd (O_CLOEXEC) go to *ret, to be used
  * with mplog_child_setup() in the child and closed with
- * mplog_child_fds_close() in the parent after fork(). Fork each child right
+ * mplog_child_fds_close() in the parent after fork(). The ring is read
+ * as untrusted input: whatever the child writes into it is reported as
+ * a protocol error, like garbage on a pipe. At EOF on the record pipe
+ * (every process holding it ended), every record committed to the ring
+ * is delivered, and records their writer began but did not finish (it
+ * was killed while logging) are reported as a protocol error. Fork each child right
  * after adding it (before adding the next) so no child inherits a
  * sibling's write ends. Returns 0, -EINVAL, -ECHILD, -ENOMEM, -EMFILE...
  * Since 0.1.

@@ -164,6 +164,8 @@ struct mplog__assembly {
 #define MPLOG_LINE_MAX (64u << 10)
 #endif
 
+struct mplog__ring_reader; /* ring-int.h */
+
 struct mplog__channel {
 	unsigned id;    /* unique; epoll data */
 	unsigned group; /* mplog_aggregator_add_child() id, else id */
@@ -176,6 +178,7 @@ struct mplog__channel {
 	uint64_t garbage;  /* bytes skipped since the last good frame */
 	struct mplog__assembly *asm_;
 	size_t nasm;
+	struct mplog__ring_reader *ring; /* a log channel's ring, or NULL */
 };
 
 /* ---- the aggregator ---------------------------------------------------- */
@@ -228,6 +231,11 @@ void mplog__protocol_error(mplog_aggregator *a, const struct mplog__channel *ch,
 /* Parse what ch->in holds (lock held). eof: the writer side is gone,
  * nothing more will come. */
 void mplog__channel_parse(mplog_aggregator *a, struct mplog__channel *ch, bool eof);
+/* Take the entries of ch's ring (lock held): up to about budget bytes,
+ * or, at eof (every writer gone), all of them, reporting the slots never
+ * committed. Returns the bytes taken. */
+size_t mplog__channel_ring(mplog_aggregator *a, struct mplog__channel *ch, size_t budget,
+			  bool eof);
 /* Report garbage seen so far on ch, if any. */
 void mplog__channel_report_garbage(mplog_aggregator *a, struct mplog__channel *ch);
 void mplog__channel_free(struct mplog__channel *ch);

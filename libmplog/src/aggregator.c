@@ -2,8 +2,11 @@
  * epoll, reads without blocking, hands the bytes to the channel parsers
  * and the resulting records to the sinks. One mutex protects everything;
  * epoll_wait runs outside it so channels can be added from other threads
- * while a dispatcher waits. */
+ * while a dispatcher waits. A child's log channel may have a ring: it is
+ * read at every dispatch, and its writers wake us (a frame on the
+ * channel's pipe) only when we are about to sleep. */
 #include "aggregator-int.h"
+#include "ring-int.h"
 #include "writer-int.h"
 
 #include <errno.h>
@@ -210,6 +213,8 @@ static bool read_channel(mplog_aggregator *a, size_t i, size_t budget)
 		if (k < 0 && errno == EAGAIN)
 			return false;
 		if (k <= 0) { /* EOF, or an error that ends the channel */
+			if (ch->ring) /* every writer is gone: take all */
+				(void)mplog__channel_ring(a, ch, SIZE_MAX, true);
 			mplog__channel_parse(a, ch, true);
 			close_channel(a, i);
 			return true;
@@ -219,6 +224,12 @@ static bool read_channel(mplog_aggregator *a, size_t i, size_t budget)
 		mplog__channel_parse(a, ch, false);
 	}
 	return false;
+}
+
+static void wake(mplog_aggregator *a)
+{
+	uint64_t one = 1;
+	(void)!write(a->evfd, &one, sizeof one);
 }
 
 static void do_reopen(mplog_aggregator *a, int *first_err)
@@ -232,9 +243,30 @@ static void do_reopen(mplog_aggregator *a, int *first_err)
 	}
 }
 
+/* Take up to budget bytes from every ring (lock held). */
+static void read_rings(mplog_aggregator *a, size_t budget)
+{
+	for (size_t i = 0; i < a->nch; i++)
+		if (a->ch[i]->ring)
+			(void)mplog__channel_ring(a, a->ch[i], budget, false);
+}
+
+/* About to sleep, or to let the caller's loop wait on our epoll fd: writers
+ * wake us from now on; an entry already there wakes us now. Lock held. */
+static void arm_rings(mplog_aggregator *a)
+{
+	bool ready = false;
+	for (size_t i = 0; i < a->nch; i++)
+		if (a->ch[i]->ring && mplog__ring_arm(a->ch[i]->ring))
+			ready = true;
+	if (ready)
+		wake(a);
+}
+
 /* Read everything now readable on every channel. Lock held. */
 static void drain_all(mplog_aggregator *a)
 {
+	read_rings(a, SIZE_MAX);
 	for (size_t i = 0; i < a->nch;) {
 		if (!read_channel(a, i, SIZE_MAX))
 			i++;
@@ -249,6 +281,9 @@ static int do_dispatch(mplog_aggregator *a, int timeout_ms)
 		return errno == EINTR ? 0 : -errno;
 	pthread_mutex_lock(&a->lock);
 	uint64_t before = a->delivered;
+	for (size_t i = 0; i < a->nch; i++) /* awake: writers need not wake us */
+		if (a->ch[i]->ring)
+			mplog__ring_disarm(a->ch[i]->ring);
 	for (int k = 0; k < n; k++) {
 		if (ev[k].data.u64 == WAKE_ID) {
 			uint64_t v;
@@ -261,9 +296,11 @@ static int do_dispatch(mplog_aggregator *a, int timeout_ms)
 		if (i < a->nch)
 			read_channel(a, i, DISPATCH_BUDGET);
 	}
+	read_rings(a, DISPATCH_BUDGET);
 	if (atomic_load(&a->reopen_req))
 		do_reopen(a, NULL);
 	flush_sinks(a);
+	arm_rings(a);
 	uint64_t count = a->delivered - before;
 	pthread_mutex_unlock(&a->lock);
 	return count > INT32_MAX ? INT32_MAX : (int)count;
@@ -295,6 +332,7 @@ MPLOG_EXPORT int mplog_aggregator_flush(mplog_aggregator *a)
 	if (atomic_load(&a->reopen_req))
 		do_reopen(a, NULL);
 	flush_sinks(a);
+	arm_rings(a);
 	int r = sink_errors(a);
 	pthread_mutex_unlock(&a->lock);
 	return r;
@@ -328,12 +366,6 @@ MPLOG_EXPORT int mplog_aggregator_start(mplog_aggregator *a)
 		a->running = true;
 	pthread_mutex_unlock(&a->lock);
 	return -r;
-}
-
-static void wake(mplog_aggregator *a)
-{
-	uint64_t one = 1;
-	(void)!write(a->evfd, &one, sizeof one);
 }
 
 static void stop_thread(mplog_aggregator *a)
@@ -552,7 +584,7 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 	CHECK_USABLE(a);
 	if (!ret || (flags & ~(unsigned)(MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR)))
 		return -EINVAL;
-	int rd[3] = {-1, -1, -1}, wr[3] = {-1, -1, -1};
+	int rd[3] = {-1, -1, -1}, wr[3] = {-1, -1, -1}, ring_fd = -1;
 	bool want[3] = {true, flags & MPLOG_CAPTURE_STDOUT, flags & MPLOG_CAPTURE_STDERR};
 	int r = 0;
 	for (int k = 0; k < 3 && r == 0; k++)
@@ -560,6 +592,16 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 			r = mplog_pipe(&rd[k], &wr[k]);
 	if (r < 0)
 		goto fail;
+	/* The records' ring; without one (no memfd, no memory) the pipe
+	 * carries them, as for any writer on it. */
+	struct mplog__ring ring;
+	struct mplog__ring_reader *reader = malloc(sizeof *reader);
+	if (reader && mplog__ring_create(&ring, &ring_fd) == 0) {
+		mplog__ring_reader_init(reader, &ring);
+	} else {
+		free(reader);
+		reader = NULL;
+	}
 	pthread_mutex_lock(&a->lock);
 	unsigned group = a->next_id;
 	int first = -1;
@@ -572,8 +614,11 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 			r = id;
 			break;
 		}
-		if (first < 0)
+		if (first < 0) {
 			first = id;
+			a->ch[a->nch - 1]->ring = reader; /* freed with the channel */
+			reader = NULL;
+		}
 	}
 	if (r < 0) { /* undo: drop the channels of this group */
 		for (size_t i = a->nch; i-- > 0;)
@@ -581,12 +626,15 @@ MPLOG_EXPORT int mplog_aggregator_add_child(mplog_aggregator *a, const char *nam
 				close_channel(a, i);
 	}
 	pthread_mutex_unlock(&a->lock);
+	mplog__ring_reader_free(reader); /* not attached: no log channel */
 	if (r < 0)
 		goto fail;
 	*ret = (mplog_child_fds){.log_fd = wr[0], .stdout_fd = wr[1], .stderr_fd = wr[2],
-				 .id = (unsigned)first};
+				 .id = (unsigned)first, .ring_fd = ring_fd};
 	return 0;
 fail:
+	if (ring_fd >= 0)
+		close(ring_fd);
 	for (int k = 0; k < 3; k++) {
 		if (rd[k] >= 0)
 			close(rd[k]);
@@ -625,6 +673,8 @@ MPLOG_EXPORT int mplog_aggregator_remove(mplog_aggregator *a, unsigned id)
 		}
 		if (read_channel(a, i, SIZE_MAX))
 			continue; /* reached EOF and closed */
+		if (ch->ring) /* the child may live on: its writes in flight are lost */
+			(void)mplog__channel_ring(a, ch, SIZE_MAX, false);
 		mplog__channel_parse(a, ch, true); /* last partial line, garbage */
 		close_channel(a, i);
 	}
@@ -758,6 +808,9 @@ int mplog__aggregator_deliver(mplog_aggregator *a, const void *body, size_t len)
 	if (mplog__rec_decode(body, len, &rec) < 0)
 		return -EINVAL;
 	pthread_mutex_lock(&a->lock);
+	/* What children have logged so far comes before: a worker's last
+	 * records before the pool's record of its death. */
+	read_rings(a, SIZE_MAX);
 	mplog__emit_rec(a, NULL, &rec);
 	flush_sinks(a);
 	pthread_mutex_unlock(&a->lock);

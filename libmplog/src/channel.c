@@ -1,9 +1,11 @@
 /* Parsing what arrives on one channel: framed records (validated, with
  * resynchronization on the next magic after garbage, and reassembly of
- * fragmented long records), or raw stdout/stderr bytes cut into lines.
- * Nothing here trusts the child: every length is bounded, every frame is
- * checked, and a bad channel never affects another one. */
+ * fragmented long records), the entries of its ring, or raw stdout/stderr
+ * bytes cut into lines. Nothing here trusts the child: every length is
+ * bounded, every frame is checked, and a bad channel never affects another
+ * one. */
 #include "aggregator-int.h"
+#include "ring-int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@ void mplog__channel_free(struct mplog__channel *ch)
 	if (!ch)
 		return;
 	mpk_fdreg_close(&ch->fd);
+	mplog__ring_reader_free(ch->ring);
 	for (size_t i = 0; i < ch->nasm; i++)
 		mpk_buf_free(&ch->asm_[i].buf);
 	free(ch->asm_);
@@ -98,6 +101,26 @@ static void on_fragment(mplog_aggregator *a, struct mplog__channel *ch,
 	drop_assembly(ch, i);
 }
 
+/* Decode and deliver the body of one record or fragment (blen bytes of a
+ * frame or entry of flen): 0, or -1 when it is not valid (nothing done). */
+static int take(mplog_aggregator *a, struct mplog__channel *ch, unsigned type, const uint8_t *body,
+		size_t blen, size_t flen)
+{
+	struct mplog__rec rec;
+	struct mplog__frag frag;
+	bool is_rec = type == MPLOG_FRAME_RECORD;
+	if ((is_rec ? mplog__rec_decode(body, blen, &rec) : mplog__frag_decode(body, blen, &frag)) < 0)
+		return -1;
+	mplog__channel_report_garbage(a, ch);
+	if (is_rec) {
+		ch->pid = rec.pid;
+		mplog__emit_rec(a, ch, &rec);
+	} else {
+		on_fragment(a, ch, &frag, flen);
+	}
+	return 0;
+}
+
 /* Is there a valid frame at d (left bytes)? 1 yes (*flen set), 0 need more
  * bytes, -1 not a frame. */
 static int frame_at(const uint8_t *d, size_t left, size_t *flen)
@@ -107,7 +130,8 @@ static int frame_at(const uint8_t *d, size_t left, size_t *flen)
 		return 0;
 	memcpy(&h, d, sizeof h);
 	if (mpk_frame_header_check(&h, MPLOG_BODY_MAX) < 0 || h.nfds != 0 ||
-	    (h.type != MPLOG_FRAME_RECORD && h.type != MPLOG_FRAME_FRAGMENT))
+	    (h.type != MPLOG_FRAME_RECORD && h.type != MPLOG_FRAME_FRAGMENT &&
+	     (h.type != MPLOG_FRAME_WAKE || h.length != 0)))
 		return -1;
 	if (left < sizeof h + h.length)
 		return 0;
@@ -152,23 +176,17 @@ static void parse_frames(mplog_aggregator *a, struct mplog__channel *ch, bool eo
 		}
 		const uint8_t *body = d + pos + sizeof(struct mpk_frame_header);
 		size_t blen = flen - sizeof(struct mpk_frame_header);
-		struct mplog__rec rec;
-		struct mplog__frag frag;
-		bool is_rec = d[pos + 5] == MPLOG_FRAME_RECORD;
-		if (r < 0 || (is_rec ? mplog__rec_decode(body, blen, &rec)
-				     : mplog__frag_decode(body, blen, &frag)) < 0) {
+		uint8_t type = d[pos + 5];
+		if (r > 0 && type == MPLOG_FRAME_WAKE) {
+			pos += flen; /* a ring's writer woke us: nothing more */
+			continue;
+		}
+		if (r < 0 || take(a, ch, type, body, blen, flen) < 0) {
 			/* A magic inside garbage, or a corrupt frame: skip
 			 * its first byte and look for the next magic. */
 			ch->garbage += 1;
 			pos += 1;
 			continue;
-		}
-		mplog__channel_report_garbage(a, ch);
-		if (is_rec) {
-			ch->pid = rec.pid;
-			mplog__emit_rec(a, ch, &rec);
-		} else {
-			on_fragment(a, ch, &frag, flen);
 		}
 		pos += flen;
 	}
@@ -185,6 +203,36 @@ static void parse_frames(mplog_aggregator *a, struct mplog__channel *ch, bool eo
 			drop_assembly(ch, 0);
 		}
 	}
+}
+
+size_t mplog__channel_ring(mplog_aggregator *a, struct mplog__channel *ch, size_t budget,
+			  bool eof)
+{
+	struct mplog__ring_reader *r = ch->ring;
+	size_t got = 0;
+	struct mplog__ring_item it;
+	enum mplog__ring_got g;
+	while ((eof || got < budget) && (g = mplog__ring_next(r, eof, &it)) != RING_NONE) {
+		if (g == RING_ENTRY) {
+			unsigned type = it.kind == RING_RECORD ? MPLOG_FRAME_RECORD : MPLOG_FRAME_FRAGMENT;
+			if (take(a, ch, type, it.data, it.len, it.len) < 0)
+				ch->garbage += MPLOG_RING_SLOTS_OF(it.len) * MPLOG_RING_SLOT;
+		} else if (g == RING_GARBAGE) {
+			ch->garbage += it.len;
+		} else {
+			mplog__channel_report_garbage(a, ch);
+			mplog__protocol_error(a, ch, "record begun but never committed: its writer "
+					      "died while logging", it.len);
+		}
+		got += it.len;
+		/* Writers waiting for room get it a quarter at a time. */
+		if (r->tail - r->published >= r->ring.nslots / 4)
+			mplog__ring_publish(r);
+	}
+	mplog__ring_publish(r);
+	if (eof)
+		mplog__channel_report_garbage(a, ch);
+	return got;
 }
 
 static void emit_line(mplog_aggregator *a, struct mplog__channel *ch, const uint8_t *p,

@@ -1,6 +1,7 @@
 /* Channel plumbing around fork(): creating pipes, connecting a freshly
- * forked child to its channels, closing the child's ends in the parent. */
-#include "mplog.h"
+ * forked child to its channels (and its ring), closing the child's ends in
+ * the parent. */
+#include "writer-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -47,12 +48,24 @@ MPLOG_EXPORT int mplog_child_setup(const mplog_child_fds *fds, int worker, unsig
 		close(fds->stdout_fd);
 	if (fds->stderr_fd > STDERR_FILENO && fds->stderr_fd != fds->log_fd)
 		close(fds->stderr_fd);
+	struct mplog__ring ring = {0};
+	if (fds->ring_fd >= 0 && fds->ring_fd != fds->log_fd) {
+		/* Not a ring (a struct filled by hand, zero for ring_fd: fd 0),
+		 * or no memory to map it: the pipe alone, the fd untouched. */
+		if (mplog__ring_attach(fds->ring_fd, &ring) < 0)
+			ring.sh = NULL;
+		else if (fds->ring_fd > STDERR_FILENO)
+			close(fds->ring_fd); /* the mapping stays */
+	}
 	if (fds->stdout_fd >= 0)
 		setvbuf(stdout, NULL, _IOLBF, 0); /* a pipe would make it fully buffered */
 	mplog_writer *w;
 	r = mplog_writer_new(fds->log_fd, flags, &w);
-	if (r < 0)
+	if (r < 0) {
+		mplog__ring_unmap(&ring);
 		return r;
+	}
+	w->ring = ring;
 	mplog_set_default_writer(w);
 	mplog_set_context(worker, -1);
 	if (ret)
@@ -64,8 +77,8 @@ MPLOG_EXPORT void mplog_child_fds_close(mplog_child_fds *fds)
 {
 	if (!fds)
 		return;
-	int *v[3] = {&fds->log_fd, &fds->stdout_fd, &fds->stderr_fd};
-	for (int i = 0; i < 3; i++) {
+	int *v[4] = {&fds->log_fd, &fds->stdout_fd, &fds->stderr_fd, &fds->ring_fd};
+	for (int i = 0; i < 4; i++) {
 		if (*v[i] >= 0)
 			close(*v[i]);
 		*v[i] = -1;

@@ -75,14 +75,44 @@ static void put_block(struct mpk_buf *b, const char *key, const char *value)
 	}
 }
 
+/* Decimal digits of v. Not printf: an aggregator formats every record of
+ * every child on one thread, and printf was most of its time (perf). */
+static void put_int(struct mpk_buf *b, long long v)
+{
+	char d[24], *p = d + sizeof d;
+	unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--p = '-';
+	mpk_buf_put(b, p, (size_t)(d + sizeof d - p));
+}
+
+/* "2024-11-23 11:18:00.123456 ": the date and time are made once a second
+ * (per thread: several aggregators may format at once). */
+static void put_time(struct mpk_buf *b, uint64_t ts)
+{
+	static _Thread_local time_t last;
+	static _Thread_local char when[32];
+	static _Thread_local size_t len;
+	time_t sec = (time_t)(ts / 1000000000u);
+	if (!len || sec != last) {
+		struct tm tm;
+		localtime_r(&sec, &tm);
+		len = strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+		last = sec;
+	}
+	mpk_buf_put(b, when, len);
+	char us[8] = ".000000 ";
+	for (unsigned v = (unsigned)(ts % 1000000000u / 1000u), i = 6; i > 0; v /= 10, i--)
+		us[i] = (char)('0' + v % 10);
+	mpk_buf_put(b, us, sizeof us);
+}
+
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 {
-	time_t sec = (time_t)(r->ts / 1000000000u);
-	struct tm tm;
-	char when[32];
-	localtime_r(&sec, &tm);
-	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-	mpk_buf_printf(b, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
+	put_time(b, r->ts);
 	if (color)
 		put_str(b, level_color[r->level]);
 	put_str(b, level_tag[r->level]);
@@ -91,15 +121,20 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	put_str(b, " [");
 	if (color && r->worker >= 0)
 		put_str(b, worker_color[r->worker % 8]);
-	if (r->worker >= 0)
-		mpk_buf_printf(b, "w%d ", r->worker);
-	else if (*r->channel) {
+	if (r->worker >= 0) {
+		mpk_buf_put_u8(b, 'w');
+		put_int(b, r->worker);
+		mpk_buf_put_u8(b, ' ');
+	} else if (*r->channel) {
 		mpk_text_escape(b, r->channel, mpk_text_prefix(r->channel, strlen(r->channel), 40));
 		mpk_buf_put_u8(b, ' ');
 	}
-	mpk_buf_printf(b, "pid %d", r->pid);
-	if (r->task >= 0)
-		mpk_buf_printf(b, " task %lld", (long long)r->task);
+	put_str(b, "pid ");
+	put_int(b, r->pid);
+	if (r->task >= 0) {
+		put_str(b, " task ");
+		put_int(b, r->task);
+	}
 	if (r->stream != MPLOG_STREAM_LOG)
 		put_str(b, r->stream == MPLOG_STREAM_STDOUT ? " stdout" : " stderr");
 	if (color && r->worker >= 0)
@@ -117,8 +152,10 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	if (*r->file || *r->func) {
 		put_str(b, " (");
 		put_safe(b, r->file);
-		if (r->line > 0)
-			mpk_buf_printf(b, ":%d", r->line);
+		if (r->line > 0) {
+			mpk_buf_put_u8(b, ':');
+			put_int(b, r->line);
+		}
 		if (*r->func) {
 			if (*r->file)
 				mpk_buf_put_u8(b, ' ');

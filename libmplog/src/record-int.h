@@ -14,6 +14,8 @@
 /* Frame types on a log channel (other channels use types below 0x40). */
 #define MPLOG_FRAME_RECORD   0x40u
 #define MPLOG_FRAME_FRAGMENT 0x41u
+/* Empty: a writer woke the reader of its ring (ring-int.h). */
+#define MPLOG_FRAME_WAKE     0x42u
 
 /* Every frame on a log channel fits one atomic pipe write. */
 #define MPLOG_FRAME_MAX   ((size_t)PIPE_BUF)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mplog.h"
+#include "ring-int.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@ struct mplog_writer {
 	pid_t owner;                  /* creating pid (agg writers only) */
 	_Atomic uint64_t dropped;     /* total dropped */
 	_Atomic uint64_t unreported;  /* dropped, not yet reported */
+	struct mplog__ring ring;      /* records go here when mapped (sh), the
+				       * pipe then waking its reader */
 };
 
 /* Deliver one encoded record body (from an aggregator writer) to the

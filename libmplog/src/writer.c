@@ -1,8 +1,9 @@
 /* Child side: writers, the process-global default writer and context, and
  * the logging calls. Lock-free on purpose: nothing here can be held by
  * another thread at fork() time, so a forked child can log at once. A
- * record of at most PIPE_BUF bytes is built on the stack and sent with one
- * write(2); a longer one is split into PIPE_BUF-sized fragments. */
+ * record of at most PIPE_BUF bytes is built on the stack and put in the
+ * writer's ring (ring.c), or sent with one write(2) on a writer without
+ * one; a longer one is split into PIPE_BUF-sized fragments. */
 #include "record-int.h"
 #include "writer-int.h"
 
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,6 +51,7 @@ MPLOG_EXPORT void mplog_writer_free(mplog_writer *w)
 		return;
 	mplog_writer *expected = w;
 	atomic_compare_exchange_strong(&default_writer, &expected, NULL);
+	mplog__ring_unmap(&w->ring);
 	free(w);
 }
 
@@ -124,11 +127,65 @@ static int send_frame(mplog_writer *w, const uint8_t *p, size_t n, bool may_drop
 	return 0;
 }
 
+/* Send one frame whose body (len bytes) is at frame + 16: put in the ring,
+ * or with its header on the pipe. Returns as send_frame(). */
+static int send_body(mplog_writer *w, uint8_t *frame, uint8_t type, size_t len, bool may_drop)
+{
+	if (w->ring.sh) {
+		unsigned kind = type == MPLOG_FRAME_RECORD ? RING_RECORD : RING_FRAGMENT;
+		int r = mplog__ring_put(&w->ring, w->fd, kind, frame + sizeof(struct mpk_frame_header),
+					len, may_drop);
+		if (r != MPLOG_RING_CLOSED)
+			return r;
+		/* The aggregator closed the channel: the pipe tells how
+		 * (EPIPE, or SIGPIPE), as for a writer without a ring. */
+	}
+	struct mpk_frame_header h;
+	mpk_frame_header_init(&h, type, (uint32_t)len, 0);
+	memcpy(frame, &h, sizeof h);
+	return send_frame(w, frame, sizeof h + len, may_drop);
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* getpid() is a system call (glibc keeps no cache), as dear as the rest
+ * of a record on a machine with costly syscalls. The pid is kept in a page
+ * the kernel zeroes in a forked child (MADV_WIPEONFORK), whatever made
+ * the fork: no handler to run, nothing held. Without that page (older
+ * kernel), getpid() each time. */
+typedef _Atomic pid_t apid;
+static apid *_Atomic pid_page;
+
+static pid_t my_pid(void)
+{
+	apid *page = atomic_load_explicit(&pid_page, memory_order_acquire);
+	if (!page) {
+		void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return getpid();
+		if (madvise(m, 4096, MADV_WIPEONFORK) < 0) {
+			munmap(m, 4096);
+			return getpid();
+		}
+		apid *expected = NULL; /* another thread may have won */
+		if (atomic_compare_exchange_strong(&pid_page, &expected, (apid *)m))
+			page = m;
+		else {
+			munmap(m, 4096);
+			page = expected;
+		}
+	}
+	pid_t pid = atomic_load_explicit(page, memory_order_relaxed);
+	if (pid == 0) { /* first call in this process */
+		pid = getpid();
+		atomic_store_explicit(page, pid, memory_order_relaxed);
+	}
+	return pid;
 }
 
 /* Send an encoded body of len bytes as fragments. The first fragment may
@@ -138,18 +195,16 @@ static int send_fragments(mplog_writer *w, const uint8_t *body, size_t len)
 	uint8_t frame[MPLOG_FRAME_MAX];
 	uint32_t seq = atomic_fetch_add(&next_seq, 1);
 	uint32_t count = (uint32_t)((len + MPLOG_FRAG_CHUNK - 1) / MPLOG_FRAG_CHUNK);
-	uint32_t hdr[5] = {(uint32_t)getpid(), seq, 0, count, (uint32_t)len};
+	uint32_t hdr[5] = {(uint32_t)my_pid(), seq, 0, count, (uint32_t)len};
 	for (uint32_t i = 0; i < count; i++) {
 		size_t off = (size_t)i * MPLOG_FRAG_CHUNK;
 		size_t n = len - off < MPLOG_FRAG_CHUNK ? len - off : MPLOG_FRAG_CHUNK;
-		struct mpk_frame_header h;
-		mpk_frame_header_init(&h, MPLOG_FRAME_FRAGMENT, (uint32_t)(MPLOG_FRAG_HDR + n), 0);
+		size_t at = sizeof(struct mpk_frame_header);
 		hdr[2] = i;
-		memcpy(frame, &h, sizeof h);
-		memcpy(frame + sizeof h, hdr, sizeof hdr);
-		memcpy(frame + sizeof h + MPLOG_FRAG_HDR, body + off, n);
-		int r = send_frame(w, frame, sizeof h + MPLOG_FRAG_HDR + n,
-				   (w->flags & MPLOG_WRITER_DROP) && i == 0);
+		memcpy(frame + at, hdr, sizeof hdr);
+		memcpy(frame + at + MPLOG_FRAG_HDR, body + off, n);
+		int r = send_body(w, frame, MPLOG_FRAME_FRAGMENT, MPLOG_FRAG_HDR + n,
+				  (w->flags & MPLOG_WRITER_DROP) && i == 0);
 		if (r != 0)
 			return r;
 	}
@@ -171,11 +226,8 @@ static int send_record(mplog_writer *w, const struct mplog__rec_in *in)
 		return r;
 	}
 	uint8_t frame[MPLOG_FRAME_MAX];
-	struct mpk_frame_header h;
-	mpk_frame_header_init(&h, MPLOG_FRAME_RECORD, (uint32_t)len, 0);
-	memcpy(frame, &h, sizeof h);
-	mplog__rec_encode(in, frame + sizeof h);
-	return send_frame(w, frame, sizeof h + len, w->flags & MPLOG_WRITER_DROP);
+	mplog__rec_encode(in, frame + sizeof(struct mpk_frame_header));
+	return send_body(w, frame, MPLOG_FRAME_RECORD, len, w->flags & MPLOG_WRITER_DROP);
 }
 
 /* Report records dropped earlier, if any, before the next record. */
@@ -221,7 +273,7 @@ MPLOG_EXPORT int mplog_writer_logv(mplog_writer *w, mplog_level level, const cha
 	for (size_t i = 0; i < nkv; i++)
 		if (!kv[i].key || !kv[i].value)
 			return -EINVAL;
-	if (w->agg && getpid() != w->owner)
+	if (w->agg && my_pid() != w->owner)
 		return -ECHILD;
 	if ((int)level < atomic_load(&min_level))
 		return 0;
@@ -248,7 +300,7 @@ MPLOG_EXPORT int mplog_writer_logv(mplog_writer *w, mplog_level level, const cha
 		.ts = now_ns(),
 		.level = (uint8_t)level,
 		.stream = MPLOG_STREAM_LOG,
-		.pid = (int32_t)getpid(),
+		.pid = (int32_t)my_pid(),
 		.worker = atomic_load(&ctx_worker),
 		.task = atomic_load(&ctx_task),
 		.line = line > 0 ? (uint32_t)line : 0,

@@ -3,7 +3,9 @@
  * log-frames: what libmplog's writer puts on a log pipe (short and
  * fragmented records, interleaved fragments, garbage before records, a
  * stream cut short); log-record: the bodies of those frames; log-lines:
- * captured output; mplog-line: lines of a JSON sink fed by a real pool (a
+ * captured output; log-ring: a child's log ring as its writer leaves it
+ * (records, fragments, wrapped round, a writer dead mid-entry); mplog-line:
+ * lines of a JSON sink fed by a real pool (a
  * task's records and captured stdout, a crash with its backtrace, a
  * protocol error); mplog-time: --since/--until arguments; worker-frames,
  * arena, fork-server: the worker protocol's frames from its encoders. */
@@ -11,6 +13,8 @@
 #include "arena-int.h"
 #include "proto-int.h"
 #include "record-int.h"
+#include "ring-int.h"
+#include "writer-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -241,6 +245,61 @@ static void gen_small_fragments(void)
 	fragment(&b, 4, 1, 2, rec, sizeof rec, 24, 24);
 	put("log-frames", "small-fragments", b.p, b.n);
 	free(b.p);
+}
+
+/* log-ring: the reader's start, then the ring's memory (128 slots). */
+static void ring_seed(const char *name, uint64_t start, const void *ring, size_t len)
+{
+	uint8_t *b = malloc(8 + len);
+	if (!b)
+		die("malloc");
+	memcpy(b, &start, 8);
+	memcpy(b + 8, ring, len);
+	put("log-ring", name, b, 8 + len);
+	free(b);
+}
+
+static void gen_ring(void)
+{
+	const uint32_t nslots = 128;
+	size_t len = mplog__ring_size(nslots);
+	struct mplog__ring_shared *sh = aligned_alloc(64, len);
+	int p[2];
+	mplog_writer *rw;
+	if (!sh || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0 || mplog_writer_new(p[1], 0, &rw) < 0)
+		die("ring");
+	rw->ring = (struct mplog__ring){.sh = sh, .map_len = len, .nslots = nslots};
+	mplog_kv kv[] = {{"user", "alice"}, {"bt", "#0 a\n#1 b"}};
+
+	memset(sh, 0, len);
+	mplog_writer_log(rw, MPLOG_INFO, "a.c", 1, "f", NULL, 0, "hello");
+	mplog_writer_log(rw, MPLOG_WARN, "b.c", 2, "g", kv, 2, "with key-values");
+	ring_seed("records", 0, sh, len);
+
+	memset(sh, 0, len);
+	memset(big, 'x', 5000);
+	big[5000] = 0;
+	mplog_writer_log(rw, MPLOG_ERROR, "c.c", 3, "h", NULL, 0, "%s", big);
+	ring_seed("fragments", 0, sh, len);
+
+	memset(sh, 0, len);
+	atomic_store(&sh->head, 100);
+	atomic_store(&sh->tail, 100);
+	for (int i = 0; i < 4; i++)
+		mplog_writer_log(rw, MPLOG_INFO, "d.c", i, "k", kv, 1, "record %d of a wrapped ring", i);
+	ring_seed("wrapped", 100, sh, len);
+
+	memset(sh, 0, len);
+	mplog_writer_log(rw, MPLOG_INFO, "e.c", 5, "m", NULL, 0, "before the hole");
+	atomic_fetch_add(&sh->head, 3); /* reserved by a writer that died */
+	mplog_writer_log(rw, MPLOG_INFO, "e.c", 6, "m", NULL, 0, "after the hole");
+	ring_seed("died-mid-entry", 0, sh, len);
+
+	rw->ring.sh = NULL; /* not a mapping */
+	mplog_writer_free(rw);
+	close(p[0]);
+	close(p[1]);
+	free(sh);
 }
 
 static void gen_lines(void)
@@ -476,6 +535,7 @@ int main(int argc, char **argv)
 	top = argv[1];
 	gen_frames();
 	gen_small_fragments();
+	gen_ring();
 	gen_lines();
 	gen_times();
 	gen_json_lines();
