@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Supervised long-running services: restart policies, backoff, restart
  * intensity, failures reported like task errors, ordered shutdown on
  * SIGTERM and on request. */

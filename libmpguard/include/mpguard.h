@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mpguard.h — libmpguard, a fault-tolerant pool of forked worker processes.
  *
  * A pool runs task functions in forked worker processes and reports every

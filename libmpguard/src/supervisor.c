@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor: long-running services in forked processes, restarted by
  * policy (permanent, transient, temporary) with exponential backoff, given
  * up on when they fail too often (restart intensity), shut down in reverse

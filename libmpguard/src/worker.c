@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker: reads chunks of tasks, runs them, sends their results and
  * raised errors back. Runs in a process forked by the single-threaded fork
  * server, so it may allocate freely. It publishes the task it is running in

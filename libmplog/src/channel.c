@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing what arrives on one channel: framed records (validated, with
  * resynchronization on the next magic after garbage, and reassembly of
  * fragmented long records), or raw stdout/stderr bytes cut into lines.
