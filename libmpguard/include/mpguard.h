@@ -34,7 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <mplog.h>
+#include "mplog.h" /* beside it, also when included as <mpkit/mpguard.h> */
 
 #ifdef __cplusplus
 extern "C" {
