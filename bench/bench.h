@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What every benchmark needs: a clock, a median, busy loops to load the
  * CPUs with. Header-only: each benchmark is one program. */
 #pragma once

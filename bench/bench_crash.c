@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_crash.c — how fast does the pool report a crash, and replace the
  * worker? One worker; each round a task records the time and dereferences
  * NULL three calls deep. Measured per round:

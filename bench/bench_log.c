@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_log.c — how fast does libmplog merge the logs of many processes
  * into one file, against what one would write by hand and against Python?
  *

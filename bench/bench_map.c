@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_map.c — how fast is libmpguard's map, against what one would write
  * by hand and against Python?
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_progress.c — what does the progress bar cost a map of tiny tasks?
  *
  * In one run, interleaved, it times x+2 over an int64 array with

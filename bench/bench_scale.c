@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_scale: per-task cost of a map as the pool grows: x + 2 over
  * int64s with mpg_map_array() (automatic chunking), and mpg_map() of
  * 100 000 inputs of 1 KiB each returning 1 KiB, at 1, 2, 8 and 64 workers;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_submit: mpg_submit() fire and forget, per task, against the length
  * of the queue: N tasks submitted back to back (x + 2, an 8-byte result to
  * a callback), timed from the first submit to the last callback; then the

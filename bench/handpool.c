@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* handpool.c — the hand-written pool of handpool.h. */
 #include "bench.h"
 #include "handpool.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* handpool.h — the hand-written fork+pipe pool the benchmarks measure
  * mpkit against: x+2 over int64 inputs, batches of `batch` inputs, up to
  * `inflight` batches queued per worker. About the floor a fork-based pool

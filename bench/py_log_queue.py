@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Baseline (3) of bench_log: Python's logging cookbook recipe for logging
 to one file from many processes -- a QueueHandler in each child, a
 QueueListener with a FileHandler in the parent (multiprocessing, fork).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Python baseline for bench_map: time multiprocessing.Pool.map of x+2.
 
 Runs Pool(N).map(add2, range(count)) with the 'fork' start method, checks

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Python baseline for bench_submit: apply_async of x+2, fire and forget.
 
 Submits COUNT tasks with Pool.apply_async (a callback counts results) on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stop everything at the first error: the MPG_ABORT policy.
  *
  * 2000 records are validated on 3 workers; record 700 is corrupt.

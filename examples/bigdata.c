@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Huge inputs without copies: mpg_shm_alloc().
  *
  * A 32 MiB buffer allocated with mpg_shm_alloc() is cut into 8 slices of

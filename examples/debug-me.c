@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A worker that crashes, for trying mpattach on.
  *
  * Six records are parsed on 2 workers; record 4 names a field that does

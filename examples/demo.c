@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The README's demo: a map over 12 inputs in which task 3 raises an error
  * and task 7 crashes its worker with a NULL dereference. The pool reports
  * both as structured errors with backtraces, replaces the dead worker, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Results as they complete: mpg_imap_unordered() + mpg_iter_next().
  *
  * Counts the primes below 400 000 in ranges of very different sizes, so the

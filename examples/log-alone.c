@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libmplog without libmpguard: one merged log for children forked by hand.
  *
  * The parent makes an aggregator with three sinks: text on stderr (coloured

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A pool's merged log: mplog_* in tasks, captured stdout, JSON lines.
  *
  * Every pool logs through libmplog with no extra code: a task's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Extra arguments and shared read-only state.
  *
  *  - mpg_options_set_context(): bytes copied at the call and handed to

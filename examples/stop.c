@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stopping a pool: finish the queued work, or stop now.
  *
  *  - mpg_pool_close() + mpg_pool_join(): no more work is accepted, but what

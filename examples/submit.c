@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One task at a time, asynchronously: mpg_submit() with success and error
  * callbacks and an mpg_future to wait on, plus a retry policy.
  *

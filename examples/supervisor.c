@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Long-running services restarted on failure: mpg_supervisor_*.
  *
  * 1. Two services, each in its own process:

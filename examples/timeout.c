@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A task that never ends: mpg_options_set_timeout().
  *
  * Finds the fixed point of the logistic map x -> r x (1 - x) for several

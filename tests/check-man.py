@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Check a library's section-3 man pages against what it exports.
 
 Fails unless every function the shared library exports (nm -D) has an

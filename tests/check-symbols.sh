@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Fails unless LIB exists, exports at least one symbol, and every exported
 # symbol starts with PREFIX (no unprefixed symbol leaks out of the library).
 set -eu

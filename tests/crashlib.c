@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A tiny library the errors suite loads with dlopen() inside a worker. */
 __attribute__((visibility("default"))) int crashlib_deref(volatile int *p);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers for the Check suites: resource accounting (fds, children)
  * and a main() that runs one suite with core dumps off. */
 #pragma once

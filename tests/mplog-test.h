@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers for the libmplog suites: a callback sink that collects records,
  * forking children connected to an aggregator, reaping them. */
 #pragma once

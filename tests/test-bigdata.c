@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Payloads of any size: a single 2.5 GiB input and 4 GiB in total go to the
  * workers through shared memory, not through the socket. Needs ~12 GiB of
  * memory; skipped (exit 77) with a reason where there is less. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The chaos bar of DESIGN.md, proved: 100 000 tasks on two workers, 1% each
  * raising, segfaulting, aborting, _exit()ing and hanging, spread over the
  * whole map. Every task ends exactly once with exactly its outcome, every

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the control socket's request decoder
  * (libmpguard/src/control-request.c): valid requests, every truncation of
  * them, and garbage. Each input sits in a buffer of exactly its length,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Child-exception propagation: every way a task can fail reaches the
  * parent as a structured error; the pool replaces dead workers, applies
  * its policy, and every task ends exactly once. */

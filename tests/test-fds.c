@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* File descriptors as a fault of the environment: a pool whose workers
  * cannot be replaced for want of fds returns and comes back once fds are
  * free; a pool that cannot start fails cleanly; a supervisor's service

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The public headers compile alone under -std=c11 -pedantic -Werror. */
 #include <mpguard.h>
 #include <mplog.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Pool lifecycle: no zombie, no leaked fd, close/join and terminate,
  * workers die with the parent, calls from workers and forked children are
  * refused, worker replacement from a multithreaded parent. */

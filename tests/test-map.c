@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* map, map_array, imap_unordered and submit: results, order, context,
  * chunking, callbacks, large payloads. */
 #include "mpk-test.h"

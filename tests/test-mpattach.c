@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tools against real pools in this process: mpattach list shows the
  * workers and their tasks, stacks shows where a stuck task is, gdb (batch)
  * prints the stack of a worker paused after its crash, resume lets paused

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of libmplog's record codec (record bodies, fragments), of
  * its JSON string escaping and of the channel parser, against the internal
  * functions. */

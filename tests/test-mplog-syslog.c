@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libmplog's syslog sink: the RFC 5424 formatter on its own (severities,
  * structured data escaping, names), address errors, unix datagram and
  * stream sockets, a TCP collector that goes away (reconnect, then counted

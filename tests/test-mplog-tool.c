@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The mplog tool: its time parser, filters and line reader as units, then
  * the built binary run against JSON logs written by a real libmplog sink
  * from real forked children and from a real pool whose tasks crash:

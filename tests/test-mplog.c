@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libmplog end to end, with real forked children: per-child ordering, no
  * interleaving of records of 1 byte to 64 KiB from several processes and
  * threads, no loss at SIGKILL, stdout/stderr capture, garbage injection,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Bad input gets a clear error: options, pool calls and levels. */
 #include "mpk-test.h"
 #include <mpguard.h>

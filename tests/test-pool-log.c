@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every pool logs: mplog_* calls in tasks reach the pool's aggregator,
  * stamped with worker and task; nothing written before a crash is lost;
  * task errors are records too, with their backtraces. */

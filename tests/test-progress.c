@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Progress: callback counts add up (failures and retries included), reports
  * are rate-limited, the bar on a pseudo-terminal never breaks a log line
  * and ends with the summary, nothing is printed on a non-tty unless asked;

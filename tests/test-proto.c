@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the worker protocol (proto.c) and the result arena
  * (arena.c): each decoder is fed bytes, every truncation of a valid frame,
  * and the crafted frames that once got past the hand-written readers. */

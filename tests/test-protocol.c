@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The parent against its workers: tasks that write crafted frames or
  * garbage to their worker's socket, die in the middle of a batch, or die of
  * signals of their own doing. Nothing a worker sends may hurt the parent

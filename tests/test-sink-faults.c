@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Sinks under faults of the environment: a full disk (a real tmpfs, filled
  * up, mounted in a mount namespace of a child), a stderr pipe nobody reads
  * or whose reader went away, stderr closed before the pool, a sink's fd

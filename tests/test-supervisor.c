@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Supervised long-running services: restart policies, backoff, restart
  * intensity, failures reported like task errors, ordered shutdown on
  * SIGTERM and on request. */
@@ -15,6 +16,7 @@ struct shared {
 	atomic_llong started_ns[8][8];
 	char order[64];
 	atomic_int norder;
+	atomic_int term_blocked, term_default; /* 0: not seen; 1: no; 2: yes */
 };
 static struct shared *sh;
 static int ready_fd = -1; /* services say "up" here (inherited) */
@@ -225,8 +227,10 @@ START_TEST(sigterm_shuts_services_down_in_reverse_order)
 	pthread_sigmask(SIG_BLOCK, &term, &old);
 	mpg_supervisor *s;
 	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	const char *names[3] = {"orderly-a", "orderly-b", "orderly-c"};
 	for (int i = 0; i < 3; i++)
-		mpg_supervisor_add(s, "orderly", orderly, (void *)(intptr_t)i, MPG_RESTART_PERMANENT);
+		ck_assert_int_eq(mpg_supervisor_add(s, names[i], orderly, (void *)(intptr_t)i,
+						    MPG_RESTART_PERMANENT), i);
 	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 3, .by_signal = true};
 	pthread_t th;
 	pthread_create(&th, NULL, stopper_main, &st);
@@ -236,6 +240,178 @@ START_TEST(sigterm_shuts_services_down_in_reverse_order)
 	ck_assert_int_eq(atomic_load(&sh->norder), 3);
 	ck_assert_msg(memcmp(sh->order, "cba", 3) == 0, "order %.3s", sh->order);
 	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+/* Fails at once, every run, after saying so on the pipe. */
+static int fails_at_once(void *ud)
+{
+	run_index((int)(intptr_t)ud);
+	return write(ready_fd, "f", 1) == 1 ? 3 : 4;
+}
+
+static char last_error[256];
+static int last_kind, last_code;
+static void keep_last_error(const mpg_error *e, void *ud)
+{
+	(void)ud;
+	atomic_fetch_add(&errors_seen, 1);
+	last_kind = mpg_error_get_kind(e);
+	last_code = mpg_error_code(e);
+	snprintf(last_error, sizeof last_error, "%s", mpg_error_describe(e));
+}
+
+/* The sizing rule of mpg_supervisor_set_intensity(): with delays of max_ms
+ * and (max_restarts - 1) * max_ms >= period_ms, no max_restarts restarts
+ * ever fall within one period, so a service that keeps failing is
+ * restarted for ever (here until stopped), never given up. */
+START_TEST(restarts_spaced_wider_than_the_intensity_allows_are_never_given_up)
+{
+	setup();
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ready_fd = pfd[1];
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 2, 50), 0);
+	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 60, 60), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, NULL), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "failing", fails_at_once, (void *)(intptr_t)0,
+					    MPG_RESTART_PERMANENT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, keep_last_error, NULL), 0);
+	atomic_store(&errors_seen, 0);
+	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 8};
+	pthread_t th;
+	pthread_create(&th, NULL, stopper_main, &st);
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINTR);
+	pthread_join(th, NULL);
+	ck_assert_int_ge(atomic_load(&sh->runs[0]), 8);
+	ck_assert_int_ge(mpg_supervisor_restarts(s, 0), 7);
+	ck_assert_ptr_null(mpg_supervisor_error(s));
+	/* A non-zero return: RAISED, its value the code, a message saying so. */
+	ck_assert_int_ge(atomic_load(&errors_seen), 7); /* the last may be stopped */
+	ck_assert_int_eq(last_kind, MPG_ERR_RAISED);
+	ck_assert_int_eq(last_code, 3);
+	ck_assert_msg(strstr(last_error, "service failing (pid ") &&
+		      strstr(last_error, "service returned 3"), "%s", last_error);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+/* Says whether SIGTERM is blocked and at its default action, then waits to
+ * be stopped. */
+static int reports_sigterm(void *ud)
+{
+	(void)ud;
+	sigset_t cur;
+	struct sigaction sa;
+	sigprocmask(SIG_SETMASK, NULL, &cur);
+	sigaction(SIGTERM, NULL, &sa);
+	atomic_store(&sh->term_blocked, 1 + sigismember(&cur, SIGTERM));
+	atomic_store(&sh->term_default, 1 + (sa.sa_handler == SIG_DFL));
+	if (write(ready_fd, "x", 1) != 1)
+		return 1;
+	for (;;)
+		pause();
+}
+
+static void ignore_signal(int sig) { (void)sig; }
+
+START_TEST(services_start_with_sigterm_unblocked_when_the_caller_blocked_it)
+{
+	setup();
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ready_fd = pfd[1];
+	/* The usual way: SIGINT and SIGTERM blocked in main before any thread
+	 * (to take them with sigwait() or a signalfd), and a handler too. */
+	sigset_t stop, old;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop, &old);
+	struct sigaction sa = {.sa_handler = ignore_signal}, old_sa;
+	sigaction(SIGTERM, &sa, &old_sa);
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "sleeper", reports_sigterm, NULL,
+					    MPG_RESTART_PERMANENT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_shutdown_timeout(s, 30000), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, NULL), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, count_errors, NULL), 0);
+	atomic_store(&errors_seen, 0);
+	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 1};
+	pthread_t th;
+	pthread_create(&th, NULL, stopper_main, &st);
+	long long t0 = now_ns();
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINTR);
+	long long took_ms = (now_ns() - t0) / 1000000;
+	pthread_join(th, NULL);
+	sigaction(SIGTERM, &old_sa, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	ck_assert_int_eq(atomic_load(&sh->term_blocked), 1);
+	ck_assert_int_eq(atomic_load(&sh->term_default), 2);
+	ck_assert_int_eq(atomic_load(&errors_seen), 0); /* a stop, not a failure */
+	/* Ended by SIGTERM, not by SIGKILL after the 30 s shutdown timeout. */
+	ck_assert_msg(took_ms < 10000, "shutdown took %lld ms", took_ms);
+	mpg_supervisor_free(s);
+	mpk_assert_no_children();
+	close(pfd[0]);
+	close(pfd[1]);
+}
+END_TEST
+
+/* Says (on the pipe) when a service paused at start. */
+static void paused_at_start(const mplog_record *r, void *ud)
+{
+	(void)ud;
+	if (strstr(mplog_record_message(r, NULL), "paused at start"))
+		(void)!write(ready_fd, "p", 1);
+}
+
+START_TEST(a_service_paused_at_start_dies_of_the_shutdown_sigterm)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	ready_fd = pfd[1];
+	/* A handler of the program's must not take the service's SIGTERM,
+	 * even before the service function runs. */
+	struct sigaction sa = {.sa_handler = ignore_signal}, old_sa;
+	sigaction(SIGTERM, &sa, &old_sa);
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(paused_at_start, NULL, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	mpg_supervisor *s;
+	ck_assert_int_eq(mpg_supervisor_new(&s), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "held", reports_sigterm, NULL,
+					    MPG_RESTART_PERMANENT), 0);
+	ck_assert_int_eq(mpg_supervisor_set_pause(s, MPG_PAUSE_AT_START, 60000), 0);
+	ck_assert_int_eq(mpg_supervisor_set_control(s, 0), 0);
+	ck_assert_int_eq(mpg_supervisor_set_shutdown_timeout(s, 30000), 0);
+	ck_assert_int_eq(mpg_supervisor_set_log(s, agg), 0);
+	ck_assert_int_eq(mpg_supervisor_set_error_callback(s, count_errors, NULL), 0);
+	atomic_store(&errors_seen, 0);
+	struct stopper st = {.s = s, .fd = pfd[0], .wait_for = 1};
+	pthread_t th;
+	pthread_create(&th, NULL, stopper_main, &st);
+	long long t0 = now_ns();
+	ck_assert_int_eq(mpg_supervisor_run(s), -EINTR);
+	long long took_ms = (now_ns() - t0) / 1000000;
+	pthread_join(th, NULL);
+	sigaction(SIGTERM, &old_sa, NULL);
+	ck_assert_int_eq(atomic_load(&errors_seen), 0);
+	ck_assert_msg(took_ms < 10000, "shutdown took %lld ms", took_ms);
+	mpg_supervisor_free(s);
+	mplog_aggregator_free(agg);
 	mpk_assert_no_children();
 	close(pfd[0]);
 	close(pfd[1]);
@@ -491,6 +667,11 @@ START_TEST(supervisor_rejects_bad_input)
 	ck_assert_int_eq(mpg_supervisor_set_backoff(s, 10, 5), -EINVAL);
 	ck_assert_int_eq(mpg_supervisor_set_intensity(s, 1, 0), -EINVAL);
 	ck_assert_int_eq(mpg_supervisor_restarts(s, 0), -EINVAL);
+	/* Names tell services apart in errors, the log and mpattach. */
+	ck_assert_int_eq(mpg_supervisor_add(s, "x", ok_once, NULL, MPG_RESTART_TEMPORARY), 0);
+	ck_assert_int_eq(mpg_supervisor_add(s, "x", ok_once, NULL, MPG_RESTART_PERMANENT), -EEXIST);
+	ck_assert_int_eq(mpg_supervisor_add(s, "y", ok_once, NULL, MPG_RESTART_TEMPORARY), 1);
+	ck_assert_int_eq(mpg_supervisor_restarts(s, 2), -EINVAL);
 	mpg_supervisor_free(s);
 	mpg_supervisor_free(NULL);
 }
@@ -505,7 +686,10 @@ static Suite *supervisor_suite(void)
 	tcase_add_test(tc, transient_restarts_only_failures_and_temporary_never);
 	tcase_add_test(tc, restart_intensity_exceeded_gives_up_with_a_clear_error);
 	tcase_add_test(tc, restart_delay_backs_off_exponentially);
+	tcase_add_test(tc, restarts_spaced_wider_than_the_intensity_allows_are_never_given_up);
 	tcase_add_test(tc, sigterm_shuts_services_down_in_reverse_order);
+	tcase_add_test(tc, services_start_with_sigterm_unblocked_when_the_caller_blocked_it);
+	tcase_add_test(tc, a_service_paused_at_start_dies_of_the_shutdown_sigterm);
 	tcase_add_test(tc, supervisor_rejects_bad_input);
 	tcase_add_test(tc, a_service_dies_of_a_signal_as_a_pool_worker_does);
 	tcase_add_test(tc, services_log_to_the_supervisors_aggregator);

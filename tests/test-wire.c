@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of the frame codec shared by every mpkit channel, of the
  * JSON string writer and text escaper shared by the libraries and the
  * tools, and of the log ring's writer and reader (without an aggregator). */

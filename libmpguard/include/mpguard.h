@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mpguard.h — libmpguard, a fault-tolerant pool of forked worker processes.
  *
  * A pool runs task functions in forked worker processes and reports every
@@ -33,7 +34,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <mplog.h>
+#include "mplog.h" /* beside it, also when included as <mpkit/mpguard.h> */
 
 #ifdef __cplusplus
 extern "C" {
@@ -530,7 +531,10 @@ MPG_EXPORT const char *mpg_error_service(const mpg_error *err);
 typedef struct mpg_supervisor mpg_supervisor;
 
 /** A service: runs until it returns. 0 is a normal end; non-zero or
- *  mpg_raise() a failure (RAISED with that code). */
+ *  mpg_raise() a failure (RAISED with that code; a non-zero return's
+ *  message is "service returned N"). It starts with the signal mask the
+ *  thread calling mpg_supervisor_run() had, but SIGTERM unblocked and at
+ *  its default action (the shutdown request), and SIGINT ignored. */
 typedef int (*mpg_service_fn)(void *userdata);
 
 /** When a service that ended is started again. Since 0.1. */
@@ -545,14 +549,23 @@ MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret);
 MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *sup);
 
 /** Add a service (before mpg_supervisor_run(); at most 256). @name is
- *  copied. @userdata is seen by the service in its copy of memory as it was
- *  when mpg_supervisor_run() started. Returns its index, or -EINVAL,
- *  -EBUSY (running), -E2BIG, -ENOMEM. Since 0.1. */
+ *  copied, and must differ from the other services' names. @userdata is
+ *  seen by the service in its copy of memory as it was when
+ *  mpg_supervisor_run() started. Returns its index, or -EINVAL, -EEXIST
+ *  (a service has that name), -EBUSY (running), -E2BIG, -ENOMEM.
+ *  Since 0.1. */
 MPG_EXPORT int mpg_supervisor_add(mpg_supervisor *sup, const char *name, mpg_service_fn fn,
 				  void *userdata, mpg_restart restart);
 
 /** Restart intensity: more than @max_restarts restarts within @period_ms
- *  and the supervisor gives up (default 3 in 5000 ms). Since 0.1. */
+ *  and the supervisor gives up (default 3 in 5000 ms). Size it with the
+ *  backoff: a service that fails at once fails for the
+ *  (@max_restarts + 1)th time after backoff delays of about
+ *  initial_ms * (2^@max_restarts - 1) (each capped at max_ms) plus its run
+ *  times, and is given up then if that is within @period_ms; once its
+ *  delay is max_ms and (@max_restarts - 1) * max_ms >= @period_ms, it is
+ *  never given up, only restarted every max_ms. See
+ *  mpg_supervisor_new(3), NOTES. Since 0.1. */
 MPG_EXPORT int mpg_supervisor_set_intensity(mpg_supervisor *sup, unsigned max_restarts,
 					    unsigned period_ms);
 

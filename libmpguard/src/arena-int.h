@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The result arena: a worker's results, built in memory the parent can
  * read after the worker died. Exactly-once rests on it: a task's result is
  * committed there when the task ends, before anything else runs, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The result arena (see arena-int.h): a memfd the worker creates, maps and
  * builds its unsent results in, and hands to the parent in its hello. */
 #include "arena-int.h"

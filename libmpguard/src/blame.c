@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A worker's death: which task killed it (its status page, or the task
  * we timed out, or the one that wrote garbage), that task's failure with
  * the crash report, the innocent tasks re-queued, the worker replaced. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one clock of the library: CLOCK_MONOTONIC in nanoseconds, for time
  * limits, rates and deadlines. clock_gettime() is async-signal-safe. */
 #include "pool-int.h"

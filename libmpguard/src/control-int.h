@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The control socket (control.c) serves a pool or a supervisor alike:
  * what it needs of either is a target, which each of them fills in
  * (pool.c, supervisor.c). */

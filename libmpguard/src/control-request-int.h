@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Requests of the control socket (control.c), decoded without any I/O so
  * that the decoder can be tested and fuzzed alone
  * (tests/fuzz/fuzz-control-request.c). Depends on libc only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Decoding the control socket's request lines (see control-request-int.h):
  * pure, no I/O, no allocation, for the control thread and the fuzzer. */
 #include "control-request-int.h"

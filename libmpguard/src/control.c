@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The control socket of a pool or a supervisor (a target, see
  * control-int.h), for mpattach and `mplog live`: registered as
  * "<pid>.<n>.sock" in the registry directory (registry.c) and served by a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Crash reports and backtraces: the worker-side handler and module list,
  * the parent-side symbolizer. Internal. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker's crash handler: on a fatal signal it records the signal,
  * si_code, fault address and the raw instruction pointers of the crashed
  * stack (libunwind, seeded from the signal's context), writes them to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* How a worker or a service ended, as a failure: one classification of
  * wait statuses, crash reports and protocol errors, one list of crash
  * signals and one set of messages, for the pool and the supervisor. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dispatcher's internal interface: what its files (dispatch.c and
  * those it names) call of each other. With the pool lock held, on the
  * dispatcher thread, unless a function says otherwise. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The dispatcher thread: the only code that talks to workers and to the
  * fork server. Its loop (mpg__dispatcher_main) waits on epoll for worker
  * sockets, the fork server, the timer and wake-ups; between rounds it runs

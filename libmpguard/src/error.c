@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Structured task errors: creation, accessors, one-line descriptions. */
 #include "pool-int.h"
 

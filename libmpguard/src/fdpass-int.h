@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Passing fds over unix sockets (SCM_RIGHTS): the one place that packs and
  * unpacks the ancillary data. Internal. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SCM_RIGHTS packing and unpacking, shared by the fork server, the
  * dispatcher and the worker. */
 #include "fdpass-int.h"

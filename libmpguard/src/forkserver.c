@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fork server: a single-threaded process forked once, when the pool is
  * created, that forks every worker on the parent's request. Replacing a
  * worker therefore never forks the parent, which may have threads holding

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Futex wait/wake on words of the shared status pages (MAP_SHARED, so not
  * FUTEX_PRIVATE). Plain syscalls: async-signal-safe. Internal. */
 #pragma once

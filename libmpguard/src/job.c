@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Calls that run work — map, map_array, imap_unordered, submit — and the
  * handles they return: results, iterators, futures. */
 #include "dispatch-int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pipes of one worker or service to the merged log: its records (a
  * pipe and a ring) and, when captured, its stdout and stderr, each a
  * channel of the aggregator. Shared by the pool and the supervisor. */

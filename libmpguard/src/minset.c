@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The smallest of the values of the jobs in a pool (time limits, progress
  * intervals), kept as jobs come and go rather than found by walking every
  * job at each dispatcher round: with 40 000 submitted tasks queued, that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker's module list: every loaded ELF object with its load bias,
  * address range and build-id, sent to the parent so it can symbolize raw
  * instruction pointers after the worker is gone. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Pool and per-call options. */
 #include "pool-int.h"
 

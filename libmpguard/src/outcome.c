@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What becomes of a task: its result kept for the caller, its failure
  * retried or recorded (error callback, log record, policy), and the end of
  * its job once no task and no callback is left. With the pool lock, on the

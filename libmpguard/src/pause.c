@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker side of debugging: ptrace grants and pauses.
  *
  * Under Yama ptrace_scope=1 only an ancestor may attach to a worker, and a

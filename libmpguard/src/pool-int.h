@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal structures of libmpguard, shared by its source files. */
 #pragma once
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pool's lifecycle: create (fork server, dispatcher thread, workers),
  * close, join, terminate, free, and its introspection calls. */
 #include "pool-int.h"

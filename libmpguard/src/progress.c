@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Progress of the calls: counts kept by the dispatcher as tasks end (one
  * increment per task, nothing else on the hot path), reports taken on the
  * dispatcher's timer at most once per interval and once at the end, handed

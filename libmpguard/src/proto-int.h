@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker protocol: every frame between the parent, the fork server and
  * workers or services, with its encoder and its decoder side by side
  * (proto.c). Decoders are total: every length is checked against what

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker protocol's encoders and total decoders (see proto-int.h). A
  * decoder reads through a bounds-checked mpk_reader, checks every count
  * against what remains before it loops, and reports a malformed frame

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Where running pools register their control sockets, shared by the
  * library (which creates the entries) and the tools (which read them).
  * Internal: compiled into libmpguard and into each tool. */

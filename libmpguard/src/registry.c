@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The registry directory of running pools (see registry-int.h). */
 #include "registry-int.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Starting workers, and slots whose worker could not be started (no fd,
  * no memory, no process: EMFILE, ENFILE, ENOMEM, EAGAIN from fork()).
  * Each failure is a WARN record; the slot tries again after a backoff,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Results from workers into task outcomes: result frames, and the arena
  * of a worker that died before sending its finished tasks' results (so
  * that no finished task runs again). The task that wrote garbage fails

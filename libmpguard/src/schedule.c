@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Scheduling: which worker runs what next (re-runs first, then new
  * tasks), in chunks sized to ~5 ms of measured work, and the chunk frames
  * that carry them (inline inputs, or memfds for large ones). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared memory for large payloads: memfds that travel by SCM_RIGHTS, so
  * gigabytes never go through a socket. */
 #include "pool-int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The supervisor: long-running services in forked processes, restarted by
  * policy (permanent, transient, temporary) with exponential backoff, given
  * up on when they fail too often (restart intensity), shut down in reverse
@@ -134,6 +135,10 @@ MPG_EXPORT int mpg_supervisor_add(mpg_supervisor *s, const char *name, mpg_servi
 		return -EINVAL;
 	if (s->running)
 		return -EBUSY;
+	/* A name is how the log, errors and mpattach tell services apart. */
+	for (unsigned i = 0; i < s->n; i++)
+		if (strcmp(s->svc[i].name, name) == 0)
+			return -EEXIST;
 	if (s->n == MAX_SERVICES)
 		return -E2BIG;
 	struct service *sv = realloc(s->svc, (s->n + 1) * sizeof *sv);
@@ -837,7 +842,12 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	}
 	s->stopping = false;
 	pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
-	r.cfg.sigmask = old_mask; /* services get the caller's mask as it was */
+	/* Services get the caller's mask as it was, but SIGTERM is our
+	 * shutdown request: a program that blocked it in main (to take it
+	 * with sigwait() or a signalfd) must not make each service wait out
+	 * the shutdown timeout. */
+	r.cfg.sigmask = old_mask;
+	sigdelset(&r.cfg.sigmask, SIGTERM);
 	s->running = true;
 
 	if (fcntl(STDERR_FILENO, F_GETFD) < 0) /* closed since: ours may take it */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parent-side symbolization of a dead worker's raw instruction pointers
  * with libdw (elfutils): function, file:line and inlined frames from DWARF
  * where the module has it, else symbol+offset from the ELF symbol table,

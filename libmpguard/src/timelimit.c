@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Time limits, watched from the workers' status pages at no cost to the
  * tasks: a task running past its limit gets SIGXCPU (its worker reports
  * where it is stuck), then SIGKILL. The tick also drives progress reports. */

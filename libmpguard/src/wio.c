@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker processes and their channels: spawning through the fork server,
  * signalling, sending queued frames, reading and framing what workers
  * send. Frames travel on two pipes, the fds they carry on a socket, each

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker: reads chunks of tasks, runs them, sends their results and
  * raised errors back. Runs in a process forked by the single-threaded fork
  * server, so it may allocate freely. It publishes the task it is running in
@@ -751,6 +752,12 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 	(void)mpg__pause_install(&W.status[slot]);
 	if (cfg->pause & MPG_PAUSE_ON_CRASH)
 		mpg__crash_set_pause(cfg->pause_timeout_ms);
+	/* A service's SIGTERM is the supervisor's shutdown request: its
+	 * default action before the mask (which leaves SIGTERM unblocked for
+	 * services) lets it in, so that a handler of the program's never
+	 * takes it, even while the service pauses at start. */
+	if (cfg->services)
+		signal(SIGTERM, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &cfg->sigmask, NULL);
 	/* mplog_* calls in tasks reach the pool's aggregator, stamped with
 	 * this worker and the running task. */
@@ -790,7 +797,6 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 		mpg__pause(WP_START, cfg->pause_timeout_ms);
 	}
 	if (cfg->services) {
-		signal(SIGTERM, SIG_DFL); /* the supervisor's shutdown request */
 		if (io && (io[1] >= 0 || io[2] >= 0)) {
 			/* Captured lines carry our pid once the supervisor knows it:
 			 * it says so with one byte. EOF: it is gone. */

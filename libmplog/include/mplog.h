@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mplog.h — libmplog, centralized log aggregation for multiprocess programs.
  *
  * Two sides:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parent-side objects shared by the aggregator (aggregator.c), the channel
  * parsers (channel.c), the sinks (sink.c, format-*.c) and the record
  * accessors (record-api.c). Internal to libmplog, never installed. */

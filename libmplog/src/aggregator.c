@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The parent-side aggregator: owns channels (read ends), waits on them with
  * epoll, reads without blocking, hands the bytes to the channel parsers
  * and the resulting records to the sinks. One mutex protects everything;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing what arrives on one channel: framed records (validated, with
  * resynchronization on the next magic after garbage, and reassembly of
  * fragmented long records), the entries of its ring, or raw stdout/stderr

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Channel plumbing around fork(): creating pipes, connecting a freshly
  * forked child to its channels (and its ring), closing the child's ends in
  * the parent. */

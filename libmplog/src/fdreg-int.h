@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fd registry: fds of this library's objects, closed in every child
  * forked (without exec) from this process by a pthread_atfork() handler.
  * Internal to mpkit; each library compiles its own hidden copy and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Registry of the fds this library's objects hold in the parent
  * (fdreg-int.h). A forked child that does not exec keeps them despite
  * O_CLOEXEC: a fork server would hold another pool's sockets, a user's

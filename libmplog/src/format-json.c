@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON lines: one object per record, named after the OpenTelemetry log
  * data model (timestamp, observed_timestamp, severity_text,
  * severity_number, body, attributes). Strings are written by the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* RFC 5424 syslog messages for the syslog sink:
  *   <PRI>1 2024-11-23T10:18:00.123456Z host app 1234 - [mpkit@32473 worker="3"
  *   task="17" stream="stdout" key="value"] message

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The human format of fd and file sinks: one line per record,
  *   2024-11-23 11:18:00.123456 INFO  [w3 pid 1234 task 17] message k=v (file.c:42 func)
  * with colour per level and per worker when the sink asked for it.

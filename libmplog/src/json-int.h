@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one JSON string writer of mpkit: the libraries' JSON lines, the
  * control socket's replies and the tools' JSON output all go through it.
  * Internal; compiled with the frame codec (mpk_wire_src) into both

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON strings from any bytes (see json-int.h). */
 #include "json-int.h"
 

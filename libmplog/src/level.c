@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Severity level names, shared by the library, its sinks and the tools. */
 #include "mplog.h"
 

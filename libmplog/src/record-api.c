@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Read access to a received record, for callback sinks. */
 #include "aggregator-int.h"
 

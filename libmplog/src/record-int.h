@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log record codec: the body of MPLOG_FRAME_RECORD and MPLOG_FRAME_FRAGMENT
  * frames on a log channel, and the decoded view the aggregator and sinks
  * work on. Internal to libmplog, never installed. */

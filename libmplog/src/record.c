@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Encoding and validating decoding of log record and fragment bodies. The
  * encoder writes into a caller-provided buffer and never allocates, so the
  * writer can build small records on its stack. */

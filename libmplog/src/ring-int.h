@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The log ring: memory shared by one child (and the threads and processes
  * that inherit its writer) with the aggregator, holding that child's
  * records so that logging takes no system call. Its layout, the writers'

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The aggregator's side of a log ring. The ring is written by a child the
  * parent does not trust: each header is read once, every length is
  * bounded before use, entries are copied out before they are decoded, and

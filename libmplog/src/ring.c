@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The log ring's memory (created by the aggregator, mapped by the child)
  * and its writers: lock-free, so that nothing is held at fork() time and
  * any thread or forked process sharing the mapping can log at once. An

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* How an fd or file sink writes: through a descriptor of its own, never
  * blocking and never raising SIGPIPE, since it writes under the
  * aggregator's lock from whichever thread logs (a pool's dispatcher too).

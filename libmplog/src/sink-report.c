@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What a sink in trouble tells: records the aggregator emits about one of
  * its fd or file sinks. A failure goes to the other sinks at once (the
  * failing one cannot take it); once the sink's queue is written again, a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The syslog sink: RFC 5424 messages (format-syslog.c) to the local
  * syslog socket, or to a UDP or TCP collector. Datagram sockets carry one
  * message per datagram; stream sockets use RFC 6587 octet counting

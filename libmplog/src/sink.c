@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Sinks: where the aggregator's records go. fd and file sinks queue the
  * formatted records of a dispatch round and write what goes without
  * blocking (sink-fd.c); the rest waits in the queue, bounded, for the next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Text that is safe to show on a terminal: the one escaper of the text
  * sink (format-text.c) and of mplog(1)'s human output. Internal; compiled
  * with the JSON string writer (mpk_wire_src) into both libraries, and

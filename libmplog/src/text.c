@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Terminal-safe text from any bytes (see text-int.h). */
 #include "text-int.h"
 #include "json-int.h" /* mpk_utf8_len */

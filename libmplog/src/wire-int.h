@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Framed records: the one codec every mpkit channel speaks (tasks, results,
  * errors, log records). Internal to mpkit; linked into both libraries with
  * hidden visibility, never installed. */

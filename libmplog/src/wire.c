@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Frame header validation and the byte buffer/reader used by every codec. */
 #include "wire-int.h"
 

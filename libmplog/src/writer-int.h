@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The child-side writer object, shared by writer.c (logging calls) and
  * aggregator.c (writers that deliver to an aggregator in-process).
  * Internal to libmplog, never installed. */

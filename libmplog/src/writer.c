@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Child side: writers, the process-global default writer and context, and
  * the logging calls. Lock-free on purpose: nothing here can be held by
  * another thread at fork() time, so a forked child can log at once. A

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared by the fuzz targets of libmplog's channel parser (log-frames,
  * log-lines): an aggregator with one callback sink that serializes every
  * record it gets, and a channel fed the fuzzer's bytes in reads of given

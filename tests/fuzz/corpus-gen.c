@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Writes the seed corpora of the fuzz targets from the real encoders:
  *   fuzz-corpus-gen DIR      (ninja -C BUILDDIR fuzz-corpus: DIR is tests/fuzz/corpus)
  * log-frames: what libmplog's writer puts on a log pipe (short and

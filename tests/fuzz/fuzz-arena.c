@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: what the parent reads of a dead worker's result arena
  * (libmpguard/src/arena.c: mpg__arena_rescue): the input is the arena's
  * bytes, head page then data, in a memfd as a worker leaves it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the control socket's request decoder
  * (libmpguard/src/control-request.c), which every peer of a pool's or a
  * supervisor's control socket reaches with bytes of its choosing. The

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the fork server's messages as the parent and the server
  * decode them (libmpguard/src/proto.c: mpg__fsmsg_decode), one datagram a
  * run; the first byte says whether the kernel flagged it truncated.

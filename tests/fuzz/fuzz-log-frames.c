@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the bytes a child writes to its log pipe, as the aggregator
  * parses them (mplog__channel_parse on an MPLOG_STREAM_LOG channel):
  * frames checked, long records reassembled from their fragments, garbage

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: a child's captured stdout (or stderr) as the aggregator
  * cuts it into records (mplog__channel_parse on an MPLOG_STREAM_STDOUT
  * channel). Invariants: every record is one line without its '\n' and at

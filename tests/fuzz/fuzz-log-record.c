@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: libmplog's record and fragment bodies (mplog__rec_decode,
  * mplog__frag_decode), what every reader of an encoded record runs first.
  * Invariants: whatever is decoded lies inside the bytes given; a decoded

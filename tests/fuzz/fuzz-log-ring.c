@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: a child's log ring as the aggregator reads it
  * (mplog__channel_ring() on a log channel): the input is the ring's
  * memory, a u64 where the reader starts, then the bytes of the shared

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: mplog(1) reading one line of an aggregated log (a JSON
  * sink's line, or anything else a file or a pool's socket holds):
  * mt_record_parse, then what mplog does with a record: filters, the text

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: mplog(1)'s --since/--until parser (mt_time_parse): an ISO
  * 8601 date or time, "@EPOCH", or a duration ago. Invariants: "@N" is N
  * seconds exactly; a duration is never after now; a time with "Z" falls

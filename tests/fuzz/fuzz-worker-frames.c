@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the worker protocol's decoders (libmpguard/src/proto.c) on
  * a byte stream as the parent reads a worker's socket: frames found with
  * mpg__frame_peek / mpg__frame_resync (garbage skipped as the dispatcher

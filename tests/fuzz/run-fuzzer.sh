@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Run one libFuzzer target as a meson test:
 #   run-fuzzer.sh FUZZER SEED_DIR WORK_DIR [libFuzzer options...]
 # for $MPKIT_FUZZ_TIME seconds (default 20) over WORK_DIR/corpus, a copy of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The text form's promise, for the fuzz targets that make one (the text
  * sink, mplog's human output): whatever the record held, the text without
  * colour is valid UTF-8 with no control character but newlines and tabs,

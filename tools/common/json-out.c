@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON output of the tools (see json-out.h). */
 #include "json-out.h"
 #include "json-int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* JSON output of the tools: json-c values written with mpkit's one JSON
  * string writer (libmplog/src/json.c). json-c keeps the bytes of the
  * strings it parsed as they were, invalid UTF-8 included, and writes them

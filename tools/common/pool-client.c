@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Client side of a pool's control socket (see pool-client.h). */
 #include "pool-client.h"
 #include "registry-int.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Client side of a pool's control socket (see libmpguard/src/control.c):
  * find registered pools, connect, send a request, read JSON replies.
  * Shared by mpattach and mplog. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mpattach: list the pools and supervisors running on this machine under
  * this user, attach gdb to one of their workers or services, dump every
  * one's stack, resume paused ones. Talks to each over its control socket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Record filters; all given ones must match (AND). A failed-task record
  * matches --worker/--pid/--task by the failed worker's ids as well as by
  * its sender's. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* tail [-n N] [-f]: the last N matching records, then, when following,
  * new ones as they are written, like tail -F: across rotation (the file
  * renamed and a new one created: the old one is read to its end first)

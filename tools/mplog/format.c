@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The human form of a record, close to libmplog's text sink:
  *   2026-11-23 10:18:00.123456 INFO  [w3 pid 1234 task 17 stdout] message k=v (file.c:42 func)
  *       #0 0x... backtrace frame

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mplog: read, filter and follow the JSON-lines logs libmplog writes.
  * Option parsing and the two commands; see mplog(1). */
 #include "mplog-tool.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mplog-tool.h — internal interfaces of the mplog command-line tool: a
  * record parsed from one JSON line, filters, outputs (text, JSON lines,
  * statistics) and the line reader that feeds them from any fd. Not

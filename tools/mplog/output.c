@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What happens to each input line: parsed, filtered, then printed as text,
  * passed through as JSON, counted, or kept for tail -n. */
 #include "mplog-tool.h"

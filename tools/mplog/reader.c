@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Any fd as a stream of lines: a file, stdin, a pipe, or a socket that a
  * running pool sends its records on. Lines of any length (the buffer
  * grows); a partial last line is held until its newline comes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* One JSON line of libmplog's JSON sink into a struct mt_record. Tolerant
  * of other producers of the same OpenTelemetry shape: attributes of any
  * type, ids as strings, severity by text or by number. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* --stats: records per level and per worker, errors, and the pool's failed
  * tasks by kind and by signal; as text or as one JSON object. */
 #include "mplog-tool.h"

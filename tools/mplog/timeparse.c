@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* --since/--until arguments: ISO 8601 dates and times (local unless a zone
  * is given), "@EPOCH", or a duration meaning that long before now. */
 #include "mplog-tool.h"
