@@ -1095,7 +1095,7 @@ START_TEST(a_crash_in_a_library_dlopened_by_an_earlier_task_is_symbolized)
 	ck_assert_ptr_nonnull(bt);
 	const char *nl = strchr(bt, '\n');
 	ck_assert_msg(nl && memmem(bt, (size_t)(nl - bt), "crashlib_deref", 14) &&
-		      memmem(bt, (size_t)(nl - bt), "(crashlib.c:8)", 14) &&
+		      memmem(bt, (size_t)(nl - bt), "(crashlib.c:9)", 14) &&
 		      memmem(bt, (size_t)(nl - bt), "[libcrashlib.so]", 16), "%s", bt);
 	mpg_results_free(res);
 	mpg_pool_free(p);

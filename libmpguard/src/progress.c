@@ -173,6 +173,11 @@ void mpg__pool_progress(struct mpg_pool *p, uint64_t *done, uint64_t *total)
 		t += job->n;
 		d += job->n - job->remaining;
 	}
+	/* and the calls handed in that the dispatcher has not taken yet */
+	pthread_mutex_lock(&p->incoming_lock);
+	for (const struct job *job = p->incoming_head; job; job = job->next)
+		t += job->n;
+	pthread_mutex_unlock(&p->incoming_lock);
 	pthread_mutex_unlock(&p->lock);
 	if (done)
 		*done = d;
