@@ -261,6 +261,8 @@ typedef enum mpg_progress_bar {
  * the same aggregator, see mplog_aggregator_set_status()) are written
  * above it, never through it. At the end it is replaced by a one-line
  * summary that stays: tasks, failures by kind, retries, wall time, tasks/s.
+ * On a terminal while TERM is "dumb", plain lines (as off a terminal, in
+ * both modes) without escape sequences; not red while NO_COLOR is set.
  * The environment variable MPKIT_PROGRESS gives every call a bar without
  * recompiling: "1" (or "auto") means MPG_PROGRESS_BAR_AUTO and "tty"
  * MPG_PROGRESS_BAR_TTY for calls whose program chose nothing; "0" turns

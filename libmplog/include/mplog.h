@@ -363,7 +363,8 @@ typedef enum mplog_format {
 
 /** Colour choice for text sinks. Since 0.1. */
 enum {
-	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty */
+	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty, unless NO_COLOR
+	                                  * is set (not empty) or TERM is "dumb" */
 	MPLOG_SINK_COLOR_NEVER = 1u << 0,
 	MPLOG_SINK_COLOR_ALWAYS = 1u << 1,
 };
@@ -691,12 +692,13 @@ enum {
  *      MPLOG_STATUS_MAX bytes), or NULL or "" to erase the status line.
  * @flags: MPLOG_STATUS_KEEP: write @line for good, with a newline (e.g. a
  *      final summary replacing a progress bar); no status line is kept.
- *      On a non-terminal @fd, this writes @line and a newline as one
+ *      On a non-terminal @fd (or while TERM is "dumb": it cannot erase
+ *      a line), this writes @line and a newline as one
  *      plain line (without escape sequences), in order with the records.
  * One status line per aggregator: a call with another @fd erases the
  * previous one first. mplog_aggregator_free() erases it.
  * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), -ENOTTY
- * (@fd is not a terminal and MPLOG_STATUS_KEEP was not given: nothing is
+ * (@fd is not a terminal, or TERM is "dumb", and MPLOG_STATUS_KEEP was not given: nothing is
  * written), -ENOMEM, or the errno of write(2). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const char *line,

@@ -10,6 +10,7 @@
  * record to the caller; syslog sinks (sink-syslog.c) send each record as
  * it comes. */
 #include "aggregator-int.h"
+#include "text-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +58,7 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 	snprintf(s->name, sizeof s->name, "fd %d", fd);
 	if (format == MPLOG_FORMAT_TEXT)
 		s->color = (flags & MPLOG_SINK_COLOR_ALWAYS) ||
-			   (!(flags & MPLOG_SINK_COLOR_NEVER) && isatty(fd));
+			   (!(flags & MPLOG_SINK_COLOR_NEVER) && isatty(fd) && mpk_term_color_ok());
 	*ret = s;
 	return 0;
 }
