@@ -446,18 +446,67 @@ MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsi
 MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplog_sink **ret);
 
 /**
- * mplog_sink_set_syslog_facility - facility of a syslog sink's messages:
+ * mplog_sink_new_journal - a sink sending each record to systemd-journald
+ * in the journal's native protocol (no libsystemd needed): one datagram
+ * per record, fields MESSAGE, PRIORITY (as the syslog sink's severity),
+ * SYSLOG_IDENTIFIER (program_invocation_short_name, see
+ * mplog_sink_set_syslog_app_name()), SYSLOG_FACILITY (only once set with
+ * mplog_sink_set_syslog_facility()), CODE_FILE, CODE_LINE, CODE_FUNC (when
+ * known), MPKIT_WORKER, MPKIT_TASK, MPKIT_PID (when known), MPKIT_STREAM
+ * ("stdout"/"stderr", captured lines), MPKIT_CHANNEL (the channel's name,
+ * when it has one), then one field per key-value: the key in upper case,
+ * other characters than A-Z and 0-9 made '_', at most 64 ("mpg.kind" is
+ * MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that would start with
+ * '_' or a digit, be empty, or be one of the fields above (or another the
+ * journal gives a meaning to, such as ERRNO, MESSAGE_ID, UNIT, OBJECT_*)
+ * gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
+ * backtrace is one field of several lines, a message of several lines one
+ * entry. A record too big for a datagram is passed in a sealed memfd, as
+ * the protocol specifies.
+ * @path: NULL for "/run/systemd/journal/socket", else the journal's
+ *      socket (e.g. "/run/systemd/journal.NAMESPACE/socket").
+ * @flags: 0 (reserved).
+ * The socket is O_CLOEXEC and connected at once (to check that journald
+ * listens); each send names the path again, so a restarted journald is
+ * found. Sends time out after 500 ms; a record that cannot be sent is
+ * dropped and counted (mplog_sink_dropped()), and the next
+ * mplog_aggregator_flush() returns the first error.
+ * Returns 0 and the sink in *ret, -EINVAL (flags, NULL ret, path too long
+ * or empty), -ENOMEM, or the errno of socket()/connect() (-ENOENT: no
+ * journald there, -ECONNREFUSED, -EACCES). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_new_stderr - the sink for a program's stderr, as pools and
+ * supervisors make by default: a journal sink (mplog_sink_new_journal(),
+ * default path) when stderr is the journal, that is when the environment
+ * variable JOURNAL_STREAM ("DEVICE:INODE", set by systemd for a service
+ * whose output goes to the journal) names the file on fd 2; else, or if
+ * the journal's socket cannot be reached, a text sink on fd 2
+ * (mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, @flags)).
+ * @flags: MPLOG_SINK_COLOR_* (for the text sink).
+ * Returns 0 and the sink in *ret, or what mplog_sink_new_fd() returns.
+ * Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_new_stderr(unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_set_syslog_facility - facility of a syslog (or journal) sink's
+ * messages:
  * 0 to 23 (1 user, the default; 16 to 23 local0 to local7, i.e.
- * LOG_LOCAL0 >> 3). Call it before mplog_aggregator_add_sink(). Returns 0,
- * or -EINVAL (not a syslog sink, facility out of range). Since 0.1.
+ * LOG_LOCAL0 >> 3); a journal sink sends it as SYSLOG_FACILITY. Call it
+ * before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not a syslog
+ * or journal sink, facility out of range). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
 
 /**
- * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages
- * (copied; non-printable or non-ASCII characters become '_', at most 48).
- * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
- * a syslog sink, NULL or empty name). Since 0.1.
+ * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages,
+ * SYSLOG_IDENTIFIER of a journal sink's (copied; non-printable or
+ * non-ASCII characters become '_', at most 48). Call it before
+ * mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not a syslog or
+ * journal sink, NULL or empty name). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name);
 

@@ -30,9 +30,10 @@ struct mplog_record {
 };
 
 /* ---- sinks ------------------------------------------------------------ */
-enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG };
+enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG, SINK_JOURNAL };
 
 struct mplog__syslog; /* sink-syslog.c */
+struct mplog__journal; /* sink-journal.c */
 
 /* The status line of an aggregator (mplog_aggregator_set_status()): kept
  * at the bottom of a terminal; fd sinks writing to that terminal erase it
@@ -62,7 +63,7 @@ enum sink_report { REPORT_NONE, REPORT_FAILED, REPORT_RECOVERED, REPORT_GAVE_UP 
 struct mplog_sink {
 	enum sink_kind kind;
 	mplog_format format;
-	int fd;  /* SINK_FD: the caller's number (status line); SINK_SYSLOG: socket */
+	int fd;  /* SINK_FD: the caller's number (status line); SINK_SYSLOG, _JOURNAL: socket */
 	int wfd; /* SINK_FD, SINK_FILE: our own descriptor, written to */
 	char *path; /* SINK_FILE */
 	char name[32]; /* SINK_FD: "fd N" (reports) */
@@ -91,6 +92,7 @@ struct mplog_sink {
 	_Atomic uint64_t dropped; /* every record dropped, mplog_sink_dropped() */
 	int epfd;      /* its aggregator's epoll fd, once added */
 	struct mplog__syslog *sys; /* SINK_SYSLOG: address, identity, counters */
+	struct mplog__journal *jnl; /* SINK_JOURNAL: address, identity */
 	struct mplog__status *status; /* its aggregator's, once added */
 };
 
@@ -150,6 +152,21 @@ void mplog__syslog_token(char *dst, size_t cap, const char *src);
 /* Format r and send it through a syslog sink (sink-syslog.c). */
 void mplog__syslog_put(mplog_sink *s, const mplog_record *r);
 void mplog__syslog_free(mplog_sink *s);
+
+/* The journal's native protocol (format-journal.c): r's fields (MESSAGE,
+ * PRIORITY, SYSLOG_IDENTIFIER ident, SYSLOG_FACILITY unless facility < 0,
+ * CODE_*, MPKIT_WORKER/TASK/PID/STREAM/CHANNEL, then its key-values). */
+void mplog__format_journal(struct mpk_buf *b, const mplog_record *r, int facility,
+			   const char *ident);
+/* A key's journal field name into dst (65 bytes): upper case, other
+ * characters '_', at most 64; "MPKIT_KV_" before a name journald would
+ * refuse or that is a field of the journal's or of the sink's own. */
+void mplog__journal_field_name(char *dst, const char *key);
+/* sink-journal.c */
+void mplog__journal_put(mplog_sink *s, const mplog_record *r);
+void mplog__journal_free(mplog_sink *s);
+void mplog__journal_set_facility(mplog_sink *s, int facility);
+void mplog__journal_set_ident(mplog_sink *s, const char *name);
 
 /* The aggregator whose sink callback runs on this thread, if any. */
 extern _Thread_local const struct mplog_aggregator *mplog__in_callback;

@@ -183,17 +183,24 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 
 MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility)
 {
-	if (!s || s->kind != SINK_SYSLOG || facility < 0 || facility > 23)
+	if (!s || (s->kind != SINK_SYSLOG && s->kind != SINK_JOURNAL) || facility < 0 ||
+	    facility > 23)
 		return -EINVAL;
-	s->sys->facility = facility;
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_set_facility(s, facility);
+	else
+		s->sys->facility = facility;
 	return 0;
 }
 
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
 {
-	if (!s || s->kind != SINK_SYSLOG || !name || !*name)
+	if (!s || (s->kind != SINK_SYSLOG && s->kind != SINK_JOURNAL) || !name || !*name)
 		return -EINVAL;
-	mplog__syslog_token(s->sys->app, sizeof s->sys->app, name);
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_set_ident(s, name);
+	else
+		mplog__syslog_token(s->sys->app, sizeof s->sys->app, name);
 	return 0;
 }
 

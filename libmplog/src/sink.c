@@ -144,6 +144,8 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
 		return;
 	if (s->kind == SINK_SYSLOG)
 		mplog__syslog_free(s);
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_free(s);
 	if (s->watched) /* wfd may share its file with others: leave no watch */
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->wfd, NULL);
 	mpk_fdreg_close(&s->wfd);
@@ -157,7 +159,7 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
  * registry), and must not be closed again. */
 void mplog__sink_forget_fd(mplog_sink *s)
 {
-	if (s->kind == SINK_SYSLOG) {
+	if (s->kind == SINK_SYSLOG || s->kind == SINK_JOURNAL) {
 		mpk_fdreg_del(s->fd);
 		s->fd = -1;
 	}
@@ -283,6 +285,10 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 		mplog__syslog_put(s, r);
 		return;
 	}
+	if (s->kind == SINK_JOURNAL) {
+		mplog__journal_put(s, r);
+		return;
+	}
 	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES)
 		try_write(s);
 	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES) {
@@ -344,7 +350,7 @@ int mplog__write_all(int fd, const void *data, size_t len)
 
 void mplog__sink_flush(mplog_sink *s)
 {
-	if (s->kind == SINK_SYSLOG || s->kind == SINK_CALLBACK)
+	if (s->kind == SINK_SYSLOG || s->kind == SINK_JOURNAL || s->kind == SINK_CALLBACK)
 		return; /* sent one message at a time */
 	if (s->round) { /* draw the status line again below the records */
 		s->round = false;
