@@ -410,28 +410,44 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
 				     mplog_sink **ret);
 
+/** Message forms of mplog_sink_new_syslog() (default: by address). Since 0.1. */
+enum {
+	MPLOG_SYSLOG_RFC3164 = 1u << 0, /* the local form, as glibc's syslog(3) sends */
+	MPLOG_SYSLOG_RFC5424 = 1u << 1,
+};
+
 /**
- * mplog_sink_new_syslog - a sink sending each record as an RFC 5424
- * message:
- *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ * mplog_sink_new_syslog - a sink sending each record as a syslog message,
+ * in the form the receiver parses: on a local socket ("unix:", /dev/log)
+ * the RFC 3164 form glibc's syslog(3) sends there, which rsyslogd's
+ * imuxsock and journald parse,
+ *   <PRI>Mmm dd hh:mm:ss APP-NAME[PID]: MSG [PARAMS]
+ * (the time local, no hostname); over the network ("udp:", "tcp:")
+ * RFC 5424,
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [origin software="mpkit"
+ *   swVersion="VERSION"] MSG [PARAMS]
+ * with TIMESTAMP in UTC with microseconds ("2024-11-23T10:18:00.123456Z")
+ * and the registered SD-ID "origin" (RFC 5424 7.2); once an SD-ID of the
+ * caller's is set (mplog_sink_set_syslog_sd_id()) the parameters are
+ * structured data of that ID instead: "- [NAME@PEN PARAMS] MSG" ("-" when
+ * there are none).
  * PRI is facility * 8 + severity (trace and debug 7, info 6, notice 5,
- * warn 4, error 3, fatal 2); TIMESTAMP the record's, in UTC with
- * microseconds ("2024-11-23T10:18:00.123456Z"); HOSTNAME from
- * gethostname(); APP-NAME program_invocation_short_name (see
- * mplog_sink_set_syslog_app_name()); PROCID the record's pid ("-" when
- * unknown); no MSGID. The structured data element "mpkit@32473" holds
+ * warn 4, error 3, fatal 2); HOSTNAME from gethostname(); APP-NAME
+ * program_invocation_short_name (see mplog_sink_set_syslog_app_name());
+ * PID the record's ("-" or nothing when unknown); no MSGID. PARAMS are
  * worker, task (when known), stream ("stdout"/"stderr", for captured
- * lines) and the record's key-values, names reduced to the SD-NAME
- * charset (other characters become '_', at most 32), values with '"',
- * '\' and ']' escaped and invalid UTF-8 replaced by U+FFFD; "-" when
- * there is none. MSG is the message as is, without a BOM. Messages over
- * 64000 bytes are cut.
+ * lines) and the record's key-values as SD-PARAMs: name="value", names
+ * reduced to the SD-NAME charset (other characters become '_', at most
+ * 32), values with '"', '\' and ']' escaped and invalid UTF-8 replaced by
+ * U+FFFD; " [PARAMS]" is left out when there are none. MSG is the message
+ * as is, without a BOM. Messages over 64000 bytes are cut.
  * @address: NULL or "unix:PATH" (NULL means "unix:/dev/log"): a datagram
  *      socket, or a stream socket with octet-counting framing if PATH is a
  *      stream socket; "udp:HOST:PORT": one datagram per message;
  *      "tcp:HOST:PORT": RFC 6587 octet-counting framing ("LEN MSG").
  *      HOST is a name or an address, IPv6 in brackets ("[::1]").
- * @flags: 0 (reserved).
+ * @flags: 0 (the form by address), or MPLOG_SYSLOG_RFC3164 or
+ *      MPLOG_SYSLOG_RFC5424 for that form whatever the address.
  * The socket is O_CLOEXEC and connected at once. Sends time out after
  * 500 ms; a failed send (collector gone, timeout) reconnects once and
  * resends; if that fails too the message is dropped and counted (see
@@ -490,6 +506,18 @@ MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_
  * Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_new_stderr(unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_set_syslog_sd_id - put a syslog sink's PARAMS in RFC 5424
+ * structured data under @sd_id, an SD-ID of the form NAME@PEN (RFC 5424
+ * 6.3.2: PEN is the IANA private enterprise number of the organisation
+ * that defines NAME; at most 32 characters, NAME printable US-ASCII
+ * without '=', ']', '"', '@' or space, PEN digits and dots), instead of
+ * after the message. RFC 3164 messages keep them after the message.
+ * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
+ * a syslog sink, NULL or malformed @sd_id). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_set_syslog_sd_id(mplog_sink *s, const char *sd_id);
 
 /**
  * mplog_sink_set_syslog_facility - facility of a syslog (or journal) sink's

@@ -137,14 +137,20 @@ void mplog__sink_recovered(mplog_sink *s);
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
 
-/* RFC 5424 (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
+/* Syslog (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
  * 5 notice, 4 warn, 3 error, 2 fatal. */
 int mplog__syslog_severity(mplog_level level);
 /* Append the RFC 5424 message of r, without framing or newline:
- *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [origin ...] MSG [params]
+ * or, with sd_id (valid, see below), ... - [SD-ID params] MSG.
  * hostname and app are tokens made by mplog__syslog_token(). */
 void mplog__format_syslog(struct mpk_buf *b, const mplog_record *r, int facility,
-			  const char *hostname, const char *app);
+			  const char *hostname, const char *app, const char *sd_id);
+/* Append the RFC 3164 message of r as glibc's syslog(3) sends it on the
+ * local socket: <PRI>Mmm dd hh:mm:ss APP[PID]: MSG [params]. */
+void mplog__format_rfc3164(struct mpk_buf *b, const mplog_record *r, int facility, const char *app);
+/* Whether id is an SD-ID of the name@PEN form (at most 32 characters). */
+bool mplog__syslog_sd_id_valid(const char *id);
 /* Copy src into dst (cap bytes, cap >= 2) as an RFC 5424 header token:
  * printable US-ASCII, others replaced by '_', at most cap - 1 bytes, "-"
  * (NILVALUE) when empty or NULL. */

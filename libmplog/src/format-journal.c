@@ -65,7 +65,7 @@ void mplog__journal_field_name(char *dst, const char *key)
 	}
 	name[n] = 0;
 	if (n == 0 || name[0] == '_' || (name[0] >= '0' && name[0] <= '9') || taken(name))
-		snprintf(dst, NAME_MAX_LEN + 1, "MPKIT_KV_%s", name);
+		snprintf(dst, NAME_MAX_LEN + 1, "MPKIT_KV_%.55s", name); /* 64 at most */
 	else
 		memcpy(dst, name, n + 1);
 }

@@ -103,7 +103,13 @@ static void check_formats(const mplog_record *r)
 	FUZZ_CHECK(!b.oom);
 	check_safe_text(b.data, b.len);
 	mpk_buf_free(&b);
-	mplog__format_syslog(&b, r, 1, "host", "app");
+	mplog__format_syslog(&b, r, 1, "host", "app", NULL);
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	mplog__format_syslog(&b, r, 1, "host", "app", "ex@32473");
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	mplog__format_rfc3164(&b, r, 1, "app");
 	FUZZ_CHECK(!b.oom && b.len);
 	mpk_buf_free(&b);
 }
