@@ -486,7 +486,9 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
  * listens); each send names the path again, so a restarted journald is
  * found. Sends time out after 500 ms; a record that cannot be sent is
  * dropped and counted (mplog_sink_dropped()), and the next
- * mplog_aggregator_flush() returns the first error.
+ * mplog_aggregator_flush() returns the first error; when journald is
+ * gone or does not read (a timeout), the records of the next second are
+ * dropped and counted without trying.
  * Returns 0 and the sink in *ret, -EINVAL (flags, NULL ret, path too long
  * or empty), -ENOMEM, or the errno of socket()/connect() (-ENOENT: no
  * journald there, -ECONNREFUSED, -EACCES). Since 0.1.

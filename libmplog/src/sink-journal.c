@@ -4,7 +4,9 @@
  * protocol specifies, in a sealed memfd passed with SCM_RIGHTS and an
  * empty datagram. Sends are addressed each time (a restarted journald is
  * found at its path) and time out like the syslog sink's; a record that
- * cannot go is dropped and counted. Also the default sink's choice:
+ * cannot go is dropped and counted, and so are those of the next second,
+ * without trying (a journald that does not read delays us once a second
+ * at most). Also the default sink's choice:
  * stderr's text, or the journal when stderr is the journal's stream. */
 #include "aggregator-int.h"
 
@@ -17,18 +19,28 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 #define SEND_TIMEOUT_MS 500
 #define SNDBUF_WANTED (8u << 20) /* as libsystemd asks; the kernel may cap it */
+#define RETRY_NS 1000000000ull
 
 struct mplog__journal {
 	struct sockaddr_un addr;
 	socklen_t addrlen;
 	int facility; /* -1: none sent */
 	char ident[49];
+	uint64_t retry_after; /* CLOCK_MONOTONIC ns: drop without trying until then */
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_sink **ret)
 {
@@ -149,13 +161,20 @@ static int send_memfd(mplog_sink *s, const void *data, size_t n)
 
 void mplog__journal_put(mplog_sink *s, const mplog_record *r)
 {
+	struct mplog__journal *j = s->jnl;
+	if (j->retry_after && mono_ns() < j->retry_after) {
+		atomic_fetch_add(&s->dropped, 1);
+		return;
+	}
 	s->out.len = 0;
 	s->out.oom = false;
-	mplog__format_journal(&s->out, r, s->jnl->facility, s->jnl->ident);
+	mplog__format_journal(&s->out, r, j->facility, j->ident);
 	int e = s->out.oom ? -ENOMEM : send_datagram(s, s->out.data, s->out.len, -1);
 	if (e == -EMSGSIZE || e == -ENOBUFS)
 		e = send_memfd(s, s->out.data, s->out.len);
 	s->out.len = 0;
+	/* journald gone or not reading: give it a second. */
+	j->retry_after = e == -EAGAIN || e == -ECONNREFUSED || e == -ENOENT ? mono_ns() + RETRY_NS : 0;
 	if (e < 0) {
 		if (!s->err_seen) /* returned by the next flush */
 			s->err_seen = e;
