@@ -598,6 +598,13 @@ static int journaled_task(mpg_task *t, const void *in, size_t len, void *ud)
 	return mpg_task_set_result(t, &w, sizeof w);
 }
 
+static int greeter(void *ud)
+{
+	(void)ud;
+	const mplog_kv kv[] = {{"greeting", "hello\nagain"}};
+	return mplog_info_kv(kv, 1, "greeter says hi") != 0;
+}
+
 /* stderr connected to journald's stdout stream, as systemd connects a
  * service's: the stream's header, then JOURNAL_STREAM names it. */
 static int journal_stderr(void)
@@ -661,6 +668,13 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	mplog_writer_free(w);
 	free(bkv);
 	mpg_pool_free(p); /* its aggregator drained */
+
+	/* A supervisor's default sink too: its service's record and its own. */
+	mpg_supervisor *sup;
+	ck_assert_int_eq(mpg_supervisor_new(&sup), 0);
+	ck_assert_int_ge(mpg_supervisor_add(sup, "greeter", greeter, NULL, MPG_RESTART_TEMPORARY), 0);
+	ck_assert_int_eq(mpg_supervisor_run(sup), 0);
+	mpg_supervisor_free(sup);
 	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
 	close(saved);
 	unsetenv("JOURNAL_STREAM");
@@ -706,11 +720,24 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	journal_free(e, n);
 	free(v);
 
+	e = journal_read("MPKIT_CHANNEL=greeter", &n);
+	bool hi = false;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(jfield(e[i], "MESSAGE"), "greeter says hi") == 0) {
+			ck_assert(!hi);
+			hi = true;
+			ck_assert_str_eq(jfield(e[i], "GREETING"), "hello\nagain");
+			ck_assert_str_eq(jfield(e[i], "_TRANSPORT"), "journal");
+		}
+	ck_assert_msg(hi, "the service's record is not in the journal (%zu entries)", n);
+	journal_free(e, n);
+
 	/* And no text of the pool's reached the stream that is stderr. */
 	e = journal_read("_TRANSPORT=stdout", &n);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(!strstr(jfield(e[i], "MESSAGE"), "worker 2") &&
-			      !strstr(jfield(e[i], "MESSAGE"), "journaled_task"),
+			      !strstr(jfield(e[i], "MESSAGE"), "journaled_task") &&
+			      !strstr(jfield(e[i], "MESSAGE"), "greeter"),
 			      "text on the stderr stream: %s", jfield(e[i], "MESSAGE"));
 	journal_free(e, n);
 	journald_stop(&j);
