@@ -2,12 +2,18 @@
  * the test receives them (field names, multi-line values, a record too big
  * for a datagram in a sealed memfd), the default sink's choice between
  * stderr's text and the journal (JOURNAL_STREAM), and the real thing: a
- * pool whose stderr is the journal of a systemd-journald this test starts
- * in a mount namespace of its own (its own /run/systemd, /run/log and
- * /var/log/journal), read back with journalctl -o json MPKIT_WORKER=2.
- * Where journald cannot start (no systemd package, no right to make a
- * mount namespace), the other tests run and the program exits 77 saying
- * why. */
+ * pool and a supervisor whose stderr is the journal of a systemd-journald
+ * this test starts in a mount namespace of its own (its own /run/systemd,
+ * /run/log and /var/log/journal), read back with journalctl -o json
+ * MPKIT_WORKER=2. Without the right to make a mount namespace (a container
+ * without CAP_SYS_ADMIN) but as root, journald runs as a journal namespace
+ * instance of its own (/run/systemd/journal.NS, journalctl --namespace=NS,
+ * removed after), and the pool and supervisor log to it through a journal
+ * sink of their aggregator, since the default sink's choice needs the
+ * journal at its usual path. Where journald cannot start at all (no
+ * systemd package, neither), the other tests run and the program exits 77
+ * saying why. MPKIT_TEST_JOURNALD=instance chooses the instance where a
+ * mount namespace would do. */
 #include "mpk-test.h"
 #include <mpguard.h>
 #include <mplog.h>
@@ -416,16 +422,28 @@ static int private_journal_dirs(const char **what)
 	return 0;
 }
 
-/* Why journald cannot run here, or NULL: tried in a child, which leaves
- * this process's mounts alone. */
+/* How journald runs here: in a mount namespace of the test's own (the
+ * journal at its usual paths), or as a journal namespace instance. */
+enum jd_mode { JD_NONE, JD_MOUNT_NS, JD_INSTANCE };
+static enum jd_mode jd_mode;
+
+/* Why journald cannot run here, or NULL (jd_mode says how it can): the
+ * mount namespace is tried in a child, which leaves this process alone. */
 static const char *journald_unavailable(void)
 {
 	static char why[256];
+	jd_mode = JD_NONE;
 	if (!journald_path())
 		return "systemd-journald not found in /usr/lib/systemd or /lib/systemd (apt-get "
 		       "install systemd)";
 	if (!journalctl_path())
 		return "journalctl not found in /usr/bin or /bin (apt-get install systemd)";
+	/* MPKIT_TEST_JOURNALD=instance tries the fallback where both work. */
+	const char *force = getenv("MPKIT_TEST_JOURNALD");
+	if (force && strcmp(force, "instance") == 0 && geteuid() == 0) {
+		jd_mode = JD_INSTANCE;
+		return NULL;
+	}
 	int p[2];
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return "pipe2() failed";
@@ -434,8 +452,7 @@ static const char *journald_unavailable(void)
 		const char *what;
 		int r = private_journal_dirs(&what);
 		if (r < 0)
-			dprintf(p[1], "%s: %s (a mount namespace of its own needs CAP_SYS_ADMIN)",
-				what, strerror(-r));
+			dprintf(p[1], "%s: %s", what, strerror(-r));
 		_exit(r < 0);
 	}
 	close(p[1]);
@@ -443,34 +460,58 @@ static const char *journald_unavailable(void)
 	close(p[0]);
 	int st;
 	waitpid(pid, &st, 0);
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		jd_mode = JD_MOUNT_NS;
 		return NULL;
-	why[k > 0 ? k : 0] = 0;
+	}
+	if (geteuid() == 0) { /* it may write /run and /var/log/journal */
+		jd_mode = JD_INSTANCE;
+		return NULL;
+	}
+	size_t n = k > 0 ? (size_t)k : 0;
+	snprintf(why + n, sizeof why - n, " (a mount namespace of its own needs CAP_SYS_ADMIN) "
+		 "and not root (a journal namespace instance writes /run/systemd)");
 	return why;
 }
 
 struct journald {
 	pid_t pid;
 	int notify;
+	char ns[64];      /* JD_INSTANCE: its namespace; else "" */
+	char socket[160]; /* its native protocol socket */
+	char notify_dir[64];
 };
 
-/* Start journald in this process's private directories and wait for its
- * READY=1 on NOTIFY_SOCKET (it has made every socket by then). */
+/* Start journald (jd_mode) and wait for its READY=1 on NOTIFY_SOCKET (it
+ * has made every socket by then). */
 static void journald_start(struct journald *j)
 {
-	const char *what;
-	int r = private_journal_dirs(&what);
-	ck_assert_msg(r == 0, "%s: %s", what, strerror(-r));
-	const char *np = "/run/systemd/mpkit-test-notify";
+	*j = (struct journald){0};
+	if (jd_mode == JD_MOUNT_NS) {
+		const char *what;
+		int r = private_journal_dirs(&what);
+		ck_assert_msg(r == 0, "%s: %s", what, strerror(-r));
+		snprintf(j->socket, sizeof j->socket, "/run/systemd/journal/socket");
+	} else {
+		snprintf(j->ns, sizeof j->ns, "mpkit-test-%d", (int)getpid());
+		snprintf(j->socket, sizeof j->socket, "/run/systemd/journal.%s/socket", j->ns);
+	}
+	strcpy(j->notify_dir, "/tmp/mplog-journald-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(j->notify_dir));
+	char np[108];
+	snprintf(np, sizeof np, "%s/notify", j->notify_dir);
 	j->notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	snprintf(un.sun_path, sizeof un.sun_path, "%s", np);
 	ck_assert_int_eq(bind(j->notify, (struct sockaddr *)&un, sizeof un), 0);
-	int one = 1;
-	setsockopt(j->notify, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
 	setenv("NOTIFY_SOCKET", np, 1);
-	char *argv[] = {(char *)journald_path(), NULL};
-	ck_assert_int_eq(posix_spawn(&j->pid, argv[0], NULL, NULL, argv, environ), 0);
+	char *argv[] = {(char *)journald_path(), j->ns[0] ? j->ns : NULL, NULL};
+	posix_spawn_file_actions_t fa; /* its chatter ("Received SIGTERM") */
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+	ck_assert_int_eq(posix_spawn(&j->pid, argv[0], &fa, NULL, argv, environ), 0);
+	posix_spawn_file_actions_destroy(&fa);
 	unsetenv("NOTIFY_SOCKET");
 	for (;;) {
 		struct pollfd pf = {.fd = j->notify, .events = POLLIN};
@@ -491,6 +532,23 @@ static void journald_stop(struct journald *j)
 	ck_assert_int_eq(waitpid(j->pid, &st, 0), j->pid);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "journald: status 0x%x", st);
 	close(j->notify);
+	char path[160];
+	snprintf(path, sizeof path, "%s/notify", j->notify_dir);
+	unlink(path);
+	rmdir(j->notify_dir);
+	if (!j->ns[0])
+		return; /* the mount namespace's tmpfs go with the test's process */
+	char mid[64] = "";
+	FILE *f = fopen("/etc/machine-id", "re");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(mid, sizeof mid, f));
+	fclose(f);
+	mid[strcspn(mid, "\n")] = 0;
+	ck_assert_uint_eq(strlen(mid), 32); /* nothing else goes into rm -rf */
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "rm -rf '/run/systemd/journal.%s' '/run/log/journal/%s.%s' "
+		 "'/var/log/journal/%s.%s'", j->ns, mid, j->ns, mid, j->ns);
+	ck_assert_int_eq(system(cmd), 0);
 }
 
 /* Run argv, return its stdout (malloc'ed); its exit status must be 0. */
@@ -527,11 +585,16 @@ static char *run_capture(char *const argv[])
 
 /* The entries journalctl -o json prints for match (one JSON object a
  * line); journald has written all it got before (--sync). */
-static json_object **journal_read(const char *match, size_t *n)
+static json_object **journal_read(const struct journald *j, const char *match, size_t *n)
 {
-	char *sync_argv[] = {(char *)journalctl_path(), "--sync", NULL};
+	char ns[96] = "--namespace=";
+	if (j->ns[0])
+		strcat(ns, j->ns);
+	else
+		strcpy(ns, "--quiet"); /* no namespace: an option that changes nothing */
+	char *sync_argv[] = {(char *)journalctl_path(), ns, "--sync", NULL};
 	free(run_capture(sync_argv));
-	char *argv[] = {(char *)journalctl_path(), "-o", "json", "--all", "--no-pager",
+	char *argv[] = {(char *)journalctl_path(), ns, "-o", "json", "--all", "--no-pager",
 			(char *)match, NULL};
 	char *out = run_capture(argv);
 	json_object **v = NULL;
@@ -629,20 +692,35 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	journald_start(&j);
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(sh, MAP_FAILED);
-	int saved = journal_stderr();
-
-	mplog_sink *probe;
-	ck_assert_int_eq(mplog_sink_new_stderr(0, &probe), 0);
-	ck_assert(is_journal(probe));
-	mplog_sink_free(probe);
+	bool by_default = jd_mode == JD_MOUNT_NS;
+	int saved = -1;
+	mplog_aggregator *agg = NULL; /* JD_INSTANCE: the sink is ours */
+	if (by_default) {
+		saved = journal_stderr();
+		mplog_sink *probe;
+		ck_assert_int_eq(mplog_sink_new_stderr(0, &probe), 0);
+		ck_assert(is_journal(probe));
+		mplog_sink_free(probe);
+	} else {
+		fprintf(stderr, "journald as namespace instance %s (no mount namespace here): "
+			"the default sink's choice is not tried\n", j.ns);
+		mplog_sink *js;
+		ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+		ck_assert_int_eq(mplog_sink_new_journal(j.socket, 0, &js), 0);
+		ck_assert_int_eq(mplog_aggregator_add_sink(agg, js), 0);
+	}
 
 	/* The pool's default sink: no option says "journal". */
 	mpg_options *o;
 	mpg_pool *p;
 	ck_assert_int_eq(mpg_options_new(&o), 0);
 	ck_assert_int_eq(mpg_options_set_workers(o, 3), 0);
+	if (agg)
+		ck_assert_int_eq(mpg_options_set_log(o, agg), 0);
 	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
 	mpg_options_free(o);
+	if (agg)
+		ck_assert_int_eq(mplog_aggregator_start(agg), 0);
 	static int64_t in[30];
 	static int32_t out[30];
 	for (int round = 0; round < 100 && !atomic_load(&sh->on_two); round++) {
@@ -672,18 +750,24 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	/* A supervisor's default sink too: its service's record and its own. */
 	mpg_supervisor *sup;
 	ck_assert_int_eq(mpg_supervisor_new(&sup), 0);
+	if (agg)
+		ck_assert_int_eq(mpg_supervisor_set_log(sup, agg), 0);
 	ck_assert_int_ge(mpg_supervisor_add(sup, "greeter", greeter, NULL, MPG_RESTART_TEMPORARY), 0);
 	ck_assert_int_eq(mpg_supervisor_run(sup), 0);
 	mpg_supervisor_free(sup);
-	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
-	close(saved);
-	unsetenv("JOURNAL_STREAM");
+	if (by_default) {
+		ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+		close(saved);
+		unsetenv("JOURNAL_STREAM");
+	} else {
+		mplog_aggregator_free(agg); /* drained */
+	}
 
 	int task = atomic_load(&sh->task_on_two);
 	char want[64];
 	snprintf(want, sizeof want, "task %d on worker 2", task);
 	size_t n;
-	json_object **e = journal_read("MPKIT_WORKER=2", &n);
+	json_object **e = journal_read(&j, "MPKIT_WORKER=2", &n);
 	ck_assert_msg(n == 1, "%zu entries with MPKIT_WORKER=2", n);
 	ck_assert_str_eq(jfield(e[0], "MESSAGE"), want);
 	ck_assert_str_eq(jfield(e[0], "PRIORITY"), "4");
@@ -701,7 +785,7 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	journal_free(e, n);
 
 	/* The pool's record of the crash: one entry, the backtrace one field. */
-	e = journal_read("MPG_KIND=signaled", &n);
+	e = journal_read(&j, "MPG_KIND=signaled", &n);
 	ck_assert_msg(n == 1, "%zu entries with MPG_KIND=signaled", n);
 	ck_assert_str_eq(jfield(e[0], "MPG_WORKER"), "2");
 	ck_assert_str_eq(jfield(e[0], "PRIORITY"), "3");
@@ -710,7 +794,7 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 		      bt ? bt : "(none)");
 	journal_free(e, n);
 
-	e = journal_read("BIGTEST=1", &n);
+	e = journal_read(&j, "BIGTEST=1", &n);
 	ck_assert_msg(n == 1, "%zu entries with BIGTEST=1", n);
 	ck_assert_str_eq(jfield(e[0], "MESSAGE"), "big");
 	json_object *bigv;
@@ -720,7 +804,7 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	journal_free(e, n);
 	free(v);
 
-	e = journal_read("MPKIT_CHANNEL=greeter", &n);
+	e = journal_read(&j, "MPKIT_CHANNEL=greeter", &n);
 	bool hi = false;
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(jfield(e[i], "MESSAGE"), "greeter says hi") == 0) {
@@ -733,7 +817,7 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 	journal_free(e, n);
 
 	/* And no text of the pool's reached the stream that is stderr. */
-	e = journal_read("_TRANSPORT=stdout", &n);
+	e = journal_read(&j, "_TRANSPORT=stdout", &n);
 	for (size_t i = 0; i < n; i++)
 		ck_assert_msg(!strstr(jfield(e[i], "MESSAGE"), "worker 2") &&
 			      !strstr(jfield(e[i], "MESSAGE"), "journaled_task") &&
