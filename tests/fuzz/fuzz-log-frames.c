@@ -112,6 +112,16 @@ static void check_formats(const mplog_record *r)
 	mplog__format_rfc3164(&b, r, 1, "app");
 	FUZZ_CHECK(!b.oom && b.len);
 	mpk_buf_free(&b);
+	mplog__format_journal(&b, r, -1, "app");
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	for (size_t i = 0; i < r->nkv; i++) { /* every key a name journald takes */
+		char name[65];
+		mplog__journal_field_name(name, r->kv[2 * i]);
+		size_t n = strlen(name);
+		FUZZ_CHECK(n >= 1 && n <= 64 && name[0] != '_' && !(name[0] >= '0' && name[0] <= '9') &&
+			   strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
