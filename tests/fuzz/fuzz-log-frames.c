@@ -2,7 +2,7 @@
  * parses them (mplog__channel_parse on an MPLOG_STREAM_LOG channel):
  * frames checked, long records reassembled from their fragments, garbage
  * skipped to the next magic and reported. Every record that comes out is
- * formatted as each sink would (text, JSON, syslog), the text checked safe
+ * formatted as each sink would (text, JSON, syslog, journal), the text checked safe
  * (text-check.h), and the JSON line read back by mplog(1)'s parser. Invariants: the same bytes in other read
  * sizes give the same records; between reads the channel keeps less than
  * one frame, at EOF nothing; a JSON line is one line that mplog reads back
