@@ -542,7 +542,7 @@ MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
 
 /**
  * mplog_sink_dropped - number of records a sink lost: messages a syslog
- * sink could not send; records an fd or file sink dropped because its
+ * or journal sink could not send; records an fd or file sink dropped because its
  * queue was full (blocked or failing) or gave up at the end; 0 for a
  * callback sink and NULL. May be called from any thread while the sink
  * exists (until its aggregator is freed). Since 0.1.

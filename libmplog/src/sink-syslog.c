@@ -1,11 +1,10 @@
 /* The syslog sink: messages (format-syslog.c) to the local syslog socket
  * in the RFC 3164 form the local daemon parses, or RFC 5424 to a UDP or
- * TCP collector. Datagram sockets carry one
- * message per datagram; stream sockets use RFC 6587 octet counting
- * ("LEN SP MSG"). Sends have a timeout, so a stuck collector delays the
- * aggregator by a bounded time; a failed send reconnects once and resends,
- * else the message is dropped and counted, and reconnection is not tried
- * again for a second. */
+ * TCP collector. Datagram sockets carry one message per datagram; stream
+ * sockets use RFC 6587 octet counting ("LEN SP MSG"). Sends have a
+ * timeout, so a stuck collector delays the aggregator by a bounded time; a
+ * failed send reconnects once and resends, else the message is dropped and
+ * counted, and reconnection is not tried again for a second. */
 #include "aggregator-int.h"
 
 #include <errno.h>
