@@ -1,10 +1,12 @@
-/* libmplog's syslog sink: the RFC 5424 formatter on its own (severities,
- * structured data escaping, names), address errors, unix datagram and
- * stream sockets, a TCP collector that goes away (reconnect, then counted
- * drops), and the real thing: records from a forked child sent over UDP
- * and TCP to an rsyslogd this test starts on loopback, read back from the
- * file rsyslogd writes. Without rsyslogd the other tests run and the
- * program exits 77 saying why. */
+/* libmplog's syslog sink: the RFC 5424 and RFC 3164 formatters on their
+ * own (severities, structured data escaping, names, SD-IDs), address
+ * errors, unix datagram and stream sockets, a TCP collector that goes away
+ * (reconnect, then counted drops), and the real thing: records from a
+ * forked child sent over UDP and TCP to an rsyslogd this test starts on
+ * loopback, and to its imuxsock on a /dev/log of its own, parsed as its
+ * default configuration parses /dev/log, read back from the files rsyslogd
+ * writes. Without rsyslogd the other tests run and the program exits 77
+ * saying why. */
 #include "mplog-test.h"
 #include "aggregator-int.h"
 
