@@ -763,6 +763,25 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 		mplog_aggregator_free(agg); /* drained */
 	}
 
+	/* The syslog sink on journald's /dev/log: the local form, which
+	 * journald parses (RFC 5424 there left its header in MESSAGE). */
+	char devlog[200];
+	snprintf(devlog, sizeof devlog, "unix:%.*s/dev-log",
+		 (int)(strrchr(j.socket, '/') - j.socket), j.socket);
+	mplog_aggregator *sa;
+	mplog_sink *sys;
+	mplog_writer *sw;
+	ck_assert_int_eq(mplog_aggregator_new(&sa), 0);
+	ck_assert_int_eq(mplog_sink_new_syslog(devlog, 0, &sys), 0);
+	ck_assert_int_eq(mplog_sink_set_syslog_app_name(sys, "mpk-syslog"), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(sa, sys), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(sa, &sw), 0);
+	const mplog_kv skv[] = {{"k", "v"}};
+	ck_assert_int_eq(mplog_writer_log(sw, MPLOG_WARN, NULL, 0, NULL, skv, 1, "via syslog"), 0);
+	mplog_writer_free(sw);
+	ck_assert_uint_eq(mplog_sink_dropped(sys), 0);
+	mplog_aggregator_free(sa);
+
 	int task = atomic_load(&sh->task_on_two);
 	char want[64];
 	snprintf(want, sizeof want, "task %d on worker 2", task);
@@ -814,6 +833,16 @@ START_TEST(a_pool_under_journald_sends_fields_journalctl_reads_back)
 			ck_assert_str_eq(jfield(e[i], "_TRANSPORT"), "journal");
 		}
 	ck_assert_msg(hi, "the service's record is not in the journal (%zu entries)", n);
+	journal_free(e, n);
+
+	e = journal_read(&j, "SYSLOG_IDENTIFIER=mpk-syslog", &n);
+	ck_assert_msg(n == 1, "%zu entries with SYSLOG_IDENTIFIER=mpk-syslog", n);
+	ck_assert_str_eq(jfield(e[0], "MESSAGE"), "via syslog [k=\"v\"]");
+	ck_assert_str_eq(jfield(e[0], "PRIORITY"), "4");
+	ck_assert_str_eq(jfield(e[0], "SYSLOG_FACILITY"), "1");
+	ck_assert_str_eq(jfield(e[0], "_TRANSPORT"), "syslog");
+	snprintf(num, sizeof num, "%d", (int)getpid());
+	ck_assert_str_eq(jfield(e[0], "SYSLOG_PID"), num);
 	journal_free(e, n);
 
 	/* And no text of the pool's reached the stream that is stderr. */
