@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
-/* libmplog's syslog sink: the RFC 5424 formatter on its own (severities,
- * structured data escaping, names), address errors, unix datagram and
- * stream sockets, a TCP collector that goes away (reconnect, then counted
- * drops), and the real thing: records from a forked child sent over UDP
- * and TCP to an rsyslogd this test starts on loopback, read back from the
- * file rsyslogd writes. Without rsyslogd the other tests run and the
- * program exits 77 saying why. */
+/* libmplog's syslog sink: the RFC 5424 and RFC 3164 formatters on their
+ * own (severities, structured data escaping, names, SD-IDs), address
+ * errors, unix datagram and stream sockets, a TCP collector that goes away
+ * (reconnect, then counted drops), and the real thing: records from a
+ * forked child sent over UDP and TCP to an rsyslogd this test starts on
+ * loopback, and to its imuxsock on a /dev/log of its own, parsed as its
+ * default configuration parses /dev/log, read back from the files rsyslogd
+ * writes. Without rsyslogd the other tests run and the program exits 77
+ * saying why. */
 #include "mplog-test.h"
 #include "aggregator-int.h"
 
@@ -22,13 +24,30 @@ extern char **environ;
 
 /* ---- the formatter -------------------------------------------------------- */
 
-static char *fmt_rec(const mplog_record *r, int facility)
+/* r as RFC 5424 (with sd_id, or the "origin" SD) or, form 3164, as RFC 3164. */
+static char *fmt_form(const mplog_record *r, int facility, int form, const char *sd_id)
 {
 	struct mpk_buf b = {0};
-	mplog__format_syslog(&b, r, facility, "host", "app");
+	if (form == 3164)
+		mplog__format_rfc3164(&b, r, facility, "app");
+	else
+		mplog__format_syslog(&b, r, facility, "host", "app", sd_id);
 	mpk_buf_put_u8(&b, 0);
 	ck_assert(!b.oom);
 	return (char *)b.data;
+}
+
+static char *fmt_rec(const mplog_record *r, int facility)
+{
+	return fmt_form(r, facility, 5424, "ex@32473");
+}
+
+/* The registered SD-ID "origin" element of RFC 5424 7.2 this mpkit sends. */
+static const char *origin(void)
+{
+	static char o[96];
+	snprintf(o, sizeof o, "[origin software=\"mpkit\" swVersion=\"%s\"]", mplog_version());
+	return o;
 }
 
 START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
@@ -39,7 +58,7 @@ START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
 			  .task = 17, .stream = MPLOG_STREAM_LOG, .msg = "hello [world]",
 			  .msg_len = 13, .nkv = 5, .kv = kv, .channel = "", .file = "", .func = ""};
 	char *s = fmt_rec(&r, 1);
-	ck_assert_str_eq(s, "<14>1 2023-11-14T22:13:20.123456Z host app 42 - [mpkit@32473 worker=\"3\" "
+	ck_assert_str_eq(s, "<14>1 2023-11-14T22:13:20.123456Z host app 42 - [ex@32473 worker=\"3\" "
 			    "task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key_x__=\"v\" _=\"empty name\" "
 			    "a_name_longer_than_thirty_two_ch=\"x\" bytes=\"ok\xef\xbf\xbd\"] hello [world]");
 	free(s);
@@ -60,8 +79,57 @@ START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
 	out.msg_len = 4;
 	s = fmt_rec(&out, 1);
 	ck_assert_str_eq(s, "<12>1 1970-01-01T00:00:00.000000Z host app 7 - "
-			    "[mpkit@32473 worker=\"0\" stream=\"stderr\"] line");
+			    "[ex@32473 worker=\"0\" stream=\"stderr\"] line");
 	free(s);
+
+	/* No SD-ID of the caller's: the registered "origin", the parameters
+	 * after the message. */
+	char want[512];
+	s = fmt_form(&r, 1, 5424, NULL);
+	snprintf(want, sizeof want, "<14>1 2023-11-14T22:13:20.123456Z host app 42 - %s hello [world] "
+		 "[worker=\"3\" task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key_x__=\"v\" "
+		 "_=\"empty name\" a_name_longer_than_thirty_two_ch=\"x\" bytes=\"ok\xef\xbf\xbd\"]",
+		 origin());
+	ck_assert_str_eq(s, want);
+	free(s);
+	s = fmt_form(&bare, 16, 5424, NULL);
+	snprintf(want, sizeof want, "<131>1 1970-01-01T00:00:00.000000Z host app - - %s", origin());
+	ck_assert_str_eq(s, want);
+	free(s);
+
+	/* The local form, as glibc's syslog() sends it: local time, no host. */
+	setenv("TZ", "UTC", 1);
+	tzset();
+	s = fmt_form(&r, 1, 3164, NULL);
+	ck_assert_str_eq(s, "<14>Nov 14 22:13:20 app[42]: hello [world] [worker=\"3\" task=\"17\" "
+			    "user=\"a\\\"b\\]c\\\\d\" bad_key_x__=\"v\" _=\"empty name\" "
+			    "a_name_longer_than_thirty_two_ch=\"x\" bytes=\"ok\xef\xbf\xbd\"]");
+	free(s);
+	s = fmt_form(&bare, 16, 3164, NULL);
+	ck_assert_str_eq(s, "<131>Jan  1 00:00:00 app: ");
+	free(s);
+	s = fmt_form(&out, 1, 3164, NULL);
+	ck_assert_str_eq(s, "<12>Jan  1 00:00:00 app[7]: line [worker=\"0\" stream=\"stderr\"]");
+	free(s);
+}
+END_TEST
+
+START_TEST(sd_ids_are_name_at_enterprise_number)
+{
+	const char *good[] = {"ex@32473", "mpkit@1.2.3", "a@1", "x_y-z@123456789012345678901"};
+	const char *bad[] = {NULL, "", "mpkit", "@32473", "mpkit@", "mp kit@1", "a=b@1", "a]@1",
+			     "a\"@1", "a@b@1", "a@x1", "a@.1", "abcdefghijklmnopqrstuvwxyz@1234567"};
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		ck_assert_msg(mplog__syslog_sd_id_valid(good[i]), "%s", good[i]);
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+		ck_assert_msg(!mplog__syslog_sd_id_valid(bad[i]), "%s", bad[i] ? bad[i] : "NULL");
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_sink_new_syslog("udp:127.0.0.1:514", 0, &s), 0);
+	ck_assert_int_eq(mplog_sink_set_syslog_sd_id(s, "mpkit"), -EINVAL);
+	ck_assert_int_eq(mplog_sink_set_syslog_sd_id(s, NULL), -EINVAL);
+	ck_assert_int_eq(mplog_sink_set_syslog_sd_id(s, "mine@32473"), 0);
+	mplog_sink_free(s);
+	ck_assert_int_eq(mplog_sink_set_syslog_sd_id(NULL, "mine@32473"), -EINVAL);
 }
 END_TEST
 
@@ -161,7 +229,9 @@ START_TEST(addresses_are_parsed_and_connection_errors_returned)
 			     "udp:[::1:514", "unix:", "file:/dev/log"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
 		ck_assert_msg(mplog_sink_new_syslog(bad[i], 0, &s) == -EINVAL, "%s", bad[i]);
-	ck_assert_int_eq(mplog_sink_new_syslog("udp:127.0.0.1:514", 1, &s), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_syslog("udp:127.0.0.1:514", 4, &s), -EINVAL);
+	ck_assert_int_eq(mplog_sink_new_syslog("udp:127.0.0.1:514", MPLOG_SYSLOG_RFC3164 |
+						 MPLOG_SYSLOG_RFC5424, &s), -EINVAL);
 	ck_assert_int_eq(mplog_sink_new_syslog("udp:127.0.0.1:514", 0, NULL), -EINVAL);
 	ck_assert_int_eq(mplog_sink_new_syslog("unix:/nonexistent/log", 0, &s), -ENOENT);
 	int port, l = listen_loopback(SOCK_STREAM, &port);
@@ -206,7 +276,10 @@ START_TEST(unix_datagram_and_stream_sockets_get_one_message_each)
 		mplog_aggregator *a;
 		mplog_sink *s;
 		ck_assert_int_eq(mplog_aggregator_new(&a), 0);
-		ck_assert_int_eq(mplog_sink_new_syslog(addr, 0, &s), 0);
+		/* The datagram socket gets the local form by default; the stream
+		 * socket asks for RFC 5424. */
+		unsigned form = types[t] == SOCK_DGRAM ? 0 : MPLOG_SYSLOG_RFC5424;
+		ck_assert_int_eq(mplog_sink_new_syslog(addr, form, &s), 0);
 		ck_assert_int_eq(mplog_sink_set_syslog_app_name(s, "my app"), 0);
 		ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
 		say(a, MPLOG_NOTICE, "over unix");
@@ -229,11 +302,26 @@ START_TEST(unix_datagram_and_stream_sockets_get_one_message_each)
 			m2 = read_frame(c);
 			close(c);
 		}
-		char want[64];
-		snprintf(want, sizeof want, " my_app %d - - over unix", (int)getpid());
-		ck_assert_msg(strncmp(m1, "<13>1 ", 6) == 0 && strstr(m1, want), "%s", m1);
-		ck_assert_str_eq(after_header(m2), "- second");
-		ck_assert_msg(strncmp(m2, "<15>1 ", 6) == 0, "%s", m2);
+		char want[128];
+		if (form) {
+			snprintf(want, sizeof want, " my_app %d - %s over unix", (int)getpid(), origin());
+			ck_assert_msg(strncmp(m1, "<13>1 ", 6) == 0 && strstr(m1, want), "%s", m1);
+			snprintf(want, sizeof want, "%s second", origin());
+			ck_assert_str_eq(after_header(m2), want);
+			ck_assert_msg(strncmp(m2, "<15>1 ", 6) == 0, "%s", m2);
+		} else {
+			/* "<PRI>Mmm dd hh:mm:ss TAG[PID]: MSG", as glibc's syslog() */
+			char mon[4], tag[32];
+			int day, hh, mm, ss, pid, off = 0;
+			ck_assert_msg(sscanf(m1, "<13>%3s %2d %2d:%2d:%2d %31[^[][%d]: %n", mon, &day,
+					     &hh, &mm, &ss, tag, &pid, &off) == 7 && off > 0, "%s", m1);
+			ck_assert_str_eq(tag, "my_app");
+			ck_assert_int_eq(pid, getpid());
+			ck_assert_str_eq(m1 + off, "over unix");
+			ck_assert_int_eq(m1[19], ' ');
+			snprintf(want, sizeof want, "my_app[%d]: second", (int)getpid());
+			ck_assert_msg(strncmp(m2, "<15>", 4) == 0 && strcmp(m2 + 20, want) == 0, "%s", m2);
+		}
 		free(m1);
 		free(m2);
 		ck_assert_uint_eq(mplog_sink_dropped(s), 0);
@@ -259,7 +347,9 @@ START_TEST(tcp_sink_reconnects_once_then_counts_drops_without_blocking)
 	ck_assert_int_ge(c, 0);
 	say(a, MPLOG_INFO, "first");
 	char *m = read_frame(c);
-	ck_assert_str_eq(after_header(m), "- first");
+	char want[128];
+	snprintf(want, sizeof want, "%s first", origin());
+	ck_assert_str_eq(after_header(m), want);
 	free(m);
 
 	/* The collector drops the connection: the sink sees it and reconnects. */
@@ -268,7 +358,8 @@ START_TEST(tcp_sink_reconnects_once_then_counts_drops_without_blocking)
 	c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	ck_assert_int_ge(c, 0);
 	m = read_frame(c);
-	ck_assert_str_eq(after_header(m), "- after reconnect");
+	snprintf(want, sizeof want, "%s after reconnect", origin());
+	ck_assert_str_eq(after_header(m), want);
 	free(m);
 	ck_assert_uint_eq(mplog_sink_dropped(s), 0);
 
@@ -307,6 +398,7 @@ static const char *find_rsyslogd(void)
 struct rsyslog {
 	char dir[64];
 	char conf[128], pidfile[128], out[128], log[128];
+	char sock[128], local[128], fields[128]; /* a /dev/log of its own */
 	int udp_port, tcp_port;
 	pid_t pid;
 };
@@ -326,6 +418,9 @@ static void rsyslog_start(struct rsyslog *rs)
 	snprintf(rs->pidfile, sizeof rs->pidfile, "%s/rsyslogd.pid", rs->dir);
 	snprintf(rs->out, sizeof rs->out, "%s/messages", rs->dir);
 	snprintf(rs->log, sizeof rs->log, "%s/rsyslogd.log", rs->dir);
+	snprintf(rs->sock, sizeof rs->sock, "%s/log", rs->dir);
+	snprintf(rs->local, sizeof rs->local, "%s/syslog", rs->dir);
+	snprintf(rs->fields, sizeof rs->fields, "%s/fields", rs->dir);
 	rs->udp_port = free_port(SOCK_DGRAM);
 	rs->tcp_port = free_port(SOCK_STREAM);
 	FILE *f = fopen(rs->conf, "we");
@@ -337,8 +432,19 @@ static void rsyslog_start(struct rsyslog *rs)
 		"input(type=\"imudp\" address=\"127.0.0.1\" port=\"%d\")\n"
 		"input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\")\n"
 		"template(name=\"raw\" type=\"string\" string=\"%%rawmsg%%\\n\")\n"
-		"action(type=\"omfile\" file=\"%s\" template=\"raw\")\n",
-		rs->dir, rs->udp_port, rs->tcp_port, rs->out);
+		"action(type=\"omfile\" file=\"%s\" template=\"raw\")\n"
+		/* A /dev/log of its own, read by imuxsock as the default
+		 * configuration does (its default parsing; the machine's socket
+		 * left alone), written as /var/log/syslog is, and field by field. */
+		"module(load=\"imuxsock\" SysSock.Use=\"off\")\n"
+		"input(type=\"imuxsock\" Socket=\"%s\" ruleset=\"local\")\n"
+		"template(name=\"fields\" type=\"string\" string=\"%%syslogfacility%%|"
+		"%%syslogseverity%%|%%programname%%|%%procid%%|%%msg%%\\n\")\n"
+		"ruleset(name=\"local\") {\n"
+		"  action(type=\"omfile\" file=\"%s\" template=\"RSYSLOG_TraditionalFileFormat\")\n"
+		"  action(type=\"omfile\" file=\"%s\" template=\"fields\")\n"
+		"}\n",
+		rs->dir, rs->udp_port, rs->tcp_port, rs->out, rs->sock, rs->local, rs->fields);
 	ck_assert_int_eq(fclose(f), 0);
 
 	posix_spawn_file_actions_t fa;
@@ -365,6 +471,8 @@ static void rsyslog_start(struct rsyslog *rs)
 		}
 	}
 	ck_assert_msg(ready, "rsyslogd did not listen on 127.0.0.1:%d within 10 s", rs->tcp_port);
+	struct stat st; /* imuxsock made it in the same activation step */
+	ck_assert_msg(stat(rs->sock, &st) == 0 && S_ISSOCK(st.st_mode), "no socket %s", rs->sock);
 }
 
 static size_t count_lines(const char *path)
@@ -452,6 +560,7 @@ START_TEST(rsyslogd_receives_exact_rfc5424_messages_over_udp_and_tcp)
 	ck_assert_int_eq(mplog_sink_new_syslog(addr, 0, &tcp), 0);
 	ck_assert_int_eq(mplog_sink_set_syslog_app_name(tcp, "mpk-tcp"), 0);
 	ck_assert_int_eq(mplog_sink_set_syslog_facility(tcp, 16), 0); /* local0 */
+	ck_assert_int_eq(mplog_sink_set_syslog_sd_id(tcp, "ex@32473"), 0);
 	ck_assert_int_eq(mplog_aggregator_add_sink(a, udp), 0);
 	ck_assert_int_eq(mplog_aggregator_add_sink(a, tcp), 0);
 	pid_t pid = spawn_child(a, "w3", 3, MPLOG_CAPTURE_STDOUT, child_logs, 0);
@@ -464,16 +573,18 @@ START_TEST(rsyslogd_receives_exact_rfc5424_messages_over_udp_and_tcp)
 	wait_lines(rs.dir, rs.out, 2 * RS_LINES);
 	rsyslog_stop(&rs);
 
+	/* TCP: the parameters in structured data of the caller's SD-ID; UDP:
+	 * the registered "origin", the parameters after the message. */
 	static const struct {
 		int sev;
-		const char *rest;
+		const char *sd, *msg;
 	} want[RS_LINES] = {
-		{6, "[mpkit@32473 worker=\"3\" task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key=\"v\"] hello world"},
-		{4, "[mpkit@32473 worker=\"3\" task=\"17\"] careful"},
-		{3, "[mpkit@32473 worker=\"3\" task=\"17\"] broken"},
-		{2, "[mpkit@32473 worker=\"3\" task=\"17\"] dead"},
-		{7, "[mpkit@32473 worker=\"3\" task=\"17\"] detail"},
-		{6, "[mpkit@32473 worker=\"3\" stream=\"stdout\"] to stdout"},
+		{6, "worker=\"3\" task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key=\"v\"", "hello world"},
+		{4, "worker=\"3\" task=\"17\"", "careful"},
+		{3, "worker=\"3\" task=\"17\"", "broken"},
+		{2, "worker=\"3\" task=\"17\"", "dead"},
+		{7, "worker=\"3\" task=\"17\"", "detail"},
+		{6, "worker=\"3\" stream=\"stdout\"", "to stdout"},
 	};
 	char host[256] = "", hosttok[256];
 	gethostname(host, sizeof host - 1);
@@ -499,11 +610,81 @@ START_TEST(rsyslogd_receives_exact_rfc5424_messages_over_udp_and_tcp)
 		size_t i = is_udp ? nudp++ : ntcp++;
 		ck_assert_uint_lt(i, RS_LINES);
 		ck_assert_int_eq(pri, (is_udp ? 1 : 16) * 8 + want[i].sev);
-		ck_assert_str_eq(line + off, want[i].rest);
+		char rest[512];
+		if (is_udp)
+			snprintf(rest, sizeof rest, "%s %s [%s]", origin(), want[i].msg, want[i].sd);
+		else
+			snprintf(rest, sizeof rest, "[ex@32473 %s] %s", want[i].sd, want[i].msg);
+		ck_assert_str_eq(line + off, rest);
 	}
 	fclose(f);
 	ck_assert_uint_eq(nudp, RS_LINES);
 	ck_assert_uint_eq(ntcp, RS_LINES);
+	rsyslog_clean(&rs);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* The default address's form: what rsyslogd's default configuration
+ * parses on /dev/log (imuxsock): the program, its pid, the severity and
+ * the message, nothing of the header left in the message. */
+START_TEST(rsyslogd_parses_the_local_form_on_a_dev_log_socket)
+{
+	struct rsyslog rs;
+	rsyslog_start(&rs);
+	mplog_aggregator *a;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	char addr[160];
+	mplog_sink *local;
+	snprintf(addr, sizeof addr, "unix:%s", rs.sock);
+	ck_assert_int_eq(mplog_sink_new_syslog(addr, 0, &local), 0);
+	ck_assert_int_eq(mplog_sink_set_syslog_app_name(local, "mpk-local"), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, local), 0);
+	pid_t pid = spawn_child(a, "w3", 3, MPLOG_CAPTURE_STDOUT, child_logs, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	ck_assert_uint_eq(mplog_sink_dropped(local), 0);
+	mplog_aggregator_free(a);
+	wait_lines(rs.dir, rs.fields, RS_LINES);
+	wait_lines(rs.dir, rs.local, RS_LINES);
+	rsyslog_stop(&rs);
+
+	static const struct {
+		int sev;
+		const char *msg;
+	} want[RS_LINES] = {
+		{6, "hello world [worker=\"3\" task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key=\"v\"]"},
+		{4, "careful [worker=\"3\" task=\"17\"]"},
+		{3, "broken [worker=\"3\" task=\"17\"]"},
+		{2, "dead [worker=\"3\" task=\"17\"]"},
+		{7, "detail [worker=\"3\" task=\"17\"]"},
+		{6, "to stdout [worker=\"3\" stream=\"stdout\"]"},
+	};
+	FILE *f = fopen(rs.fields, "re");
+	ck_assert_ptr_nonnull(f);
+	char line[1024], want_line[1024];
+	for (size_t i = 0; i < RS_LINES; i++) {
+		ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+		line[strcspn(line, "\n")] = 0;
+		snprintf(want_line, sizeof want_line, "1|%d|mpk-local|%d| %s", want[i].sev, (int)pid,
+			 want[i].msg);
+		ck_assert_str_eq(line, want_line);
+	}
+	fclose(f);
+	/* As /var/log/syslog shows it: "TIME HOST mpk-local[PID]: MSG". */
+	f = fopen(rs.local, "re");
+	ck_assert_ptr_nonnull(f);
+	for (size_t i = 0; i < RS_LINES; i++) {
+		ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+		line[strcspn(line, "\n")] = 0;
+		snprintf(want_line, sizeof want_line, " mpk-local[%d]: %s", (int)pid, want[i].msg);
+		size_t n = strlen(line), w = strlen(want_line);
+		ck_assert_msg(n > w && strcmp(line + n - w, want_line) == 0, "%s", line);
+	}
+	fclose(f);
+	unlink(rs.sock);
+	unlink(rs.local);
+	unlink(rs.fields);
 	rsyslog_clean(&rs);
 	mpk_assert_no_children();
 }
@@ -515,11 +696,14 @@ static Suite *syslog_suite(void)
 	TCase *tc = tcase_create("syslog");
 	tcase_add_test(tc, formatter_writes_rfc5424_with_escaped_structured_data);
 	tcase_add_test(tc, levels_map_to_syslog_severities_and_tokens_are_printable);
+	tcase_add_test(tc, sd_ids_are_name_at_enterprise_number);
 	tcase_add_test(tc, addresses_are_parsed_and_connection_errors_returned);
 	tcase_add_test(tc, unix_datagram_and_stream_sockets_get_one_message_each);
 	tcase_add_test(tc, tcp_sink_reconnects_once_then_counts_drops_without_blocking);
 	if (find_rsyslogd())
 		tcase_add_test(tc, rsyslogd_receives_exact_rfc5424_messages_over_udp_and_tcp);
+	if (find_rsyslogd())
+		tcase_add_test(tc, rsyslogd_parses_the_local_form_on_a_dev_log_socket);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -479,6 +479,80 @@ START_TEST(bar_on_a_pty_keeps_log_lines_whole_and_ends_with_the_summary)
 }
 END_TEST
 
+/* A map of 500 chatty tasks (one fails) with the bar, on a pty, under the
+ * environment variable name=value; what the terminal got. */
+static char *map_on_a_pty_with(const char *name, const char *value, size_t *len)
+{
+	int master, slave;
+	struct winsize ws = {.ws_row = 30, .ws_col = 100};
+	ck_assert_int_eq(openpty(&master, &slave, NULL, NULL, &ws), 0);
+	struct termios tio;
+	ck_assert_int_eq(tcgetattr(slave, &tio), 0);
+	cfmakeraw(&tio);
+	ck_assert_int_eq(tcsetattr(slave, TCSANOW, &tio), 0);
+	fcntl(master, F_SETFD, FD_CLOEXEC);
+	fcntl(slave, F_SETFD, FD_CLOEXEC);
+	struct drain d = {.fd = master};
+	pthread_t th;
+	ck_assert_int_eq(pthread_create(&th, NULL, drain_main, &d), 0);
+	int saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(slave, STDERR_FILENO), STDERR_FILENO);
+	setenv(name, value, 1);
+	mpg_pool *p = new_pool(2, true); /* its default sink: text to this tty */
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_progress_bar(o, MPG_PROGRESS_BAR_AUTO), 0);
+	ck_assert_int_eq(mpg_options_set_progress(o, NULL, NULL, 1), 0);
+	static int64_t in[500];
+	static mpg_buf bufs[500];
+	for (size_t i = 0; i < 500; i++)
+		bufs[i] = (mpg_buf){&in[i], sizeof in[i]};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, chatty, bufs, 500, o, &res), 0);
+	ck_assert_uint_eq(mpg_results_failed(res), 1);
+	mpg_results_free(res);
+	mpg_options_free(o);
+	mpg_pool_free(p);
+	unsetenv(name);
+	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	close(slave);
+	pthread_join(th, NULL);
+	close(master);
+	*len = d.len;
+	return d.buf;
+}
+
+/* The tools' rule, in the library too: NO_COLOR takes the colours off the
+ * log and the bar (which still redraws in place); TERM=dumb takes every
+ * escape sequence off, and the bar becomes plain lines. */
+START_TEST(no_color_and_dumb_terminals_get_no_colour)
+{
+	size_t n;
+	setenv("TERM", "xterm", 1); /* whatever the test's environment says */
+	unsetenv("NO_COLOR");
+	char *t = map_on_a_pty_with("NO_COLOR", "1", &n);
+	ck_assert_msg(strstr(t, "1 failed (1 raised)") && strstr(t, " ERROR "), "no summary");
+	ck_assert_msg(strstr(t, "\r\033[K"), "the bar was not drawn in place");
+	for (const char *q = t; (q = strchr(q, '\033')); q++)
+		ck_assert_msg(strncmp(q, "\033[K", 3) == 0, "a colour under NO_COLOR at byte %td",
+			      q - t);
+	free(t);
+
+	t = map_on_a_pty_with("TERM", "dumb", &n);
+	ck_assert_msg(strstr(t, " ERROR ") && strstr(t, "1 failed (1 raised)\n"), "no summary");
+	ck_assert_msg(!memchr(t, '\033', n), "an escape sequence on a dumb terminal");
+	ck_assert_msg(!memchr(t, '\r', n), "a carriage return on a dumb terminal");
+	free(t);
+
+	/* And the rule's other side: a coloured log and bar otherwise. */
+	t = map_on_a_pty_with("TERM", "xterm", &n);
+	ck_assert_msg(strstr(t, "\033[31m"), "no colour on a terminal");
+	free(t);
+}
+END_TEST
+
 /* ---- non-tty ----------------------------------------------------------------- */
 
 /* Run a small map with stderr on a file; return what stderr got. */
@@ -645,6 +719,7 @@ static Suite *progress_suite(void)
 	tcase_add_test(tc, a_million_tasks_make_few_reports);
 	tcase_add_test(tc, pool_progress_sums_the_running_calls);
 	tcase_add_test(tc, bar_on_a_pty_keeps_log_lines_whole_and_ends_with_the_summary);
+	tcase_add_test(tc, no_color_and_dumb_terminals_get_no_colour);
 	tcase_add_test(tc, no_output_on_a_non_tty_when_disabled);
 	tcase_add_test(tc, non_tty_gets_a_plain_summary_when_asked);
 	tcase_add_test(tc, status_line_is_erased_and_redrawn_around_records);

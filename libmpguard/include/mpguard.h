@@ -153,7 +153,9 @@ MPG_EXPORT int mpg_options_set_timeout(mpg_options *opts, unsigned ms);
 MPG_EXPORT int mpg_options_set_close_fds(mpg_options *opts, int close_fds);
 
 /** Where the workers' logs go. By default (never called) the pool makes its
- *  own aggregator, writing text to stderr (coloured on a tty), run on its
+ *  own aggregator, writing text to stderr (coloured on a tty; the
+ *  journal's fields when stderr is the journal, mplog_sink_new_stderr()),
+ *  run on its
  *  own thread and drained at mpg_pool_free(); get it with mpg_pool_log() to
  *  add sinks. @log: an aggregator of yours instead (you run it with
  *  mplog_aggregator_start() or dispatch(), and free it after the pool), or
@@ -262,6 +264,8 @@ typedef enum mpg_progress_bar {
  * the same aggregator, see mplog_aggregator_set_status()) are written
  * above it, never through it. At the end it is replaced by a one-line
  * summary that stays: tasks, failures by kind, retries, wall time, tasks/s.
+ * On a terminal while TERM is "dumb", plain lines (as off a terminal, in
+ * both modes) without escape sequences; not red while NO_COLOR is set.
  * The environment variable MPKIT_PROGRESS gives every call a bar without
  * recompiling: "1" (or "auto") means MPG_PROGRESS_BAR_AUTO and "tty"
  * MPG_PROGRESS_BAR_TTY for calls whose program chose nothing; "0" turns
@@ -588,7 +592,8 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *sup, mpg_error_
  * supervisor's own (each failure as an ERROR record with mpg.kind,
  * mpg.service, mpg.pid, mpg.code, mpg.signal and mpg.backtrace; each
  * restart; giving up) go. Default: an aggregator of the supervisor's own,
- * text on stderr, run on a thread of its own during mpg_supervisor_run().
+ * text on stderr (or the journal, see mplog_sink_new_stderr()), run on a
+ * thread of its own during mpg_supervisor_run().
  * @log: the caller's aggregator instead (it must outlive the supervisor's
  * runs and be dispatched by another thread, e.g. mplog_aggregator_start()),
  * or NULL for no log (mplog_* calls in services then return -ENOTCONN).

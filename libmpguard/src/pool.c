@@ -78,7 +78,8 @@ void mpg__pool_unref(struct mpg_pool *p)
 		pool_release(p);
 }
 
-/* The default: an aggregator of the pool's own, text to stderr, if
+/* The default: an aggregator of the pool's own, text to stderr (the
+ * journal's fields when stderr is the journal), if
  * stderr was open when mpg_pool_new() began (else one of the pool's own
  * fds may hold number 2 now, and no text must go there). */
 static int setup_log(struct mpg_pool *p, bool have_stderr)
@@ -93,8 +94,7 @@ static int setup_log(struct mpg_pool *p, bool have_stderr)
 		return r;
 	p->own_log = true;
 	if (have_stderr) {
-		r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
-				      &sink);
+		r = mplog_sink_new_stderr(MPLOG_SINK_COLOR_AUTO, &sink); /* or the journal */
 		if (r < 0)
 			return r;
 		r = mplog_aggregator_add_sink(p->log, sink);

@@ -5,6 +5,7 @@
  * to the progress callback and drawn as a bar on stderr — through the
  * pool's aggregator when it has one, so log records go above the bar. */
 #include "pool-int.h"
+#include "text-int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ static enum bar_out bar_out(mpg_progress_bar mode)
 	if (mode == MPG_PROGRESS_BAR_OFF)
 		return BAR_NONE;
 	if (isatty(STDERR_FILENO))
-		return BAR_TTY;
+		return mpk_term_smart() ? BAR_TTY : BAR_PLAIN; /* dumb: no erasing */
 	return mode == MPG_PROGRESS_BAR_AUTO ? BAR_PLAIN : BAR_NONE;
 }
 
@@ -234,7 +235,8 @@ static unsigned term_width(void)
 
 /* One bar line fitted to width columns (ASCII but for colour codes):
  *   map  45% [=========>          ] 450000/1000000  123.4k/s  ETA 0:05  3 failed */
-static void bar_line(char *out, size_t cap, const struct mpg__progress_note *n, unsigned width)
+static void bar_line(char *out, size_t cap, const struct mpg__progress_note *n, unsigned width,
+		     bool color)
 {
 	const mpg_progress *s = &n->snap;
 	double frac = s->total ? (double)s->done / (double)s->total : 0;
@@ -242,7 +244,8 @@ static void bar_line(char *out, size_t cap, const struct mpg__progress_note *n, 
 	fmt_count(rate, sizeof rate, s->rate);
 	fmt_duration(eta, sizeof eta, s->eta_s);
 	if (s->failed)
-		snprintf(fail, sizeof fail, "  " RED "%zu failed" RESET, s->failed);
+		snprintf(fail, sizeof fail, "  %s%zu failed%s", color ? RED : "", s->failed,
+			 color ? RESET : "");
 	char tail[160];
 	int tl = snprintf(tail, sizeof tail, " %zu/%zu  %s/s  ETA %s", s->done, s->total, rate, eta);
 	int head = snprintf(NULL, 0, "%s %3d%% ", call_name(n->kind), (int)(frac * 100));
@@ -348,7 +351,7 @@ void mpg__progress_deliver(struct mpg_pool *p, const struct mpg__progress_note *
 		/* Every record of the call's tasks goes above the summary. */
 		if (p->log)
 			(void)mplog_aggregator_flush(p->log);
-		summary_line(line, sizeof line, n, tty);
+		summary_line(line, sizeof line, n, tty && mpk_term_color_ok());
 		status_write(p, line, true, tty);
 		if (p->bar_owner == n->key)
 			p->bar_owner = NULL;
@@ -362,7 +365,7 @@ void mpg__progress_deliver(struct mpg_pool *p, const struct mpg__progress_note *
 	if (p->bar_owner && p->bar_owner != n->key)
 		return; /* another call's bar is up: one at a time */
 	p->bar_owner = n->key;
-	bar_line(line, sizeof line, n, term_width());
+	bar_line(line, sizeof line, n, term_width(), mpk_term_color_ok());
 	status_write(p, line, false, true);
 }
 

@@ -194,8 +194,9 @@ MPG_EXPORT int mpg_supervisor_set_error_callback(mpg_supervisor *s, mpg_error_fn
 	return 0;
 }
 
-/* The default log: an aggregator of our own, text to stderr, if fd 2 is
- * not one of ours (have_stderr). */
+/* The default log: an aggregator of our own, text to stderr (or the
+ * journal, mplog_sink_new_stderr()), if fd 2 is not one of ours
+ * (have_stderr). */
 static int own_log_new(mpg_supervisor *s)
 {
 	mplog_aggregator *a;
@@ -204,8 +205,7 @@ static int own_log_new(mpg_supervisor *s)
 	if (r < 0)
 		return r;
 	if (s->have_stderr &&
-	    ((r = mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, MPLOG_SINK_COLOR_AUTO,
-				    &sink)) < 0 ||
+	    ((r = mplog_sink_new_stderr(MPLOG_SINK_COLOR_AUTO, &sink)) < 0 ||
 	     (r = mplog_aggregator_add_sink(a, sink)) < 0)) {
 		mplog_aggregator_free(a);
 		return r;

@@ -378,7 +378,8 @@ typedef enum mplog_format {
 
 /** Colour choice for text sinks. Since 0.1. */
 enum {
-	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty */
+	MPLOG_SINK_COLOR_AUTO = 0,       /* colour when the fd is a tty, unless NO_COLOR
+	                                  * is set (not empty) or TERM is "dumb" */
 	MPLOG_SINK_COLOR_NEVER = 1u << 0,
 	MPLOG_SINK_COLOR_ALWAYS = 1u << 1,
 };
@@ -424,28 +425,44 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsigned flags,
 				     mplog_sink **ret);
 
+/** Message forms of mplog_sink_new_syslog() (default: by address). Since 0.1. */
+enum {
+	MPLOG_SYSLOG_RFC3164 = 1u << 0, /* the local form, as glibc's syslog(3) sends */
+	MPLOG_SYSLOG_RFC5424 = 1u << 1,
+};
+
 /**
- * mplog_sink_new_syslog - a sink sending each record as an RFC 5424
- * message:
- *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ * mplog_sink_new_syslog - a sink sending each record as a syslog message,
+ * in the form the receiver parses: on a local socket ("unix:", /dev/log)
+ * the RFC 3164 form glibc's syslog(3) sends there, which rsyslogd's
+ * imuxsock and journald parse,
+ *   <PRI>Mmm dd hh:mm:ss APP-NAME[PID]: MSG [PARAMS]
+ * (the time local, no hostname); over the network ("udp:", "tcp:")
+ * RFC 5424,
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [origin software="mpkit"
+ *   swVersion="VERSION"] MSG [PARAMS]
+ * with TIMESTAMP in UTC with microseconds ("2024-11-23T10:18:00.123456Z")
+ * and the registered SD-ID "origin" (RFC 5424 7.2); once an SD-ID of the
+ * caller's is set (mplog_sink_set_syslog_sd_id()) the parameters are
+ * structured data of that ID instead: "- [NAME@PEN PARAMS] MSG" ("-" when
+ * there are none).
  * PRI is facility * 8 + severity (trace and debug 7, info 6, notice 5,
- * warn 4, error 3, fatal 2); TIMESTAMP the record's, in UTC with
- * microseconds ("2024-11-23T10:18:00.123456Z"); HOSTNAME from
- * gethostname(); APP-NAME program_invocation_short_name (see
- * mplog_sink_set_syslog_app_name()); PROCID the record's pid ("-" when
- * unknown); no MSGID. The structured data element "mpkit@32473" holds
+ * warn 4, error 3, fatal 2); HOSTNAME from gethostname(); APP-NAME
+ * program_invocation_short_name (see mplog_sink_set_syslog_app_name());
+ * PID the record's ("-" or nothing when unknown); no MSGID. PARAMS are
  * worker, task (when known), stream ("stdout"/"stderr", for captured
- * lines) and the record's key-values, names reduced to the SD-NAME
- * charset (other characters become '_', at most 32), values with '"',
- * '\' and ']' escaped and invalid UTF-8 replaced by U+FFFD; "-" when
- * there is none. MSG is the message as is, without a BOM. Messages over
- * 64000 bytes are cut.
+ * lines) and the record's key-values as SD-PARAMs: name="value", names
+ * reduced to the SD-NAME charset (other characters become '_', at most
+ * 32), values with '"', '\' and ']' escaped and invalid UTF-8 replaced by
+ * U+FFFD; " [PARAMS]" is left out when there are none. MSG is the message
+ * as is, without a BOM. Messages over 64000 bytes are cut.
  * @address: NULL or "unix:PATH" (NULL means "unix:/dev/log"): a datagram
  *      socket, or a stream socket with octet-counting framing if PATH is a
  *      stream socket; "udp:HOST:PORT": one datagram per message;
  *      "tcp:HOST:PORT": RFC 6587 octet-counting framing ("LEN MSG").
  *      HOST is a name or an address, IPv6 in brackets ("[::1]").
- * @flags: 0 (reserved).
+ * @flags: 0 (the form by address), or MPLOG_SYSLOG_RFC3164 or
+ *      MPLOG_SYSLOG_RFC5424 for that form whatever the address.
  * The socket is O_CLOEXEC and connected at once. Sends time out after
  * 500 ms; a failed send (collector gone, timeout) reconnects once and
  * resends; if that fails too the message is dropped and counted (see
@@ -460,24 +477,87 @@ MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsi
 MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplog_sink **ret);
 
 /**
- * mplog_sink_set_syslog_facility - facility of a syslog sink's messages:
+ * mplog_sink_new_journal - a sink sending each record to systemd-journald
+ * in the journal's native protocol (no libsystemd needed): one datagram
+ * per record, fields MESSAGE, PRIORITY (as the syslog sink's severity),
+ * SYSLOG_IDENTIFIER (program_invocation_short_name, see
+ * mplog_sink_set_syslog_app_name()), SYSLOG_FACILITY (only once set with
+ * mplog_sink_set_syslog_facility()), CODE_FILE, CODE_LINE, CODE_FUNC (when
+ * known), MPKIT_WORKER, MPKIT_TASK, MPKIT_PID (when known), MPKIT_STREAM
+ * ("stdout"/"stderr", captured lines), MPKIT_CHANNEL (the channel's name,
+ * when it has one), then one field per key-value: the key in upper case,
+ * other characters than A-Z and 0-9 made '_', at most 64 ("mpg.kind" is
+ * MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that would start with
+ * '_' or a digit, be empty, or be one of the fields above (or another the
+ * journal gives a meaning to, such as ERRNO, MESSAGE_ID, UNIT, OBJECT_*)
+ * gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
+ * backtrace is one field of several lines, a message of several lines one
+ * entry. A record too big for a datagram is passed in a sealed memfd, as
+ * the protocol specifies.
+ * @path: NULL for "/run/systemd/journal/socket", else the journal's
+ *      socket (e.g. "/run/systemd/journal.NAMESPACE/socket").
+ * @flags: 0 (reserved).
+ * The socket is O_CLOEXEC and connected at once (to check that journald
+ * listens); each send names the path again, so a restarted journald is
+ * found. Sends time out after 500 ms; a record that cannot be sent is
+ * dropped and counted (mplog_sink_dropped()), and the next
+ * mplog_aggregator_flush() returns the first error; when journald is
+ * gone or does not read (a timeout), the records of the next second are
+ * dropped and counted without trying.
+ * Returns 0 and the sink in *ret, -EINVAL (flags, NULL ret, path too long
+ * or empty), -ENOMEM, or the errno of socket()/connect() (-ENOENT: no
+ * journald there, -ECONNREFUSED, -EACCES). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_new_stderr - the sink for a program's stderr, as pools and
+ * supervisors make by default: a journal sink (mplog_sink_new_journal(),
+ * default path) when stderr is the journal, that is when the environment
+ * variable JOURNAL_STREAM ("DEVICE:INODE", set by systemd for a service
+ * whose output goes to the journal) names the file on fd 2; else, or if
+ * the journal's socket cannot be reached, a text sink on fd 2
+ * (mplog_sink_new_fd(STDERR_FILENO, MPLOG_FORMAT_TEXT, @flags)).
+ * @flags: MPLOG_SINK_COLOR_* (for the text sink).
+ * Returns 0 and the sink in *ret, or what mplog_sink_new_fd() returns.
+ * Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_new_stderr(unsigned flags, mplog_sink **ret);
+
+/**
+ * mplog_sink_set_syslog_sd_id - put a syslog sink's PARAMS in RFC 5424
+ * structured data under @sd_id, an SD-ID of the form NAME@PEN (RFC 5424
+ * 6.3.2: PEN is the IANA private enterprise number of the organisation
+ * that defines NAME; at most 32 characters, NAME printable US-ASCII
+ * without '=', ']', '"', '@' or space, PEN digits and dots), instead of
+ * after the message. RFC 3164 messages keep them after the message.
+ * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
+ * a syslog sink, NULL or malformed @sd_id). Since 0.1.
+ */
+MPLOG_EXPORT int mplog_sink_set_syslog_sd_id(mplog_sink *s, const char *sd_id);
+
+/**
+ * mplog_sink_set_syslog_facility - facility of a syslog (or journal) sink's
+ * messages:
  * 0 to 23 (1 user, the default; 16 to 23 local0 to local7, i.e.
- * LOG_LOCAL0 >> 3). Call it before mplog_aggregator_add_sink(). Returns 0,
- * or -EINVAL (not a syslog sink, facility out of range). Since 0.1.
+ * LOG_LOCAL0 >> 3); a journal sink sends it as SYSLOG_FACILITY. Call it
+ * before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not a syslog
+ * or journal sink, facility out of range). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility);
 
 /**
- * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages
- * (copied; non-printable or non-ASCII characters become '_', at most 48).
- * Call it before mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not
- * a syslog sink, NULL or empty name). Since 0.1.
+ * mplog_sink_set_syslog_app_name - APP-NAME of a syslog sink's messages,
+ * SYSLOG_IDENTIFIER of a journal sink's (copied; non-printable or
+ * non-ASCII characters become '_', at most 48). Call it before
+ * mplog_aggregator_add_sink(). Returns 0, or -EINVAL (not a syslog or
+ * journal sink, NULL or empty name). Since 0.1.
  */
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name);
 
 /**
  * mplog_sink_dropped - number of records a sink lost: messages a syslog
- * sink could not send; records an fd or file sink dropped because its
+ * or journal sink could not send; records an fd or file sink dropped because its
  * queue was full (blocked or failing) or gave up at the end; 0 for a
  * callback sink and NULL. May be called from any thread while the sink
  * exists (until its aggregator is freed). Since 0.1.
@@ -714,12 +794,13 @@ enum {
  *      MPLOG_STATUS_MAX bytes), or NULL or "" to erase the status line.
  * @flags: MPLOG_STATUS_KEEP: write @line for good, with a newline (e.g. a
  *      final summary replacing a progress bar); no status line is kept.
- *      On a non-terminal @fd, this writes @line and a newline as one
+ *      On a non-terminal @fd (or while TERM is "dumb": it cannot erase
+ *      a line), this writes @line and a newline as one
  *      plain line (without escape sequences), in order with the records.
  * One status line per aggregator: a call with another @fd erases the
  * previous one first. mplog_aggregator_free() erases it.
  * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), -ENOTTY
- * (@fd is not a terminal and MPLOG_STATUS_KEEP was not given: nothing is
+ * (@fd is not a terminal, or TERM is "dumb", and MPLOG_STATUS_KEEP was not given: nothing is
  * written), -ENOMEM, or the errno of write(2). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const char *line,

@@ -31,9 +31,10 @@ struct mplog_record {
 };
 
 /* ---- sinks ------------------------------------------------------------ */
-enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG };
+enum sink_kind { SINK_FD, SINK_FILE, SINK_CALLBACK, SINK_SYSLOG, SINK_JOURNAL };
 
 struct mplog__syslog; /* sink-syslog.c */
+struct mplog__journal; /* sink-journal.c */
 
 /* The status line of an aggregator (mplog_aggregator_set_status()): kept
  * at the bottom of a terminal; fd sinks writing to that terminal erase it
@@ -63,7 +64,7 @@ enum sink_report { REPORT_NONE, REPORT_FAILED, REPORT_RECOVERED, REPORT_GAVE_UP 
 struct mplog_sink {
 	enum sink_kind kind;
 	mplog_format format;
-	int fd;  /* SINK_FD: the caller's number (status line); SINK_SYSLOG: socket */
+	int fd;  /* SINK_FD: the caller's number (status line); SINK_SYSLOG, _JOURNAL: socket */
 	int wfd; /* SINK_FD, SINK_FILE: our own descriptor, written to */
 	char *path; /* SINK_FILE */
 	char name[32]; /* SINK_FD: "fd N" (reports) */
@@ -92,6 +93,7 @@ struct mplog_sink {
 	_Atomic uint64_t dropped; /* every record dropped, mplog_sink_dropped() */
 	int epfd;      /* its aggregator's epoll fd, once added */
 	struct mplog__syslog *sys; /* SINK_SYSLOG: address, identity, counters */
+	struct mplog__journal *jnl; /* SINK_JOURNAL: address, identity */
 	struct mplog__status *status; /* its aggregator's, once added */
 };
 
@@ -136,14 +138,20 @@ void mplog__sink_recovered(mplog_sink *s);
 void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color);
 void mplog__format_json(struct mpk_buf *b, const mplog_record *r);
 
-/* RFC 5424 (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
+/* Syslog (format-syslog.c). Severity of a level: 7 trace/debug, 6 info,
  * 5 notice, 4 warn, 3 error, 2 fatal. */
 int mplog__syslog_severity(mplog_level level);
 /* Append the RFC 5424 message of r, without framing or newline:
- *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [mpkit@32473 ...] MSG
+ *   <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID - [origin ...] MSG [params]
+ * or, with sd_id (valid, see below), ... - [SD-ID params] MSG.
  * hostname and app are tokens made by mplog__syslog_token(). */
 void mplog__format_syslog(struct mpk_buf *b, const mplog_record *r, int facility,
-			  const char *hostname, const char *app);
+			  const char *hostname, const char *app, const char *sd_id);
+/* Append the RFC 3164 message of r as glibc's syslog(3) sends it on the
+ * local socket: <PRI>Mmm dd hh:mm:ss APP[PID]: MSG [params]. */
+void mplog__format_rfc3164(struct mpk_buf *b, const mplog_record *r, int facility, const char *app);
+/* Whether id is an SD-ID of the name@PEN form (at most 32 characters). */
+bool mplog__syslog_sd_id_valid(const char *id);
 /* Copy src into dst (cap bytes, cap >= 2) as an RFC 5424 header token:
  * printable US-ASCII, others replaced by '_', at most cap - 1 bytes, "-"
  * (NILVALUE) when empty or NULL. */
@@ -151,6 +159,21 @@ void mplog__syslog_token(char *dst, size_t cap, const char *src);
 /* Format r and send it through a syslog sink (sink-syslog.c). */
 void mplog__syslog_put(mplog_sink *s, const mplog_record *r);
 void mplog__syslog_free(mplog_sink *s);
+
+/* The journal's native protocol (format-journal.c): r's fields (MESSAGE,
+ * PRIORITY, SYSLOG_IDENTIFIER ident, SYSLOG_FACILITY unless facility < 0,
+ * CODE_*, MPKIT_WORKER/TASK/PID/STREAM/CHANNEL, then its key-values). */
+void mplog__format_journal(struct mpk_buf *b, const mplog_record *r, int facility,
+			   const char *ident);
+/* A key's journal field name into dst (65 bytes): upper case, other
+ * characters '_', at most 64; "MPKIT_KV_" before a name journald would
+ * refuse or that is a field of the journal's or of the sink's own. */
+void mplog__journal_field_name(char *dst, const char *key);
+/* sink-journal.c */
+void mplog__journal_put(mplog_sink *s, const mplog_record *r);
+void mplog__journal_free(mplog_sink *s);
+void mplog__journal_set_facility(mplog_sink *s, int facility);
+void mplog__journal_set_ident(mplog_sink *s, const char *name);
 
 /* The aggregator whose sink callback runs on this thread, if any. */
 extern _Thread_local const struct mplog_aggregator *mplog__in_callback;

@@ -9,6 +9,7 @@
 #include "aggregator-int.h"
 #include "ring-int.h"
 #include "writer-int.h"
+#include "text-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -730,7 +731,7 @@ MPLOG_EXPORT int mplog_aggregator_set_status(mplog_aggregator *a, int fd, const 
 			(void)status_write(a, st->fd, "\r\033[K", 4);
 		st->visible = false;
 		st->fd = fd;
-		st->tty = isatty(fd);
+		st->tty = isatty(fd) && mpk_term_smart(); /* dumb: cannot erase */
 	}
 	struct mpk_buf b = {0};
 	if (st->tty) {

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The syslog sink: RFC 5424 messages (format-syslog.c) to the local
- * syslog socket, or to a UDP or TCP collector. Datagram sockets carry one
- * message per datagram; stream sockets use RFC 6587 octet counting
- * ("LEN SP MSG"). Sends have a timeout, so a stuck collector delays the
- * aggregator by a bounded time; a failed send reconnects once and resends,
- * else the message is dropped and counted, and reconnection is not tried
- * again for a second. */
+/* The syslog sink: messages (format-syslog.c) to the local syslog socket
+ * in the RFC 3164 form the local daemon parses, or RFC 5424 to a UDP or
+ * TCP collector. Datagram sockets carry one message per datagram; stream
+ * sockets use RFC 6587 octet counting ("LEN SP MSG"). Sends have a
+ * timeout, so a stuck collector delays the aggregator by a bounded time; a
+ * failed send reconnects once and resends, else the message is dropped and
+ * counted, and reconnection is not tried again for a second. */
 #include "aggregator-int.h"
 
 #include <errno.h>
@@ -32,6 +32,8 @@ struct mplog__syslog {
 	int facility;
 	char hostname[256];
 	char app[49];
+	bool rfc3164;   /* the local form */
+	char sd_id[33]; /* "" : the registered "origin" only */
 	uint64_t retry_after; /* CLOCK_MONOTONIC ns; 0: reconnect at once */
 	_Atomic uint64_t dropped;
 	};
@@ -140,7 +142,8 @@ static int unix_connect(struct mplog__syslog *y, const char *path)
 
 MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplog_sink **ret)
 {
-	if (!ret || flags)
+	if (!ret || (flags & ~(unsigned)(MPLOG_SYSLOG_RFC3164 | MPLOG_SYSLOG_RFC5424)) ||
+	    flags == (MPLOG_SYSLOG_RFC3164 | MPLOG_SYSLOG_RFC5424))
 		return -EINVAL;
 	if (!address)
 		address = "unix:/dev/log";
@@ -167,6 +170,8 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 		return fd;
 	}
 	y->facility = 1; /* user */
+	/* Local daemons parse what glibc's syslog() sends, not RFC 5424. */
+	y->rfc3164 = flags ? (flags & MPLOG_SYSLOG_RFC3164) != 0 : kind == 0;
 	char host[256] = "";
 	gethostname(host, sizeof host - 1);
 	mplog__syslog_token(y->hostname, sizeof y->hostname, host);
@@ -184,17 +189,32 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 
 MPLOG_EXPORT int mplog_sink_set_syslog_facility(mplog_sink *s, int facility)
 {
-	if (!s || s->kind != SINK_SYSLOG || facility < 0 || facility > 23)
+	if (!s || (s->kind != SINK_SYSLOG && s->kind != SINK_JOURNAL) || facility < 0 ||
+	    facility > 23)
 		return -EINVAL;
-	s->sys->facility = facility;
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_set_facility(s, facility);
+	else
+		s->sys->facility = facility;
 	return 0;
 }
 
 MPLOG_EXPORT int mplog_sink_set_syslog_app_name(mplog_sink *s, const char *name)
 {
-	if (!s || s->kind != SINK_SYSLOG || !name || !*name)
+	if (!s || (s->kind != SINK_SYSLOG && s->kind != SINK_JOURNAL) || !name || !*name)
 		return -EINVAL;
-	mplog__syslog_token(s->sys->app, sizeof s->sys->app, name);
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_set_ident(s, name);
+	else
+		mplog__syslog_token(s->sys->app, sizeof s->sys->app, name);
+	return 0;
+}
+
+MPLOG_EXPORT int mplog_sink_set_syslog_sd_id(mplog_sink *s, const char *sd_id)
+{
+	if (!s || s->kind != SINK_SYSLOG || !mplog__syslog_sd_id_valid(sd_id))
+		return -EINVAL;
+	snprintf(s->sys->sd_id, sizeof s->sys->sd_id, "%s", sd_id);
 	return 0;
 }
 
@@ -299,7 +319,12 @@ void mplog__syslog_put(mplog_sink *s, const mplog_record *r)
 {
 	s->out.len = 0;
 	s->out.oom = false;
-	mplog__format_syslog(&s->out, r, s->sys->facility, s->sys->hostname, s->sys->app);
+	struct mplog__syslog *y = s->sys;
+	if (y->rfc3164)
+		mplog__format_rfc3164(&s->out, r, y->facility, y->app);
+	else
+		mplog__format_syslog(&s->out, r, y->facility, y->hostname, y->app,
+				     y->sd_id[0] ? y->sd_id : NULL);
 	if (s->out.oom)
 		atomic_fetch_add(&s->sys->dropped, 1); /* out of memory */
 	else

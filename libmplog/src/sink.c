@@ -11,6 +11,7 @@
  * record to the caller; syslog sinks (sink-syslog.c) send each record as
  * it comes. */
 #include "aggregator-int.h"
+#include "text-int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 	snprintf(s->name, sizeof s->name, "fd %d", fd);
 	if (format == MPLOG_FORMAT_TEXT)
 		s->color = (flags & MPLOG_SINK_COLOR_ALWAYS) ||
-			   (!(flags & MPLOG_SINK_COLOR_NEVER) && isatty(fd));
+			   (!(flags & MPLOG_SINK_COLOR_NEVER) && isatty(fd) && mpk_term_color_ok());
 	*ret = s;
 	return 0;
 }
@@ -144,6 +145,8 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
 		return;
 	if (s->kind == SINK_SYSLOG)
 		mplog__syslog_free(s);
+	if (s->kind == SINK_JOURNAL)
+		mplog__journal_free(s);
 	if (s->watched) /* wfd may share its file with others: leave no watch */
 		epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->wfd, NULL);
 	mpk_fdreg_close(&s->wfd);
@@ -157,7 +160,7 @@ MPLOG_EXPORT void mplog_sink_free(mplog_sink *s)
  * registry), and must not be closed again. */
 void mplog__sink_forget_fd(mplog_sink *s)
 {
-	if (s->kind == SINK_SYSLOG) {
+	if (s->kind == SINK_SYSLOG || s->kind == SINK_JOURNAL) {
 		mpk_fdreg_del(s->fd);
 		s->fd = -1;
 	}
@@ -283,6 +286,10 @@ void mplog__sink_put(mplog_sink *s, const mplog_record *r)
 		mplog__syslog_put(s, r);
 		return;
 	}
+	if (s->kind == SINK_JOURNAL) {
+		mplog__journal_put(s, r);
+		return;
+	}
 	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES)
 		try_write(s);
 	if (queued(s) >= MPLOG_SINK_QUEUE_BYTES) {
@@ -344,7 +351,7 @@ int mplog__write_all(int fd, const void *data, size_t len)
 
 void mplog__sink_flush(mplog_sink *s)
 {
-	if (s->kind == SINK_SYSLOG || s->kind == SINK_CALLBACK)
+	if (s->kind == SINK_SYSLOG || s->kind == SINK_JOURNAL || s->kind == SINK_CALLBACK)
 		return; /* sent one message at a time */
 	if (s->round) { /* draw the status line again below the records */
 		s->round = false;

@@ -7,6 +7,7 @@
 
 #include "wire-int.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Append s (n bytes, any bytes at all) to b so that nothing in it drives
@@ -27,3 +28,10 @@ void mpk_text_escape(struct mpk_buf *b, const char *s, size_t n);
 /* The length of the longest prefix of s (n bytes) of at most max bytes
  * that does not cut a UTF-8 sequence in two. */
 size_t mpk_text_prefix(const char *s, size_t n, size_t max);
+
+/* Whether the environment lets a terminal be coloured: not when NO_COLOR
+ * is set and not empty (no-color.org), nor when TERM is "dumb". */
+bool mpk_term_color_ok(void);
+/* Whether a terminal may be driven with escape sequences (erase a line):
+ * not when TERM is "dumb". */
+bool mpk_term_smart(void);

@@ -4,6 +4,8 @@
 #include "json-int.h" /* mpk_utf8_len */
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char hex[] = "0123456789abcdef";
 
@@ -72,4 +74,16 @@ size_t mpk_text_prefix(const char *s, size_t n, size_t max)
 	while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80 && max - k < 3)
 		k--;
 	return k;
+}
+
+bool mpk_term_smart(void)
+{
+	const char *term = getenv("TERM");
+	return !(term && strcmp(term, "dumb") == 0);
+}
+
+bool mpk_term_color_ok(void)
+{
+	const char *no = getenv("NO_COLOR");
+	return !(no && *no) && mpk_term_smart();
 }

@@ -3,7 +3,7 @@
  * parses them (mplog__channel_parse on an MPLOG_STREAM_LOG channel):
  * frames checked, long records reassembled from their fragments, garbage
  * skipped to the next magic and reported. Every record that comes out is
- * formatted as each sink would (text, JSON, syslog), the text checked safe
+ * formatted as each sink would (text, JSON, syslog, journal), the text checked safe
  * (text-check.h), and the JSON line read back by mplog(1)'s parser. Invariants: the same bytes in other read
  * sizes give the same records; between reads the channel keeps less than
  * one frame, at EOF nothing; a JSON line is one line that mplog reads back
@@ -104,9 +104,25 @@ static void check_formats(const mplog_record *r)
 	FUZZ_CHECK(!b.oom);
 	check_safe_text(b.data, b.len);
 	mpk_buf_free(&b);
-	mplog__format_syslog(&b, r, 1, "host", "app");
+	mplog__format_syslog(&b, r, 1, "host", "app", NULL);
 	FUZZ_CHECK(!b.oom && b.len);
 	mpk_buf_free(&b);
+	mplog__format_syslog(&b, r, 1, "host", "app", "ex@32473");
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	mplog__format_rfc3164(&b, r, 1, "app");
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	mplog__format_journal(&b, r, -1, "app");
+	FUZZ_CHECK(!b.oom && b.len);
+	mpk_buf_free(&b);
+	for (size_t i = 0; i < r->nkv; i++) { /* every key a name journald takes */
+		char name[65];
+		mplog__journal_field_name(name, r->kv[2 * i]);
+		size_t n = strlen(name);
+		FUZZ_CHECK(n >= 1 && n <= 64 && name[0] != '_' && !(name[0] >= '0' && name[0] <= '9') &&
+			   strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n);
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
