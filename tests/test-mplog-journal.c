@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libmplog's journal sink: the native protocol's datagrams as a socket of
  * the test receives them (field names, multi-line values, a record too big
  * for a datagram in a sealed memfd), the default sink's choice between

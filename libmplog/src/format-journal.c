@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The journal's native protocol, as the journal sink sends it: a record
  * becomes one datagram of fields, each "NAME=value\n", or, when the value
  * holds a newline (a backtrace, a message of several lines),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The journal sink: each record one datagram of the journal's native
  * protocol (format-journal.c) to /run/systemd/journal/socket, no
  * libsystemd needed. A record too big for a datagram goes, as the
