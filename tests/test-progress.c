@@ -150,7 +150,7 @@ START_TEST(callback_counts_add_up_with_failures_and_retries)
 	ck_assert_uint_eq(f->failed_by_kind[MPG_ERR_RAISED], 4);
 	ck_assert_uint_eq(f->failed_by_kind[MPG_ERR_SIGNALED], 1);
 	ck_assert_uint_eq(f->retried, FLAKY_RETRIED);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	ck_assert_int_eq(mpg_pool_stats(p, &st), 0);
 	ck_assert_uint_eq(st.tasks_retried, FLAKY_RETRIED);
 	ck_assert_uint_eq(st.tasks_failed, FLAKY_FAILED);

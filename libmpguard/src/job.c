@@ -186,6 +186,8 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 	}
 	job->pool = p;
 	job->id = ++p->next_job_id;
+	if (job->kind == JOB_SUBMIT)
+		job->base = p->next_submit++; /* its task number, in errors, logs, callbacks */
 	/* The same function as last time: size the first chunks from its cost. */
 	if (p->last_fn == job->fn && p->last_ns_per_task > 0)
 		job->ns_per_task = p->last_ns_per_task;
@@ -363,6 +365,14 @@ MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t i)
 			hi = mid;
 	}
 	return NULL;
+}
+
+MPG_EXPORT const mpg_error *const *mpg_results_errors(const mpg_results *res, size_t *n)
+{
+	size_t k = res ? res->job->nerrors : 0;
+	if (n)
+		*n = k;
+	return k ? (const mpg_error *const *)res->job->errors : NULL; /* sorted by run_map() */
 }
 
 MPG_EXPORT void mpg_results_free(mpg_results *res)
@@ -603,6 +613,11 @@ MPG_EXPORT const mpg_error *mpg_future_error(mpg_future *f)
 	const mpg_error *e = f->job->done ? f->job->error : NULL;
 	pthread_mutex_unlock(&f->pool->lock);
 	return e;
+}
+
+MPG_EXPORT size_t mpg_future_task(const mpg_future *f)
+{
+	return f ? (size_t)f->job->base : 0; /* set before the future was returned */
 }
 
 MPG_EXPORT void mpg_future_free(mpg_future *f)
