@@ -9,7 +9,17 @@
  *  - Functions returning int return 0 (or a documented non-negative value)
  *    on success and a negative errno on failure; output parameters (*ret)
  *    are untouched on failure.
- *  - Destructors accept NULL.
+ *  - Destructors accept NULL; each has a *_freep() twin for
+ *    __attribute__((cleanup(...))).
+ *  - A task's error code (mpg_error_code()) is, by convention, a positive
+ *    errno value: `return EINVAL;`, mpg_raise(EINVAL, ...). The codes the
+ *    library sets itself follow it (ENODATA, EFAULT, EMFILE, ...). A task's
+ *    own code is kept as given: `return r;` of a library call's negative
+ *    errno arrives negative (its message names it).
+ *  - Structs the caller fills in for the library to complete (mpg_stats,
+ *    mpg_worker_info) start with a size the caller sets to sizeof; the
+ *    library writes no more than that and says how much it wrote, so
+ *    fields can be appended without breaking programs built before.
  *  - Pool functions called from inside a worker return -ECHILD; called from
  *    a callback running on the pool's dispatcher thread, blocking functions
  *    return -EDEADLK.
@@ -20,7 +30,10 @@
  *    (possibly multithreaded) parent. A worker therefore sees the program's
  *    memory as it was when the pool was created: task functions and the
  *    pool's userdata must exist then; per-call data travels by value (the
- *    inputs and the call's context bytes).
+ *    inputs and the call's context bytes). A pointer to memory allocated
+ *    after the pool was created reads, in a worker, whatever was at that
+ *    address then (zeros, or a crash), with no error: pass bytes, not
+ *    pointers, or use mpg_shm_alloc().
  *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
  *    error, progress) run on it, one at a time, with no pool lock held: they may call
  *    non-blocking pool functions such as mpg_submit(), and must not block
