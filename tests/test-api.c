@@ -149,6 +149,71 @@ START_TEST(submitted_tasks_have_numbers_of_their_own)
 }
 END_TEST
 
+/* Logs "hello from N" (N: its index), then fails if its input says so. */
+static int log_and_maybe_fail(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	if (mplog_info("hello from %zu", mpg_task_index(t)) != 0)
+		return EIO;
+	return *(const char *)in == 'f' ? EDOM : echo_index(t, in, 1, NULL);
+}
+
+struct records {
+	pthread_mutex_t lock;
+	int hello[8];      /* per number: records whose stamp matched it */
+	int hello_bad;     /* records stamped with another task */
+	int failed[8];     /* the pool's ERROR records, by mpg.task */
+};
+
+static void collect(const mplog_record *r, void *ud)
+{
+	struct records *s = ud;
+	const char *m = mplog_record_message(r, NULL);
+	unsigned n;
+	pthread_mutex_lock(&s->lock);
+	if (sscanf(m, "hello from %u", &n) == 1 && n < 8) {
+		if (mplog_record_task(r) == (int64_t)n)
+			s->hello[n]++;
+		else
+			s->hello_bad++;
+	}
+	const char *task = mplog_record_kv_get(r, "mpg.task");
+	if (mplog_record_level(r) == MPLOG_ERROR && task && sscanf(task, "%u", &n) == 1 && n < 8)
+		s->failed[n]++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+START_TEST(submitted_tasks_are_logged_under_their_numbers)
+{
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	struct records s = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_aggregator_new(&agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect, &s, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_workers(o, 2), 0);
+	ck_assert_int_eq(mpg_options_set_control(o, 0), 0);
+	ck_assert_int_eq(mpg_options_set_log(o, agg), 0);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	ck_assert_int_eq(mplog_aggregator_start(agg), 0);
+	for (int k = 0; k < 6; k++)
+		ck_assert_int_eq(mpg_submit(p, log_and_maybe_fail, k % 2 ? "f" : "o", 1, NULL, NULL,
+					    NULL, NULL, NULL), 0);
+	ck_assert_int_eq(mpg_pool_wait(p, -1), 0);
+	mpg_pool_free(p);
+	mplog_aggregator_free(agg); /* drains every record */
+	ck_assert_int_eq(s.hello_bad, 0);
+	for (int k = 0; k < 6; k++) {
+		ck_assert_msg(s.hello[k] == 1, "task %d: %d records", k, s.hello[k]);
+		ck_assert_int_eq(s.failed[k], k % 2);
+	}
+}
+END_TEST
+
 START_TEST(pool_wait_waits_for_submitted_tasks_and_keeps_the_pool_open)
 {
 	make_pipes();
@@ -401,6 +466,7 @@ static Suite *api_suite(void)
 	Suite *s = suite_create("api");
 	TCase *tc = tcase_create("api");
 	tcase_add_test(tc, submitted_tasks_have_numbers_of_their_own);
+	tcase_add_test(tc, submitted_tasks_are_logged_under_their_numbers);
 	tcase_add_test(tc, pool_wait_waits_for_submitted_tasks_and_keeps_the_pool_open);
 	tcase_add_test(tc, pool_wait_in_a_callback_is_a_deadlock);
 	tcase_add_test(tc, worker_info_says_which_task_a_worker_runs);
