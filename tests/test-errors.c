@@ -95,7 +95,7 @@ START_TEST(nonzero_return_is_raised_with_that_code)
 	const mpg_error *e = run_one_failure(p, -2, &res);
 	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
 	ck_assert_int_eq(mpg_error_code(e), -5);
-	ck_assert_str_eq(mpg_error_message(e), "task returned -5");
+	ck_assert_str_eq(mpg_error_message(e), "task returned -5 (-EIO: Input/output error)");
 	mpg_results_free(res);
 	mpg_pool_free(p);
 }

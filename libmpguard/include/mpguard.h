@@ -338,8 +338,10 @@ MPG_EXPORT void mpg_pool_freep(mpg_pool **pool);
  * mpg_pool_close(), mpg_pool_join() and mpg_pool_terminate() refuse it
  * with -EPERM and mpg_pool_free() leaves it; at exit() its tasks not ended
  * are cancelled (mpg_pool_wait() first for submitted ones), its workers
- * reaped and its log drained. A program that needs other options makes a
- * pool of its own with mpg_pool_new(). Returns 0, -EINVAL, -ECHILD (in a
+ * reaped and its log drained. A call on it whose policy is MPG_ABORT and
+ * that aborts stops it for good (later calls: -ESHUTDOWN), as any pool. A
+ * program that needs other options makes a pool of its own with
+ * mpg_pool_new(). Returns 0, -EINVAL, -ECHILD (in a
  * worker or a forked child), or an error of mpg_pool_new() (the next call
  * tries again). Since 0.1.
  */
@@ -441,7 +443,7 @@ MPG_EXPORT int mpg_map(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs, si
  * mpg_map_array - mpg_map() over a C array: input i is the @in_size bytes at
  * in + i * in_size; its result must be exactly @out_size bytes and is
  * written to out + i * out_size (failed slots are zeroed; a task that sets
- * no result fails, RAISED with code -ENODATA). The fast path for numeric
+ * no result fails, RAISED with code ENODATA). The fast path for numeric
  * work. Errors as mpg_map(), and -EMSGSIZE when @out_size is over 8 MiB.
  * Since 0.1.
  */
