@@ -211,8 +211,9 @@ START_TEST(submit_batches_add_up)
 		failed += mpg_future_error(fut[i]) != NULL;
 		mpg_future_free(fut[i]);
 	}
-	/* Every submitted task has index 0 here: all succeed. */
-	ck_assert_uint_eq(failed, 0);
+	/* Submitted tasks are numbered 0..NSUB-1: without retries 7, 13 and 47
+	 * fail (see flaky()). */
+	ck_assert_uint_eq(failed, 3);
 	ck_assert_uint_ge(rs.finals, 1);
 	size_t total = 0;
 	for (size_t i = 0; i < rs.n; i++) {
