@@ -370,10 +370,10 @@ typedef enum mpg_worker_state {
  * @size to sizeof(mpg_worker_info) before the call (e.g.
  * `mpg_worker_info wi = {.size = sizeof wi};`): the library fills in no more
  * than @size bytes, so a program built against an older, shorter struct is
- * safe with a newer library; it sets @size to the bytes it filled in (and
- * zeroes the rest up to the caller's size), so a program built against a
- * newer header can tell which fields an older library knew. Fields are
- * only ever appended. Since 0.1.
+ * safe with a newer library; it sets @size to the bytes it filled in and
+ * leaves the rest untouched, so a program built against a newer header
+ * can tell which fields an older library knew (start from {0} to find
+ * them zero). Fields are only ever appended. Since 0.1.
  */
 typedef struct mpg_worker_info {
 	size_t size;         /* in: sizeof what the caller has; out: what was filled */
@@ -404,7 +404,7 @@ MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *pool);
 /** Counters, for tests and monitoring. The caller sets @size to
  *  sizeof(mpg_stats) (`mpg_stats st = {.size = sizeof st};`), as for
  *  mpg_worker_info: the library fills no more than that, sets @size to what
- *  it filled and zeroes the rest; fields are only ever appended. Since 0.1. */
+ *  it filled, leaving the rest; fields are only ever appended. Since 0.1. */
 typedef struct mpg_stats {
 	size_t size;               /* in: sizeof the caller's; out: bytes filled */
 	uint64_t tasks_ok;

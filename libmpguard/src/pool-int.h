@@ -667,8 +667,8 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
 #define MPG_STATS_SIZE_0_1 (offsetof(mpg_stats, tasks_rescued) + sizeof(uint64_t))
 #define MPG_WORKER_INFO_SIZE_0_1 (offsetof(mpg_worker_info, task) + sizeof(size_t))
 /* Copy src (known bytes, its size field first) to dst: no more than the
- * size dst says it has, the rest of it zeroed, its size set to the bytes
- * filled. dst's size was checked against the minimum. */
+ * size dst says it has, its size set to the bytes filled, nothing past
+ * them. dst's size was checked against the minimum. */
 void mpg__copy_sized(void *dst, const void *src, size_t known);
 
 /* clock.c: CLOCK_MONOTONIC in ns; async-signal-safe */

@@ -456,7 +456,7 @@ MPG_EXPORT int mpg_pool_terminate(mpg_pool *p)
 MPG_EXPORT void mpg_pool_free(mpg_pool *p)
 {
 	if (mpg__check_caller(p) < 0 || mpg__on_dispatcher(p) || p->is_default)
-		return; /* in a forked child the pool is not ours to stop */
+		return; /* not ours to stop: a forked child's copy, or the default pool */
 	mpg__pool_stop(p);
 	if (p->log)
 		mplog_aggregator_flush(p->log); /* every worker's last records, now */
