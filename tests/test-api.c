@@ -441,6 +441,55 @@ START_TEST(the_default_pool_maps_an_array_and_says_which_failed)
 }
 END_TEST
 
+/* More records than the log pipe holds: some are still in it when the
+ * task ends. */
+static int say_bye(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	for (int i = 0; i < 3000; i++)
+		if (mplog_info("record %d of a chatty task, padded to make it long enough", i) != 0)
+			return EIO;
+	if (mplog_info("bye from the default pool") != 0)
+		return EIO;
+	return mpg_task_set_result(t, "k", 1);
+}
+
+/* A program that uses the default pool and exits without a word: the
+ * pool stops at exit() and its log is written out first. */
+START_TEST(the_default_pool_stops_at_exit_with_its_log_written)
+{
+	int err[2];
+	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(err[1], STDERR_FILENO);
+		mpg_pool *p;
+		mpg_buf in[1] = {{"x", 1}};
+		mpg_results *res;
+		if (mpg_pool_default(&p) < 0 || mpg_map(p, say_bye, in, 1, NULL, &res) < 0 ||
+		    mpg_results_failed(res) != 0)
+			_exit(3);
+		exit(0); /* no free: the library's atexit handler stops the pool */
+	}
+	close(err[1]);
+	static char buf[4 << 20];
+	size_t got = 0;
+	ssize_t n;
+	while (got < sizeof buf - 1 && (n = read(err[0], buf + got, sizeof buf - 1 - got)) != 0)
+		if (n > 0)
+			got += (size_t)n;
+	buf[got] = '\0';
+	close(err[0]);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 0);
+	ck_assert_msg(strstr(buf, "record 2999 of"), "%zu bytes of stderr", got);
+	ck_assert_msg(strstr(buf, "bye from the default pool"), "%zu bytes of stderr", got);
+}
+END_TEST
+
 static int return_negative_errno(mpg_task *t, const void *in, size_t len, void *ud)
 {
 	(void)t; (void)in; (void)len; (void)ud;
@@ -473,6 +522,7 @@ static Suite *api_suite(void)
 	tcase_add_test(tc, sized_structs_are_filled_no_further_than_the_caller_says);
 	tcase_add_test(tc, freep_helpers_release_everything_at_scope_end);
 	tcase_add_test(tc, the_default_pool_maps_an_array_and_says_which_failed);
+	tcase_add_test(tc, the_default_pool_stops_at_exit_with_its_log_written);
 	tcase_add_test(tc, a_returned_negative_errno_is_named_and_kept_as_is);
 	suite_add_tcase(s, tc);
 	return s;
