@@ -455,9 +455,12 @@ static int say_bye(mpg_task *t, const void *in, size_t len, void *ud)
 }
 
 /* A program that uses the default pool and exits without a word: the
- * pool stops at exit() and its log is written out first. */
+ * pool stops at exit() and its log is written out first. The program is
+ * forked from one with a default pool: it gets its own. */
 START_TEST(the_default_pool_stops_at_exit_with_its_log_written)
 {
+	mpg_pool *parents;
+	ck_assert_int_eq(mpg_pool_default(&parents), 0);
 	int err[2];
 	ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
 	pid_t pid = fork();
@@ -467,8 +470,8 @@ START_TEST(the_default_pool_stops_at_exit_with_its_log_written)
 		mpg_pool *p;
 		mpg_buf in[1] = {{"x", 1}};
 		mpg_results *res;
-		if (mpg_pool_default(&p) < 0 || mpg_map(p, say_bye, in, 1, NULL, &res) < 0 ||
-		    mpg_results_failed(res) != 0)
+		if (mpg_pool_default(&p) < 0 || p == parents ||
+		    mpg_map(p, say_bye, in, 1, NULL, &res) < 0 || mpg_results_failed(res) != 0)
 			_exit(3);
 		exit(0); /* no free: the library's atexit handler stops the pool */
 	}
@@ -487,6 +490,9 @@ START_TEST(the_default_pool_stops_at_exit_with_its_log_written)
 	ck_assert_int_eq(WEXITSTATUS(status), 0);
 	ck_assert_msg(strstr(buf, "record 2999 of"), "%zu bytes of stderr", got);
 	ck_assert_msg(strstr(buf, "bye from the default pool"), "%zu bytes of stderr", got);
+	mpg_pool *again; /* the parent's is still its own */
+	ck_assert_int_eq(mpg_pool_default(&again), 0);
+	ck_assert_ptr_eq(again, parents);
 }
 END_TEST
 

@@ -341,8 +341,9 @@ MPG_EXPORT void mpg_pool_freep(mpg_pool **pool);
  * reaped and its log drained. A call on it whose policy is MPG_ABORT and
  * that aborts stops it for good (later calls: -ESHUTDOWN), as any pool. A
  * program that needs other options makes a pool of its own with
- * mpg_pool_new(). Returns 0, -EINVAL, -ECHILD (in a
- * worker or a forked child), or an error of mpg_pool_new() (the next call
+ * mpg_pool_new(). A process forked from one with a default pool (not a
+ * worker) gets one of its own at its first call. Returns 0, -EINVAL,
+ * -ECHILD (in a worker), or an error of mpg_pool_new() (the next call
  * tries again). Since 0.1.
  */
 MPG_EXPORT int mpg_pool_default(mpg_pool **ret);

@@ -9,6 +9,7 @@
 
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static mpg_pool *default_pool;
+static mpg_pool *parents_pool; /* a forked child's copy of its parent's: kept reachable, untouched */
 
 /* At exit(), as Python's `with Pool()` ends: cancel what has not ended,
  * reap the workers and drain the log, so the last records are written.
@@ -35,9 +36,14 @@ MPG_EXPORT int mpg_pool_default(mpg_pool **ret)
 		return -ECHILD;
 	int r = 0;
 	pthread_mutex_lock(&default_lock);
-	if (default_pool) {
-		r = mpg__check_caller(default_pool); /* -ECHILD in a forked child */
-	} else {
+	/* A process forked from the pool's creator has a copy of its handle,
+	 * whose fds the fork closed: the child's default pool is its own. The
+	 * copy is the parent's memory; it is left alone. */
+	if (default_pool && default_pool->creator != getpid()) {
+		parents_pool = default_pool;
+		default_pool = NULL;
+	}
+	if (!default_pool) {
 		static bool registered;
 		if (!registered && atexit(stop_at_exit) != 0)
 			r = -ENOMEM;
