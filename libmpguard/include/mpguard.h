@@ -302,20 +302,23 @@ MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *opts, mpg_progress_bar 
  */
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret);
 
-/** mpg_pool_close - accept no more work; queued work still runs. Since 0.1. */
+/** mpg_pool_close - accept no more work; queued work still runs (to wait
+ *  for submitted tasks and go on, see mpg_pool_wait()). Returns 0,
+ *  -EINVAL, -ECHILD, or -EPERM on mpg_pool_default()'s pool. Since 0.1. */
 MPG_EXPORT int mpg_pool_close(mpg_pool *pool);
 
 /**
  * mpg_pool_join - after mpg_pool_close() or mpg_pool_terminate(): wait until
  * every task has ended and every worker has exited and been reaped.
- * Returns 0, -EINVAL (pool still open), -EDEADLK, -ECHILD. Since 0.1.
+ * Returns 0, -EINVAL (pool still open), -EDEADLK, -ECHILD, -EPERM (the
+ * default pool). Since 0.1.
  */
 MPG_EXPORT int mpg_pool_join(mpg_pool *pool);
 
 /**
  * mpg_pool_terminate - stop now: kill the workers; every task not ended yet
- * ends with MPG_ERR_CANCELLED. Returns once the workers are reaped.
- * Since 0.1.
+ * ends with MPG_ERR_CANCELLED. Returns once the workers are reaped: 0, or
+ * -EINVAL, -ECHILD, -EDEADLK, -EPERM (the default pool). Since 0.1.
  */
 MPG_EXPORT int mpg_pool_terminate(mpg_pool *pool);
 
