@@ -33,7 +33,8 @@
  *    inputs and the call's context bytes). A pointer to memory allocated
  *    after the pool was created reads, in a worker, whatever was at that
  *    address then (zeros, or a crash), with no error: pass bytes, not
- *    pointers, or use mpg_shm_alloc().
+ *    pointers (a large input in an mpg_shm_alloc() buffer, passed as the
+ *    input itself, is handed over without a copy).
  *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
  *    error, progress) run on it, one at a time, with no pool lock held: they may call
  *    non-blocking pool functions such as mpg_submit(), and must not block
