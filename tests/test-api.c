@@ -428,6 +428,14 @@ START_TEST(the_default_pool_maps_an_array_and_says_which_failed)
 			ck_assert_int_eq(y[i], (int64_t)i * i);
 	mpg_results_free(res);
 
+	/* Without results: how many failed. */
+	ck_assert_int_eq(mpg_map_array(p, square_or_fail, x, sizeof x[0], N, y, sizeof y[0], NULL,
+				       NULL), 8);
+	ck_assert_int_eq(y[5], 25);
+	ck_assert_int_eq(y[8], 0); /* failed: zeroed */
+	mpg_buf in[2] = {{&x[3], 8}, {&x[5], 8}};
+	ck_assert_int_eq(mpg_map(p, square_or_fail, in, 2, NULL, NULL), 1);
+
 	/* The library's: nobody may stop it, freeing it does nothing. */
 	ck_assert_int_eq(mpg_pool_close(p), -EPERM);
 	ck_assert_int_eq(mpg_pool_join(p), -EPERM);

@@ -436,8 +436,11 @@ MPG_EXPORT int mpg_pool_stats(mpg_pool *pool, mpg_stats *ret);
  * mpg_map - run @fn on each input, wait, return results in input order.
  * @inputs: @n buffers, valid until mpg_map() returns.
  * @opts: per-call options, or NULL.
+ * @ret: the results, or NULL when only the number of failures matters
+ * (their errors still reach the error callback and the pool's log).
  * Returns 0 once every task ended (some may have failed under MPG_CONTINUE:
- * see mpg_results_failed()); -ECANCELED if the pool aborted or was
+ * see mpg_results_failed()), or with @ret NULL the number of tasks that
+ * failed (at most INT_MAX); -ECANCELED if the pool aborted or was
  * terminated meanwhile (see mpg_pool_abort_error()); -EINVAL, -ESHUTDOWN
  * (pool closed), -ECHILD, -EDEADLK, -ENOMEM. Since 0.1.
  */
@@ -449,8 +452,9 @@ MPG_EXPORT int mpg_map(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs, si
  * in + i * in_size; its result must be exactly @out_size bytes and is
  * written to out + i * out_size (failed slots are zeroed; a task that sets
  * no result fails, RAISED with code ENODATA). The fast path for numeric
- * work. Errors as mpg_map(), and -EMSGSIZE when @out_size is over 8 MiB.
- * Since 0.1.
+ * work; with @ret NULL the simple case is one call that returns how many
+ * failed. Returns and errors as mpg_map(), and -EMSGSIZE when @out_size is
+ * over 8 MiB. Since 0.1.
  */
 MPG_EXPORT int mpg_map_array(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t in_size,
 			     size_t n, void *out, size_t out_size, const mpg_options *opts,

@@ -3,6 +3,7 @@
 #include "pool-int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -263,6 +264,14 @@ static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
 		goto fail;
 	}
 	job->pool = NULL;
+	if (!ret) {
+		/* Nobody reads the outcome: the number of failures says it all
+		 * (their errors went to the callback and the log). */
+		size_t failed = job->nfailed;
+		free(res);
+		mpg__job_free(job);
+		return failed > INT_MAX ? INT_MAX : (int)failed;
+	}
 	if (job->nerrors)
 		qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
 	res->job = job;
@@ -279,7 +288,7 @@ MPG_EXPORT int mpg_map(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_
 	int r = check_call(p, fn);
 	if (r < 0)
 		return r;
-	if (!ret || (!inputs && n) || n > SIZE_MAX / sizeof(struct slotref))
+	if ((!inputs && n) || n > SIZE_MAX / sizeof(struct slotref))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (!inputs[i].data && inputs[i].len)
@@ -300,7 +309,7 @@ MPG_EXPORT int mpg_map_array(mpg_pool *p, mpg_task_fn fn, const void *in, size_t
 	int r = check_call(p, fn);
 	if (r < 0)
 		return r;
-	if (!ret || (n && (!out || (!in && in_size))) || out_size == 0)
+	if ((n && (!out || (!in && in_size))) || out_size == 0)
 		return -EINVAL;
 	if ((in_size && n > SIZE_MAX / in_size) || n > SIZE_MAX / out_size)
 		return -EINVAL;
