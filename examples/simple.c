@@ -6,7 +6,7 @@
  * The process's default pool (mpg_pool_default(): one worker per CPU, made
  * on first use, stopped at exit), a C array mapped in place with
  * mpg_map_array(), and which items failed and why with
- * mpg_results_errors(). Then a batch of submitted tasks, each known by its
+ * mpg_results_errors() (or only how many, in one call). Then a batch of submitted tasks, each known by its
  * own number, waited for with mpg_pool_wait() while the pool stays open;
  * and one per-call setting (a time limit) whose options free themselves.
  *
@@ -91,6 +91,12 @@ int main(void)
 		 mpg_error_code(errs[0]) == EDOM && mpg_error_task(errs[1]) == 13 &&
 		 mpg_error_get_kind(errs[1]) == MPG_ERR_SIGNALED && ys[4] == 250 && ys[19] == 52;
 	mpg_results_free(res);
+
+	/* The same when the log says enough (each failure is an ERROR record
+	 * with its backtrace): one call, the number that failed. */
+	int nf = mpg_map_array(pool, inverse, xs, sizeof xs[0], N, ys, sizeof ys[0], NULL, NULL);
+	printf("again, results only: %d failed\n", nf);
+	ok &= nf == 2 && ys[0] == 0 && ys[13] == 0 && ys[5] == 200;
 
 	/* 2. A batch of submitted tasks, each known by its number; wait for
 	 * them all, the pool stays open for the next batch. */
