@@ -599,7 +599,10 @@ MPG_EXPORT int mpg_error_worker(const mpg_error *err);
 /** Pid of the worker, or 0. */
 MPG_EXPORT pid_t mpg_error_pid(const mpg_error *err);
 /** RAISED: the code; EXITED: the exit status; CANCELLED because no worker
- *  (or service) could be started: the errno, such as EMFILE; else 0. */
+ *  (or service) could be started: the errno, such as EMFILE; else 0.
+ *  Codes are positive errno values by convention, the library's own
+ *  (ENODATA, EFAULT, EBADMSG, ENOMEM, ...) too; a task's is kept as the
+ *  task gave it (see Conventions at the top). */
 MPG_EXPORT int mpg_error_code(const mpg_error *err);
 /** SIGNALED, KILLED, TIMEOUT: the signal number; else 0. */
 MPG_EXPORT int mpg_error_signal(const mpg_error *err);
