@@ -9,7 +9,8 @@
  *  - Functions returning int return 0 (or a documented non-negative value)
  *    on success and a negative errno on failure; output parameters (*ret)
  *    are untouched on failure.
- *  - Destructors accept NULL; each has a *_freep() twin for
+ *  - Destructors accept NULL; those of handles (options, pool, results,
+ *    iterator, future, supervisor) have a *_freep() twin for
  *    __attribute__((cleanup(...))).
  *  - A task's error code (mpg_error_code()) is, by convention, a positive
  *    errno value: `return EINVAL;`, mpg_raise(EINVAL, ...). The codes the
