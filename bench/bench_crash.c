@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		mpg_future_free(f);
-		mpg_worker_info wi;
+		mpg_worker_info wi = {.size = sizeof wi};
 		if ((r = mpg_pool_worker_info(p, 0, &wi)) < 0 || !wi.ready_ns) {
 			fprintf(stderr, "bench_crash: worker info: %s\n", strerror(-r));
 			return 1;

@@ -99,7 +99,7 @@ int main(void)
 	mpg_buf slices[NSLICES];
 	for (size_t i = 0; i < NSLICES; i++)
 		slices[i] = (mpg_buf){(char *)shared + i * SLICE, SLICE};
-	mpg_stats before, after;
+	mpg_stats before = {.size = sizeof before}, after = {.size = sizeof after};
 	int ok = mpg_pool_stats(pool, &before) == 0;
 	ok &= run(pool, "32 MiB from mpg_shm_alloc() in 8 slices", slices, NSLICES);
 	ok &= mpg_pool_stats(pool, &after) == 0;

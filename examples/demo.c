@@ -153,7 +153,7 @@ int main(void)
 		mpg_results_free(res);
 	}
 
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(pool, &st);
 	printf("\nworkers replaced: %" PRIu64 ", pids now", st.workers_replaced);
 	for (unsigned i = 0; i < mpg_pool_workers(pool); i++) {

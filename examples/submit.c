@@ -144,7 +144,7 @@ int main(void)
 		fprintf(stderr, "submit: close/join: %s\n", strerror(-r));
 		ok = 0;
 	}
-	mpg_stats st = {0};
+	mpg_stats st = {.size = sizeof st};
 	if ((r = mpg_pool_stats(pool, &st)) < 0) {
 		fprintf(stderr, "submit: mpg_pool_stats: %s\n", strerror(-r));
 		ok = 0;

@@ -89,7 +89,7 @@ int main(void)
 	}
 	mpg_results_free(res);
 
-	mpg_stats st = {0};
+	mpg_stats st = {.size = sizeof st};
 	if (mpg_pool_stats(pool, &st) < 0)
 		ok = 0;
 	printf("tasks timed out: %" PRIu64 ", workers replaced: %" PRIu64 "\n", st.tasks_timed_out,

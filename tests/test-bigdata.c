@@ -60,7 +60,7 @@ START_TEST(single_2_5_gib_input_goes_through_shared_memory)
 	const uint64_t *sum;
 	ck_assert_int_eq(mpg_results_get(res, 0, (const void **)&sum, NULL), 0);
 	ck_assert(*sum == expected(big, len));
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.shm_bytes, len);
 	ck_assert_uint_lt(st.socket_bytes, 4096); /* headers only */
@@ -90,7 +90,7 @@ START_TEST(four_gib_in_total_from_shm_buffers_are_never_copied)
 		ck_assert_int_eq(mpg_results_get(res, i, (const void **)&sum, NULL), 0);
 		ck_assert(*sum == expected(bufs[i], len));
 	}
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.shm_bytes, (uint64_t)K * len);
 	ck_assert_uint_eq(st.shm_copied_bytes, 0); /* zero-copy */

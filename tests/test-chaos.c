@@ -349,7 +349,7 @@ START_TEST(every_task_ends_once_every_last_word_is_logged_nothing_leaks)
 	 * having moved on: the kill takes the next task, which is innocent
 	 * and runs again (a failing one then fails on a later run), and no
 	 * task shows it but as one replacement more than the deaths. */
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	ck_assert_int_eq(mpg_pool_stats(p, &st), 0);
 	ck_assert_uint_ge(st.workers_replaced, expected_deaths);
 	size_t extra_kills = st.workers_replaced - expected_deaths;

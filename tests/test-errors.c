@@ -96,7 +96,7 @@ START_TEST(nonzero_return_is_raised_with_that_code)
 	const mpg_error *e = run_one_failure(p, -2, &res);
 	ck_assert_int_eq(mpg_error_get_kind(e), MPG_ERR_RAISED);
 	ck_assert_int_eq(mpg_error_code(e), -5);
-	ck_assert_str_eq(mpg_error_message(e), "task returned -5");
+	ck_assert_str_eq(mpg_error_message(e), "task returned -5 (-EIO: Input/output error)");
 	mpg_results_free(res);
 	mpg_pool_free(p);
 }
@@ -116,7 +116,7 @@ START_TEST(exit_in_a_task_fails_only_that_task)
 	pid_t now = mpg_pool_worker_pid(p, slot);
 	ck_assert_int_gt(now, 0);
 	ck_assert_int_ne(now, dead); /* replaced */
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.workers_replaced, 1);
 	mpg_pool_free(p);
@@ -299,7 +299,7 @@ START_TEST(retry_succeeds_on_the_second_try_on_another_worker)
 	ck_assert_int_eq(y[2], 101);
 	ck_assert_int_eq(atomic_load(&alog->runs[1]), 2);
 	ck_assert_int_ne(atomic_load(&alog->slot_of_run[1][0]), atomic_load(&alog->slot_of_run[1][1]));
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.tasks_retried, 2);
 	mpg_results_free(res);
@@ -811,7 +811,7 @@ START_TEST(timeout_ends_a_stuck_task_with_where_it_was_stuck)
 	for (int i = 0; i < 8; i++)
 		if (i != 2 && i != 5)
 			ck_assert_int_eq(y[i], x[i]);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.tasks_timed_out, 2);
 	mpg_results_free(res);
@@ -842,7 +842,7 @@ START_TEST(a_crash_as_the_time_limit_expires_is_reported_as_the_crash)
 	ck_assert_msg(bt && strstr(bt, "abort_once_timed_out"), "%s", bt ? bt : "(none)");
 	ck_assert_int_eq(y[0], 0);
 	ck_assert_int_eq(y[2], 2);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.tasks_timed_out, 0);
 	mpg_results_free(res);
@@ -865,7 +865,7 @@ START_TEST(an_exit_as_the_time_limit_expires_is_reported_as_the_exit)
 	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_EXITED, "%s", mpg_error_describe(e));
 	ck_assert_int_eq(mpg_error_code(e), 7);
 	ck_assert_int_eq(y[2], 2);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.tasks_timed_out, 0);
 	mpg_results_free(res);
@@ -923,7 +923,7 @@ START_TEST(a_replacement_worker_is_not_timed_on_its_predecessors_task)
 	ck_assert_int_eq(y[3], 3);
 	ck_assert_msg(atomic_load(&slow_start[0]) == 0, "no worker started after the hang");
 	ck_assert_msg(atomic_load(&slow_start[1]) == 0, "the new worker got SIGXCPU as it started");
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.workers_replaced, 1);
 	ck_assert_uint_eq(st.tasks_timed_out, 1);
@@ -978,7 +978,7 @@ START_TEST(a_kill_from_outside_while_timed_out_is_a_kill)
 	ck_assert_msg(mpg_error_get_kind(e) == MPG_ERR_KILLED && mpg_error_signal(e) == SIGKILL,
 		      "%s", mpg_error_describe(e));
 	ck_assert_int_eq(y[2], 2);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.tasks_timed_out, 0);
 	mpg_results_free(res);
@@ -1021,7 +1021,7 @@ START_TEST(max_tasks_per_worker_replaces_workers_after_n_tasks)
 		distinct += !seen_before;
 	}
 	ck_assert_int_ge(distinct, 10);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_ge(st.workers_recycled, 8);
 	ck_assert_uint_eq(st.workers_replaced, 0);

@@ -91,7 +91,7 @@ static bool all_slots_up(mpg_pool *p, int timeout_ms)
 	for (int waited = 0; waited < timeout_ms; waited++) {
 		bool up = true;
 		for (unsigned i = 0; i < mpg_pool_workers(p); i++) {
-			mpg_worker_info wi;
+			mpg_worker_info wi = {.size = sizeof wi};
 			ck_assert_int_eq(mpg_pool_worker_info(p, i, &wi), 0);
 			up &= wi.pid > 0;
 		}
@@ -156,7 +156,7 @@ START_TEST(a_map_returns_when_no_worker_can_be_started_and_the_slots_come_back)
 	ck_assert_uint_eq(exited, 2); /* one per worker */
 	ck_assert_uint_eq(cancelled, 4);
 	mpg_results_free(res);
-	mpg_worker_info wi;
+	mpg_worker_info wi = {.size = sizeof wi};
 	for (unsigned i = 0; i < 2; i++) {
 		ck_assert_int_eq(mpg_pool_worker_info(p, i, &wi), 0);
 		ck_assert_int_eq(wi.pid, 0);

@@ -348,7 +348,7 @@ START_TEST(crashing_workers_are_replaced_while_parent_threads_hold_locks)
 	for (int i = 0; i < 8; i++)
 		pthread_join(th[i], NULL);
 	fclose(devnull);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	mpg_pool_stats(p, &st);
 	ck_assert_uint_eq(st.workers_replaced, CRASHES);
 	mpg_pool_free(p);

@@ -307,6 +307,32 @@ START_TEST(list_shows_workers_and_their_tasks)
 }
 END_TEST
 
+static int quick_task(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	return mpg_task_set_result(t, "ok", 2);
+}
+
+START_TEST(list_shows_a_submitted_task_by_its_number)
+{
+	mpg_pool *p = new_pool(1, 0);
+	for (int k = 0; k < 3; k++) /* numbers 0, 1, 2 */
+		ck_assert_int_eq(mpg_submit(p, quick_task, "x", 1, NULL, NULL, NULL, NULL, NULL), 0);
+	ck_assert_int_eq(mpg_pool_wait(p, -1), 0);
+	mpg_future *f;
+	ck_assert_int_eq(mpg_submit(p, stuck_task, "x", 1, NULL, NULL, NULL, NULL, &f), 0);
+	wait_started(1);
+	json_object *pool = list_json();
+	ck_assert_str_eq(sfield(worker_of(pool, 0), "state"), "busy");
+	ck_assert_int_eq(field(worker_of(pool, 0), "task"), 3);
+	json_object_put(pool);
+	ck_assert_int_eq(write(release[1], "x", 1), 1);
+	ck_assert_int_eq(mpg_future_wait(f, -1), 0);
+	mpg_future_free(f);
+	mpg_pool_free(p);
+}
+END_TEST
+
 START_TEST(stacks_show_where_tasks_are_stuck)
 {
 	mpg_pool *p = new_pool(2, 0);
@@ -1439,6 +1465,7 @@ static Suite *make_suite(void)
 	TCase *tc = tcase_create("tool");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, list_shows_workers_and_their_tasks);
+	tcase_add_test(tc, list_shows_a_submitted_task_by_its_number);
 	tcase_add_test(tc, stacks_show_where_tasks_are_stuck);
 	tcase_add_test(tc, gdb_prints_the_stack_of_a_worker_paused_after_its_crash);
 	tcase_add_test(tc, workers_paused_at_start_run_after_resume);

@@ -151,7 +151,7 @@ START_TEST(callback_counts_add_up_with_failures_and_retries)
 	ck_assert_uint_eq(f->failed_by_kind[MPG_ERR_RAISED], 4);
 	ck_assert_uint_eq(f->failed_by_kind[MPG_ERR_SIGNALED], 1);
 	ck_assert_uint_eq(f->retried, FLAKY_RETRIED);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	ck_assert_int_eq(mpg_pool_stats(p, &st), 0);
 	ck_assert_uint_eq(st.tasks_retried, FLAKY_RETRIED);
 	ck_assert_uint_eq(st.tasks_failed, FLAKY_FAILED);
@@ -212,8 +212,9 @@ START_TEST(submit_batches_add_up)
 		failed += mpg_future_error(fut[i]) != NULL;
 		mpg_future_free(fut[i]);
 	}
-	/* Every submitted task has index 0 here: all succeed. */
-	ck_assert_uint_eq(failed, 0);
+	/* Submitted tasks are numbered 0..NSUB-1: without retries 7, 13 and 47
+	 * fail (see flaky()). */
+	ck_assert_uint_eq(failed, 3);
 	ck_assert_uint_ge(rs.finals, 1);
 	size_t total = 0;
 	for (size_t i = 0; i < rs.n; i++) {

@@ -188,7 +188,7 @@ START_TEST(chunk_roundtrips_and_truncations_fail)
 {
 	struct mpk_buf b = {0};
 	struct mpg__chunk_head h = {.job = 3, .fn = 0x401000, .first = 10,
-				    .mode = CHUNK_HAS_CTX};
+				    .mode = CHUNK_HAS_CTX, .base = 77};
 	mpg__chunk_begin(&b, &h, "ctx", 3);
 	mpg__input_put_inline(&b, "abc", 3);
 	mpg__input_put_shm(&b, 4096, 1 << 20);
@@ -200,6 +200,8 @@ START_TEST(chunk_roundtrips_and_truncations_fail)
 	struct mpg__chunk c;
 	ck_assert_int_eq(mpg__chunk_decode(b.data + HDR, b.len - HDR, &c), 0);
 	ck_assert_uint_eq(c.h.count, 2);
+	ck_assert_uint_eq(c.h.first, 10);
+	ck_assert_uint_eq(c.h.base, 77); /* a submitted task's number */
 	ck_assert_uint_eq(c.ctx_len, 3);
 	struct mpg__input in;
 	ck_assert(mpg__input_next(&c, &in));

@@ -258,7 +258,7 @@ static void garbage_case(size_t chunksize)
 	assert_only_bad_failed(res, N, 50, MPG_ERR_PROTOCOL);
 	const char *m = mpg_error_message(mpg_results_error(res, 50));
 	ck_assert_msg(strstr(m, "wrote 5 bytes that are not a valid frame"), "%s", m);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	ck_assert_int_eq(mpg_pool_stats(p, &st), 0);
 	ck_assert_uint_eq(st.tasks_retried, 0);
 	mpg_results_free(res);
@@ -351,7 +351,7 @@ static void check_killers(mpg_results *res, size_t n, mpg_pool *p)
 		}
 	}
 	ck_assert_uint_eq(mpg_results_failed(res), killers);
-	mpg_stats st;
+	mpg_stats st = {.size = sizeof st};
 	ck_assert_int_eq(mpg_pool_stats(p, &st), 0);
 	ck_assert_uint_eq(st.tasks_retried, 0);
 	/* With batches of 10, each killer has finished tasks before it. */

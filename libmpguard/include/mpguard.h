@@ -10,7 +10,18 @@
  *  - Functions returning int return 0 (or a documented non-negative value)
  *    on success and a negative errno on failure; output parameters (*ret)
  *    are untouched on failure.
- *  - Destructors accept NULL.
+ *  - Destructors accept NULL; those of handles (options, pool, results,
+ *    iterator, future, supervisor) have a *_freep() twin for
+ *    __attribute__((cleanup(...))).
+ *  - A task's error code (mpg_error_code()) is, by convention, a positive
+ *    errno value: `return EINVAL;`, mpg_raise(EINVAL, ...). The codes the
+ *    library sets itself follow it (ENODATA, EFAULT, EMFILE, ...). A task's
+ *    own code is kept as given: `return r;` of a library call's negative
+ *    errno arrives negative (its message names it).
+ *  - Structs the caller fills in for the library to complete (mpg_stats,
+ *    mpg_worker_info) start with a size the caller sets to sizeof; the
+ *    library writes no more than that and says how much it wrote, so
+ *    fields can be appended without breaking programs built before.
  *  - Pool functions called from inside a worker return -ECHILD; called from
  *    a callback running on the pool's dispatcher thread, blocking functions
  *    return -EDEADLK.
@@ -21,7 +32,11 @@
  *    (possibly multithreaded) parent. A worker therefore sees the program's
  *    memory as it was when the pool was created: task functions and the
  *    pool's userdata must exist then; per-call data travels by value (the
- *    inputs and the call's context bytes).
+ *    inputs and the call's context bytes). A pointer to memory allocated
+ *    after the pool was created reads, in a worker, whatever was at that
+ *    address then (zeros, or a crash), with no error: pass bytes, not
+ *    pointers (a large input in an mpg_shm_alloc() buffer, passed as the
+ *    input itself, is handed over without a copy).
  *  - Each pool has one dispatcher thread in the parent. Callbacks (result,
  *    error, progress) run on it, one at a time, with no pool lock held: they may call
  *    non-blocking pool functions such as mpg_submit(), and must not block
@@ -72,7 +87,8 @@ typedef struct mpg_buf {
  */
 typedef int (*mpg_task_fn)(mpg_task *task, const void *in, size_t len, void *userdata);
 
-/** Success callback of mpg_submit(): the result bytes, valid during the call. */
+/** Success callback of mpg_submit(): the task's number (mpg_future_task()) and
+ *  its result bytes, valid during the call. */
 typedef void (*mpg_result_fn)(size_t index, const void *data, size_t len, void *userdata);
 
 /** Error callback: the error is valid during the call (copy what you keep). */
@@ -95,6 +111,8 @@ typedef enum mpg_policy {
  */
 MPG_EXPORT int mpg_options_new(mpg_options **ret);
 MPG_EXPORT void mpg_options_free(mpg_options *opts);
+/** mpg_options_freep - mpg_options_free(*opts), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_options_freep(mpg_options **opts);
 
 /** Number of workers, 1..4096 (default: CPUs this process may run on). Pool only.
  *  Returns -EINVAL for 0 or more than 4096. Since 0.1. */
@@ -291,28 +309,54 @@ MPG_EXPORT int mpg_options_set_progress_bar(mpg_options *opts, mpg_progress_bar 
  */
 MPG_EXPORT int mpg_pool_new(const mpg_options *opts, mpg_pool **ret);
 
-/** mpg_pool_close - accept no more work; queued work still runs. Since 0.1. */
+/** mpg_pool_close - accept no more work; queued work still runs (to wait
+ *  for submitted tasks and go on, see mpg_pool_wait()). Returns 0,
+ *  -EINVAL, -ECHILD, or -EPERM on mpg_pool_default()'s pool. Since 0.1. */
 MPG_EXPORT int mpg_pool_close(mpg_pool *pool);
 
 /**
  * mpg_pool_join - after mpg_pool_close() or mpg_pool_terminate(): wait until
  * every task has ended and every worker has exited and been reaped.
- * Returns 0, -EINVAL (pool still open), -EDEADLK, -ECHILD. Since 0.1.
+ * Returns 0, -EINVAL (pool still open), -EDEADLK, -ECHILD, -EPERM (the
+ * default pool). Since 0.1.
  */
 MPG_EXPORT int mpg_pool_join(mpg_pool *pool);
 
 /**
  * mpg_pool_terminate - stop now: kill the workers; every task not ended yet
- * ends with MPG_ERR_CANCELLED. Returns once the workers are reaped.
- * Since 0.1.
+ * ends with MPG_ERR_CANCELLED. Returns once the workers are reaped: 0, or
+ * -EINVAL, -ECHILD, -EDEADLK, -EPERM (the default pool). Since 0.1.
  */
 MPG_EXPORT int mpg_pool_terminate(mpg_pool *pool);
 
 /** mpg_pool_free - terminate if still running, then release everything.
  *  Accepts NULL. No zombie, no fd of the pool's remains. Does nothing when
  *  called from a callback (on the dispatcher thread), in a worker, or in a
- *  process forked from the pool's creator. Since 0.1. */
+ *  process forked from the pool's creator, nor on mpg_pool_default()'s
+ *  pool. Since 0.1. */
 MPG_EXPORT void mpg_pool_free(mpg_pool *pool);
+/** mpg_pool_freep - mpg_pool_free(*pool), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_pool_freep(mpg_pool **pool);
+
+/**
+ * mpg_pool_default - the process's default pool, for the simple case (as
+ * Python's `with Pool() as p`): made on the first call with the default
+ * options (a worker per CPU, the log text on stderr, the MPKIT_*
+ * variables), then the same pool for every thread. Like any pool its
+ * workers see the program's memory as it was when it was made, at the
+ * first call: make it early. It belongs to the library:
+ * mpg_pool_close(), mpg_pool_join() and mpg_pool_terminate() refuse it
+ * with -EPERM and mpg_pool_free() leaves it; at exit() its tasks not ended
+ * are cancelled (mpg_pool_wait() first for submitted ones), its workers
+ * reaped and its log drained. A call on it whose policy is MPG_ABORT and
+ * that aborts stops it for good (later calls: -ESHUTDOWN), as any pool. A
+ * program that needs other options makes a pool of its own with
+ * mpg_pool_new(). A process forked from one with a default pool (not a
+ * worker) gets one of its own at its first call. Returns 0, -EINVAL,
+ * -ECHILD (in a worker), or an error of mpg_pool_new() (the next call
+ * tries again). Since 0.1.
+ */
+MPG_EXPORT int mpg_pool_default(mpg_pool **ret);
 
 /** Number of worker slots. */
 MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *pool);
@@ -323,15 +367,41 @@ MPG_EXPORT unsigned mpg_pool_workers(const mpg_pool *pool);
  */
 MPG_EXPORT pid_t mpg_pool_worker_pid(mpg_pool *pool, unsigned slot);
 
-/** One worker slot, now. Since 0.1. */
+/** What a worker slot is doing (mpg_worker_info.state). Since 0.1. */
+typedef enum mpg_worker_state {
+	MPG_WORKER_DOWN = 0, /* no process: being replaced, or cannot be started */
+	MPG_WORKER_STARTING, /* forked, setting up */
+	MPG_WORKER_IDLE,     /* ready, no task */
+	MPG_WORKER_BUSY,     /* running a task (call, task) */
+	MPG_WORKER_PAUSED,   /* paused for a debugger (mpg_options_set_pause()) */
+} mpg_worker_state;
+
+/**
+ * One worker slot, now (as `mpattach list` shows it). The caller sets
+ * @size to sizeof(mpg_worker_info) before the call (e.g.
+ * `mpg_worker_info wi = {.size = sizeof wi};`): the library fills in no more
+ * than @size bytes, so a program built against an older, shorter struct is
+ * safe with a newer library; it sets @size to the bytes it filled in and
+ * leaves the rest untouched, so a program built against a newer header
+ * can tell which fields an older library knew (start from {0} to find
+ * them zero). Fields are only ever appended. Since 0.1.
+ */
 typedef struct mpg_worker_info {
+	size_t size;         /* in: sizeof what the caller has; out: what was filled */
 	pid_t pid;           /* 0 while the slot is being (re)started */
 	unsigned restarts;   /* replacements of this slot so far */
 	uint64_t tasks_done; /* by the current process */
 	uint64_t ready_ns;   /* CLOCK_MONOTONIC time the current process had set up
 			      * (crash handler, module list) and was ready; 0 before */
+	mpg_worker_state state;
+	uint64_t call;       /* BUSY or PAUSED in a task: the call it belongs to, a
+			      * number the pool gives each call in order (a map, an
+			      * imap, each submitted task), from 1; else 0 */
+	size_t task;         /* and the task: its input index within the call, or a
+			      * submitted task's number (as mpg_error_task()); else 0 */
 } mpg_worker_info;
-/** Returns 0, -EINVAL (bad slot), -ESRCH (pool stopped), -ECHILD. */
+/** Returns 0, -EINVAL (bad slot, or @size less than the first version's
+ *  fields: forgotten), -ESRCH (pool stopped), -ECHILD. */
 MPG_EXPORT int mpg_pool_worker_info(mpg_pool *pool, unsigned slot, mpg_worker_info *ret);
 
 /** The aggregator the pool's workers log into (see mpg_options_set_log()),
@@ -342,8 +412,12 @@ MPG_EXPORT mplog_aggregator *mpg_pool_log(mpg_pool *pool);
  *  mpg_pool_free(). Since 0.1. */
 MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *pool);
 
-/** Counters, for tests and monitoring. Since 0.1. */
+/** Counters, for tests and monitoring. The caller sets @size to
+ *  sizeof(mpg_stats) (`mpg_stats st = {.size = sizeof st};`), as for
+ *  mpg_worker_info: the library fills no more than that, sets @size to what
+ *  it filled, leaving the rest; fields are only ever appended. Since 0.1. */
 typedef struct mpg_stats {
+	size_t size;               /* in: sizeof the caller's; out: bytes filled */
 	uint64_t tasks_ok;
 	uint64_t tasks_failed;
 	uint64_t tasks_retried;
@@ -358,6 +432,7 @@ typedef struct mpg_stats {
 	uint64_t tasks_rescued;    /* finished tasks of a dead worker whose results
 				    * were taken from its memory, not run again */
 } mpg_stats;
+/** Returns 0, or -EINVAL (no pool or @ret, or @size too small). */
 MPG_EXPORT int mpg_pool_stats(mpg_pool *pool, mpg_stats *ret);
 
 /* ------------------------------------------------------------------------ */
@@ -367,8 +442,11 @@ MPG_EXPORT int mpg_pool_stats(mpg_pool *pool, mpg_stats *ret);
  * mpg_map - run @fn on each input, wait, return results in input order.
  * @inputs: @n buffers, valid until mpg_map() returns.
  * @opts: per-call options, or NULL.
+ * @ret: the results, or NULL when only the number of failures matters
+ * (their errors still reach the error callback and the pool's log).
  * Returns 0 once every task ended (some may have failed under MPG_CONTINUE:
- * see mpg_results_failed()); -ECANCELED if the pool aborted or was
+ * see mpg_results_failed()), or with @ret NULL the number of tasks that
+ * failed (at most INT_MAX); -ECANCELED if the pool aborted or was
  * terminated meanwhile (see mpg_pool_abort_error()); -EINVAL, -ESHUTDOWN
  * (pool closed), -ECHILD, -EDEADLK, -ENOMEM. Since 0.1.
  */
@@ -379,9 +457,10 @@ MPG_EXPORT int mpg_map(mpg_pool *pool, mpg_task_fn fn, const mpg_buf *inputs, si
  * mpg_map_array - mpg_map() over a C array: input i is the @in_size bytes at
  * in + i * in_size; its result must be exactly @out_size bytes and is
  * written to out + i * out_size (failed slots are zeroed; a task that sets
- * no result fails, RAISED with code -ENODATA). The fast path for numeric
- * work. Errors as mpg_map(), and -EMSGSIZE when @out_size is over 8 MiB.
- * Since 0.1.
+ * no result fails, RAISED with code ENODATA). The fast path for numeric
+ * work; with @ret NULL the simple case is one call that returns how many
+ * failed. Returns and errors as mpg_map(), and -EMSGSIZE when @out_size is
+ * over 8 MiB. Since 0.1.
  */
 MPG_EXPORT int mpg_map_array(mpg_pool *pool, mpg_task_fn fn, const void *in, size_t in_size,
 			     size_t n, void *out, size_t out_size, const mpg_options *opts,
@@ -396,7 +475,15 @@ MPG_EXPORT size_t mpg_results_failed(const mpg_results *res);
 MPG_EXPORT int mpg_results_get(const mpg_results *res, size_t index, const void **data, size_t *len);
 /** The error of task @index, or NULL if it succeeded. */
 MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t index);
+/** mpg_results_errors - the errors of the failed tasks, in input order
+ *  (mpg_error_task() is each one's index): which failed and why, without a
+ *  call per task. Stores their number in *@n (@n may be NULL): that is
+ *  mpg_results_failed() unless memory ran out for an error. Returns NULL
+ *  when there is none; valid until mpg_results_free(). Since 0.1. */
+MPG_EXPORT const mpg_error *const *mpg_results_errors(const mpg_results *res, size_t *n);
 MPG_EXPORT void mpg_results_free(mpg_results *res);
+/** mpg_results_freep - mpg_results_free(*res), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_results_freep(mpg_results **res);
 
 /**
  * mpg_imap_unordered - start @fn on each input; read results as they
@@ -418,9 +505,15 @@ MPG_EXPORT int mpg_iter_next(mpg_iter *it, size_t *index, const void **data, siz
 			     const mpg_error **err);
 /** Free the iterator; tasks not started yet are dropped (they end cancelled). */
 MPG_EXPORT void mpg_iter_free(mpg_iter *it);
+/** mpg_iter_freep - mpg_iter_free(*it), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_iter_freep(mpg_iter **it);
 
 /**
- * mpg_submit - run one task asynchronously. The input is copied (into shared
+ * mpg_submit - run one task asynchronously. Each submitted task has a number
+ * of its own in the pool, in the order of the calls: 0 for the first, then
+ * 1, 2, ...; it is the index that mpg_task_index(), mpg_error_task(), the
+ * result callback, the merged log and `mpattach list` show, and
+ * mpg_future_task() returns it. The input is copied (into shared
  * memory if large) before the call returns, unless it lies in a buffer of
  * mpg_shm_alloc(): that is handed over as it is, so the caller must not
  * change it until the task ended. On success @on_result, on failure
@@ -441,7 +534,23 @@ MPG_EXPORT int mpg_future_wait(mpg_future *f, int timeout_ms);
 /** 0 and the result; -EINPROGRESS (not ended); -EIO (failed: mpg_future_error()). */
 MPG_EXPORT int mpg_future_result(mpg_future *f, const void **data, size_t *len);
 MPG_EXPORT const mpg_error *mpg_future_error(mpg_future *f);
+/** The submitted task's number in its pool (see mpg_submit()), or 0 for a
+ *  NULL future. Since 0.1. */
+MPG_EXPORT size_t mpg_future_task(const mpg_future *f);
 MPG_EXPORT void mpg_future_free(mpg_future *f);
+/** mpg_future_freep - mpg_future_free(*f), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_future_freep(mpg_future **f);
+
+/**
+ * mpg_pool_wait - wait until every task submitted to @pool with mpg_submit()
+ * before this call has ended and its callbacks have run (as many futures'
+ * mpg_future_wait()), fire-and-forget ones included; the pool stays open,
+ * unlike mpg_pool_close() + mpg_pool_join(). Tasks submitted meanwhile, from
+ * callbacks or other threads, are not waited for. @timeout_ms < 0: forever.
+ * Returns 0, -ETIMEDOUT, -EINVAL, -ECHILD, or -EDEADLK on the dispatcher
+ * thread (in a callback). Since 0.1.
+ */
+MPG_EXPORT int mpg_pool_wait(mpg_pool *pool, int timeout_ms);
 
 /* ------------------------------------------------------------------------ */
 /* Inside a task (in a worker)                                              */
@@ -455,7 +564,8 @@ MPG_EXPORT int mpg_task_set_result(mpg_task *task, const void *data, size_t len)
 MPG_EXPORT void *mpg_task_alloc_result(mpg_task *task, size_t len);
 /** The call's context bytes (mpg_options_set_context()), or NULL. */
 MPG_EXPORT const void *mpg_task_context(mpg_task *task, size_t *len);
-/** The task's input index within its call. */
+/** The task's input index within its call; for a submitted task, its
+ *  number in the pool (see mpg_submit()). */
 MPG_EXPORT size_t mpg_task_index(const mpg_task *task);
 /** The worker's slot number. */
 MPG_EXPORT unsigned mpg_task_worker(const mpg_task *task);
@@ -487,14 +597,18 @@ typedef enum mpg_error_kind {
 MPG_EXPORT mpg_error_kind mpg_error_get_kind(const mpg_error *err);
 /** "raised", "exited", "signaled", "killed", "timeout", "protocol", "cancelled". */
 MPG_EXPORT const char *mpg_error_kind_name(mpg_error_kind kind);
-/** Input index of the failed task within its call. */
+/** Input index of the failed task within its call; for a submitted task,
+ *  its number in the pool (see mpg_submit()). */
 MPG_EXPORT size_t mpg_error_task(const mpg_error *err);
 /** Worker slot, or -1 if the task never reached a worker. */
 MPG_EXPORT int mpg_error_worker(const mpg_error *err);
 /** Pid of the worker, or 0. */
 MPG_EXPORT pid_t mpg_error_pid(const mpg_error *err);
 /** RAISED: the code; EXITED: the exit status; CANCELLED because no worker
- *  (or service) could be started: the errno, such as EMFILE; else 0. */
+ *  (or service) could be started: the errno, such as EMFILE; else 0.
+ *  Codes are positive errno values by convention, the library's own
+ *  (ENODATA, EFAULT, EBADMSG, ENOMEM, ...) too; a task's is kept as the
+ *  task gave it (see Conventions at the top). */
 MPG_EXPORT int mpg_error_code(const mpg_error *err);
 /** SIGNALED, KILLED, TIMEOUT: the signal number; else 0. */
 MPG_EXPORT int mpg_error_signal(const mpg_error *err);
@@ -551,6 +665,8 @@ typedef enum mpg_restart {
 /** Returns 0, -EINVAL, -ENOMEM, -ECHILD (in a worker). Since 0.1. */
 MPG_EXPORT int mpg_supervisor_new(mpg_supervisor **ret);
 MPG_EXPORT void mpg_supervisor_free(mpg_supervisor *sup);
+/** mpg_supervisor_freep - mpg_supervisor_free(*sup), for __attribute__((cleanup)). */
+MPG_EXPORT void mpg_supervisor_freep(mpg_supervisor **sup);
 
 /** Add a service (before mpg_supervisor_run(); at most 256). @name is
  *  copied, and must differ from the other services' names. @userdata is

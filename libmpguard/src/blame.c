@@ -29,7 +29,7 @@ static void requeue(struct mpg_pool *p, struct worker *w, struct job *job, size_
 					  .lost = lost, .avoid = avoid}) < 0) {
 		for (size_t i = 0; i < count; i++)
 			mpg__task_failure(p, w, job, first + i, attempts,
-				       &(struct mpg__failure){.kind = MPG_ERR_CANCELLED, .code = -ENOMEM,
+				       &(struct mpg__failure){.kind = MPG_ERR_CANCELLED, .code = ENOMEM,
 							      .msg = "out of memory while re-queueing the task",
 							      .no_retry = true});
 	}

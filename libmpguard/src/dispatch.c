@@ -156,7 +156,7 @@ static void cancel_remaining(struct mpg_pool *p, struct job *job)
 				job->state[i] = ITEM_CANCELLED;
 		break;
 	case JOB_SUBMIT: {
-		mpg_error *err = mpg__error_new(MPG_ERR_CANCELLED, 0, -1, 0, 0, 0, 0, msg);
+		mpg_error *err = mpg__error_new(MPG_ERR_CANCELLED, job->base, -1, 0, 0, 0, 0, msg);
 		job->error = err;
 		mpg_error_fn efn = job->on_error ? job->on_error : job->cfg.on_error;
 		void *eud = job->on_error ? job->userdata : job->cfg.on_error_userdata;

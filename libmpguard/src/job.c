@@ -4,6 +4,7 @@
 #include "dispatch-int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -195,6 +196,8 @@ int mpg__pool_enqueue(struct mpg_pool *p, struct job *job)
 		pthread_mutex_unlock(&p->incoming_lock);
 		return -ESHUTDOWN;
 	}
+	if (job->kind == JOB_SUBMIT)
+		job->base = p->next_submit++; /* its task number, in errors, logs, callbacks */
 	if (p->incoming_tail)
 		p->incoming_tail->next = job;
 	else
@@ -314,6 +317,14 @@ static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
 		goto fail;
 	}
 	job->pool = NULL;
+	if (!ret) {
+		/* Nobody reads the outcome: the number of failures says it all
+		 * (their errors went to the callback and the log). */
+		size_t failed = job->nfailed;
+		free(res);
+		mpg__job_free(job);
+		return failed > INT_MAX ? INT_MAX : (int)failed;
+	}
 	if (job->nerrors)
 		qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
 	res->job = job;
@@ -330,7 +341,7 @@ MPG_EXPORT int mpg_map(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_
 	int r = check_call(p, fn);
 	if (r < 0)
 		return r;
-	if (!ret || (!inputs && n) || n > SIZE_MAX / sizeof(struct slotref))
+	if ((!inputs && n) || n > SIZE_MAX / sizeof(struct slotref))
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++)
 		if (!inputs[i].data && inputs[i].len)
@@ -351,7 +362,7 @@ MPG_EXPORT int mpg_map_array(mpg_pool *p, mpg_task_fn fn, const void *in, size_t
 	int r = check_call(p, fn);
 	if (r < 0)
 		return r;
-	if (!ret || (n && (!out || (!in && in_size))) || out_size == 0)
+	if ((n && (!out || (!in && in_size))) || out_size == 0)
 		return -EINVAL;
 	if ((in_size && n > SIZE_MAX / in_size) || n > SIZE_MAX / out_size)
 		return -EINVAL;
@@ -416,6 +427,14 @@ MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t i)
 			hi = mid;
 	}
 	return NULL;
+}
+
+MPG_EXPORT const mpg_error *const *mpg_results_errors(const mpg_results *res, size_t *n)
+{
+	size_t k = res ? res->job->nerrors : 0;
+	if (n)
+		*n = k;
+	return k ? (const mpg_error *const *)res->job->errors : NULL; /* sorted by run_map() */
 }
 
 MPG_EXPORT void mpg_results_free(mpg_results *res)
@@ -656,6 +675,11 @@ MPG_EXPORT const mpg_error *mpg_future_error(mpg_future *f)
 	const mpg_error *e = f->job->done ? f->job->error : NULL;
 	pthread_mutex_unlock(&f->pool->lock);
 	return e;
+}
+
+MPG_EXPORT size_t mpg_future_task(const mpg_future *f)
+{
+	return f ? (size_t)f->job->base : 0; /* set before the future was returned */
 }
 
 MPG_EXPORT void mpg_future_free(mpg_future *f)

@@ -129,10 +129,10 @@ void mpg__fail_task(struct mpg_pool *p, struct job *job, size_t index, mpg_error
 }
 
 /* The error of a failed attempt, symbolized; NULL when out of memory. */
-static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, size_t index,
-				unsigned attempts, const struct mpg__failure *f)
+static mpg_error *failure_error(struct mpg_pool *p, struct worker *w, const struct job *job,
+				size_t index, unsigned attempts, const struct mpg__failure *f)
 {
-	return mpg__failure_error(f, &p->symcache, w ? &w->modules : NULL, index,
+	return mpg__failure_error(f, &p->symcache, w ? &w->modules : NULL, job->base + index,
 				  w ? (int)w->slot : -1, w ? w->pid : 0, attempts + 1);
 }
 
@@ -150,12 +150,12 @@ void mpg__task_failure(struct mpg_pool *p, struct worker *w, struct job *job, si
 			job->pr->retried++;
 		/* A failure that a retry may hide still gets its record. */
 		struct delivery d = {.job = job, .index = index, .retrying = true, .free_err = true};
-		if (p->log_writer && (d.err = failure_error(p, w, index, attempts, f)) &&
+		if (p->log_writer && (d.err = failure_error(p, w, job, index, attempts, f)) &&
 		    mpg__add_delivery(p, &d) < 0)
 			mpg__error_free(d.err);
 		return;
 	}
-	mpg__fail_task(p, job, index, failure_error(p, w, index, attempts, f));
+	mpg__fail_task(p, job, index, failure_error(p, w, job, index, attempts, f));
 }
 
 void mpg__task_failed(struct mpg_pool *p, struct worker *w, struct job *job, size_t index,
@@ -197,7 +197,8 @@ void mpg__task_ok(struct mpg_pool *p, struct job *job, size_t index, const void 
 	case JOB_SUBMIT:
 		job->slots[0] = (struct slotref){data, len};
 		if (job->on_result) {
-			struct delivery d = {.job = job, .data = data, .len = len, .index = index};
+			struct delivery d = {.job = job, .data = data, .len = len,
+					     .index = job->base + index};
 			(void)mpg__add_delivery(p, &d);
 		}
 		break;

@@ -387,6 +387,8 @@ struct job {
 	struct job *next, *prev;    /* the pool's list of jobs not ended */
 	struct mpg_pool *pool;
 	uint64_t id;
+	uint64_t base;              /* what the user calls task 0: 0, or a
+				     * submitted task's number (mpg_submit()) */
 	enum job_kind kind;
 	mpg_task_fn fn;
 	struct mpg__callcfg cfg;
@@ -573,6 +575,7 @@ struct mpg_pool {
 	bool join_requested;
 	bool broken;                /* fork server lost */
 	bool spawned_initial;       /* the dispatcher asked for the first workers */
+	bool is_default;            /* mpg_pool_default()'s: the library's, never the caller's */
 	uint64_t start_kick_job;    /* the last job that made waiting slots try at once */
 	unsigned start_waiting;     /* slots waiting to try again (start_at set) */
 
@@ -601,6 +604,7 @@ struct mpg_pool {
 	struct mpg__minset progress_ns;  /* the calls' progress intervals */
 	struct job *graveyard;      /* ended jobs nobody holds: freed between rounds */
 	uint64_t next_job_id;
+	uint64_t next_submit;       /* the number the next submitted task gets (incoming_lock) */
 	mpg_error *abort_error;
 	int exit_status_on_abort;   /* -1: none */
 
@@ -628,6 +632,9 @@ void mpg__pause_from_env(unsigned *flags, unsigned *timeout_ms);
 /* pool.c */
 /* -EINVAL without a pool, -ECHILD in a worker or a forked child, else 0. */
 int mpg__check_caller(const struct mpg_pool *p);
+/* Cancel what has not ended, reap the workers, join the dispatcher (as
+ * mpg_pool_terminate(), unchecked). Not on the dispatcher thread. */
+void mpg__pool_stop(struct mpg_pool *p);
 /* Drop a reference (the user's, an iterator's, a future's); the last frees. */
 void mpg__pool_unref(struct mpg_pool *p);
 
@@ -673,6 +680,16 @@ void mpg__pool_refuse(struct mpg_pool *p);
 /* Dispatcher: whether jobs wait to be taken; take them into the pool's list. */
 bool mpg__incoming_pending(struct mpg_pool *p);
 void mpg__take_incoming(struct mpg_pool *p);
+
+/* sized.c: structs the caller hands in with their size first (mpg_stats,
+ * mpg_worker_info). The smallest size each accepts: all the fields of
+ * version 0.1 (a caller that forgot to set it gets -EINVAL). */
+#define MPG_STATS_SIZE_0_1 (offsetof(mpg_stats, tasks_rescued) + sizeof(uint64_t))
+#define MPG_WORKER_INFO_SIZE_0_1 (offsetof(mpg_worker_info, task) + sizeof(size_t))
+/* Copy src (known bytes, its size field first) to dst: no more than the
+ * size dst says it has, its size set to the bytes filled, nothing past
+ * them. dst's size was checked against the minimum. */
+void mpg__copy_sized(void *dst, const void *src, size_t known);
 
 /* clock.c: CLOCK_MONOTONIC in ns; async-signal-safe */
 uint64_t mpg__now_ns(void);

@@ -109,16 +109,36 @@ static int setup_log(struct mpg_pool *p, bool have_stderr)
 
 /* ---- what the control socket shows (control-int.h) ---------------------- */
 
-static const char *worker_state(const struct worker *w, const struct mpg__wstatus *ws)
+static mpg_worker_state worker_state_of(const struct worker *w, const struct mpg__wstatus *ws)
 {
 	if (w->state == W_SPAWNING)
-		return "starting";
+		return MPG_WORKER_STARTING;
 	if (w->state != W_READY && w->state != W_DRAINING)
-		return "down";
+		return MPG_WORKER_DOWN;
 	if (atomic_load_explicit(&ws->paused, memory_order_relaxed) != WP_NONE)
-		return "paused";
+		return MPG_WORKER_PAUSED;
 	uint32_t st = atomic_load_explicit(&ws->state, memory_order_relaxed);
-	return st == WS_IDLE && !w->ninflight ? "idle" : "busy";
+	return st == WS_IDLE && !w->ninflight ? MPG_WORKER_IDLE : MPG_WORKER_BUSY;
+}
+
+static const char *worker_state(const struct worker *w, const struct mpg__wstatus *ws)
+{
+	static const char *const names[] = {
+		[MPG_WORKER_DOWN] = "down", [MPG_WORKER_STARTING] = "starting",
+		[MPG_WORKER_IDLE] = "idle", [MPG_WORKER_BUSY] = "busy",
+		[MPG_WORKER_PAUSED] = "paused",
+	};
+	return names[worker_state_of(w, ws)];
+}
+
+/* With the lock: the user's number of task 0 of call `job` that worker w
+ * runs (a submitted task's own number), 0 when it is not among its chunks. */
+static uint64_t task_base(const struct worker *w, uint64_t job)
+{
+	for (const struct chunk *c = w->inflight_head; c; c = c->next)
+		if (c->job->id == job)
+			return c->job->base;
+	return 0;
 }
 
 static const char *pool_state_name(enum pool_state s)
@@ -161,7 +181,8 @@ static void control_snapshot(void *obj, struct mpg__ctl_summary *sum, struct mpg
 		    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE) {
 			slots[i].has_task = true;
 			slots[i].job = atomic_load_explicit(&ws->job, memory_order_relaxed);
-			slots[i].task = atomic_load_explicit(&ws->index, memory_order_relaxed);
+			slots[i].task = atomic_load_explicit(&ws->index, memory_order_relaxed) +
+					task_base(w, slots[i].job);
 		}
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -385,6 +406,8 @@ MPG_EXPORT int mpg_pool_close(mpg_pool *p)
 	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
+	if (p->is_default)
+		return -EPERM; /* the library's: other threads may use it */
 	/* Refused first: a job handed in before is in the incoming list when
 	 * the dispatcher sees the pool closed, and it takes that list first. */
 	mpg__pool_refuse(p);
@@ -402,6 +425,8 @@ MPG_EXPORT int mpg_pool_join(mpg_pool *p)
 	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
+	if (p->is_default)
+		return -EPERM;
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
 	pthread_mutex_lock(&p->lock);
@@ -414,24 +439,31 @@ MPG_EXPORT int mpg_pool_join(mpg_pool *p)
 	return 0;
 }
 
+void mpg__pool_stop(struct mpg_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	mpg__pool_cancel_all(p, false);
+	wait_stopped(p);
+}
+
 MPG_EXPORT int mpg_pool_terminate(mpg_pool *p)
 {
 	int r = mpg__check_caller(p);
 	if (r < 0)
 		return r;
+	if (p->is_default)
+		return -EPERM;
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
-	pthread_mutex_lock(&p->lock);
-	mpg__pool_cancel_all(p, false);
-	wait_stopped(p);
+	mpg__pool_stop(p);
 	return 0;
 }
 
 MPG_EXPORT void mpg_pool_free(mpg_pool *p)
 {
-	if (mpg__check_caller(p) < 0 || mpg__on_dispatcher(p))
-		return; /* in a forked child the pool is not ours to stop */
-	(void)mpg_pool_terminate(p);
+	if (mpg__check_caller(p) < 0 || mpg__on_dispatcher(p) || p->is_default)
+		return; /* not ours to stop: a forked child's copy, or the default pool */
+	mpg__pool_stop(p);
 	if (p->log)
 		mplog_aggregator_flush(p->log); /* every worker's last records, now */
 	mpg__pool_unref(p);
@@ -463,19 +495,32 @@ MPG_EXPORT int mpg_pool_worker_info(mpg_pool *p, unsigned slot, mpg_worker_info 
 		return r;
 	if (slot >= p->nworkers || !ret)
 		return -EINVAL;
+	if (ret->size < MPG_WORKER_INFO_SIZE_0_1)
+		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
 	const struct worker *w = &p->workers[slot];
+	const struct mpg__wstatus *ws = &p->wcfg.status[slot];
 	if (p->state == POOL_STOPPED) {
 		pthread_mutex_unlock(&p->lock);
 		return -ESRCH;
 	}
-	*ret = (mpg_worker_info){
+	mpg_worker_info wi = {
 		.pid = w->state == W_READY ? w->pid : 0,
 		.restarts = w->restarts,
 		.tasks_done = w->tasks_done,
 		.ready_ns = w->state == W_READY ? w->ready_ns : 0, /* 0: still setting up */
+		.state = worker_state_of(w, ws),
 	};
+	/* The task as the worker published it; a worker between tasks shows
+	 * none, even with chunks queued (busy: it is about to run one). */
+	if ((wi.state == MPG_WORKER_BUSY || wi.state == MPG_WORKER_PAUSED) &&
+	    atomic_load_explicit(&ws->state, memory_order_relaxed) != WS_IDLE) {
+		wi.call = atomic_load_explicit(&ws->job, memory_order_relaxed);
+		wi.task = (size_t)(atomic_load_explicit(&ws->index, memory_order_relaxed) +
+				   task_base(w, wi.call));
+	}
 	pthread_mutex_unlock(&p->lock);
+	mpg__copy_sized(ret, &wi, sizeof wi);
 	return 0;
 }
 
@@ -496,10 +541,11 @@ MPG_EXPORT const mpg_error *mpg_pool_abort_error(mpg_pool *p)
 
 MPG_EXPORT int mpg_pool_stats(mpg_pool *p, mpg_stats *ret)
 {
-	if (!p || !ret)
+	if (!p || !ret || ret->size < MPG_STATS_SIZE_0_1)
 		return -EINVAL;
 	pthread_mutex_lock(&p->lock);
-	*ret = p->stats;
+	mpg_stats st = p->stats;
 	pthread_mutex_unlock(&p->lock);
+	mpg__copy_sized(ret, &st, sizeof st);
 	return 0;
 }

@@ -80,8 +80,10 @@ struct mpg__chunk_head {
 	uint32_t count;
 	uint32_t mode;         /* CHUNK_* */
 	uint64_t in_size, out_size; /* map_array: element sizes */
+	uint64_t base;         /* the user's number of task 0 (mpg_task_index()):
+				* 0 for a map, a submitted task's own number */
 };
-_Static_assert(sizeof(struct mpg__chunk_head) == 48, "chunk head has no padding");
+_Static_assert(sizeof(struct mpg__chunk_head) == 56, "chunk head has no padding");
 
 /* Starts a chunk frame in b (empty): header room, head and context.
  * Inputs follow with mpg__input_put_*; the count is set by _finish. */

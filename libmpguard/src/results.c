@@ -218,14 +218,14 @@ static int apply_results(struct mpg_pool *p, struct worker *w, struct chunk *c,
 				char msg[192];
 				snprintf(msg, sizeof msg, "cannot take the %zu-byte result: %s",
 					 (size_t)item.len, why);
-				mpg__task_failed(p, w, job, index, c->attempts, MPG_ERR_PROTOCOL, -EBADMSG, 0,
+				mpg__task_failed(p, w, job, index, c->attempts, MPG_ERR_PROTOCOL, EBADMSG, 0,
 					    msg);
 				continue;
 			}
 			struct blob *b = blob_new(job, mbase, maplen, true);
 			if (!b) {
 				munmap(mbase, maplen);
-				mpg__task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, -ENOMEM, 0,
+				mpg__task_failed(p, w, job, index, c->attempts, MPG_ERR_RAISED, ENOMEM, 0,
 					    "out of memory in the parent");
 				continue;
 			}

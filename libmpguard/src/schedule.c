@@ -138,6 +138,7 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 			(send_ctx ? CHUNK_HAS_CTX : 0),
 		.in_size = job->in_size,
 		.out_size = job->out_size,
+		.base = job->base,
 	};
 	mpg__chunk_begin(&b, &head, job->cfg.context, job->cfg.context_len);
 	size_t n = 0;
@@ -184,8 +185,8 @@ static int send_chunk(struct mpg_pool *p, struct worker *w)
 				char m[128];
 				snprintf(m, sizeof m, "could not hand the %zu-byte input to a worker: %s",
 					 len, strerror(-rr));
-				mpg__fail_task(p, job, r.first, mpg__error_new(MPG_ERR_RAISED, r.first, -1, 0,
-									  rr, 0, r.attempts + 1, m));
+				mpg__fail_task(p, job, r.first, mpg__error_new(MPG_ERR_RAISED, job->base + r.first, -1, 0,
+									  -rr, 0, r.attempts + 1, m));
 				r.first++;
 				r.count--;
 				unpick(job, r);

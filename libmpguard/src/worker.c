@@ -28,7 +28,8 @@
 #define EX_PROTOCOL_ERROR 76 /* the parent sent something we cannot read */
 
 struct mpg_task {
-	size_t index;
+	size_t index; /* within the chunk's call */
+	size_t id;    /* what the user calls it: base + index */
 };
 
 static struct {
@@ -54,6 +55,7 @@ static struct {
 	struct mpg__chunk chunk; /* decoded; its reader walks the inputs */
 	uint64_t job;
 	uint64_t first;
+	uint64_t base;   /* the user's number of task 0 */
 	uint32_t count;
 	uint32_t mode;
 	size_t in_size, out_size;
@@ -478,7 +480,7 @@ MPG_EXPORT const void *mpg_task_context(mpg_task *t, size_t *len)
 	return W.ctx;
 }
 
-MPG_EXPORT size_t mpg_task_index(const mpg_task *t) { return t ? t->index : 0; }
+MPG_EXPORT size_t mpg_task_index(const mpg_task *t) { return t ? t->id : 0; }
 MPG_EXPORT unsigned mpg_task_worker(const mpg_task *t) { return t ? W.slot : 0; }
 
 MPG_EXPORT int mpg_raise(int code, const char *fmt, ...)
@@ -502,6 +504,7 @@ MPG_EXPORT int mpg_raise(int code, const char *fmt, ...)
 static void begin_task(size_t index)
 {
 	W.task.index = index;
+	W.task.id = (size_t)(W.base + index);
 	W.rec_off = W.res.len;
 	W.has_result = false;
 	W.shm_fd = -1;
@@ -509,7 +512,7 @@ static void begin_task(size_t index)
 	atomic_store_explicit(&W.status[W.slot].index, index, memory_order_relaxed);
 	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
 	if (W.logging)
-		mplog_set_context((int)W.slot, (int64_t)index);
+		mplog_set_context((int)W.slot, (int64_t)W.task.id);
 }
 
 static void end_task(bool failed)
@@ -546,8 +549,14 @@ static void end_task(bool failed)
 static bool task_returned(int rc)
 {
 	if (rc != 0) {
-		char m[64];
-		snprintf(m, sizeof m, "task returned %d", rc);
+		/* A negative errno passed on from a library call (`return r;`):
+		 * name it, the code stays as the task gave it. */
+		const char *name = rc < 0 && rc > -4096 ? strerrorname_np(-rc) : NULL;
+		char m[128];
+		if (name)
+			snprintf(m, sizeof m, "task returned %d (-%s: %s)", rc, name, strerror(-rc));
+		else
+			snprintf(m, sizeof m, "task returned %d", rc);
 		record_error(rc, m);
 		return true;
 	}
@@ -556,7 +565,7 @@ static bool task_returned(int rc)
 	if (fixed_out()) {
 		char m[128];
 		snprintf(m, sizeof m, "task set no result (mpg_map_array needs %zu bytes)", W.out_size);
-		record_error(-ENODATA, m);
+		record_error(ENODATA, m); /* the library's codes are positive errnos */
 		return true;
 	}
 	(void)mpg__item_put_inline(&W.res, 0);
@@ -590,7 +599,7 @@ static int next_input(const void **in, size_t *len)
 	W.in_map = NULL;
 	char m[96];
 	snprintf(m, sizeof m, "cannot map a %zu-byte input: %s", (size_t)it.len, strerror(err));
-	record_error(-err, m);
+	record_error(err, m);
 	return 0;
 }
 
@@ -635,7 +644,7 @@ static void fail_all(const char *msg)
 	for (uint32_t i = W.frame_first + W.frame_count; i < W.count; i++) {
 		W.task.index = W.first + i;
 		W.rec_off = W.res.len;
-		record_error(-EFAULT, msg);
+		record_error(EFAULT, msg);
 		W.frame_count++;
 	}
 }
@@ -648,6 +657,7 @@ static void run_chunk(void)
 	W.job = h->job;
 	mpg_task_fn fn = (mpg_task_fn)(uintptr_t)h->fn;
 	W.first = h->first;
+	W.base = h->base;
 	W.count = h->count;
 	W.mode = h->mode;
 	W.in_size = h->in_size;
