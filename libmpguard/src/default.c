@@ -25,8 +25,10 @@ static void stop_at_exit(void)
 	if (!p || mpg__check_caller(p) < 0 || mpg__on_dispatcher(p))
 		return;
 	mpg__pool_stop(p);
+	/* Stopped, not only flushed: what a sink could not take at once
+	 * (stderr is a pipe the reader empties as it can) is waited for. */
 	if (p->log)
-		mplog_aggregator_flush(p->log);
+		(void)mplog_aggregator_stop(p->log);
 }
 
 MPG_EXPORT int mpg_pool_default(mpg_pool **ret)

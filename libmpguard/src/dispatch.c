@@ -119,6 +119,7 @@ void mpg__begin_stop(struct mpg_pool *p, enum pool_state st)
 	p->state = st;
 	p->closed = true;
 	mpg__pool_refuse(p);
+	mpg__take_incoming(p); /* those handed in before are cancelled too */
 	for (struct job *job = p->jobs_head; job; job = job->next)
 		job->cancelled = true;
 	for (unsigned i = 0; i < p->nworkers; i++) {

@@ -526,6 +526,7 @@ MPG_EXPORT void mpg_iter_free(mpg_iter *it)
 	struct mpg_pool *p = it->pool;
 	struct job *job = it->job;
 	pthread_mutex_lock(&p->lock);
+	mpg__take_incoming(p); /* its job may not be in the pool's list yet */
 	blob_unref(it->cur_blob);
 	mpg__error_free(it->cur_err);
 	bool free_now = job->done;

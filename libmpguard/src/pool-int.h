@@ -677,7 +677,9 @@ void mpg__blob_free(struct blob *b);
 int mpg__pool_enqueue(struct mpg_pool *p, struct job *job);
 /* No job is handed in from now on (close, stop, a lost fork server). */
 void mpg__pool_refuse(struct mpg_pool *p);
-/* Dispatcher: whether jobs wait to be taken; take them into the pool's list. */
+/* Whether jobs wait to be taken; take them into the pool's list (with the
+ * pool lock: the dispatcher each round, a thread that must find its job
+ * there). */
 bool mpg__incoming_pending(struct mpg_pool *p);
 void mpg__take_incoming(struct mpg_pool *p);
 
