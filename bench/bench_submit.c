@@ -75,31 +75,36 @@ static double python(unsigned workers, size_t n)
 }
 
 static struct bench_hogs hogs;
-static double median(mpg_pool *p, size_t n, int reps)
+
+/* Seconds per task of the floor, n inputs. */
+static double floor_run(struct hpool *hp, int64_t *io, size_t n)
 {
-	double v[BENCH_MAX_RUNS];
-	for (int i = 0; i < reps; i++)
-		v[i] = run(p, n);
-	return bench_median(v, (unsigned)reps);
+	double t0 = bench_now_s();
+	if (hpool_map(hp, io, io + n, n) < 0)
+		exit(1);
+	return (bench_now_s() - t0) / (double)n;
 }
 
-/* Seconds per task of the floor, n inputs, median of reps. */
-static double floor_median(struct hpool *hp, int64_t *io, size_t n, int reps)
+/* Medians of reps runs of mpkit at small and large and of the floor at
+ * large, interleaved so that the machine's drift hits all three alike. */
+static void medians(mpg_pool *p, struct hpool *hp, int64_t *io, size_t small, size_t large,
+		    int reps, double *a, double *b, double *f)
 {
-	double v[BENCH_MAX_RUNS];
+	double va[BENCH_MAX_RUNS], vb[BENCH_MAX_RUNS], vf[BENCH_MAX_RUNS];
 	for (int i = 0; i < reps; i++) {
-		double t0 = bench_now_s();
-		if (hpool_map(hp, io, io + n, n) < 0)
-			exit(1);
-		v[i] = (bench_now_s() - t0) / (double)n;
+		va[i] = run(p, small);
+		vb[i] = run(p, large);
+		vf[i] = floor_run(hp, io, large);
 	}
-	return bench_median(v, (unsigned)reps);
+	*a = bench_median(va, (unsigned)reps);
+	*b = bench_median(vb, (unsigned)reps);
+	*f = bench_median(vf, (unsigned)reps);
 }
 
 int main(int argc, char **argv)
 {
 	unsigned workers = 2;
-	int reps = 5;
+	int reps = 7;
 	bool quick = argc > 1 && !strcmp(argv[1], "--quick");
 	size_t small = quick ? 500 : 5000, large = quick ? 4000 : 40000;
 	mpg_options *o;
@@ -129,8 +134,8 @@ int main(int argc, char **argv)
 	for (int loaded = 0; loaded < 2; loaded++) {
 		if (loaded)
 			bench_hogs_start(&hogs);
-		double a = median(p, small, reps), b = median(p, large, reps);
-		double f = floor_median(&hp, io, large, reps);
+		double a, b, f;
+		medians(p, &hp, io, small, large, reps, &a, &b, &f);
 		double pa = python(workers, small), pb = python(workers, large);
 		if (loaded)
 			bench_hogs_stop(&hogs);
