@@ -23,8 +23,9 @@
 
 static int64_t *volatile nowhere; /* NULL, read through a pointer the compiler cannot see */
 
-/* y = 1000 / x: x = 0 raises, x = 13 crashes its worker. */
-static int inverse(mpg_task *task, const void *in, size_t len, void *userdata)
+/* y = 1000 / x: x = 0 raises, x = 13 crashes its worker (the tests build
+ * this with UBSan too, which must let the bug fault as it would). */
+__attribute__((no_sanitize("undefined"))) static int inverse(mpg_task *task, const void *in, size_t len, void *userdata)
 {
 	(void)len; (void)userdata;
 	int64_t x;
