@@ -627,29 +627,47 @@ static int log_nasty(int arg)
 	return 0;
 }
 
+/* argv: the file, the child's pid, the schema (docs/), the parent's pid. */
 static const char json_check[] =
-	"import json, sys\n"
+	"import json, sys, datetime\n"
+	"try:\n"
+	"    import jsonschema\n"
+	"except ImportError:\n"
+	"    sys.exit('python3-jsonschema is not installed')\n"
+	"schema = json.load(open(sys.argv[3]))\n"
+	"jsonschema.Draft202012Validator.check_schema(schema)\n"
 	"recs = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]\n"
-	"assert len(recs) == 3, recs\n"
+	"assert len(recs) == 4, recs\n"
+	"for r in recs:\n"
+	"    jsonschema.validate(r, schema, cls=jsonschema.Draft202012Validator)\n"
+	"    ns = int(r['timeUnixNano'])\n"
+	"    t = datetime.datetime.fromisoformat(r['time'][:26] + '+00:00')\n"
+	"    assert r['time'][20:29] == '%09d' % (ns % 10**9), r\n"
+	"    assert int(t.timestamp()) == ns // 10**9, r\n"
+	"    assert r['resource']['process.pid'] == int(sys.argv[4]), r\n"
+	"    assert r['resource']['service.name'] == 'test-mplog', r\n"
 	"r = recs[0]\n"
-	"for k in ('timestamp', 'observed_timestamp', 'severity_text', 'severity_number', 'body', 'attributes'):\n"
-	"    assert k in r, k\n"
-	"assert isinstance(r['timestamp'], int) and r['timestamp'] > 1600000000 * 10**9\n"
-	"assert r['severity_text'] == 'ERROR' and r['severity_number'] == 17\n"
+	"assert int(r['timeUnixNano']) > 1600000000 * 10**9\n"
+	"assert r['severityText'] == 'ERROR' and r['severityNumber'] == 17\n"
 	"want = 'q\" b\\\\ nl\\n tab\\t ctl\\x01\\x1f bad\\ufffd\\ufffd\\ufffd\\ufffd ok\\u00e9 euro\\u20ac sur\\ufffd\\ufffd\\ufffd end'\n"
 	"assert r['body'] == want, repr(r['body'])\n"
 	"a = r['attributes']\n"
 	"assert a['process.pid'] == int(sys.argv[2]) and a['mpkit.worker'] == 9 and a['mpkit.task'] == 77, a\n"
-	"assert a['code.filepath'].endswith('test-mplog.c') and a['code.lineno'] > 0 and a['code.function'] == 'log_nasty', a\n"
+	"assert a['code.file.path'].endswith('test-mplog.c') and a['code.line.number'] > 0 and a['code.function.name'] == 'log_nasty', a\n"
 	"assert a['mpkit.channel'] == 'json\\nchild', a\n"
 	"assert a['quote\"key'] == 'back\\\\slash' and a['ctl'] == 'a\\x01b\\x7f', a\n"
 	"assert 'log.iostream' not in a\n"
 	"o = recs[1]\n"
 	"assert o['body'] == 'plain stdout line' and o['attributes']['log.iostream'] == 'stdout', o\n"
-	"assert o['severity_text'] == 'INFO' and o['severity_number'] == 9\n"
+	"assert o['severityText'] == 'INFO' and o['severityNumber'] == 9\n"
 	"p = recs[2]\n"
-	"assert p['body'] == 'parent says hi' and p['severity_text'] == 'NOTICE' and p['severity_number'] == 10, p\n"
-	"assert 'mpkit.worker' not in p['attributes'], p\n";
+	"assert p['body'] == 'parent says hi' and p['severityText'] == 'NOTICE' and p['severityNumber'] == 10, p\n"
+	"assert 'mpkit.worker' not in p['attributes'], p\n"
+	"f = recs[3]['attributes']\n"
+	"assert f['mpkit.task'] == 7 and f['mpkit.worker'] == 2 and 'mpg.task' not in f and 'mpg.worker' not in f, f\n"
+	"assert f['exception.type'] == 'SIGSEGV' and f['exception.message'] == recs[3]['body'], f\n"
+	"assert f['exception.stacktrace'] == '#0 0x1 f (a.c:1)\\n' and 'mpg.backtrace' not in f, f\n"
+	"assert f['mpg.kind'] == 'signaled' and f['mpg.pid'] == '4242', f\n";
 
 START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
 {
@@ -667,12 +685,19 @@ START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
 	mplog_writer *w;
 	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
 	ck_assert_int_eq(mplog_writer_log(w, MPLOG_NOTICE, NULL, 0, NULL, NULL, 0, "parent says hi"), 0);
+	/* A pool's record of a failed task, as libmpguard writes it. */
+	mplog_kv fail[] = {{"mpg.kind", "signaled"}, {"mpg.task", "7"}, {"mpg.worker", "2"},
+			   {"mpg.pid", "4242"}, {"mpg.signal", "SIGSEGV"},
+			   {"mpg.backtrace", "#0 0x1 f (a.c:1)\n"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, fail, 6,
+					  "task 7: worker 2 died by SIGSEGV"), 0);
 	mplog_writer_free(w);
 	mplog_aggregator_free(a);
 
-	char pidstr[16];
+	char pidstr[16], self[16];
 	snprintf(pidstr, sizeof pidstr, "%d", pid);
-	char *argv[] = {"python3", "-c", (char *)json_check, path, pidstr, NULL};
+	snprintf(self, sizeof self, "%d", (int)getpid());
+	char *argv[] = {"python3", "-c", (char *)json_check, path, pidstr, MPLOG_SCHEMA, self, NULL};
 	pid_t py;
 	int r = posix_spawnp(&py, "python3", NULL, NULL, argv, environ);
 	if (r == ENOENT) {

@@ -369,8 +369,8 @@ static void on_log_record(const mplog_record *r, void *userdata)
 		if (c->dropped) {
 			char note[256];
 			int k = snprintf(note, sizeof note,
-					 "{\"timestamp\":%" PRIu64 ",\"severity_text\":\"WARN\","
-					 "\"severity_number\":13,\"body\":\"%" PRIu64 " records dropped: "
+					 "{\"timeUnixNano\":\"%" PRIu64 "\",\"severityText\":\"WARN\","
+					 "\"severityNumber\":13,\"body\":\"%" PRIu64 " records dropped: "
 					 "the reader was too slow\",\"attributes\":{\"mpkit.channel\":"
 					 "\"control\"}}\n", realtime_ns(), c->dropped);
 			mpk_buf_put(&c->out, note, (size_t)k);

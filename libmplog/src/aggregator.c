@@ -847,8 +847,11 @@ static bool str_starts(struct mplog__str s, const char *lit)
  * own writer reporting on its own pipe. */
 static bool reserved_key(struct mplog__str k)
 {
-	static const char *const names[] = {"process.pid", "code.filepath", "code.lineno",
-					    "code.function", "log.iostream"};
+	static const char *const names[] = {
+		"process.pid", "code.file.path", "code.line.number", "code.function.name",
+		"log.iostream", "exception.type", "exception.message", "exception.stacktrace",
+		/* the names of earlier versions, which mplog(1) still reads */
+		"code.filepath", "code.lineno", "code.function"};
 	if (str_starts(k, "mpg.") || str_starts(k, "mpkit."))
 		return true;
 	if (str_starts(k, "mplog."))
