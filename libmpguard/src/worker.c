@@ -768,6 +768,10 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 	if (logfd >= 0 && mplog_writer_new(logfd, 0, &writer) == 0) {
 		mplog_set_default_writer(writer);
 		W.logging = true;
+	} else {
+		/* Not the parent's in-process writer (parentlog.c) either: a
+		 * worker without a log has none (-ENOTCONN). */
+		mplog_set_default_writer(NULL);
 	}
 	/* A service's records are known by their channel, the service's name. */
 	mplog_set_context(cfg->services ? -1 : (int)slot, -1);
