@@ -287,6 +287,65 @@ START_TEST(stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushe
 }
 END_TEST
 
+static int print_per_task(int arg)
+{
+	(void)arg;
+	unsigned both = MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR;
+	printf("before any task\n");
+	mplog_set_context(4, 5);
+	if (mplog_mark_output(both) != 0 || mplog_mark_output(0) != -EINVAL)
+		return 1;
+	printf("five\n");
+	fprintf(stderr, "five on stderr\n");
+	printf("six starts"); /* ended by task 6: goes with it */
+	mplog_set_context(4, 6);
+	if (mplog_mark_output(both) != 0)
+		return 1;
+	printf(" and ends\n");
+	/* Not marks: kept as they are. */
+	printf("fake \033_mpkit:task=x\033\\ \033_mpkit:task=1\n");
+	mplog_set_context(4, -1);
+	if (mplog_mark_output(MPLOG_CAPTURE_STDOUT) != 0)
+		return 1;
+	printf("after the tasks\n");
+	return 0;
+}
+
+/* Output marks: each captured line carries the task that printed it. */
+START_TEST(captured_lines_carry_the_task_of_the_last_mark)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "marks", 4, MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR,
+				print_per_task, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	static const struct {
+		const char *msg;
+		int64_t task;
+	} want[] = {
+		{"before any task", -1},
+		{"five", 5},
+		{"six starts and ends", 6},
+		{"fake \033_mpkit:task=x\033\\ \033_mpkit:task=1", 6},
+		{"after the tasks", -1},
+		{"five on stderr", 5},
+	};
+	ck_assert_uint_eq(c.n, 6);
+	for (size_t k = 0; k < 6; k++) {
+		size_t i = 0;
+		while (i < c.n && strcmp(c.v[i].msg, want[k].msg))
+			i++;
+		ck_assert_msg(i < c.n, "no line '%s'", want[k].msg);
+		ck_assert_msg(c.v[i].task == want[k].task, "'%s': task %lld", want[k].msg,
+			      (long long)c.v[i].task);
+	}
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* ---- garbage ------------------------------------------------------------- */
 
 /* Garbage: text, then a fake magic with a broken header. */
@@ -845,6 +904,7 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, records_of_1_byte_to_64k_from_processes_and_threads_never_interleave);
 	tcase_add_test(tc, records_survive_sigkill_right_after_the_call_returns);
 	tcase_add_test(tc, stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushed);
+	tcase_add_test(tc, captured_lines_carry_the_task_of_the_last_mark);
 	tcase_add_test(tc, garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others);
 	tcase_add_test(tc, drop_mode_drops_when_full_and_reports_the_count_in_a_record);
 	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);

@@ -216,7 +216,7 @@ END_TEST
 
 struct lines {
 	pthread_mutex_t lock;
-	int out, err, partial, pid_ok;
+	int out, err, partial, pid_ok, task_ok;
 };
 
 static void collect_lines(const mplog_record *r, void *ud)
@@ -231,6 +231,10 @@ static void collect_lines(const mplog_record *r, void *ud)
 		l->err++;
 	if (strcmp(m, "no newline before dying") == 0)
 		l->partial++;
+	/* Each line carries the task that printed it. */
+	if (mplog_record_stream(r) != MPLOG_STREAM_LOG &&
+	    mplog_record_task(r) == (!strcmp(m, "no newline before dying") ? 7 : atoi(m + 4)))
+		l->task_ok++;
 	if (mplog_record_pid(r) > 0)
 		l->pid_ok++;
 	pthread_mutex_unlock(&l->lock);
@@ -281,6 +285,7 @@ START_TEST(captured_stdout_and_stderr_lines_become_records)
 	ck_assert_int_ge(l.err, 19);
 	ck_assert_int_eq(l.partial, 1);
 	ck_assert_int_eq(l.pid_ok, l.out + l.err + l.partial + 1 /* the pool's error record */);
+	ck_assert_int_eq(l.task_ok, l.out + l.err + l.partial);
 }
 END_TEST
 

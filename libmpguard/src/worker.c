@@ -92,6 +92,7 @@ static struct {
 	volatile bool sending;  /* a frame is half written: the crash handler keeps out */
 	uint64_t modules_gen;   /* the module list the parent knows of */
 	bool logging;           /* a log channel to the parent exists */
+	unsigned capturing;     /* MPLOG_CAPTURE_* going to the log too */
 } W;
 
 /* stdout and stderr only: other streams may hold the program's buffers
@@ -509,6 +510,10 @@ static void begin_task(size_t index)
 	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
 	if (W.logging)
 		mplog_set_context((int)W.slot, (int64_t)index);
+	/* Its captured lines carry its index: a small write a captured
+	 * stream a task, paid only when output is captured. */
+	if (W.logging && W.capturing)
+		(void)mplog_mark_output(W.capturing);
 }
 
 static void end_task(bool failed)
@@ -760,6 +765,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 			fflush(i == 1 ? stdout : stderr);
 			dup2(io[i], i);
 			close(io[i]);
+			W.capturing |= i == 1 ? MPLOG_CAPTURE_STDOUT : MPLOG_CAPTURE_STDERR;
 		}
 	}
 	if (io && io[1] >= 0)

@@ -183,6 +183,21 @@ MPLOG_EXPORT mplog_writer *mplog_default_writer(void);
 MPLOG_EXPORT void mplog_set_context(int worker, int64_t task);
 
 /**
+ * mplog_mark_output - the lines this process writes to its captured stdout
+ * and stderr from now on are the task's set with mplog_set_context():
+ * @streams: the captured ones, MPLOG_CAPTURE_STDOUT and/or
+ *  MPLOG_CAPTURE_STDERR.
+ * Flushes stdio's stream and writes a mark into the fd (1, 2) itself, an
+ * APC escape string ("ESC _ mpkit:task=N ESC \") that the aggregator takes
+ * out of the captured bytes; the lines after it carry the task (a line cut
+ * by it, the task that ends it). Call it only on captured streams: a
+ * terminal ignores the string, a file keeps it. A pool's workers that
+ * capture call it as each task starts. Returns 0, -EINVAL, or the negative
+ * errno of write(2). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_mark_output(unsigned streams);
+
+/**
  * mplog_get_context - read back what mplog_set_context() set; either
  * pointer may be NULL. Since 0.1.
  */

@@ -509,7 +509,7 @@ static int add_locked(mplog_aggregator *a, int fd, mplog_stream stream, const ch
 	}
 	*ch = (struct mplog__channel){
 		.id = a->next_id, .group = group ? group : a->next_id, .fd = fd,
-		.stream = stream, .name = nm, .worker = worker};
+		.stream = stream, .name = nm, .worker = worker, .task = -1};
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ch->id};
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		r = -errno;

@@ -4,6 +4,7 @@
  * Nothing here trusts the child: every length is bounded, every frame is
  * checked, and a bad channel never affects another one. */
 #include "aggregator-int.h"
+#include "mark-int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -200,10 +201,51 @@ static void emit_line(mplog_aggregator *a, struct mplog__channel *ch, const uint
 		.stream = ch->stream,
 		.pid = ch->pid,
 		.worker = ch->worker,
-		.task = -1,
+		.task = ch->task, /* of the last mark (mark-int.h) */
 		.msg = {(const char *)p, (uint32_t)n},
 	};
 	mplog__emit(a, ch, &parts);
+}
+
+/* Take the marks out of ch->in up to its first newline at or after pos
+ * (or its end), from ch->clean on: each one sets the task of the lines
+ * after it. Scanning never goes back before clean, so bytes joined by
+ * taking a mark out are not a mark, whatever the read sizes. Returns
+ * false when the bytes end in what may be the start of a mark (more
+ * bytes decide; at EOF it is plain bytes). */
+static bool take_marks(struct mplog__channel *ch, size_t pos, bool eof)
+{
+	if (ch->clean < pos)
+		ch->clean = pos;
+	const uint8_t *line_end = memchr(ch->in.data + pos, '\n', ch->in.len - pos);
+	if (line_end && ch->clean > (size_t)(line_end - ch->in.data))
+		return true; /* this line is clean already */
+	for (;;) {
+		uint8_t *d = ch->in.data;
+		size_t len = ch->in.len;
+		const uint8_t *nl = memchr(d + ch->clean, '\n', len - ch->clean);
+		size_t end = nl ? (size_t)(nl - d) : len;
+		const uint8_t *esc = memchr(d + ch->clean, '\033', end - ch->clean);
+		if (!esc) {
+			ch->clean = end;
+			return true;
+		}
+		size_t at = (size_t)(esc - d), mlen = 0;
+		int64_t task = -1;
+		enum mplog__mark_scan m = mplog__mark_at(esc, end - at, &mlen, &task);
+		if (m == MARK_PARTIAL && !nl && !eof) {
+			ch->clean = at;
+			return false;
+		}
+		if (m != MARK_FOUND) {
+			ch->clean = at + 1;
+			continue;
+		}
+		memmove(d + at, d + at + mlen, len - at - mlen);
+		ch->in.len -= mlen;
+		ch->task = task;
+		ch->clean = at;
+	}
 }
 
 static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof)
@@ -211,6 +253,9 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 	const uint8_t *d = ch->in.data;
 	size_t len = ch->in.len, pos = 0;
 	while (pos < len) {
+		if (!take_marks(ch, pos, eof))
+			break; /* a mark may be coming: the line waits for it */
+		len = ch->in.len;
 		/* A line over MPLOG_LINE_MAX is cut there, wherever its
 		 * newline is, and only once a byte past the limit shows it
 		 * is longer: the records do not depend on how reads fell. */
@@ -227,6 +272,7 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 		pos += n + (nl ? 1 : 0);
 	}
 	mpk_buf_consume(&ch->in, pos);
+	ch->clean = ch->clean > pos ? ch->clean - pos : 0;
 }
 
 void mplog__channel_parse(mplog_aggregator *a, struct mplog__channel *ch, bool eof)
