@@ -207,27 +207,29 @@ static void emit_line(mplog_aggregator *a, struct mplog__channel *ch, const uint
 	mplog__emit(a, ch, &parts);
 }
 
-/* Take the marks out of ch->in up to its first newline at or after pos
- * (or its end), from ch->clean on: each one sets the task of the lines
- * after it. Scanning never goes back before clean, so bytes joined by
- * taking a mark out are not a mark, whatever the read sizes. Returns
- * false when the bytes end in what may be the start of a mark (more
- * bytes decide; at EOF it is plain bytes). */
+/* Take the marks out of the line at pos in ch->in, from ch->clean on, up
+ * to its newline or MPLOG_LINE_MAX bytes (where it is cut): each one sets
+ * the task of the line, or of the piece of a longer one, it is in (its
+ * end comes after the mark). Scanning never goes back before clean, so
+ * bytes joined by taking a mark out are not a mark, and where marks and
+ * cuts fall does not depend on the read sizes. Returns false when the
+ * bytes end in what may be the start of a mark (more bytes decide; at EOF
+ * it is plain bytes). */
 static bool take_marks(struct mplog__channel *ch, size_t pos, bool eof)
 {
 	if (ch->clean < pos)
 		ch->clean = pos;
-	const uint8_t *line_end = memchr(ch->in.data + pos, '\n', ch->in.len - pos);
-	if (line_end && ch->clean > (size_t)(line_end - ch->in.data))
-		return true; /* this line is clean already */
 	for (;;) {
 		uint8_t *d = ch->in.data;
 		size_t len = ch->in.len;
-		const uint8_t *nl = memchr(d + ch->clean, '\n', len - ch->clean);
-		size_t end = nl ? (size_t)(nl - d) : len;
-		const uint8_t *esc = memchr(d + ch->clean, '\033', end - ch->clean);
+		const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - d) : len; /* a mark holds no newline */
+		size_t stop = end - pos > MPLOG_LINE_MAX ? pos + MPLOG_LINE_MAX : end;
+		if (ch->clean >= stop)
+			return true;
+		const uint8_t *esc = memchr(d + ch->clean, '\033', stop - ch->clean);
 		if (!esc) {
-			ch->clean = end;
+			ch->clean = stop;
 			return true;
 		}
 		size_t at = (size_t)(esc - d), mlen = 0;
