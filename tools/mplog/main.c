@@ -60,7 +60,8 @@ static void usage(FILE *out)
 	      "                      from all of them\n"
 	      "  live [POOL]         a running pool's or supervisor's records as they\n"
 	      "                      come, until it ends (POOL: PID or PID.N, see\n"
-	      "                      mpattach list; may be left out when one runs)\n"
+	      "                      mpattach list; may be left out when one runs);\n"
+	      "                      with -n N, its last N records first (it keeps 1000)\n"
 	      "\n"
 	      "Filters (all must match):\n"
 	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
@@ -88,7 +89,8 @@ static void usage(FILE *out)
 	      "      --color[=WHEN]  auto (default: on a tty, unless NO_COLOR), always, never\n"
 	      "      --utc           times in UTC instead of local time\n"
 	      "      --strict        exit 1 if any line was not a record\n"
-	      "  -n, --lines N       tail: how many records (default 10)\n"
+	      "  -n, --lines N       tail: how many records (default 10); live: how many\n"
+	      "                      past records first (default none)\n"
 	      "  -f, --follow        tail: follow the file across rotation and truncation\n"
 	      "  -h, --help          this help;  -V, --version  the version\n"
 	      "\n"
@@ -214,10 +216,18 @@ static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
  * from its control socket (the registry, see mpattach(1)), until it ends. */
 static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 {
-	if (a->lines || a->follow)
-		return usage_error("%s", "-n and -f are for tail");
+	if (a->follow)
+		return usage_error("%s", "-f is for tail (live follows)");
 	if (a->stats)
 		return usage_error("%s", "--stats cannot follow");
+	unsigned long long backlog = 0;
+	if (a->lines) {
+		char *end;
+		errno = 0;
+		backlog = strtoull(a->lines, &end, 10);
+		if (errno || !*a->lines || *end || *a->lines == '-' || backlog > UINT32_MAX)
+			return usage_error("-n wants a count, not '%s'", a->lines);
+	}
 	if (c->reverse)
 		return usage_error("%s", "-r cannot follow");
 	if (a->nargs > 1)
@@ -231,7 +241,9 @@ static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 		fprintf(stderr, "mplog: %s\n", err);
 		return EXIT_RUNTIME;
 	}
-	if (mpk_conn_request(&conn, "log", &reply, err, sizeof err) != 0) {
+	char req[32];
+	snprintf(req, sizeof req, backlog ? "log %llu" : "log", backlog);
+	if (mpk_conn_request(&conn, req, &reply, err, sizeof err) != 0) {
 		fprintf(stderr, "mplog: pool %d.%u: %s\n", (int)ref.pid, ref.n, err);
 		mpk_conn_close(&conn);
 		return EXIT_RUNTIME;
