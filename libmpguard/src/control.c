@@ -420,20 +420,20 @@ static void do_log(struct mpg__control *ctl, struct client *c, const struct mpg_
 		c->sink = NULL; /* freed by add_sink */
 		c->broken = true;
 	} else {
+		/* The last records: taken before the reply, so that they are the
+		 * ones logged before it; those the sink gets too (added above,
+		 * blocked on out_lock) are skipped there (number <= c->after). */
+		struct mpk_buf b = {0};
+		if (req->target == MPG_CTL_COUNT && req->slot && ctl->backlog)
+			c->after = mpg__backlog_copy(ctl->backlog, req->slot, &b);
 		char ok[64];
 		int n = snprintf(ok, sizeof ok, "{\"ok\":true,\"kind\":\"%s\"}\n", ctl->t.kind);
 		send_all(c, ok, (size_t)n);
-		/* The last records, after the reply: those the sink gets too
-		 * are skipped there (their number is at most c->after). */
-		if (req->target == MPG_CTL_COUNT && req->slot && ctl->backlog) {
-			struct mpk_buf b = {0};
-			c->after = mpg__backlog_copy(ctl->backlog, req->slot, &b);
-			if (b.oom)
-				c->broken = true;
-			else
-				send_all(c, b.data, b.len);
-			mpk_buf_free(&b);
-		}
+		if (b.oom)
+			c->broken = true;
+		else if (b.len)
+			send_all(c, b.data, b.len);
+		mpk_buf_free(&b);
 	}
 	pthread_mutex_unlock(&c->out_lock);
 }
