@@ -376,12 +376,22 @@ static void on_log_record(const mplog_record *r, void *userdata)
 		c->dropped++;
 	} else {
 		if (c->dropped) {
-			char note[256];
+			/* In the JSON sink's shape (docs/mplog-record.schema.json). */
+			char note[512];
+			uint64_t ns = realtime_ns();
+			time_t sec = (time_t)(ns / 1000000000u);
+			struct tm tm;
+			gmtime_r(&sec, &tm);
 			int k = snprintf(note, sizeof note,
-					 "{\"timeUnixNano\":\"%" PRIu64 "\",\"severityText\":\"WARN\","
-					 "\"severityNumber\":13,\"body\":\"%" PRIu64 " records dropped: "
-					 "the reader was too slow\",\"attributes\":{\"mpkit.channel\":"
-					 "\"control\"}}\n", realtime_ns(), c->dropped);
+					 "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%09" PRIu64 "Z\","
+					 "\"timeUnixNano\":\"%" PRIu64 "\",\"observedTimeUnixNano\":\"%"
+					 PRIu64 "\",\"severityText\":\"WARN\",\"severityNumber\":13,"
+					 "\"body\":\"%" PRIu64 " records dropped: the reader was too "
+					 "slow\",\"resource\":{\"process.pid\":%d},\"attributes\":{"
+					 "\"mpkit.channel\":\"control\"}}\n",
+					 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+					 tm.tm_min, tm.tm_sec, ns % 1000000000u, ns, ns, c->dropped,
+					 (int)getpid());
 			mpk_buf_put(&c->out, note, (size_t)k);
 			c->dropped = 0;
 		}
