@@ -397,7 +397,9 @@ int main(int argc, char **argv)
 	bool color_ok;
 	c.color = want_color(color, &color_ok);
 	c.mode = stats ? MT_MODE_STATS : json ? MT_MODE_JSON : output;
-	if (!color_ok)
+	if (!name && isatty(STDIN_FILENO))
+		status = usage_error("%s", "no FILE, and standard input is a terminal");
+	else if (!color_ok)
 		status = usage_error("--color is auto, always or never, not '%s'", color);
 	else if (grep && mt_filter_set_grep(&c.filter, grep, icase, err, sizeof err) < 0)
 		status = usage_error("bad --grep regex: %s", err);
