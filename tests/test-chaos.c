@@ -165,7 +165,7 @@ static void read_log(const char *path, size_t n, const bool *stalled, struct see
 		ck_assert(json_object_object_get_ex(o, "body", &body));
 		ck_assert(json_object_object_get_ex(o, "attributes", &attrs));
 		const char *msg = json_object_get_string(body);
-		const char *sev = attr_str(o, "severity_text");
+		const char *sev = attr_str(o, "severityText");
 		int64_t task = attr_int(attrs, "mpkit.task");
 		int64_t worker = attr_int(attrs, "mpkit.worker");
 		const char *kind = attr_str(attrs, "mpg.kind");
@@ -185,11 +185,11 @@ static void read_log(const char *path, size_t n, const bool *stalled, struct see
 			s->last_words[i]++;
 			s->last_word_at[i] = at;
 		} else if (kind && strcmp(sev, "ERROR") == 0) {
-			/* the pool's record of a failed task: mpg.task names it */
-			int64_t t = -1;
-			const char *ts = attr_str(attrs, "mpg.task");
-			if (ts)
-				t = strtoll(ts, NULL, 10);
+			/* the pool's record of a failed task: mpkit.task names it,
+			 * an integer like a task's own records */
+			int64_t t = task;
+			ck_assert_msg(!attr_str(attrs, "mpg.task") &&
+				      attr_str(attrs, "exception.type"), "log line %zu: %s", at, line);
 			ck_assert_msg(t >= 0 && (size_t)t < n, "log line %zu: %s", at, line);
 			const char *want = stalled[t] ? "timeout" : kind_of_fate[fate_of((size_t)t)];
 			ck_assert_msg(want && strcmp(kind, want) == 0, "log line %zu: %s", at, line);

@@ -260,6 +260,16 @@ static void *map_thread(void *arg)
 	return NULL;
 }
 
+/* One version line format for both tools: "NAME (mpkit) VERSION". */
+START_TEST(version_line_names_the_package)
+{
+	char *out;
+	ck_assert_int_eq(run_tool(&out, "--version", NULL), 0);
+	ck_assert_str_eq(out, "mpattach (mpkit) " MPKIT_VERSION "\n");
+	free(out);
+}
+END_TEST
+
 START_TEST(list_shows_workers_and_their_tasks)
 {
 	mpg_pool *p = new_pool(2, 0);
@@ -1010,6 +1020,53 @@ START_TEST(mplog_live_follows_a_running_pool_until_it_ends)
 }
 END_TEST
 
+static int log_later(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)in; (void)len; (void)ud;
+	mplog_info("later %zu", mpg_task_index(t));
+	return 0;
+}
+
+/* live -n N: the last N records first, then the new ones, each once. */
+START_TEST(mplog_live_with_a_backlog)
+{
+	mpg_pool *p = new_pool(2, 0);
+	static const mpg_buf in[3] = {{"a", 1}, {"b", 1}, {"c", 1}};
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map(p, log_task, in, 3, NULL, &res), 0);
+	mpg_results_free(res);
+	/* The hellos are in the log pipes; in the log (the backlog) now. */
+	ck_assert_int_eq(mplog_aggregator_flush(mpg_pool_log(p)), 0);
+	int out, err;
+	pid_t pid = start_mplog(&out, &err, "--lines=2");
+	char *text = read_until(err, "following the log of pool");
+	ck_assert_msg(strstr(text, "following the log of pool"), "%s", text);
+	free(text);
+	ck_assert_int_eq(mpg_map(p, log_later, in, 3, NULL, &res), 0);
+	mpg_results_free(res);
+	mpg_pool_free(p);
+	text = read_until(out, NULL);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* Two of the three hellos (which two: the order the log got them):
+	 * the records before the reply, none of those after. */
+	int hellos = 0;
+	for (const char *q = text; (q = strstr(q, "hello from task")); q++)
+		hellos++;
+	ck_assert_msg(hellos == 2, "%s", text);
+	for (int i = 0; i < 3; i++) {
+		char want[32];
+		snprintf(want, sizeof want, "later %d", i);
+		const char *at = strstr(text, want);
+		ck_assert_msg(at && !strstr(at + 1, want), "\"%s\" not once in:\n%s", want, text);
+		ck_assert(strstr(text, "hello from task") < at);
+	}
+	free(text);
+	close(out), close(err);
+}
+END_TEST
+
 START_TEST(mplog_live_needs_a_pool_with_a_log)
 {
 	mpg_options *o;
@@ -1480,6 +1537,8 @@ static Suite *make_suite(void)
 	tcase_add_test(tc, a_pool_of_another_environment_is_found);
 	tcase_add_test(tc, mplog_live_follows_a_running_pool_until_it_ends);
 	tcase_add_test(tc, mplog_live_needs_a_pool_with_a_log);
+	tcase_add_test(tc, mplog_live_with_a_backlog);
+	tcase_add_test(tc, version_line_names_the_package);
 	tcase_add_test(tc, list_json_is_valid_for_a_name_in_bad_utf8);
 	suite_add_tcase(s, tc);
 	TCase *sv = tcase_create("supervisor");

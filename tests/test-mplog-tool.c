@@ -52,11 +52,68 @@ START_TEST(time_parser_reads_iso_8601_epoch_and_durations)
 	tzset();
 	ck_assert_int_eq(mt_time_parse("2026-11-23 12:00", now, &t), 0);
 	ck_assert_uint_eq(t, 1795428000ull * NS);
-	const char *bad[] = {"", "10", "10x", "m", "-5m", "2026-13-01", "2026-02-30",
+	const char *bad[] = {"", "10", "10x", "m", "-m", "2026-13-01", "2026-02-30",
 			     "2026-11-23T25:00", "2026-11-23T10", "2026-11-23T10:00Q",
-			     "2026-11-23T10:00+1", "@", "@12x", "yesterday", "99999999999999999999s"};
+			     "2026-11-23T10:00+1", "@", "@12x", "@1.", "yesterdays", "5 parsecs ago",
+			     "13:61", "25:00", "1", "1:", "99999999999999999999s"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		ck_assert_msg(mt_time_parse(bad[i], now, &t) == -EINVAL, "accepted '%s'", bad[i]);
+	unsetenv("TZ");
+	tzset();
+}
+END_TEST
+
+/* journalctl's forms (systemd.time(7)). */
+START_TEST(time_parser_reads_systemd_time_forms)
+{
+	setenv("TZ", "UTC", 1);
+	tzset();
+	uint64_t t, now = 1800000000ull * NS + 5; /* 2027-01-15 08:00:00 UTC */
+	const uint64_t midnight = (1800000000ull - 8 * 3600) * NS;
+	static const struct {
+		const char *s;
+		int64_t from_now_s; /* or, when at != 0, exactly at */
+		uint64_t at;
+	} ok[] = {
+		{"now", 0, 0},
+		{"5 min ago", -300, 0},
+		{"5min ago", -300, 0},
+		{"-10m", -600, 0},
+		{"+1h 30min", 5400, 0},
+		{"2h left", 7200, 0},
+		{"1.5h ago", -5400, 0},
+		{"1 week ago", -604800, 0},
+		{"3 seconds ago", -3, 0},
+		{"@1795957878.55", 0, 1795957878550000000ull},
+		{"@1795957878", 0, 1795957878000000000ull},
+		{"2026-11-29 13:11:05 UTC", 0, 1795957865000000000ull},
+		{"2026-11-29T13:11:05.5Z", 0, 1795957865500000000ull},
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		ck_assert_msg(mt_time_parse(ok[i].s, now, &t) == 0, "refused '%s'", ok[i].s);
+		uint64_t want = ok[i].at ? ok[i].at : now + (uint64_t)(ok[i].from_now_s * (int64_t)NS);
+		ck_assert_msg(t == want, "'%s': %llu, not %llu", ok[i].s, (unsigned long long)t,
+			      (unsigned long long)want);
+	}
+	ck_assert_int_eq(mt_time_parse("today", now, &t), 0);
+	ck_assert_uint_eq(t, midnight);
+	ck_assert_int_eq(mt_time_parse("yesterday", now, &t), 0);
+	ck_assert_uint_eq(t, midnight - 86400 * NS);
+	ck_assert_int_eq(mt_time_parse("tomorrow", now, &t), 0);
+	ck_assert_uint_eq(t, midnight + 86400 * NS);
+	ck_assert_int_eq(mt_time_parse("13:11", now, &t), 0);
+	ck_assert_uint_eq(t, midnight + (13 * 3600 + 11 * 60) * NS);
+	ck_assert_int_eq(mt_time_parse("13:11:30.25", now, &t), 0);
+	ck_assert_uint_eq(t, midnight + (13 * 3600 + 11 * 60 + 30) * NS + 250000000u);
+	/* A local zone (two hours east): today starts at 22:00 UTC. */
+	setenv("TZ", "XXX-2", 1);
+	tzset();
+	ck_assert_int_eq(mt_time_parse("today", now, &t), 0);
+	ck_assert_uint_eq(t, midnight - 2 * 3600 * NS);
+	ck_assert_int_eq(mt_time_parse("13:11", now, &t), 0);
+	ck_assert_uint_eq(t, midnight + (11 * 3600 + 11 * 60) * NS);
+	ck_assert_int_eq(mt_time_parse("13:11 UTC", now, &t), 0);
+	ck_assert_uint_eq(t, midnight + (13 * 3600 + 11 * 60) * NS);
 	unsetenv("TZ");
 	tzset();
 }
@@ -158,6 +215,72 @@ START_TEST(records_parse_with_every_attribute)
 	ck_assert_int_eq(mt_record_parse(tok, num, strlen(num), &r, &why), 0);
 	ck_assert_int_eq(r.level, MPLOG_WARN);
 	mt_record_clear(&r);
+	json_tokener_free(tok);
+}
+END_TEST
+
+/* The format since 0.2 (docs/mplog-record.schema.json): times as strings,
+ * OTLP/JSON names, a resource, a failure's task in mpkit.task and its
+ * backtrace in exception.stacktrace. */
+static const char new_failed_line[] =
+	"{\"time\":\"2026-11-29T13:11:18.550000001Z\",\"timeUnixNano\":\"1795957878550000001\","
+	"\"observedTimeUnixNano\":\"1795957878550000002\",\"severityText\":\"ERROR\","
+	"\"severityNumber\":17,\"body\":\"task 7: worker 2 died\",\"resource\":{\"service.name\":"
+	"\"demo\",\"host.name\":\"vm\",\"process.pid\":100},\"attributes\":{\"process.pid\":100,"
+	"\"mpkit.worker\":2,\"mpkit.task\":7,\"code.file.path\":\"pool.c\",\"code.line.number\":9,"
+	"\"code.function.name\":\"reap\",\"exception.type\":\"SIGSEGV\",\"exception.message\":"
+	"\"task 7: worker 2 died\",\"mpg.kind\":\"signaled\",\"mpg.pid\":\"202\","
+	"\"mpg.signal\":\"SIGSEGV\",\"exception.stacktrace\":\"#0 f\\n\"}}";
+
+START_TEST(records_of_the_new_format_parse_and_old_times_are_not_misread)
+{
+	json_tokener *tok = json_tokener_new();
+	struct mt_record r;
+	const char *why;
+	ck_assert_int_eq(mt_record_parse(tok, new_failed_line, strlen(new_failed_line), &r, &why), 0);
+	ck_assert_uint_eq(r.ts, 1795957878550000001ull); /* every digit: more than a double has */
+	ck_assert_int_eq(r.level, MPLOG_ERROR);
+	ck_assert_str_eq(r.kind, "signaled");
+	ck_assert_int_eq(mt_record_task(&r), 7);
+	ck_assert_int_eq(mt_record_worker(&r), 2);
+	ck_assert_int_eq(mt_record_pid(&r), 202);
+	ck_assert_str_eq(mt_record_channel(&r), "worker-2");
+	ck_assert_str_eq(r.backtrace, "#0 f\n");
+	ck_assert_str_eq(r.file, "pool.c");
+	ck_assert_int_eq(r.lineno, 9);
+	ck_assert_str_eq(r.func, "reap");
+	ck_assert_str_eq(r.res_service, "demo");
+	ck_assert_str_eq(r.res_host, "vm");
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	mt_format_text(f, &r, false, true);
+	fclose(f);
+	ck_assert_msg(strstr(text, "2026-11-29 13:11:18.550000 ERROR [w2 pid 202 task 7] task 7: "
+				   "worker 2 died mpg.kind=signaled mpg.signal=SIGSEGV (pool.c:9 reap)\n"
+				   "    #0 f\n"), "%s", text);
+	free(text);
+	mt_record_clear(&r);
+	/* Only "time", RFC 3339. */
+	const char *t = "{\"time\":\"2026-11-29T14:11:18.5+01:00\",\"body\":\"b\"}";
+	ck_assert_int_eq(mt_record_parse(tok, t, strlen(t), &r, &why), 0);
+	ck_assert_uint_eq(r.ts, 1795957878500000000ull);
+	mt_record_clear(&r);
+	/* A time that is not an integer of ns is refused, not read as 1970. */
+	const char *bad[] = {"{\"timestamp\":\"1795957878\",\"body\":\"b\"}",
+			     "{\"timestamp\":1.7959578785e18,\"body\":\"b\"}",
+			     "{\"timestamp\":true,\"body\":\"b\"}",
+			     "{\"timeUnixNano\":\"17959578785e8\",\"body\":\"b\"}",
+			     "{\"timeUnixNano\":\"\",\"body\":\"b\"}",
+			     "{\"timeUnixNano\":1.5,\"body\":\"b\"}",
+			     "{\"timeUnixNano\":\"99999999999999999999999\",\"body\":\"b\"}",
+			     "{\"time\":\"yesterday\",\"body\":\"b\"}",
+			     "{\"time\":\"2026-11-29T14:11:18\",\"body\":\"b\"}"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(mt_record_parse(tok, bad[i], strlen(bad[i]), &r, &why) == -EINVAL,
+			      "accepted %s", bad[i]);
+		ck_assert(strstr(why, "time"));
+	}
 	json_tokener_free(tok);
 }
 END_TEST
@@ -1224,8 +1347,9 @@ START_TEST(usage_and_runtime_errors_have_their_exit_status)
 	ck_assert_uint_eq(records(r.out), CHILD_RECORDS); /* the others still read */
 	run_free(&r);
 	const char *const bad[][4] = {
-		{"--bogus", "cat", NULL}, {"frobnicate", NULL}, {"--since", NULL},
+		{"--bogus", "cat", NULL}, {"-o", "frob", NULL}, {"--since", NULL},
 		{"tail", NULL},           {"-n", "x", "tail", NULL}, {"-f", "cat", NULL},
+		{"-r", "tail", "-f", NULL}, {"-S", "5 parsecs ago", NULL},
 		{NULL},
 	};
 	for (int i = 0; bad[i][0]; i++) {
@@ -1240,7 +1364,51 @@ START_TEST(usage_and_runtime_errors_have_their_exit_status)
 	run_free(&r);
 	r = tool("--version");
 	ck_assert_int_eq(r.status, 0);
-	ck_assert(strstr(r.out, mplog_version()));
+	ck_assert_str_eq(r.out, "mplog (mpkit) " MPKIT_VERSION "\n"); /* as mpattach's */
+	run_free(&r);
+}
+END_TEST
+
+/* journalctl's habits: FILE alone means cat, -o, -r, -S/-U. */
+START_TEST(output_modes_reverse_and_file_alone)
+{
+	struct run a = tool("cat", children_log), b = tool(children_log);
+	ck_assert_int_eq(b.status, 0);
+	ck_assert_str_eq(a.out, b.out);
+	run_free(&a);
+	run_free(&b);
+	struct run r = tool("-o", "cat", children_log);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(!strncmp(r.out, "alpha one\nbeta two\n", 19), "%s", r.out);
+	run_free(&r);
+	r = tool("-o", "short-iso", "--utc", "-g", "^alpha", children_log);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strlen(r.out) > 28 && r.out[10] == 'T' && r.out[26] == 'Z' && r.out[27] == ' ',
+		      "%s", r.out);
+	run_free(&r);
+	r = tool("-o", "json-pretty", "-g", "^alpha", children_log);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "\"body\": \"alpha one\"") && count(r.out, "\n") > 5, "%s", r.out);
+	run_free(&r);
+	r = tool("-r", children_log);
+	struct run fwd = tool(children_log);
+	ck_assert_uint_eq(records(r.out), records(fwd.out));
+	const char *first = strstr(r.out, "last one"), *alpha = strstr(r.out, "alpha one");
+	ck_assert(first && alpha && first < alpha);
+	ck_assert(strstr(fwd.out, "alpha one") < strstr(fwd.out, "last one"));
+	run_free(&r);
+	run_free(&fwd);
+	r = tool("-r", "tail", "-n", "2", children_log);
+	ck_assert_uint_eq(records(r.out), 2);
+	ck_assert_msg(strstr(r.out, "last one") && strstr(r.out, "last one") < strchr(r.out, '\n'),
+		      "%s", r.out);
+	run_free(&r);
+	r = tool("-S", "@0", "-U", "@1", children_log);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_str_eq(r.out, "");
+	run_free(&r);
+	r = tool("-S", "10 min ago", "-U", "+1h", children_log);
+	ck_assert_uint_eq(records(r.out), CHILD_RECORDS);
 	run_free(&r);
 }
 END_TEST
@@ -1452,12 +1620,55 @@ START_TEST(tail_f_waits_for_the_file_to_appear)
 }
 END_TEST
 
+START_TEST(tail_f_follows_several_files)
+{
+	char p1[160], p2[160];
+	snprintf(p1, sizeof p1, "%s/several-1.jsonl", dir);
+	snprintf(p2, sizeof p2, "%s/several-2.jsonl", dir);
+	mplog_aggregator *a[2];
+	mplog_writer *w[2];
+	const char *paths[2] = {p1, p2};
+	for (int i = 0; i < 2; i++) {
+		mplog_sink *s;
+		ck_assert_int_eq(mplog_aggregator_new(&a[i]), 0);
+		ck_assert_int_eq(mplog_sink_new_file(paths[i], MPLOG_FORMAT_JSON, 0, &s), 0);
+		ck_assert_int_eq(mplog_aggregator_add_sink(a[i], s), 0);
+		ck_assert_int_eq(mplog_aggregator_writer(a[i], &w[i]), 0);
+	}
+	put(a[0], w[0], "one old");
+	put(a[1], w[1], "two old");
+	struct follower f = {0};
+	const char *args[] = {"tail", "-f", "-n", "1", p1, p2, NULL};
+	f.pid = spawn_tool(args, NULL, &f.out, &f.err);
+	expect(&f, 0, "one old");
+	expect(&f, 0, "two old");
+	put(a[1], w[1], "two new");
+	expect(&f, 0, "two new");
+	put(a[0], w[0], "one new");
+	expect(&f, 0, "one new");
+	ck_assert_int_eq(kill(f.pid, SIGTERM), 0);
+	int status;
+	ck_assert_int_eq(waitpid(f.pid, &status, 0), f.pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+	close(f.out);
+	close(f.err);
+	free(f.got[0]);
+	free(f.got[1]);
+	for (int i = 0; i < 2; i++) {
+		mplog_writer_free(w[i]);
+		mplog_aggregator_free(a[i]);
+	}
+}
+END_TEST
+
 static Suite *tool_suite(void)
 {
 	Suite *s = suite_create("mplog-tool");
 	TCase *units = tcase_create("units");
 	tcase_add_test(units, time_parser_reads_iso_8601_epoch_and_durations);
 	tcase_add_test(units, time_parser_refuses_times_past_2554_instead_of_wrapping);
+	tcase_add_test(units, time_parser_reads_systemd_time_forms);
+	tcase_add_test(units, records_of_the_new_format_parse_and_old_times_are_not_misread);
 	tcase_add_test(units, records_parse_with_every_attribute);
 	tcase_add_test(units, filters_combine_and_know_failed_tasks);
 	tcase_add_test(units, reader_holds_a_partial_line_until_its_newline);
@@ -1481,6 +1692,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(tc, failed_tasks_print_with_their_backtrace);
 	tcase_add_test(tc, tail_prints_the_last_records);
 	tcase_add_test(tc, usage_and_runtime_errors_have_their_exit_status);
+	tcase_add_test(tc, output_modes_reverse_and_file_alone);
 	suite_add_tcase(s, tc);
 	TCase *mc = tcase_create("memcheck");
 	tcase_set_timeout(mc, 300);
@@ -1493,6 +1705,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, stats_json_is_valid_utf8_whatever_the_log_holds);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);
+	tcase_add_test(mc, tail_f_follows_several_files);
 	tcase_add_test(mc, tail_f_waits_for_the_file_to_appear);
 	suite_add_tcase(s, mc);
 	return s;

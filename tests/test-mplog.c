@@ -290,6 +290,65 @@ START_TEST(stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushe
 }
 END_TEST
 
+static int print_per_task(int arg)
+{
+	(void)arg;
+	unsigned both = MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR;
+	printf("before any task\n");
+	mplog_set_context(4, 5);
+	if (mplog_mark_output(both) != 0 || mplog_mark_output(0) != -EINVAL)
+		return 1;
+	printf("five\n");
+	fprintf(stderr, "five on stderr\n");
+	printf("six starts"); /* ended by task 6: goes with it */
+	mplog_set_context(4, 6);
+	if (mplog_mark_output(both) != 0)
+		return 1;
+	printf(" and ends\n");
+	/* Not marks: kept as they are. */
+	printf("fake \033_mpkit:task=x\033\\ \033_mpkit:task=1\n");
+	mplog_set_context(4, -1);
+	if (mplog_mark_output(MPLOG_CAPTURE_STDOUT) != 0)
+		return 1;
+	printf("after the tasks\n");
+	return 0;
+}
+
+/* Output marks: each captured line carries the task that printed it. */
+START_TEST(captured_lines_carry_the_task_of_the_last_mark)
+{
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	pid_t pid = spawn_child(a, "marks", 4, MPLOG_CAPTURE_STDOUT | MPLOG_CAPTURE_STDERR,
+				print_per_task, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(a), 0);
+	static const struct {
+		const char *msg;
+		int64_t task;
+	} want[] = {
+		{"before any task", -1},
+		{"five", 5},
+		{"six starts and ends", 6},
+		{"fake \033_mpkit:task=x\033\\ \033_mpkit:task=1", 6},
+		{"after the tasks", -1},
+		{"five on stderr", 5},
+	};
+	ck_assert_uint_eq(c.n, 6);
+	for (size_t k = 0; k < 6; k++) {
+		size_t i = 0;
+		while (i < c.n && strcmp(c.v[i].msg, want[k].msg))
+			i++;
+		ck_assert_msg(i < c.n, "no line '%s'", want[k].msg);
+		ck_assert_msg(c.v[i].task == want[k].task, "'%s': task %lld", want[k].msg,
+			      (long long)c.v[i].task);
+	}
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* ---- garbage ------------------------------------------------------------- */
 
 /* Garbage: text, then a fake magic with a broken header. */
@@ -633,29 +692,47 @@ static int log_nasty(int arg)
 	return 0;
 }
 
+/* argv: the file, the child's pid, the schema (docs/), the parent's pid. */
 static const char json_check[] =
-	"import json, sys\n"
+	"import json, sys, datetime\n"
+	"try:\n"
+	"    import jsonschema\n"
+	"except ImportError:\n"
+	"    sys.exit('python3-jsonschema is not installed')\n"
+	"schema = json.load(open(sys.argv[3]))\n"
+	"jsonschema.Draft202012Validator.check_schema(schema)\n"
 	"recs = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]\n"
-	"assert len(recs) == 3, recs\n"
+	"assert len(recs) == 4, recs\n"
+	"for r in recs:\n"
+	"    jsonschema.validate(r, schema, cls=jsonschema.Draft202012Validator)\n"
+	"    ns = int(r['timeUnixNano'])\n"
+	"    t = datetime.datetime.fromisoformat(r['time'][:26] + '+00:00')\n"
+	"    assert r['time'][20:29] == '%09d' % (ns % 10**9), r\n"
+	"    assert int(t.timestamp()) == ns // 10**9, r\n"
+	"    assert r['resource']['process.pid'] == int(sys.argv[4]), r\n"
+	"    assert r['resource']['service.name'] == 'test-mplog', r\n"
 	"r = recs[0]\n"
-	"for k in ('timestamp', 'observed_timestamp', 'severity_text', 'severity_number', 'body', 'attributes'):\n"
-	"    assert k in r, k\n"
-	"assert isinstance(r['timestamp'], int) and r['timestamp'] > 1600000000 * 10**9\n"
-	"assert r['severity_text'] == 'ERROR' and r['severity_number'] == 17\n"
+	"assert int(r['timeUnixNano']) > 1600000000 * 10**9\n"
+	"assert r['severityText'] == 'ERROR' and r['severityNumber'] == 17\n"
 	"want = 'q\" b\\\\ nl\\n tab\\t ctl\\x01\\x1f bad\\ufffd\\ufffd\\ufffd\\ufffd ok\\u00e9 euro\\u20ac sur\\ufffd\\ufffd\\ufffd end'\n"
 	"assert r['body'] == want, repr(r['body'])\n"
 	"a = r['attributes']\n"
 	"assert a['process.pid'] == int(sys.argv[2]) and a['mpkit.worker'] == 9 and a['mpkit.task'] == 77, a\n"
-	"assert a['code.filepath'].endswith('test-mplog.c') and a['code.lineno'] > 0 and a['code.function'] == 'log_nasty', a\n"
+	"assert a['code.file.path'].endswith('test-mplog.c') and a['code.line.number'] > 0 and a['code.function.name'] == 'log_nasty', a\n"
 	"assert a['mpkit.channel'] == 'json\\nchild', a\n"
 	"assert a['quote\"key'] == 'back\\\\slash' and a['ctl'] == 'a\\x01b\\x7f', a\n"
 	"assert 'log.iostream' not in a\n"
 	"o = recs[1]\n"
 	"assert o['body'] == 'plain stdout line' and o['attributes']['log.iostream'] == 'stdout', o\n"
-	"assert o['severity_text'] == 'INFO' and o['severity_number'] == 9\n"
+	"assert o['severityText'] == 'INFO' and o['severityNumber'] == 9\n"
 	"p = recs[2]\n"
-	"assert p['body'] == 'parent says hi' and p['severity_text'] == 'NOTICE' and p['severity_number'] == 10, p\n"
-	"assert 'mpkit.worker' not in p['attributes'], p\n";
+	"assert p['body'] == 'parent says hi' and p['severityText'] == 'NOTICE' and p['severityNumber'] == 10, p\n"
+	"assert 'mpkit.worker' not in p['attributes'], p\n"
+	"f = recs[3]['attributes']\n"
+	"assert f['mpkit.task'] == 7 and f['mpkit.worker'] == 2 and 'mpg.task' not in f and 'mpg.worker' not in f, f\n"
+	"assert f['exception.type'] == 'SIGSEGV' and f['exception.message'] == recs[3]['body'], f\n"
+	"assert f['exception.stacktrace'] == '#0 0x1 f (a.c:1)\\n' and 'mpg.backtrace' not in f, f\n"
+	"assert f['mpg.kind'] == 'signaled' and f['mpg.pid'] == '4242', f\n";
 
 START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
 {
@@ -673,12 +750,19 @@ START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
 	mplog_writer *w;
 	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
 	ck_assert_int_eq(mplog_writer_log(w, MPLOG_NOTICE, NULL, 0, NULL, NULL, 0, "parent says hi"), 0);
+	/* A pool's record of a failed task, as libmpguard writes it. */
+	mplog_kv fail[] = {{"mpg.kind", "signaled"}, {"mpg.task", "7"}, {"mpg.worker", "2"},
+			   {"mpg.pid", "4242"}, {"mpg.signal", "SIGSEGV"},
+			   {"mpg.backtrace", "#0 0x1 f (a.c:1)\n"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, fail, 6,
+					  "task 7: worker 2 died by SIGSEGV"), 0);
 	mplog_writer_free(w);
 	mplog_aggregator_free(a);
 
-	char pidstr[16];
+	char pidstr[16], self[16];
 	snprintf(pidstr, sizeof pidstr, "%d", pid);
-	char *argv[] = {"python3", "-c", (char *)json_check, path, pidstr, NULL};
+	snprintf(self, sizeof self, "%d", (int)getpid());
+	char *argv[] = {"python3", "-c", (char *)json_check, path, pidstr, MPLOG_SCHEMA, self, NULL};
 	pid_t py;
 	int r = posix_spawnp(&py, "python3", NULL, NULL, argv, environ);
 	if (r == ENOENT) {
@@ -1389,6 +1473,7 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, records_of_1_byte_to_64k_from_processes_and_threads_never_interleave);
 	tcase_add_test(tc, records_survive_sigkill_right_after_the_call_returns);
 	tcase_add_test(tc, stdout_and_stderr_lines_are_records_and_a_partial_last_line_is_flushed);
+	tcase_add_test(tc, captured_lines_carry_the_task_of_the_last_mark);
 	tcase_add_test(tc, garbage_on_one_channel_yields_a_protocol_error_and_spares_the_others);
 	tcase_add_test(tc, drop_mode_drops_when_full_and_reports_the_count_in_a_record);
 	tcase_add_test(tc, file_sink_reopens_a_rotated_file_on_request);

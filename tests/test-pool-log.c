@@ -129,9 +129,95 @@ START_TEST(logging_can_be_turned_off_and_is_on_by_default)
 }
 END_TEST
 
+struct parent_seen {
+	pthread_mutex_t lock;
+	int n, pid_ok;
+	char last[64];
+};
+
+static void collect_parent(const mplog_record *r, void *ud)
+{
+	struct parent_seen *s = ud;
+	size_t len;
+	const char *m = mplog_record_message(r, &len);
+	if (strncmp(m, "parent ", 7) != 0)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->n++;
+	s->pid_ok += mplog_record_pid(r) == getpid() && mplog_record_worker(r) == -1 &&
+		     mplog_record_task(r) == -1 && !*mplog_record_channel(r);
+	snprintf(s->last, sizeof s->last, "%s", m);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static mpg_pool *pool_logging_to(struct parent_seen *s, mplog_aggregator **agg)
+{
+	mplog_sink *sink;
+	ck_assert_int_eq(mplog_aggregator_new(agg), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_parent, s, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(*agg, sink), 0);
+	mpg_options *o;
+	mpg_pool *p;
+	mpg_options_new(&o);
+	mpg_options_set_workers(o, 1);
+	mpg_options_set_log(o, *agg);
+	ck_assert_int_eq(mpg_pool_new(o, &p), 0);
+	mpg_options_free(o);
+	return p;
+}
+
+/* mplog_info() in the parent: to the pool's log while a pool exists (the
+ * one made last), -ENOTCONN before and after; a default writer the
+ * caller set stays theirs. */
+START_TEST(parent_records_go_to_the_pools_log)
+{
+	struct parent_seen a = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct parent_seen b = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	ck_assert_int_eq(mplog_info("parent alone"), -ENOTCONN);
+	mplog_aggregator *agg_a, *agg_b;
+	mpg_pool *pa = pool_logging_to(&a, &agg_a);
+	ck_assert_int_eq(mplog_info("parent to a"), 0);
+	mpg_pool *pb = pool_logging_to(&b, &agg_b);
+	ck_assert_int_eq(mplog_warn("parent still to a"), 0);
+	mpg_pool_free(pa);
+	ck_assert_int_eq(mplog_info("parent to b"), 0); /* handed on */
+	mpg_pool_free(pb);
+	ck_assert_int_eq(mplog_info("parent alone again"), -ENOTCONN);
+	mplog_aggregator_free(agg_a);
+	mplog_aggregator_free(agg_b);
+	ck_assert_int_eq(a.n, 2);
+	ck_assert_int_eq(a.pid_ok, 2);
+	ck_assert_str_eq(a.last, "parent still to a");
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_int_eq(b.pid_ok, 1);
+	ck_assert_str_eq(b.last, "parent to b");
+
+	/* The caller's own default writer is left alone. */
+	struct parent_seen c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	struct parent_seen d = {.lock = PTHREAD_MUTEX_INITIALIZER};
+	mplog_aggregator *agg_c, *agg_d;
+	mplog_sink *sink;
+	mplog_writer *mine;
+	ck_assert_int_eq(mplog_aggregator_new(&agg_c), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(collect_parent, &c, &sink), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agg_c, sink), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(agg_c, &mine), 0);
+	mplog_set_default_writer(mine);
+	mpg_pool *pd = pool_logging_to(&d, &agg_d);
+	ck_assert_int_eq(mplog_info("parent to mine"), 0);
+	mpg_pool_free(pd);
+	ck_assert_ptr_eq(mplog_default_writer(), mine);
+	mplog_writer_free(mine);
+	mplog_aggregator_free(agg_c);
+	mplog_aggregator_free(agg_d);
+	ck_assert_int_eq(c.n, 1);
+	ck_assert_int_eq(d.n, 0);
+}
+END_TEST
+
 struct lines {
 	pthread_mutex_t lock;
-	int out, err, partial, pid_ok;
+	int out, err, partial, pid_ok, task_ok;
 };
 
 static void collect_lines(const mplog_record *r, void *ud)
@@ -146,6 +232,10 @@ static void collect_lines(const mplog_record *r, void *ud)
 		l->err++;
 	if (strcmp(m, "no newline before dying") == 0)
 		l->partial++;
+	/* Each line carries the task that printed it. */
+	if (mplog_record_stream(r) != MPLOG_STREAM_LOG &&
+	    mplog_record_task(r) == (!strcmp(m, "no newline before dying") ? 7 : atoi(m + 4)))
+		l->task_ok++;
 	if (mplog_record_pid(r) > 0)
 		l->pid_ok++;
 	pthread_mutex_unlock(&l->lock);
@@ -196,6 +286,7 @@ START_TEST(captured_stdout_and_stderr_lines_become_records)
 	ck_assert_int_ge(l.err, 19);
 	ck_assert_int_eq(l.partial, 1);
 	ck_assert_int_eq(l.pid_ok, l.out + l.err + l.partial + 1 /* the pool's error record */);
+	ck_assert_int_eq(l.task_ok, l.out + l.err + l.partial);
 }
 END_TEST
 
@@ -389,6 +480,7 @@ static Suite *pool_log_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, task_logs_reach_the_aggregator_stamped_with_worker_and_task);
 	tcase_add_test(tc, logging_can_be_turned_off_and_is_on_by_default);
+	tcase_add_test(tc, parent_records_go_to_the_pools_log);
 	tcase_add_test(tc, captured_stdout_and_stderr_lines_become_records);
 	tcase_add_test(tc, failed_attempts_that_are_retried_are_warnings);
 	tcase_add_test(tc, records_of_a_worker_killed_and_of_its_grandchild_all_arrive_before_its_death);

@@ -60,6 +60,18 @@ struct mpg__ctl_target {
 int mpg__control_start(const struct mpg__ctl_target *t, struct mpg__control **ret);
 /* Stop serving, unregister, free; ctl may be NULL. */
 void mpg__control_stop(struct mpg__control *ctl);
+/* control-backlog.c: the last records of log as JSON lines, for "log N".
+ * new adds its sink (before any reader's); free removes it. seq: the
+ * number of records delivered so far, which inside a reader's sink
+ * callback is the number of the record at hand. copy appends the last n
+ * lines to out and returns the number of the last record it holds. */
+struct mpg__backlog;
+struct mpk_buf;
+int mpg__backlog_new(mplog_aggregator *log, struct mpg__backlog **ret);
+void mpg__backlog_free(struct mpg__backlog *b, mplog_aggregator *log);
+uint64_t mpg__backlog_seq(struct mpg__backlog *b);
+uint64_t mpg__backlog_copy(struct mpg__backlog *b, size_t n, struct mpk_buf *out);
+
 /* Register one? What the program chose (chosen, on), else the environment:
  * MPKIT_CONTROL=0 registers none. */
 bool mpg__control_wanted(bool chosen, bool on);

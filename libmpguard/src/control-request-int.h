@@ -14,7 +14,7 @@ enum mpg__ctl_verb {
 	MPG_CTL_INFO = 1, /* "info": the pool or supervisor and its slots */
 	MPG_CTL_PTRACE,   /* "ptrace W": let the peer ptrace one slot */
 	MPG_CTL_RESUME,   /* "resume W|all": end pauses */
-	MPG_CTL_LOG,      /* "log": stream the log */
+	MPG_CTL_LOG,      /* "log [N]": stream the log, the last N records first */
 };
 
 enum mpg__ctl_arg {
@@ -22,12 +22,13 @@ enum mpg__ctl_arg {
 	MPG_CTL_ALL,      /* "all" (resume only) */
 	MPG_CTL_SLOT,     /* a slot number: decimal digits only */
 	MPG_CTL_NAME,     /* anything else: a service's name */
+	MPG_CTL_COUNT,    /* log's count of records, in slot: decimal digits only */
 };
 
 struct mpg__ctl_request {
 	enum mpg__ctl_verb verb;
 	enum mpg__ctl_arg target;
-	uint32_t slot;     /* MPG_CTL_SLOT */
+	uint32_t slot;     /* MPG_CTL_SLOT, MPG_CTL_COUNT */
 	/* The argument as sent (after the verb and one space), pointing into
 	 * the line; NULL and 0 without one. Never holds a NUL byte. */
 	const char *arg;
@@ -42,7 +43,7 @@ struct mpg__ctl_request {
 /* Decode one request line of len bytes (its '\n' left out; a final '\r'
  * is dropped): "VERB" or "VERB ARG", one space between. ARG "all" is
  * MPG_CTL_ALL, a string of decimal digits a slot number, and anything
- * else (but empty) a name. Returns 0 with *req set, or with req->word and
+ * else (but empty) a name; log's optional ARG is a count (digits only). Returns 0 with *req set, or with req->word and
  * req->error set:
  *   -EMSGSIZE  longer than MPG_CTL_MAX_REQUEST
  *   -EBADMSG   a NUL byte in the line

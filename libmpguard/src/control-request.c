@@ -9,14 +9,14 @@
 struct verb {
 	const char *name;
 	enum mpg__ctl_verb verb;
-	int takes; /* 0: no argument, 1: one slot or name, 2: that or "all" */
+	int takes; /* 0: no argument, 1: one slot or name, 2: that or "all", 3: an optional count */
 };
 
 static const struct verb verbs[] = {
 	{"info", MPG_CTL_INFO, 0},
 	{"ptrace", MPG_CTL_PTRACE, 1},
 	{"resume", MPG_CTL_RESUME, 2},
-	{"log", MPG_CTL_LOG, 0},
+	{"log", MPG_CTL_LOG, 3},
 };
 
 static int fail(struct mpg__ctl_request *req, int err, const char *why)
@@ -61,9 +61,17 @@ int mpg__ctl_request_decode(const void *data, size_t len, struct mpg__ctl_reques
 	if (!v)
 		return fail(req, -ENOENT, "unknown request");
 	req->verb = v->verb;
-	if (!v->takes) {
+	if (!v->takes || (v->takes == 3 && !space)) {
 		if (space)
 			return fail(req, -EINVAL, "takes no argument");
+		return 0;
+	}
+	if (v->takes == 3) { /* "log N": the last N records first */
+		req->arg = space + 1;
+		req->arg_len = len - wlen - 1;
+		if (parse_slot(req->arg, req->arg_len, &req->slot) != 1 || !req->arg_len)
+			return fail(req, -EINVAL, "takes a count of records");
+		req->target = MPG_CTL_COUNT;
 		return 0;
 	}
 	if (!space || wlen + 1 == len)

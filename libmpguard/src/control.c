@@ -68,6 +68,7 @@ struct client {
 	pthread_mutex_t out_lock;
 	struct mpk_buf out;
 	uint64_t dropped;
+	uint64_t after; /* "log N": records up to this number came in the backlog */
 	bool broken; /* send failed: hang up */
 };
 
@@ -81,6 +82,7 @@ struct mpg__control {
 	char path[PATH_MAX];
 	uint64_t start_realtime_ns;
 	struct client *clients[MAX_CLIENTS];
+	struct mpg__backlog *backlog; /* of t.log, for "log N" */
 };
 
 static uint64_t realtime_ns(void)
@@ -364,16 +366,33 @@ static void on_log_record(const mplog_record *r, void *userdata)
 			n = -ENOMEM;
 	}
 	pthread_mutex_lock(&c->out_lock);
+	/* This record's number (we run under the aggregator's lock, after
+	 * the backlog's sink); c->after is set under out_lock in do_log(). */
+	if (c->after && mpg__backlog_seq(c->ctl->backlog) <= c->after) {
+		pthread_mutex_unlock(&c->out_lock);
+		free(big);
+		return; /* sent with the backlog */
+	}
 	if (n < 0 || c->out.len + (size_t)n > LOG_BACKLOG) {
 		c->dropped++;
 	} else {
 		if (c->dropped) {
-			char note[256];
+			/* In the JSON sink's shape (docs/mplog-record.schema.json). */
+			char note[512];
+			uint64_t ns = realtime_ns();
+			time_t sec = (time_t)(ns / 1000000000u);
+			struct tm tm;
+			gmtime_r(&sec, &tm);
 			int k = snprintf(note, sizeof note,
-					 "{\"timestamp\":%" PRIu64 ",\"severity_text\":\"WARN\","
-					 "\"severity_number\":13,\"body\":\"%" PRIu64 " records dropped: "
-					 "the reader was too slow\",\"attributes\":{\"mpkit.channel\":"
-					 "\"control\"}}\n", realtime_ns(), c->dropped);
+					 "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%09" PRIu64 "Z\","
+					 "\"timeUnixNano\":\"%" PRIu64 "\",\"observedTimeUnixNano\":\"%"
+					 PRIu64 "\",\"severityText\":\"WARN\",\"severityNumber\":13,"
+					 "\"body\":\"%" PRIu64 " records dropped: the reader was too "
+					 "slow\",\"resource\":{\"process.pid\":%d},\"attributes\":{"
+					 "\"mpkit.channel\":\"control\"}}\n",
+					 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+					 tm.tm_min, tm.tm_sec, ns % 1000000000u, ns, ns, c->dropped,
+					 (int)getpid());
 			mpk_buf_put(&c->out, note, (size_t)k);
 			c->dropped = 0;
 		}
@@ -387,7 +406,7 @@ static void on_log_record(const mplog_record *r, void *userdata)
 		wake(c->ctl);
 }
 
-static void do_log(struct mpg__control *ctl, struct client *c)
+static void do_log(struct mpg__control *ctl, struct client *c, const struct mpg__ctl_request *req)
 {
 	if (!ctl->t.log) {
 		reply_error(c, "this %s has no log (%s)", ctl->t.kind,
@@ -412,9 +431,20 @@ static void do_log(struct mpg__control *ctl, struct client *c)
 		c->sink = NULL; /* freed by add_sink */
 		c->broken = true;
 	} else {
+		/* The last records: taken before the reply, so that they are the
+		 * ones logged before it; those the sink gets too (added above,
+		 * blocked on out_lock) are skipped there (number <= c->after). */
+		struct mpk_buf b = {0};
+		if (req->target == MPG_CTL_COUNT && req->slot && ctl->backlog)
+			c->after = mpg__backlog_copy(ctl->backlog, req->slot, &b);
 		char ok[64];
 		int n = snprintf(ok, sizeof ok, "{\"ok\":true,\"kind\":\"%s\"}\n", ctl->t.kind);
 		send_all(c, ok, (size_t)n);
+		if (b.oom)
+			c->broken = true;
+		else if (b.len)
+			send_all(c, b.data, b.len);
+		mpk_buf_free(&b);
 	}
 	pthread_mutex_unlock(&c->out_lock);
 }
@@ -425,7 +455,7 @@ static void handle_request(struct mpg__control *ctl, struct client *c, const cha
 	struct mpg__ctl_request req;
 	int r = mpg__ctl_request_decode(line, len, &req);
 	if (r == -ENOENT)
-		reply_error(c, "unknown request \"%.*s\" (info, ptrace W, resume W|all, log)",
+		reply_error(c, "unknown request \"%.*s\" (info, ptrace W, resume W|all, log [N])",
 			    req.word_len > 64 ? 64 : (int)req.word_len, req.word);
 	else if (r < 0)
 		reply_error(c, "bad request \"%.*s\": %s", req.word_len > 64 ? 64 : (int)req.word_len,
@@ -437,7 +467,7 @@ static void handle_request(struct mpg__control *ctl, struct client *c, const cha
 	else if (req.verb == MPG_CTL_RESUME)
 		do_resume(ctl, c, &req);
 	else
-		do_log(ctl, c);
+		do_log(ctl, c, &req);
 }
 
 static void client_free(struct mpg__control *ctl, struct client *c)
@@ -639,6 +669,7 @@ static void control_free(struct mpg__control *ctl)
 	for (size_t i = 0; i < MAX_CLIENTS; i++)
 		if (ctl->clients[i])
 			client_free(ctl, ctl->clients[i]);
+	mpg__backlog_free(ctl->backlog, ctl->t.log);
 	if (ctl->path[0])
 		(void)unlink(ctl->path);
 	mpg__fdreg_close(&ctl->listen_fd);
@@ -674,6 +705,9 @@ int mpg__control_start(const struct mpg__ctl_target *t, struct mpg__control **re
 	ctl->slots = calloc(t->nslots, sizeof *ctl->slots);
 	int r = -ENOMEM;
 	if (!ctl->slots)
+		goto fail;
+	/* Before any reader's sink (see control-backlog.c). */
+	if (t->log && (r = mpg__backlog_new(t->log, &ctl->backlog)) < 0)
 		goto fail;
 	char dir[PATH_MAX];
 	r = mpg__registry_dir(dir, sizeof dir, true);

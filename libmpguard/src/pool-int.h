@@ -228,6 +228,12 @@ void mpg__log_pipes_close(int io[MPG_LOG_FDS]);
  * is forked; returns whether it has any. */
 bool mpg__log_pipes_set_pid(mplog_aggregator *a, const unsigned capture_ch[2], pid_t pid);
 
+/* parentlog.c: w (a pool's or supervisor's in-process writer) takes the
+ * parent's own default-writer records while it exists, when the caller
+ * set no default writer; remove before freeing it. */
+void mpg__parent_log_add(mplog_writer *w);
+void mpg__parent_log_remove(mplog_writer *w);
+
 /* ---- shared memory ---------------------------------------------------- */
 int mpg__memfd_from_bytes(const void *data, size_t len, int *ret_fd);
 /* If [p, p+len) lies inside an mpg_shm_alloc() block: a dup of its fd and the

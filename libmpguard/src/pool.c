@@ -39,6 +39,7 @@ static void pool_release(struct mpg_pool *p)
 	mpg__control_stop(p->control); /* first: it reads the workers and uses the log */
 	p->control = NULL;
 	mpg__pool_bury(p);
+	mpg__parent_log_remove(p->log_writer);
 	mplog_writer_free(p->log_writer);
 	if (p->own_log)
 		mplog_aggregator_free(p->log); /* drains every worker's last records */
@@ -86,7 +87,9 @@ static int setup_log(struct mpg_pool *p, bool have_stderr)
 {
 	if (p->opts.set & OPT_LOG) {
 		p->log = p->opts.log;
-		return p->log ? mplog_aggregator_writer(p->log, &p->log_writer) : 0;
+		int r = p->log ? mplog_aggregator_writer(p->log, &p->log_writer) : 0;
+		mpg__parent_log_add(p->log_writer); /* the parent's mplog_info() too */
+		return r;
 	}
 	mplog_sink *sink;
 	int r = mplog_aggregator_new(&p->log);
@@ -104,6 +107,7 @@ static int setup_log(struct mpg_pool *p, bool have_stderr)
 	r = mplog_aggregator_writer(p->log, &p->log_writer);
 	if (r < 0)
 		return r;
+	mpg__parent_log_add(p->log_writer); /* the parent's mplog_info() too */
 	return mplog_aggregator_start(p->log);
 }
 

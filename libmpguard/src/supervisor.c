@@ -879,6 +879,7 @@ MPG_EXPORT int mpg_supervisor_run(mpg_supervisor *s)
 	}
 	if (s->log && (ret = mplog_aggregator_writer(s->log, &r.log)) < 0)
 		goto out;
+	mpg__parent_log_add(r.log); /* the parent's mplog_info() too, while it runs */
 	struct {
 		int fd;
 		uint64_t tag;
@@ -983,6 +984,7 @@ out:
 	mpg__fdreg_close(&r.timer);
 	/* The merged log holds everything the services wrote before run()
 	 * returns: they are all gone, so their pipes are at EOF. */
+	mpg__parent_log_remove(r.log);
 	mplog_writer_free(r.log);
 	if (r.log_started)
 		(void)mplog_aggregator_stop(s->log);

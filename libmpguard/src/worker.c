@@ -95,6 +95,7 @@ static struct {
 	volatile bool sending;  /* a frame is half written: the crash handler keeps out */
 	uint64_t modules_gen;   /* the module list the parent knows of */
 	bool logging;           /* a log channel to the parent exists */
+	unsigned capturing;     /* MPLOG_CAPTURE_* going to the log too */
 } W;
 
 /* stdout and stderr only: other streams may hold the program's buffers
@@ -513,6 +514,10 @@ static void begin_task(size_t index)
 	atomic_store_explicit(&W.status[W.slot].state, WS_RUNNING, memory_order_relaxed);
 	if (W.logging)
 		mplog_set_context((int)W.slot, (int64_t)W.task.id);
+	/* Its captured lines carry its index: a small write a captured
+	 * stream a task, paid only when output is captured. */
+	if (W.logging && W.capturing)
+		(void)mplog_mark_output(W.capturing);
 }
 
 static void end_task(bool failed)
@@ -777,6 +782,7 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 			fflush(i == 1 ? stdout : stderr);
 			dup2(io[i], i);
 			close(io[i]);
+			W.capturing |= i == 1 ? MPLOG_CAPTURE_STDOUT : MPLOG_CAPTURE_STDERR;
 		}
 	}
 	if (io && io[1] >= 0)
@@ -787,6 +793,8 @@ _Noreturn void mpg__worker_main(const struct mpg__wconfig *cfg, unsigned slot,
 			      .ring_fd = io ? io[3] : -1};
 	if (logfd >= 0 && mplog_child_setup(&lf, -1, 0, NULL) == 0)
 		W.logging = true;
+	else /* not the parent's in-process writer (parentlog.c): none, -ENOTCONN */
+		mplog_set_default_writer(NULL);
 	/* A service's records are known by their channel, the service's name. */
 	mplog_set_context(cfg->services ? -1 : (int)slot, -1);
 	if (!cfg->services)

@@ -116,7 +116,10 @@ typedef enum mplog_stream {
  * which a child's writer sends about its own pipe) are the library's own
  * (a pool's failure records: "mpg.kind", "mpg.task", ...), and so are the
  * attributes the JSON format makes of a record's fields ("process.pid",
- * "code.filepath", "code.lineno", "code.function", "log.iostream"). A
+ * "code.file.path", "code.line.number", "code.function.name",
+ * "log.iostream", "exception.type", "exception.message",
+ * "exception.stacktrace", and the names before 0.2: "code.filepath",
+ * "code.lineno", "code.function"). A
  * record that comes from a child (through a channel of an aggregator)
  * keeps such a key renamed "child." KEY ("child.mpg.kind"), so that no
  * child passes for the parent; the parent's own records (through
@@ -189,6 +192,21 @@ MPLOG_EXPORT mplog_writer *mplog_default_writer(void);
  * Process-wide; async-signal-safe (atomic stores). Since 0.1.
  */
 MPLOG_EXPORT void mplog_set_context(int worker, int64_t task);
+
+/**
+ * mplog_mark_output - the lines this process writes to its captured stdout
+ * and stderr from now on are the task's set with mplog_set_context():
+ * @streams: the captured ones, MPLOG_CAPTURE_STDOUT and/or
+ *  MPLOG_CAPTURE_STDERR.
+ * Flushes stdio's stream and writes a mark into the fd (1, 2) itself, an
+ * APC escape string ("ESC _ mpkit:task=N ESC \") that the aggregator takes
+ * out of the captured bytes; the lines after it carry the task (a line cut
+ * by it, the task that ends it). Call it only on captured streams: a
+ * terminal ignores the string, a file keeps it. A pool's workers that
+ * capture call it as each task starts. Returns 0, -EINVAL, or the negative
+ * errno of write(2). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_mark_output(unsigned streams);
 
 /**
  * mplog_get_context - read back what mplog_set_context() set; either
@@ -357,18 +375,32 @@ typedef enum mplog_format {
 	 * \xNN, C1 controls and the bidi and line separator characters as
 	 * \uXXXX. */
 	MPLOG_FORMAT_TEXT = 0,
-	/* JSON lines, one object per record, OpenTelemetry log data model:
-	 * "timestamp", "observed_timestamp" (integers, ns since the epoch),
-	 * "severity_text" ("INFO", ...), "severity_number" (OTel numbers: 1
+	/* JSON lines, one object per record, the OpenTelemetry log data
+	 * model in the names of its JSON encoding (OTLP/JSON), values plain
+	 * (schema: docs/mplog-record.schema.json): "time" (RFC 3339, UTC,
+	 * ns), "timeUnixNano", "observedTimeUnixNano" (ns since the epoch,
+	 * decimal strings: JSON readers lose precision on 64-bit numbers),
+	 * "severityText" ("INFO", ...), "severityNumber" (OTel numbers: 1
 	 * trace, 5 debug, 9 info, 10 notice, 13 warn, 17 error, 21 fatal),
-	 * "body" (the message), "attributes": "process.pid", "mpkit.worker",
-	 * "mpkit.task", "mpkit.channel", "code.filepath", "code.lineno",
-	 * "code.function", "log.iostream" ("stdout"/"stderr", for captured
-	 * lines only), then the record's key-values as strings (a key equal
-	 * to one of those names, which only the parent's own records can
-	 * have, see mplog_kv, is written twice). Unknown values (worker or
-	 * task -1, no source location) are left out. Bytes that are not valid
-	 * UTF-8 become U+FFFD; control characters are escaped. */
+	 * "body" (the message), "resource": "service.name" (OTEL_SERVICE_NAME,
+	 * else the program's name), "host.name", "process.pid" (of the
+	 * process writing the log: the pool's); "attributes": "process.pid"
+	 * (the sender's), "mpkit.worker", "mpkit.task" (integers),
+	 * "mpkit.channel", "code.file.path", "code.line.number",
+	 * "code.function.name", "log.iostream" ("stdout"/"stderr", for
+	 * captured lines only), then the record's key-values as strings. A
+	 * pool's own record about a task or worker gives its "mpg.task" and
+	 * "mpg.worker" as the integers "mpkit.task" and "mpkit.worker"; a
+	 * failure ("mpg.kind") also has "exception.type" (the signal, else
+	 * the kind), "exception.message" (the body) and
+	 * "exception.stacktrace" (was "mpg.backtrace"). A key equal to one of
+	 * those names, which only the parent's own records can have (see
+	 * mplog_kv), is written twice. Unknown values (worker or task -1, no
+	 * source location) are left out. Bytes that are not valid UTF-8
+	 * become U+FFFD; control characters are escaped. Before 0.2:
+	 * "timestamp"/"observed_timestamp" (integers), "severity_text",
+	 * "severity_number", "code.filepath", "code.lineno", "code.function",
+	 * no resource; mplog(1) reads both. */
 	MPLOG_FORMAT_JSON = 1,
 } mplog_format;
 

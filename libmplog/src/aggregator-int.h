@@ -198,6 +198,8 @@ struct mplog__channel {
 	char *name;
 	int worker;
 	int pid;           /* last sender seen / set_pid */
+	int64_t task;      /* captured lines: the task of the last mark, -1 */
+	size_t clean;      /* captured: bytes at the start of in with no mark */
 	struct mpk_buf in; /* bytes read, not yet parsed */
 	uint64_t garbage;  /* bytes skipped since the last good frame */
 	struct mplog__assembly *asm_;

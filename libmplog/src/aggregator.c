@@ -543,7 +543,7 @@ static int add_locked(mplog_aggregator *a, int fd, mplog_stream stream, const ch
 	}
 	*ch = (struct mplog__channel){
 		.id = a->next_id, .group = group ? group : a->next_id, .fd = fd,
-		.stream = stream, .name = nm, .worker = worker};
+		.stream = stream, .name = nm, .worker = worker, .task = -1};
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ch->id};
 	if (epoll_ctl(a->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		r = -errno;
@@ -902,8 +902,11 @@ static bool str_starts(struct mplog__str s, const char *lit)
  * own writer reporting on its own pipe. */
 static bool reserved_key(struct mplog__str k)
 {
-	static const char *const names[] = {"process.pid", "code.filepath", "code.lineno",
-					    "code.function", "log.iostream"};
+	static const char *const names[] = {
+		"process.pid", "code.file.path", "code.line.number", "code.function.name",
+		"log.iostream", "exception.type", "exception.message", "exception.stacktrace",
+		/* the names of earlier versions, which mplog(1) still reads */
+		"code.filepath", "code.lineno", "code.function"};
 	if (str_starts(k, "mpg.") || str_starts(k, "mpkit."))
 		return true;
 	if (str_starts(k, "mplog."))

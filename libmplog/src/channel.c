@@ -7,6 +7,7 @@
  * one. */
 #include "aggregator-int.h"
 #include "ring-int.h"
+#include "mark-int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -249,10 +250,53 @@ static void emit_line(mplog_aggregator *a, struct mplog__channel *ch, const uint
 		.stream = ch->stream,
 		.pid = ch->pid,
 		.worker = ch->worker,
-		.task = -1,
+		.task = ch->task, /* of the last mark (mark-int.h) */
 		.msg = {(const char *)p, (uint32_t)n},
 	};
 	mplog__emit(a, ch, &parts);
+}
+
+/* Take the marks out of the line at pos in ch->in, from ch->clean on, up
+ * to its newline or MPLOG_LINE_MAX bytes (where it is cut): each one sets
+ * the task of the line, or of the piece of a longer one, it is in (its
+ * end comes after the mark). Scanning never goes back before clean, so
+ * bytes joined by taking a mark out are not a mark, and where marks and
+ * cuts fall does not depend on the read sizes. Returns false when the
+ * bytes end in what may be the start of a mark (more bytes decide; at EOF
+ * it is plain bytes). */
+static bool take_marks(struct mplog__channel *ch, size_t pos, bool eof)
+{
+	if (ch->clean < pos)
+		ch->clean = pos;
+	for (;;) {
+		uint8_t *d = ch->in.data;
+		size_t len = ch->in.len;
+		const uint8_t *nl = memchr(d + pos, '\n', len - pos);
+		size_t end = nl ? (size_t)(nl - d) : len; /* a mark holds no newline */
+		size_t stop = end - pos > MPLOG_LINE_MAX ? pos + MPLOG_LINE_MAX : end;
+		if (ch->clean >= stop)
+			return true;
+		const uint8_t *esc = memchr(d + ch->clean, '\033', stop - ch->clean);
+		if (!esc) {
+			ch->clean = stop;
+			return true;
+		}
+		size_t at = (size_t)(esc - d), mlen = 0;
+		int64_t task = -1;
+		enum mplog__mark_scan m = mplog__mark_at(esc, end - at, &mlen, &task);
+		if (m == MARK_PARTIAL && !nl && !eof) {
+			ch->clean = at;
+			return false;
+		}
+		if (m != MARK_FOUND) {
+			ch->clean = at + 1;
+			continue;
+		}
+		memmove(d + at, d + at + mlen, len - at - mlen);
+		ch->in.len -= mlen;
+		ch->task = task;
+		ch->clean = at;
+	}
 }
 
 static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof)
@@ -260,6 +304,9 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 	const uint8_t *d = ch->in.data;
 	size_t len = ch->in.len, pos = 0;
 	while (pos < len) {
+		if (!take_marks(ch, pos, eof))
+			break; /* a mark may be coming: the line waits for it */
+		len = ch->in.len;
 		/* A line over MPLOG_LINE_MAX is cut there, wherever its
 		 * newline is, and only once a byte past the limit shows it
 		 * is longer: the records do not depend on how reads fell. */
@@ -276,6 +323,7 @@ static void parse_lines(mplog_aggregator *a, struct mplog__channel *ch, bool eof
 		pos += n + (nl ? 1 : 0);
 	}
 	mpk_buf_consume(&ch->in, pos);
+	ch->clean = ch->clean > pos ? ch->clean - pos : 0;
 }
 
 void mplog__channel_parse(mplog_aggregator *a, struct mplog__channel *ch, bool eof)

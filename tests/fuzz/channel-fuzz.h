@@ -76,7 +76,7 @@ static struct mpk_buf fuzz_feed(mplog_stream stream, const uint8_t *data, size_t
 	struct mplog__channel *ch = calloc(1, sizeof *ch);
 	FUZZ_CHECK(ch);
 	*ch = (struct mplog__channel){.id = 1, .group = 1, .fd = -1, .stream = stream,
-				      .name = strdup("fuzz"), .worker = 3};
+				      .name = strdup("fuzz"), .worker = 3, .task = -1};
 	FUZZ_CHECK(ch->name);
 	fuzz_out = (struct mpk_buf){0};
 	size_t off = 0;

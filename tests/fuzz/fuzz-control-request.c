@@ -55,8 +55,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(!memchr(line, '\0', size));
 	switch (q.verb) {
 	case MPG_CTL_INFO:
-	case MPG_CTL_LOG:
 		FUZZ_CHECK(q.target == MPG_CTL_NONE && !q.arg && !q.arg_len);
+		break;
+	case MPG_CTL_LOG:
+		FUZZ_CHECK((q.target == MPG_CTL_NONE && !q.arg && !q.arg_len) ||
+			   (q.target == MPG_CTL_COUNT && all_digits(q.arg, q.arg_len)));
 		break;
 	case MPG_CTL_PTRACE:
 		FUZZ_CHECK(q.target == MPG_CTL_SLOT || q.target == MPG_CTL_NAME);
@@ -71,8 +74,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(q.arg && q.arg_len > 0);
 		bool is_all = q.arg_len == 3 && memcmp(q.arg, "all", 3) == 0;
 		FUZZ_CHECK((q.target == MPG_CTL_ALL) == is_all);
-		FUZZ_CHECK((q.target == MPG_CTL_SLOT) == all_digits(q.arg, q.arg_len));
-		if (q.target == MPG_CTL_SLOT) {
+		if (q.verb != MPG_CTL_LOG)
+			FUZZ_CHECK((q.target == MPG_CTL_SLOT) == all_digits(q.arg, q.arg_len));
+		if (q.target == MPG_CTL_SLOT || q.target == MPG_CTL_COUNT) {
 			uint64_t v = 0;
 			for (size_t i = 0; i < q.arg_len; i++)
 				v = v * 10 + (uint64_t)(q.arg[i] - '0');

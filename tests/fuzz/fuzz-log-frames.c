@@ -30,9 +30,11 @@ static bool valid_utf8(const char *s, size_t n)
  * name makes a duplicate that a reader resolves its own way. */
 static bool reserved(const char *k)
 {
-	static const char *const names[] = {"process.pid", "mpkit.worker", "mpkit.task",
-					    "mpkit.channel", "code.filepath", "code.lineno",
-					    "code.function", "log.iostream"};
+	static const char *const names[] = {
+		"process.pid", "mpkit.worker", "mpkit.task", "mpkit.channel", "code.file.path",
+		"code.line.number", "code.function.name", "log.iostream", "exception.type",
+		"exception.message", "exception.stacktrace", "code.filepath", "code.lineno",
+		"code.function"};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (!strcmp(k, names[i]))
 			return true;

@@ -2,9 +2,10 @@
 /* Fuzz target: mplog(1) reading one line of an aggregated log (a JSON
  * sink's line, or anything else a file or a pool's socket holds):
  * mt_record_parse, then what mplog does with a record: filters, the text
- * form, the statistics. Invariants: a line is a record or is refused with
- * a reason; a record's strings are readable and its body is body_len
- * bytes; its text form without colour is safe (text-check.h). */
+ * forms (short, short-iso, cat), the statistics. Invariants: a line is a
+ * record or is refused with a reason; a record's strings are readable and
+ * its body is body_len bytes; its text forms without colour are safe
+ * (text-check.h). */
 #include "fuzz-check.h"
 #include "mplog-tool.h"
 #include "text-check.h"
@@ -49,7 +50,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(ret == 0 && r.root && r.body && r.level <= MPLOG_FATAL);
 	FUZZ_CHECK(strlen(r.body) <= r.body_len);
-	FUZZ_CHECK(r.channel && r.file && r.func && r.signal && r.backtrace && r.service);
+	FUZZ_CHECK(r.channel && r.file && r.func && r.signal && r.backtrace && r.service &&
+		   r.res_service && r.res_host);
 	FUZZ_CHECK(mt_record_channel(&r));
 	for (size_t i = 0; i < r.nkv; i++)
 		FUZZ_CHECK(r.kv[i].key && r.kv[i].value);
@@ -63,6 +65,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(fclose(mem) == 0);
 	check_safe_text((const unsigned char *)text, len);
 	free(text);
+	for (int form = 0; form < 2; form++) {
+		text = NULL;
+		mem = open_memstream(&text, &len);
+		FUZZ_CHECK(mem);
+		if (form)
+			mt_format_cat(mem, &r);
+		else
+			mt_format_text_iso(mem, &r, false, form);
+		FUZZ_CHECK(fclose(mem) == 0);
+		check_safe_text((const unsigned char *)text, len);
+		free(text);
+	}
 	struct mt_stats st = {0};
 	FUZZ_CHECK(mt_stats_add(&st, &r) == 0);
 	mt_stats_print(&st, 1, true, devnull);

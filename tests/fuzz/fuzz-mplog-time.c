@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Fuzz target: mplog(1)'s --since/--until parser (mt_time_parse): an ISO
- * 8601 date or time, "@EPOCH", or a duration ago. Invariants: "@N" is N
- * seconds exactly; a duration is never after now; a time with "Z" falls
- * in the year it names (no wrap-around). */
+/* Fuzz target: mplog(1)'s --since/--until parser (mt_time_parse): the
+ * forms of systemd.time(7). Invariants: "@N[.F]" is N seconds (and F)
+ * exactly; a span ago is never after now, one ahead ("+", "left") never
+ * before; a time with "Z" falls in the year it names (no wrap-around). */
 #include "fuzz-check.h"
 #include "mplog-tool.h"
 
@@ -22,13 +22,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t t;
 	if (mt_time_parse(s, now, &t) == 0) {
 		FUZZ_CHECK(n > 0);
+		bool ahead = s[0] == '+' || (n > 5 && !strcmp(s + n - 5, " left"));
 		if (s[0] == '@') {
 			/* Every digit counted, nothing wrapped. */
 			char *end;
 			unsigned long long secs = strtoull(s + 1, &end, 10);
-			FUZZ_CHECK(!*end && t % NS == 0 && t / NS == secs);
-		} else if (n >= 2 && s[n - 1] >= 'a' && s[n - 1] <= 'z' && s[n - 1] != 'z') {
-			FUZZ_CHECK(t <= now); /* a duration ago */
+			FUZZ_CHECK((!*end && t % NS == 0 && t / NS == secs) ||
+				   (*end == '.' && t / NS == secs));
+		} else if (ahead) {
+			FUZZ_CHECK(t >= now);
+		} else if (n >= 2 && s[n - 1] >= 'a' && s[n - 1] <= 'z' && s[n - 1] != 'z' &&
+			   strcmp(s, "tomorrow")) {
+			FUZZ_CHECK(t <= now); /* a span ago, today, yesterday */
 		} else if (n >= 10 && (s[n - 1] == 'Z' || s[n - 1] == 'z') && s[4] == '-') {
 			/* :60, a leap second, is the next second: maybe Jan 1. */
 			time_t sec = (time_t)(t / NS);

@@ -601,7 +601,7 @@ int main(int argc, char **argv)
 			fputs(usage_text, stdout);
 			return EXIT_OK;
 		case 'V':
-			printf("mpattach %s\n", MPKIT_VERSION);
+			printf("mpattach (mpkit) %s\n", MPKIT_VERSION);
 			return EXIT_OK;
 		default:
 			fputs("Try 'mpattach --help'.\n", stderr);

@@ -141,23 +141,30 @@ static void watch_dir(struct follower *f)
 	}
 }
 
-/* Wait for a change, a signal or the periodic check. 1: stop. */
-static int wait_change(struct follower *f, const sigset_t *unblocked)
+/* Wait for a change in any of the n files, a signal or the periodic
+ * check. 1: stop. */
+static int wait_change(struct follower *fs, size_t n, const sigset_t *unblocked)
 {
-	struct pollfd p = {.fd = f->ino_fd, .events = POLLIN};
+	struct pollfd p[n ? n : 1];
+	nfds_t np = 0;
+	for (size_t i = 0; i < n; i++)
+		if (fs[i].ino_fd >= 0)
+			p[np++] = (struct pollfd){.fd = fs[i].ino_fd, .events = POLLIN};
 	struct timespec ts = {RECHECK_MS / 1000, 0};
-	int r = ppoll(&p, f->ino_fd >= 0 ? 1 : 0, &ts, unblocked);
+	int r = ppoll(p, np, &ts, unblocked);
 	if (stop_requested)
 		return 1;
-	if (r > 0) {
+	for (nfds_t i = 0; r > 0 && i < np; i++) {
 		char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-		while (read(f->ino_fd, buf, sizeof buf) > 0)
-			; /* what changed does not matter: check() looks */
+		if (p[i].revents)
+			while (read(p[i].fd, buf, sizeof buf) > 0)
+				; /* what changed does not matter: check() looks */
 	}
 	return 0;
 }
 
-static int follow(struct follower *f, struct mt_ctx *c)
+/* Follow the n files at once (stdin is never followed). */
+static int follow(struct follower *fs, size_t n, struct mt_ctx *c)
 {
 	sigset_t block, old;
 	sigemptyset(&block);
@@ -171,54 +178,85 @@ static int follow(struct follower *f, struct mt_ctx *c)
 	sigaction(SIGTERM, &sa, NULL);
 	sigdelset(&old, SIGINT);
 	sigdelset(&old, SIGTERM);
-	watch_dir(f);
-	watch_file(f);
+	for (size_t i = 0; i < n; i++) {
+		watch_dir(&fs[i]);
+		watch_file(&fs[i]);
+	}
 	int ret = 0;
 	while (ret >= 0) {
-		ret = drain(f, c);
-		if (ret < 0)
-			break;
-		ret = check(f, c);
-		if (ret == 1)
-			continue;
-		if (ret < 0 || wait_change(f, &old))
+		for (size_t i = 0; i < n && ret >= 0; i++) {
+			do {
+				ret = drain(&fs[i], c);
+				if (ret >= 0)
+					ret = check(&fs[i], c);
+			} while (ret == 1);
+		}
+		if (ret < 0 || wait_change(fs, n, &old))
 			break;
 	}
-	if (f->ino_fd >= 0)
-		close(f->ino_fd);
+	for (size_t i = 0; i < n; i++)
+		if (fs[i].ino_fd >= 0)
+			close(fs[i].ino_fd);
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	return ret < 0 ? ret : 0;
 }
 
-int mt_tail(struct mt_ctx *c, const char *path, size_t n, bool follow_it)
+/* The last n records of one file (or stdin); keeps it open to follow. */
+static int tail_one(struct mt_ctx *c, struct follower *f, size_t n, bool follow_it)
 {
-	bool is_stdin = !strcmp(path, "-");
-	struct follower f = {.path = path, .fd = -1, .ino_fd = -1, .wd_dir = -1, .wd_file = -1};
-	int ret = mt_reader_init(&f.rd, is_stdin ? "<stdin>" : path);
+	bool is_stdin = !strcmp(f->path, "-");
+	int ret = mt_reader_init(&f->rd, is_stdin ? "<stdin>" : f->path);
 	if (ret < 0)
 		return ret;
 	if (is_stdin) {
-		f.fd = STDIN_FILENO;
-	} else if ((ret = open_file(&f)) == -ENOENT && follow_it) {
+		f->fd = STDIN_FILENO;
+	} else if ((ret = open_file(f)) == -ENOENT && follow_it) {
 		/* As tail -F: it may be created (or rotated in) soon. */
-		fprintf(stderr, "mplog: %s: no such file yet, waiting for it\n", path);
+		fprintf(stderr, "mplog: %s: no such file yet, waiting for it\n", f->path);
 		ret = 0;
 	} else if (ret < 0) {
-		mt_reader_free(&f.rd);
 		return ret;
 	}
 	if ((ret = mt_ctx_ring_start(c, n)) == 0)
-		ret = drain(&f, c);
+		ret = drain(f, c);
 	/* Not following (or a pipe): a partial last line is all there is. */
 	if (ret == 0 && (!follow_it || is_stdin))
-		ret = mt_reader_finish(&f.rd, c);
+		ret = mt_reader_finish(&f->rd, c);
 	if (ret == 0)
 		ret = mt_ctx_ring_flush(c);
 	fflush(c->out);
-	if (ret == 0 && follow_it && !is_stdin)
-		ret = follow(&f, c);
-	if (!is_stdin && f.fd >= 0)
-		close(f.fd);
-	mt_reader_free(&f.rd);
+	return ret;
+}
+
+int mt_tail(struct mt_ctx *c, char *const *paths, size_t npaths, size_t n, bool follow_it)
+{
+	struct follower *fs = calloc(npaths ? npaths : 1, sizeof *fs);
+	if (!fs)
+		return -ENOMEM;
+	int ret = 0;
+	size_t nfollow = 0, ninit = 0;
+	for (size_t i = 0; i < npaths && ret == 0; i++, ninit++) {
+		fs[i] = (struct follower){.path = paths[i], .fd = -1, .ino_fd = -1, .wd_dir = -1,
+					  .wd_file = -1};
+		ret = tail_one(c, &fs[i], n, follow_it);
+		if (ret < 0)
+			fprintf(stderr, "mplog: %s: %s\n", paths[i], strerror(-ret));
+	}
+	/* Stdin is read to its end above; the files are followed together. */
+	for (size_t i = 0; ret == 0 && follow_it && i < ninit; i++)
+		if (strcmp(fs[i].path, "-"))
+			fs[nfollow++] = fs[i];
+		else
+			mt_reader_free(&fs[i].rd);
+	if (ret == 0 && follow_it)
+		ret = follow(fs, nfollow, c);
+	else
+		nfollow = ninit;
+	for (size_t i = 0; i < nfollow; i++) {
+		if (strcmp(fs[i].path, "-") && fs[i].fd >= 0)
+			close(fs[i].fd);
+		mt_reader_free(&fs[i].rd);
+	}
+	free(fs);
 	return ret;
 }

@@ -78,23 +78,41 @@ static void put_kv(FILE *out, const struct mt_kv *kv)
 /* Shown in the brackets or below the line already. */
 static bool hidden_kv(const struct mt_record *r, const char *key)
 {
-	return (*r->backtrace && !strcmp(key, "mpg.backtrace")) ||
+	return (*r->backtrace &&
+		(!strcmp(key, "mpg.backtrace") || !strcmp(key, "exception.stacktrace"))) ||
+	       (r->kind && (!strcmp(key, "exception.type") || !strcmp(key, "exception.message"))) ||
 	       (*r->service && !strcmp(key, "mpg.service")) ||
 	       (r->kind && (!strcmp(key, "mpg.task") || !strcmp(key, "mpg.worker") ||
 			    !strcmp(key, "mpg.pid")));
 }
 
-void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
+/* The time: "2026-11-23 10:18:00.123456", or with iso
+ * "2026-11-23T10:18:00.123456+01:00" (Z in UTC). */
+static void put_time(FILE *out, uint64_t ts, bool utc, bool iso)
 {
-	time_t sec = (time_t)(r->ts / 1000000000u);
+	time_t sec = (time_t)(ts / 1000000000u);
 	struct tm tm;
-	char when[32];
+	char when[32], zone[8] = "Z";
 	if (utc)
 		gmtime_r(&sec, &tm);
 	else
 		localtime_r(&sec, &tm);
-	strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-	fprintf(out, "%s.%06u ", when, (unsigned)(r->ts % 1000000000u / 1000u));
+	strftime(when, sizeof when, iso ? "%Y-%m-%dT%H:%M:%S" : "%Y-%m-%d %H:%M:%S", &tm);
+	fprintf(out, "%s.%06u", when, (unsigned)(ts % 1000000000u / 1000u));
+	if (!iso)
+		return;
+	if (!utc) {
+		long off = tm.tm_gmtoff / 60;
+		snprintf(zone, sizeof zone, "%c%02ld:%02ld", off < 0 ? '-' : '+',
+			 (off < 0 ? -off : off) / 60 % 100, (off < 0 ? -off : off) % 60);
+	}
+	fputs(zone, out);
+}
+
+static void format_text(FILE *out, const struct mt_record *r, bool color, bool utc, bool iso)
+{
+	put_time(out, r->ts, utc, iso);
+	fputc(' ', out);
 	fprintf(out, "%s%s%s ", color ? level_color[r->level] : "", level_tag[r->level],
 		color ? RESET : "");
 	long long worker = mt_record_worker(r), pid = mt_record_pid(r), task = mt_record_task(r);
@@ -142,6 +160,29 @@ message:
 		}
 		fputc(')', out);
 	}
+	if (*r->backtrace) {
+		fputs("\n" INDENT, out);
+		size_t n = strlen(r->backtrace);
+		while (n && r->backtrace[n - 1] == '\n')
+			n--;
+		put_indented(out, r->backtrace, n);
+	}
+	fputc('\n', out);
+}
+
+void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc)
+{
+	format_text(out, r, color, utc, false);
+}
+
+void mt_format_text_iso(FILE *out, const struct mt_record *r, bool color, bool utc)
+{
+	format_text(out, r, color, utc, true);
+}
+
+void mt_format_cat(FILE *out, const struct mt_record *r)
+{
+	put_indented(out, r->body, r->body_len);
 	if (*r->backtrace) {
 		fputs("\n" INDENT, out);
 		size_t n = strlen(r->backtrace);

@@ -15,9 +15,7 @@
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 enum {
-	OPT_SINCE = 256,
-	OPT_UNTIL,
-	OPT_STREAM,
+	OPT_STREAM = 256,
 	OPT_STATS,
 	OPT_COLOR,
 	OPT_UTC,
@@ -32,8 +30,10 @@ static const struct option options[] = {
 	{"level", required_argument, NULL, 'l'},
 	{"grep", required_argument, NULL, 'g'},
 	{"ignore-case", no_argument, NULL, 'i'},
-	{"since", required_argument, NULL, OPT_SINCE},
-	{"until", required_argument, NULL, OPT_UNTIL},
+	{"since", required_argument, NULL, 'S'},
+	{"until", required_argument, NULL, 'U'},
+	{"output", required_argument, NULL, 'o'},
+	{"reverse", no_argument, NULL, 'r'},
 	{"stream", required_argument, NULL, OPT_STREAM},
 	{"json", no_argument, NULL, 'j'},
 	{"stats", no_argument, NULL, OPT_STATS},
@@ -50,16 +50,19 @@ static const struct option options[] = {
 
 static void usage(FILE *out)
 {
-	fputs("Usage: mplog [OPTION]... cat [FILE]...\n"
-	      "       mplog [OPTION]... tail [-n N] [-f] FILE\n"
+	fputs("Usage: mplog [OPTION]... [cat] [FILE]...\n"
+	      "       mplog [OPTION]... tail [-n N] [-f] FILE...\n"
 	      "       mplog [OPTION]... live [POOL]\n"
 	      "Print the JSON-lines logs of libmplog readably, filtered.\n"
 	      "\n"
-	      "  cat FILE...         every record of each FILE (\"-\" or none: stdin)\n"
-	      "  tail FILE           the last N records; with -f, then new ones\n"
+	      "  cat FILE...         every record of each FILE (\"-\" or none: stdin);\n"
+	      "                      \"mplog FILE...\" is the same\n"
+	      "  tail FILE...        the last N records of each; with -f, then new ones\n"
+	      "                      from all of them\n"
 	      "  live [POOL]         a running pool's or supervisor's records as they\n"
 	      "                      come, until it ends (POOL: PID or PID.N, see\n"
-	      "                      mpattach list; may be left out when one runs)\n"
+	      "                      mpattach list; may be left out when one runs);\n"
+	      "                      with -n N, its last N records first (it keeps 1000)\n"
 	      "\n"
 	      "Filters (all must match):\n"
 	      "  -w, --worker N[,N]  records of these workers (repeatable)\n"
@@ -71,17 +74,24 @@ static void usage(FILE *out)
 	      "                      error fatal)\n"
 	      "  -g, --grep REGEX    message matches this POSIX extended regex\n"
 	      "  -i, --ignore-case   --grep ignores case\n"
-	      "      --since TIME    at or after TIME: 2026-11-23T10:00:00[Z|+01:00],\n"
-	      "                      '2026-11-23 10:00', @EPOCH, or 90s 10m 2h 1d ago\n"
-	      "      --until TIME    at or before TIME\n"
+	      "  -S, --since TIME    at or after TIME, as systemd.time(7) and journalctl:\n"
+	      "                      '2026-11-23 10:00[:00][.frac][ UTC|Z|+01:00]',\n"
+	      "                      13:11, today, yesterday, now, @EPOCH[.frac],\n"
+	      "                      '5 min ago', -10m, +1h, or 90s (ago)\n"
+	      "  -U, --until TIME    at or before TIME\n"
 	      "      --stream S[,S]  stdout, stderr (captured lines) or log (mplog calls)\n"
 	      "Output:\n"
-	      "  -j, --json          matching records as JSON lines, as read\n"
+	      "  -o, --output MODE   short (default), short-iso (times in ISO 8601 with\n"
+	      "                      their zone), cat (messages alone), json (lines as\n"
+	      "                      read), json-pretty\n"
+	      "  -j, --json          -o json\n"
+	      "  -r, --reverse       newest first\n"
 	      "      --stats         counts instead of records (with --json: one object)\n"
 	      "      --color[=WHEN]  auto (default: on a tty, unless NO_COLOR), always, never\n"
 	      "      --utc           times in UTC instead of local time\n"
 	      "      --strict        exit 1 if any line was not a record\n"
-	      "  -n, --lines N       tail: how many records (default 10)\n"
+	      "  -n, --lines N       tail: how many records (default 10); live: how many\n"
+	      "                      past records first (default none)\n"
 	      "  -f, --follow        tail: follow the file across rotation and truncation\n"
 	      "  -h, --help          this help;  -V, --version  the version\n"
 	      "\n"
@@ -118,6 +128,21 @@ static bool want_color(const char *when, bool *ok)
 		return false;
 	*ok = false;
 	return false;
+}
+
+static int parse_output(const char *s, enum mt_mode *ret)
+{
+	static const struct {
+		const char *name;
+		enum mt_mode mode;
+	} modes[] = {{"short", MT_MODE_TEXT}, {"short-iso", MT_MODE_ISO}, {"cat", MT_MODE_CAT},
+		     {"json", MT_MODE_JSON}, {"json-pretty", MT_MODE_PRETTY}};
+	for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+		if (!strcmp(s, modes[i].name)) {
+			*ret = modes[i].mode;
+			return 0;
+		}
+	return -EINVAL;
 }
 
 static int cat_files(struct mt_ctx *c, char **files, int n)
@@ -159,16 +184,23 @@ static int cmd_cat(struct mt_ctx *c, const struct cmd_args *a)
 {
 	if (a->lines || a->follow)
 		return usage_error("%s", "-n and -f are for tail");
-	return cat_files(c, a->args, a->nargs);
+	if (c->reverse && mt_ctx_ring_start(c, SIZE_MAX) < 0) /* all kept, then reversed */
+		return fputs("mplog: out of memory\n", stderr), EXIT_RUNTIME;
+	int status = cat_files(c, a->args, a->nargs);
+	if (c->reverse && mt_ctx_ring_flush(c) < 0)
+		return fputs("mplog: out of memory\n", stderr), EXIT_RUNTIME;
+	return status;
 }
 
 static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
 {
 	size_t n = 10;
-	if (a->nargs != 1)
-		return usage_error("%s", "tail takes one FILE");
+	if (a->nargs < 1)
+		return usage_error("%s", "tail takes one FILE or more");
 	if (a->follow && a->stats)
 		return usage_error("%s", "--stats cannot follow");
+	if (a->follow && c->reverse)
+		return usage_error("%s", "-r cannot follow");
 	if (a->lines) {
 		char *end;
 		errno = 0;
@@ -177,22 +209,28 @@ static int cmd_tail(struct mt_ctx *c, const struct cmd_args *a)
 			return usage_error("-n wants a count, not '%s'", a->lines);
 		n = (size_t)v;
 	}
-	int r = mt_tail(c, a->args[0], n, a->follow);
-	if (r < 0) {
-		fprintf(stderr, "mplog: %s: %s\n", a->args[0], strerror(-r));
-		return EXIT_RUNTIME;
-	}
-	return EXIT_OK;
+	int r = mt_tail(c, a->args, (size_t)a->nargs, n, a->follow);
+	return r < 0 ? EXIT_RUNTIME : EXIT_OK; /* said why */
 }
 
 /* live [POOL]: a running pool's or supervisor's records as they come,
  * from its control socket (the registry, see mpattach(1)), until it ends. */
 static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 {
-	if (a->lines || a->follow)
-		return usage_error("%s", "-n and -f are for tail");
+	if (a->follow)
+		return usage_error("%s", "-f is for tail (live follows)");
 	if (a->stats)
 		return usage_error("%s", "--stats cannot follow");
+	unsigned long long backlog = 0;
+	if (a->lines) {
+		char *end;
+		errno = 0;
+		backlog = strtoull(a->lines, &end, 10);
+		if (errno || !*a->lines || *end || *a->lines == '-' || backlog > UINT32_MAX)
+			return usage_error("-n wants a count, not '%s'", a->lines);
+	}
+	if (c->reverse)
+		return usage_error("%s", "-r cannot follow");
 	if (a->nargs > 1)
 		return usage_error("live takes at most one POOL, not '%s'", a->args[1]);
 	char err[512], name[64];
@@ -204,7 +242,9 @@ static int cmd_live(struct mt_ctx *c, const struct cmd_args *a)
 		fprintf(stderr, "mplog: %s\n", err);
 		return EXIT_RUNTIME;
 	}
-	if (mpk_conn_request(&conn, "log", &reply, err, sizeof err) != 0) {
+	char req[32];
+	snprintf(req, sizeof req, backlog ? "log %llu" : "log", backlog);
+	if (mpk_conn_request(&conn, req, &reply, err, sizeof err) != 0) {
 		fprintf(stderr, "mplog: pool %d.%u: %s\n", (int)ref.pid, ref.n, err);
 		mpk_conn_close(&conn);
 		return EXIT_RUNTIME;
@@ -251,7 +291,8 @@ int main(int argc, char **argv)
 	const char *grep = NULL, *lines = NULL;
 	int status = EXIT_OK, opt;
 	char err[256];
-	while ((opt = getopt_long(argc, argv, "w:p:t:c:l:g:ijn:fFhV", options, NULL)) != -1) {
+	enum mt_mode output = MT_MODE_TEXT;
+	while ((opt = getopt_long(argc, argv, "w:p:t:c:l:g:ijn:fFhVS:U:o:r", options, NULL)) != -1) {
 		uint64_t *when = NULL;
 		switch (opt) {
 		case 'w':
@@ -284,13 +325,22 @@ int main(int argc, char **argv)
 		case 'i':
 			icase = true;
 			break;
-		case OPT_SINCE:
+		case 'S':
 			when = &c.filter.since;
 			c.filter.has_since = true;
 			break;
-		case OPT_UNTIL:
+		case 'U':
 			when = &c.filter.until;
 			c.filter.has_until = true;
+			break;
+		case 'o':
+			if (parse_output(optarg, &output) < 0)
+				status = usage_error("-o is short, short-iso, cat, json or json-pretty, "
+						     "not '%s'", optarg);
+			json = false;
+			break;
+		case 'r':
+			c.reverse = true;
 			break;
 		case OPT_STREAM:
 			if (mt_streams_add(&c.filter.streams, optarg) < 0)
@@ -298,6 +348,7 @@ int main(int argc, char **argv)
 			break;
 		case 'j':
 			json = true;
+			output = MT_MODE_JSON;
 			break;
 		case OPT_STATS:
 			stats = true;
@@ -323,7 +374,7 @@ int main(int argc, char **argv)
 			mt_ctx_free(&c);
 			return EXIT_OK;
 		case 'V':
-			printf("mplog (mpkit) %s\n", mplog_version());
+			printf("mplog (mpkit) %s\n", MPKIT_VERSION);
 			mt_ctx_free(&c);
 			return EXIT_OK;
 		default:
@@ -337,18 +388,18 @@ int main(int argc, char **argv)
 			goto out;
 	}
 
-	const char *name = optind < argc ? argv[optind++] : NULL;
-	const struct command *cmd = NULL;
+	const char *name = optind < argc ? argv[optind] : NULL;
+	const struct command *cmd = &commands[0]; /* "mplog FILE": cat, like journalctl */
 	for (size_t i = 0; name && i < sizeof commands / sizeof commands[0]; i++)
-		if (!strcmp(name, commands[i].name))
+		if (!strcmp(name, commands[i].name)) {
 			cmd = &commands[i];
+			optind++;
+		}
 	bool color_ok;
 	c.color = want_color(color, &color_ok);
-	c.mode = stats ? MT_MODE_STATS : json ? MT_MODE_JSON : MT_MODE_TEXT;
-	if (!name)
-		status = usage_error("%s", "no command (cat or tail)");
-	else if (!cmd)
-		status = usage_error("unknown command '%s' (cat or tail)", name);
+	c.mode = stats ? MT_MODE_STATS : json ? MT_MODE_JSON : output;
+	if (!name && isatty(STDIN_FILENO))
+		status = usage_error("%s", "no FILE, and standard input is a terminal");
 	else if (!color_ok)
 		status = usage_error("--color is auto, always or never, not '%s'", color);
 	else if (grep && mt_filter_set_grep(&c.filter, grep, icase, err, sizeof err) < 0)

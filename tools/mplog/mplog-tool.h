@@ -38,6 +38,8 @@ struct mt_record {
 	const char *signal;    /* mpg.signal, "" when absent */
 	const char *backtrace; /* mpg.backtrace, "" when absent */
 	const char *service;   /* mpg.service (a supervised service's), "" when absent */
+	const char *res_service, *res_host; /* the resource's names, "" when absent */
+	long long res_pid;     /* the resource's process.pid, -1 */
 	char failed_channel[32]; /* "worker-N" of a failed task's record */
 	struct mt_kv *kv;      /* every other attribute, in order */
 	size_t nkv;
@@ -64,6 +66,9 @@ const char *mt_record_channel(const struct mt_record *r);
  * "@EPOCH" seconds, or a duration before now_ns ("90s", "10m", "2h", "1d",
  * "1w"). Local time when no zone is given. Returns 0 or -EINVAL. */
 int mt_time_parse(const char *s, uint64_t now_ns, uint64_t *ret);
+/* An RFC 3339 time with its zone ("2026-11-29T17:31:18.550000001Z"), as
+ * the JSON sink's "time". 0 or -EINVAL. */
+int mt_time_parse_rfc3339(const char *s, uint64_t *ret);
 
 /* ---- filter.c ---------------------------------------------------------- */
 
@@ -123,12 +128,17 @@ void mt_stats_free(struct mt_stats *s);
 
 /* ---- output.c: what happens to each line ------------------------------ */
 
-enum mt_mode { MT_MODE_TEXT, MT_MODE_JSON, MT_MODE_STATS };
+/* -o: short (mplog's own text form), short-iso (times in ISO 8601 with
+ * their zone), cat (the message alone), json (lines as read),
+ * json-pretty (indented). */
+enum mt_mode { MT_MODE_TEXT, MT_MODE_JSON, MT_MODE_STATS, MT_MODE_ISO, MT_MODE_CAT,
+	       MT_MODE_PRETTY };
 
 struct mt_ctx {
 	struct mt_filter filter;
 	enum mt_mode mode;
 	bool color, utc;
+	bool reverse; /* -r: the ring keeps every record, printed newest first */
 	FILE *out;
 	json_tokener *tok;
 	struct mt_stats stats;
@@ -153,6 +163,10 @@ int mt_ctx_ring_flush(struct mt_ctx *c);
 /* ---- format.c: the human form ---------------------------------------- */
 
 void mt_format_text(FILE *out, const struct mt_record *r, bool color, bool utc);
+/* The same with the time in ISO 8601 and its zone ("-o short-iso"). */
+void mt_format_text_iso(FILE *out, const struct mt_record *r, bool color, bool utc);
+/* The message and a backtrace alone ("-o cat"). */
+void mt_format_cat(FILE *out, const struct mt_record *r);
 
 /* ---- reader.c: an fd as a stream of lines ---------------------------- */
 
@@ -191,4 +205,4 @@ int mt_reader_feed(struct mt_reader *rd, const void *data, size_t len, struct mt
 /* tail [-f]: print the last n matching records of path ("-": stdin), then
  * with follow keep printing new ones across rotation and truncation until
  * SIGINT or SIGTERM. Returns 0 or a negative errno (reported on stderr). */
-int mt_tail(struct mt_ctx *c, const char *path, size_t n, bool follow);
+int mt_tail(struct mt_ctx *c, char *const *paths, size_t npaths, size_t n, bool follow);

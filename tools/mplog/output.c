@@ -42,6 +42,19 @@ static int emit(struct mt_ctx *c, const struct mt_record *r, const char *line, s
 	case MT_MODE_TEXT:
 		mt_format_text(c->out, r, c->color, c->utc);
 		return 0;
+	case MT_MODE_ISO:
+		mt_format_text_iso(c->out, r, c->color, c->utc);
+		return 0;
+	case MT_MODE_CAT:
+		mt_format_cat(c->out, r);
+		return 0;
+	case MT_MODE_PRETTY:
+		fputs(json_object_to_json_string_ext(r->root, JSON_C_TO_STRING_PRETTY |
+								      JSON_C_TO_STRING_SPACED |
+								      JSON_C_TO_STRING_NOSLASHESCAPE),
+		      c->out);
+		fputc('\n', c->out);
+		return 0;
 	case MT_MODE_JSON: /* passed through as written: nothing lost */
 		fwrite(line, 1, len, c->out);
 		fputc('\n', c->out);
@@ -124,7 +137,8 @@ int mt_ctx_ring_start(struct mt_ctx *c, size_t n)
 	return ring_grow(c) < 0 ? (ring_free(c), -ENOMEM) : 0;
 }
 
-/* Print what the ring kept, oldest first, and stop keeping. */
+/* Print what the ring kept, oldest first (newest first with -r), and
+ * stop keeping. */
 int mt_ctx_ring_flush(struct mt_ctx *c)
 {
 	size_t n = c->ring_n, cap = c->ring_cap, first = (c->ring_next + cap - n) % (cap ? cap : 1);
@@ -133,7 +147,7 @@ int mt_ctx_ring_flush(struct mt_ctx *c)
 	int ret = 0;
 	c->ring = NULL; /* lines below go to the output */
 	for (size_t i = 0; i < n && ret == 0; i++) {
-		size_t k = (first + i) % cap;
+		size_t k = (first + (c->reverse ? n - 1 - i : i)) % cap;
 		struct mt_record r;
 		const char *why;
 		ret = mt_record_parse(c->tok, ring[k], ring_len[k], &r, &why);

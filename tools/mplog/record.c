@@ -63,14 +63,75 @@ static mplog_level parse_level(json_object *root)
 {
 	json_object *v;
 	mplog_level l;
-	if (json_object_object_get_ex(root, "severity_text", &v) &&
+	/* OTLP/JSON names, then those of files written before 0.2. */
+	if ((json_object_object_get_ex(root, "severityText", &v) ||
+	     json_object_object_get_ex(root, "severity_text", &v)) &&
 	    json_object_is_type(v, json_type_string) &&
 	    mplog_level_parse(json_object_get_string(v), &l) == 0)
 		return l;
-	if (json_object_object_get_ex(root, "severity_number", &v) &&
+	if ((json_object_object_get_ex(root, "severityNumber", &v) ||
+	     json_object_object_get_ex(root, "severity_number", &v)) &&
 	    json_object_is_type(v, json_type_int))
 		return from_number(json_object_get_int64(v));
 	return MPLOG_INFO;
+}
+
+/* The record's time, ns: "timeUnixNano" (a string of digits, as OTLP/JSON
+ * writes 64-bit integers, or an integer), else "time" (RFC 3339), else
+ * "timestamp" (an integer, files written before 0.2). A time of another
+ * type is an error, never read as 0 (1970). 0: none given. */
+static int parse_time(json_object *root, uint64_t *ts, const char **why)
+{
+	json_object *v;
+	*ts = 0;
+	if (json_object_object_get_ex(root, "timeUnixNano", &v)) {
+		if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) >= 0) {
+			*ts = (uint64_t)json_object_get_int64(v);
+			return 0;
+		}
+		const char *s = json_object_get_string(v);
+		char *end = NULL;
+		errno = 0;
+		if (json_object_is_type(v, json_type_string) && *s >= '0' && *s <= '9') {
+			unsigned long long n = strtoull(s, &end, 10);
+			if (!*end && !errno) {
+				*ts = n;
+				return 0;
+			}
+		}
+		*why = "\"timeUnixNano\" is not an integer of nanoseconds";
+		return -EINVAL;
+	}
+	if (json_object_object_get_ex(root, "time", &v)) {
+		if (!json_object_is_type(v, json_type_string) ||
+		    mt_time_parse_rfc3339(json_object_get_string(v), ts) < 0) {
+			*why = "\"time\" is not an RFC 3339 time";
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (json_object_object_get_ex(root, "timestamp", &v)) {
+		if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0) {
+			*why = "\"timestamp\" is not an integer of nanoseconds";
+			return -EINVAL;
+		}
+		*ts = (uint64_t)json_object_get_int64(v);
+	}
+	return 0;
+}
+
+static void parse_resource(json_object *root, struct mt_record *r)
+{
+	json_object *res, *v;
+	if (!json_object_object_get_ex(root, "resource", &res) ||
+	    !json_object_is_type(res, json_type_object))
+		return;
+	if (json_object_object_get_ex(res, "service.name", &v))
+		r->res_service = as_str(v);
+	if (json_object_object_get_ex(res, "host.name", &v))
+		r->res_host = as_str(v);
+	if (json_object_object_get_ex(res, "process.pid", &v))
+		r->res_pid = as_id(v);
 }
 
 static int parse_attributes(json_object *attrs, struct mt_record *r)
@@ -88,11 +149,11 @@ static int parse_attributes(json_object *attrs, struct mt_record *r)
 			r->task = as_id(v);
 		else if (!strcmp(key, "mpkit.channel"))
 			r->channel = as_str(v);
-		else if (!strcmp(key, "code.filepath"))
+		else if (!strcmp(key, "code.file.path") || !strcmp(key, "code.filepath"))
 			r->file = as_str(v);
-		else if (!strcmp(key, "code.lineno"))
+		else if (!strcmp(key, "code.line.number") || !strcmp(key, "code.lineno"))
 			r->lineno = as_id(v);
-		else if (!strcmp(key, "code.function"))
+		else if (!strcmp(key, "code.function.name") || !strcmp(key, "code.function"))
 			r->func = as_str(v);
 		else if (!strcmp(key, "log.iostream")) {
 			const char *s = as_str(v);
@@ -112,7 +173,8 @@ static int parse_attributes(json_object *attrs, struct mt_record *r)
 				r->mpg_task = as_id(v);
 			else if (!strcmp(key, "mpg.signal"))
 				r->signal = as_str(v);
-			else if (!strcmp(key, "mpg.backtrace"))
+			else if (!strcmp(key, "mpg.backtrace") ||
+				 !strcmp(key, "exception.stacktrace"))
 				r->backtrace = as_str(v);
 			else if (!strcmp(key, "mpg.service"))
 				r->service = as_str(v);
@@ -127,7 +189,8 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 {
 	*r = (struct mt_record){.pid = -1, .worker = -1, .task = -1, .mpg_pid = -1,
 				.mpg_worker = -1, .mpg_task = -1, .channel = "", .file = "",
-				.func = "", .signal = "", .backtrace = "", .service = "", .body = ""};
+				.func = "", .signal = "", .backtrace = "", .service = "", .body = "",
+				.res_service = "", .res_host = "", .res_pid = -1};
 	if (len > INT_MAX) {
 		*why = "line too long";
 		return -EINVAL;
@@ -149,10 +212,11 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 	}
 	r->root = root;
 	json_object *v;
-	if (json_object_object_get_ex(root, "timestamp", &v)) {
-		int64_t ts = json_object_get_int64(v);
-		r->ts = ts > 0 ? (uint64_t)ts : 0;
+	if (parse_time(root, &r->ts, why) < 0) {
+		mt_record_clear(r);
+		return -EINVAL;
 	}
+	parse_resource(root, r);
 	r->level = parse_level(root);
 	if (json_object_object_get_ex(root, "body", &v) && v) {
 		if (json_object_is_type(v, json_type_string)) {
@@ -175,6 +239,14 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 		r->kind = NULL;
 		r->mpg_pid = r->mpg_worker = r->mpg_task = -1;
 		r->signal = r->backtrace = r->service = "";
+	}
+	if (r->kind) {
+		/* Since 0.2 a failure record names its task and worker as
+		 * every record does (mpkit.task, mpkit.worker), not in mpg.*. */
+		if (r->mpg_worker < 0)
+			r->mpg_worker = r->worker;
+		if (r->mpg_task < 0)
+			r->mpg_task = r->task;
 	}
 	if (r->kind && r->mpg_worker >= 0)
 		snprintf(r->failed_channel, sizeof r->failed_channel, "worker-%lld", r->mpg_worker);
