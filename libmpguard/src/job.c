@@ -262,7 +262,7 @@ static void take_job(struct mpg_pool *p, struct job *job)
 		for (; job->cursor < job->n && !job->done; job->cursor++)
 			mpg__task_failure(p, NULL, job, job->cursor, 0,
 					  &(struct mpg__failure){.kind = MPG_ERR_CANCELLED,
-								 .code = -ENOMEM,
+								 .code = ENOMEM,
 								 .msg = "out of memory while queueing the call",
 								 .no_retry = true});
 }

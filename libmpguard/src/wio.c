@@ -430,6 +430,9 @@ static void handle_frame(struct mpg_pool *p, struct worker *w, const struct mpk_
 			 const uint8_t *body)
 {
 	if (h->nfds && h->type != MSG_RESULT && h->type != MSG_HELLO) {
+		/* Taken and dropped, so the next frame's fds are its own. */
+		if (pull_fds(w, h->nfds))
+			mpg__worker_drop_fds(w, h->nfds);
 		mpg__worker_protocol_error(p, w, "worker sent file descriptors with a frame that has none");
 		return;
 	}

@@ -167,13 +167,13 @@ static int read_full(void *p, size_t n)
 	return 1;
 }
 
-/* The n fds of the frame just read: sent on the socket before it. */
+/* The n fds of the frame just read, from the socket, where they were sent
+ * before it (one message a frame: a read stops after a message's fds). */
 static void pull_fds(unsigned n)
 {
 	char one[16];
 	while (W.nfdq < n)
-		if (read_some(W.ch.sock, one, W.ch.sock == W.ch.in ? 0 : sizeof one) == 0 &&
-		    W.ch.sock != W.ch.in)
+		if (read_some(W.ch.sock, one, sizeof one) == 0)
 			worker_exit(EX_PROTOCOL_ERROR);
 }
 
