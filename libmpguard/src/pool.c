@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The pool's lifecycle: create (fork server, dispatcher thread, workers),
  * close, join, terminate, free, and its introspection calls. */
-#include "pool-int.h"
+#include "dispatch-int.h"
 #include "control-int.h"
 
 #include <errno.h>
@@ -192,11 +192,24 @@ static void control_snapshot(void *obj, struct mpg__ctl_summary *sum, struct mpg
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* The control thread's signal (a ptrace grant, a resume), to the worker
+ * its snapshot showed: only if the slot still holds that process, and
+ * through its pidfd or the fork server (mpg__worker_signal()), never by a
+ * pid that may have been reused since. */
 static int control_signal(void *obj, unsigned slot, pid_t pid, int sig)
 {
-	(void)obj;
-	(void)slot;
-	return kill(pid, sig) < 0 ? -errno : 0;
+	struct mpg_pool *p = obj;
+	int r = -ESRCH;
+	pthread_mutex_lock(&p->lock);
+	if (slot < p->nworkers) {
+		struct worker *w = &p->workers[slot];
+		if (w->state != W_EMPTY && w->pid == pid && pid > 0) {
+			mpg__worker_signal(p, w, sig);
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
 }
 
 static int start_control(struct mpg_pool *p)
