@@ -882,7 +882,7 @@ static void stop_sleeper(pid_t pid, int hold)
 
 START_TEST(a_pid_without_a_pool_of_ours_is_explained)
 {
-	char *out, spec[16];
+	char *out, spec[32];
 	int hold;
 	/* A process of ours that runs no pool. */
 	pid_t pid = start_sleeper(-1, &hold);
@@ -892,7 +892,14 @@ START_TEST(a_pid_without_a_pool_of_ours_is_explained)
 		      out);
 	free(out);
 	stop_sleeper(pid, hold);
-	/* A process that is gone. */
+	/* A process that is gone: a pid above pid_max, which no process can
+	 * have (the sleeper's own may be reused at once). */
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+	long pid_max = 0;
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld", &pid_max), 1);
+	fclose(f);
+	snprintf(spec, sizeof spec, "%ld", pid_max + 1);
 	ck_assert_int_eq(run_tool(&out, "gdb", spec, "0", NULL), 1);
 	ck_assert_msg(strstr(out, "no process"), "%s", out);
 	free(out);
