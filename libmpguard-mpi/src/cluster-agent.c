@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__wire_error **ret,
+int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **ret,
 			uint32_t *n)
 {
 	size_t nerr = 0;
@@ -20,12 +20,12 @@ int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__wire_error
 	*n = 0;
 	if (!errs || !nerr)
 		return 0;
-	struct mpg__wire_error *w = calloc(nerr, sizeof *w);
+	struct mpg__cl_wire_error *w = calloc(nerr, sizeof *w);
 	if (!w)
 		return -ENOMEM;
 	for (size_t i = 0; i < nerr; i++) {
 		const mpg_error *e = errs[i];
-		w[i] = (struct mpg__wire_error){
+		w[i] = (struct mpg__cl_wire_error){
 			.kind = (uint32_t)e->kind, .worker = e->worker, .pid = e->pid,
 			.code = e->code, .sig = e->sig, .attempts = e->attempts,
 			.has_fault = e->has_fault, .si_code = e->si_code, .addr = e->addr,
@@ -56,7 +56,7 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
 	mpg_task_fn fn = NULL;
 	uint8_t *outputs = NULL;
 	mpg_results *res = NULL;
-	struct mpg__wire_error *errs = NULL;
+	struct mpg__cl_wire_error *errs = NULL;
 	status = mpg__fnref_resolve(&c->fn, &fn);
 	if (!status) {
 		outputs = malloc(c->count * c->out_size + 1);

@@ -44,7 +44,7 @@ int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *l
 int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c);
 
 /* One failed task in a result message. */
-struct mpg__wire_error {
+struct mpg__cl_wire_error {
 	uint32_t kind;
 	int32_t worker, pid, code, sig;
 	uint32_t attempts, has_fault;
@@ -65,9 +65,9 @@ struct mpg__cl_result {
 	size_t errors_len;
 };
 /* Encodes the header, outputs and @nerrors errors. */
-int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__wire_error *errs,
+int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_wire_error *errs,
 		       uint8_t **buf, size_t *len);
 /* Checks the whole message, errors included: 0 or -EBADMSG. */
 int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result *r);
 /* The next error of a decoded result, from *@off (start at 0). */
-void mpg__cl_result_error(const struct mpg__cl_result *r, size_t *off, struct mpg__wire_error *e);
+void mpg__cl_result_error(const struct mpg__cl_result *r, size_t *off, struct mpg__cl_wire_error *e);

@@ -178,7 +178,7 @@ static int take_result(struct cl_job *j, const uint8_t *msg, size_t len, int sou
 	memcpy(j->out + res.first * j->out_size, res.out, res.count * j->out_size);
 	size_t off = 0;
 	for (uint32_t i = 0; i < res.nerrors; i++) {
-		struct mpg__wire_error w;
+		struct mpg__cl_wire_error w;
 		mpg__cl_result_error(&res, &off, &w);
 		mpg_error *e = mpg__error_new(w.kind, w.task, w.worker, w.pid, w.code, w.sig,
 					      w.attempts, w.message);

@@ -23,5 +23,5 @@ struct mpg_cluster {
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host);
 /* Errors of one chunk run on a local pool as wire records (task indices
  * plus @first); *errs malloc()ed, strings into @res. */
-int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__wire_error **errs,
+int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **errs,
 			uint32_t *n);

@@ -128,13 +128,13 @@ int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c
 	return 0;
 }
 
-static size_t error_bytes(const struct mpg__wire_error *e)
+static size_t error_bytes(const struct mpg__cl_wire_error *e)
 {
 	return 4 * 9 + 8 * 2 + 4 * 2 + strlen(e->message) + 1 +
 	       strlen(e->backtrace ? e->backtrace : "") + 1;
 }
 
-int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__wire_error *errs,
+int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_wire_error *errs,
 		       uint8_t **buf, size_t *len)
 {
 	size_t host = strnlen(r->host, MPG__CL_MAX_HOST - 1);
@@ -157,7 +157,7 @@ int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__wire
 	put(&w, "", 1);
 	put(&w, r->out, out_bytes);
 	for (uint32_t i = 0; i < r->nerrors; i++) {
-		const struct mpg__wire_error *e = &errs[i];
+		const struct mpg__cl_wire_error *e = &errs[i];
 		const char *bt = e->backtrace ? e->backtrace : "";
 		put32(&w, e->kind);
 		put32(&w, (uint32_t)e->worker);
@@ -181,7 +181,7 @@ int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__wire
 }
 
 /* One error record from @r; r->bad when it does not hold. */
-static void read_error(struct rbuf *r, struct mpg__wire_error *e)
+static void read_error(struct rbuf *r, struct mpg__cl_wire_error *e)
 {
 	e->kind = take32(r);
 	e->worker = (int32_t)take32(r);
@@ -191,7 +191,8 @@ static void read_error(struct rbuf *r, struct mpg__wire_error *e)
 	e->attempts = take32(r);
 	e->has_fault = take32(r);
 	e->si_code = (int32_t)take32(r);
-	(void)take32(r);
+	if (take32(r) != 0)
+		r->bad = true; /* padding: zero, so that one error has one encoding */
 	e->addr = take64(r);
 	e->task = take64(r);
 	uint32_t ml = take32(r), bl = take32(r);
@@ -230,7 +231,7 @@ int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result 
 	res->errors = buf + r.off;
 	res->errors_len = len - r.off;
 	for (uint32_t i = 0; i < res->nerrors; i++) {
-		struct mpg__wire_error e;
+		struct mpg__cl_wire_error e;
 		read_error(&r, &e);
 		if (r.bad || e.task < res->first || e.task - res->first >= res->count)
 			return -EBADMSG;
@@ -238,7 +239,7 @@ int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result 
 	return r.off == len ? 0 : -EBADMSG;
 }
 
-void mpg__cl_result_error(const struct mpg__cl_result *res, size_t *off, struct mpg__wire_error *e)
+void mpg__cl_result_error(const struct mpg__cl_result *res, size_t *off, struct mpg__cl_wire_error *e)
 {
 	struct rbuf r = {.p = res->errors, .len = res->errors_len, .off = *off};
 	read_error(&r, e); /* checked whole by mpg__cl_result_decode() */
