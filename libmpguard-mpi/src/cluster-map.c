@@ -308,7 +308,8 @@ MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void
 	free(slots);
 	if (!r)
 		r = j.err;
-	qsort(j.errs, j.nerrs, sizeof *j.errs, cmp_task);
+	if (j.nerrs)
+		qsort(j.errs, j.nerrs, sizeof *j.errs, cmp_task);
 	for (size_t i = 0; i < j.nerrs; i++) {
 		if (on_error && !r)
 			on_error(j.errs[i], userdata);
