@@ -7,6 +7,7 @@
  * forked after MPI_Init must not use MPI. */
 #include "mpguard-mpi.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -157,6 +158,45 @@ static void test_failures(mpg_cluster *cl)
 	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
 }
 
+struct cancelled {
+	int n, on_agent;
+};
+
+static void on_cancelled(const mpg_error *err, void *userdata)
+{
+	struct cancelled *c = userdata;
+	c->n++;
+	c->on_agent += mpg_error_get_kind(err) == MPG_ERR_CANCELLED && mpg_error_code(err) == ENOENT &&
+		       mpg_error_rank(err) >= 1 && mpg_error_host(err) != NULL &&
+		       strstr(mpg_error_message(err), "not loaded") != NULL;
+}
+
+/* A function in a library loaded on rank 0 only: the agents fail its
+ * chunks as CANCELLED (ENOENT), naming themselves; nothing hangs. */
+static void test_unknown_function(mpg_cluster *cl)
+{
+	void *lib = dlopen(CLUSTERLIB_PATH, RTLD_NOW | RTLD_LOCAL);
+	CHECK(lib, "dlopen: %s", dlerror());
+	if (!lib)
+		return;
+	mpg_task_fn fn;
+	void *sym = dlsym(lib, "clusterlib_task");
+	memcpy(&fn, &sym, sizeof fn);
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local");
+	long in[20], out[20];
+	for (int i = 0; i < 20; i++)
+		in[i] = i + 1;
+	struct cancelled c = {0};
+	int r = mpg_cluster_map_array(cl, fn, in, sizeof *in, 20, out, sizeof *out, 3,
+				      on_cancelled, &c);
+	CHECK(r == 20 && c.n == 20 && c.on_agent == 20, "map returned %d, %d errors, %d as expected",
+	      r, c.n, c.on_agent);
+	for (int i = 0; i < 20; i++)
+		CHECK(out[i] == 0, "failed slot %d not zeroed", i);
+	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
+	dlclose(lib);
+}
+
 static void no_children(const char *who)
 {
 	errno = 0;
@@ -185,6 +225,7 @@ int main(int argc, char **argv)
 	CHECK(mpg_cluster_workers(cl) == 3, "%u workers", mpg_cluster_workers(cl));
 	test_order(cl);
 	test_failures(cl);
+	test_unknown_function(cl);
 	mpg_cluster_free(cl);
 	no_children("rank 0");
 	printf("test-cluster: %s\n", failures ? "FAILED" : "ok");
