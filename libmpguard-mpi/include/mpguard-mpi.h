@@ -42,7 +42,7 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * pool, finalizes MPI and returns 1 with *@ret NULL: the program should
  * then leave main() (`if (r != 0) return r < 0;`).
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
- * already), -EIO (an MPI call failed, or MPI gives less than
+ * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
  * MPI_THREAD_FUNNELED), or an error of mpg_pool_new(). Since 0.1.
  */
 MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts,

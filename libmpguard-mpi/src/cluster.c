@@ -15,8 +15,9 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 {
 	if (!ret)
 		return -EINVAL;
-	int inited = 0;
-	if (MPI_Initialized(&inited) != MPI_SUCCESS || inited)
+	int inited = 0, finalized = 0;
+	if (MPI_Initialized(&inited) != MPI_SUCCESS || inited ||
+	    MPI_Finalized(&finalized) != MPI_SUCCESS || finalized)
 		return -EALREADY;
 	/* The pool's fork server is forked here, before MPI_Init: it and the
 	 * workers it forks never had MPI in them, and no process that
