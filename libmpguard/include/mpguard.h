@@ -635,6 +635,12 @@ MPG_EXPORT const char *mpg_error_describe(const mpg_error *err);
  *  description reads "service NAME (pid P) ..."); NULL for a task.
  *  Since 0.1. */
 MPG_EXPORT const char *mpg_error_service(const mpg_error *err);
+/** For a task of a cluster map (mpguard-mpi.h): the host name and the MPI
+ *  rank it failed on (the description then reads "... worker W (pid P)
+ *  of rank R (host H) ..."); NULL and -1 for a task of a local pool.
+ *  Since 0.1. */
+MPG_EXPORT const char *mpg_error_host(const mpg_error *err);
+MPG_EXPORT int mpg_error_rank(const mpg_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Supervised long-running workers                                          */

@@ -64,16 +64,20 @@ static char *describe_service(const mpg_error *e)
 
 static char *describe(const mpg_error *e)
 {
-	char where[96];
 	char *s = NULL;
 	int n;
 
 	if (e->service)
 		return describe_service(e);
+	char where[192];
 	if (e->worker >= 0)
 		snprintf(where, sizeof where, "worker %d (pid %d)", e->worker, (int)e->pid);
 	else
 		snprintf(where, sizeof where, "no worker");
+	if (e->host) {
+		size_t w = strlen(where);
+		snprintf(where + w, sizeof where - w, " of rank %d (host %.64s)", e->rank, e->host);
+	}
 	switch (e->kind) {
 	case MPG_ERR_RAISED:
 		n = asprintf(&s, "task %zu raised error %d on %s: %s", e->task, e->code, where,
@@ -115,7 +119,7 @@ mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pi
 		return NULL;
 	*e = (mpg_error){
 		.kind = kind, .task = task, .worker = worker, .pid = pid,
-		.code = code, .sig = sig, .attempts = attempts,
+		.code = code, .sig = sig, .attempts = attempts, .rank = -1,
 	};
 	e->message = strdup(message ? message : "");
 	if (!e->message) {
@@ -190,7 +194,27 @@ mpg_error *mpg__error_dup(const mpg_error *src)
 		mpg__error_free(e);
 		return NULL;
 	}
+	if (e && src->host && mpg__error_set_place(e, src->host, src->rank) < 0) {
+		mpg__error_free(e);
+		return NULL;
+	}
 	return e;
+}
+
+int mpg__error_set_place(mpg_error *e, const char *host, int rank)
+{
+	char *copy = strdup(host);
+	if (!copy)
+		return -ENOMEM;
+	free(e->host);
+	e->host = copy;
+	e->rank = rank;
+	char *d = describe(e);
+	if (!d)
+		return -ENOMEM;
+	free(e->describe);
+	e->describe = d;
+	return 0;
 }
 
 void mpg__error_free(mpg_error *e)
@@ -201,6 +225,7 @@ void mpg__error_free(mpg_error *e)
 	free(e->backtrace);
 	free(e->describe);
 	free(e->service);
+	free(e->host);
 	free(e);
 }
 
@@ -215,6 +240,8 @@ MPG_EXPORT const char *mpg_error_message(const mpg_error *e) { return e ? e->mes
 MPG_EXPORT const char *mpg_error_backtrace(const mpg_error *e) { return e ? e->backtrace : NULL; }
 MPG_EXPORT const char *mpg_error_describe(const mpg_error *e) { return e ? e->describe : NULL; }
 MPG_EXPORT const char *mpg_error_service(const mpg_error *e) { return e ? e->service : NULL; }
+MPG_EXPORT const char *mpg_error_host(const mpg_error *e) { return e ? e->host : NULL; }
+MPG_EXPORT int mpg_error_rank(const mpg_error *e) { return e ? e->rank : -1; }
 
 MPG_EXPORT int mpg_error_fault(const mpg_error *e, int *si_code, uintptr_t *address)
 {

@@ -139,6 +139,8 @@ struct mpg_error {
 	char *backtrace;
 	char *describe;
 	char *service;    /* a supervised service's name, or NULL for a task */
+	char *host;       /* a cluster rank's host name, or NULL (local) */
+	int rank;         /* its MPI rank, or -1 */
 };
 
 mpg_error *mpg__error_new(mpg_error_kind kind, size_t task, int worker, pid_t pid,
@@ -159,6 +161,8 @@ void mpg__error_kv(struct mpg__error_kv *k, const mpg_error *e, bool retrying);
 int mpg__error_set_service(mpg_error *err, const char *name);
 void mpg__error_set_fault(mpg_error *err, int si_code, uint64_t addr);
 mpg_error *mpg__error_dup(const mpg_error *err);
+/* Where a cluster task failed (libmpguard-mpi): host name and rank. */
+int mpg__error_set_place(mpg_error *err, const char *host, int rank);
 const char *mpg__signal_name(int sig);
 
 /* ---- how a task or a service failed (death.c) -------------------------- */

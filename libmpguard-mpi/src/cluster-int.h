@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+/* libmpguard-mpi internals: the messages between rank 0 and the agents,
+ * and how a task function is named across processes. */
+#pragma once
+
+#include "mpguard.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* MPI tags. */
+enum { MPG__TAG_CHUNK = 1, MPG__TAG_RESULT = 2, MPG__TAG_STOP = 3 };
+
+#define MPG__CL_MAX_MODULE 4096u /* module path bytes */
+#define MPG__CL_MAX_BUILD_ID 64u
+#define MPG__CL_MAX_HOST 256u
+#define MPG__CL_MAX_OUT (8u << 20)
+
+/* A task function as another rank can find it: the module it lies in (the
+ * dl_iterate_phdr() name, "" for the program), its build ID, and its
+ * offset from the module's load address. */
+struct mpg__fnref {
+	char module[MPG__CL_MAX_MODULE];
+	uint8_t build_id[MPG__CL_MAX_BUILD_ID];
+	uint32_t build_id_len;
+	uint64_t offset;
+};
+/* 0, or -ENOENT (@fn in no module). */
+int mpg__fnref_of(mpg_task_fn fn, struct mpg__fnref *ref);
+/* The function in this process: 0, -ENOENT (no such module, or the offset
+ * is in none of its executable segments), -ESTALE (another build). */
+int mpg__fnref_resolve(const struct mpg__fnref *ref, mpg_task_fn *fn);
+
+/* A chunk (rank 0 -> agent): tasks [first, first + count). */
+struct mpg__cl_chunk {
+	struct mpg__fnref fn;
+	uint64_t first, count, in_size, out_size;
+	const uint8_t *in; /* count * in_size bytes, into the message */
+};
+/* Encodes into a malloc()ed buffer: 0 or -ENOMEM, -EMSGSIZE. */
+int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *len);
+/* 0 or -EBADMSG. */
+int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c);
+
+/* One failed task in a result message. */
+struct mpg__cl_wire_error {
+	uint32_t kind;
+	int32_t worker, pid, code, sig;
+	uint32_t attempts, has_fault;
+	int32_t si_code;
+	uint64_t addr, task; /* task: index in the whole call */
+	const char *message, *backtrace; /* NUL-terminated, into the message */
+};
+
+/* A chunk's outcome (agent -> rank 0). status: 0, or a negative errno that
+ * kept the chunk from running at all (then no outputs, no errors). */
+struct mpg__cl_result {
+	int32_t rank, status;
+	uint64_t first, count, out_size;
+	const char *host;
+	const uint8_t *out; /* count * out_size bytes, when status is 0 */
+	uint32_t nerrors;
+	const uint8_t *errors; /* nerrors records, read with mpg__cl_result_error() */
+	size_t errors_len;
+};
+/* Encodes the header, outputs and @nerrors errors. */
+int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_wire_error *errs,
+		       uint8_t **buf, size_t *len);
+/* Checks the whole message, errors included: 0 or -EBADMSG. */
+int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result *r);
+/* The next error of a decoded result, from *@off (start at 0). */
+void mpg__cl_result_error(const struct mpg__cl_result *r, size_t *off, struct mpg__cl_wire_error *e);

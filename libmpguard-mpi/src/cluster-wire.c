@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/* The messages between rank 0 and the agents: a chunk of inputs, and a
+ * chunk's outputs and failures. Fields in the host's byte order (every
+ * rank runs the same build, so the same architecture: a magic of another
+ * order is refused), read through memcpy (no alignment is assumed). */
+#include "cluster-int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_MAGIC 0x43504d4bu  /* "KMPC" */
+#define RESULT_MAGIC 0x52504d4bu /* "KMPR" */
+
+struct wbuf {
+	uint8_t *p;
+	size_t len;
+};
+
+static void put(struct wbuf *w, const void *src, size_t n)
+{
+	if (n)
+		memcpy(w->p + w->len, src, n);
+	w->len += n;
+}
+static void put32(struct wbuf *w, uint32_t v) { put(w, &v, 4); }
+static void put64(struct wbuf *w, uint64_t v) { put(w, &v, 8); }
+
+struct rbuf {
+	const uint8_t *p;
+	size_t len, off;
+	bool bad;
+};
+
+static const uint8_t *take(struct rbuf *r, uint64_t n)
+{
+	if (r->bad || n > r->len - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *at = r->p + r->off;
+	r->off += n;
+	return at;
+}
+static uint32_t take32(struct rbuf *r)
+{
+	uint32_t v = 0;
+	const uint8_t *at = take(r, 4);
+	if (at)
+		memcpy(&v, at, 4);
+	return v;
+}
+static uint64_t take64(struct rbuf *r)
+{
+	uint64_t v = 0;
+	const uint8_t *at = take(r, 8);
+	if (at)
+		memcpy(&v, at, 8);
+	return v;
+}
+/* A string of @n bytes whose last is its NUL and only one. */
+static const char *take_str(struct rbuf *r, uint32_t n)
+{
+	const uint8_t *at = n ? take(r, n) : NULL;
+	if (!at || memchr(at, 0, n) != at + n - 1) {
+		r->bad = true;
+		return NULL;
+	}
+	return (const char *)at;
+}
+
+int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *len)
+{
+	size_t mod = strnlen(c->fn.module, MPG__CL_MAX_MODULE);
+	if (mod == MPG__CL_MAX_MODULE || c->fn.build_id_len > MPG__CL_MAX_BUILD_ID)
+		return -EINVAL;
+	if (c->in_size && c->count > (SIZE_MAX / 2) / c->in_size)
+		return -EMSGSIZE;
+	size_t in_bytes = c->count * c->in_size;
+	size_t total = 4 + 4 + 4 + 8 * 5 + mod + 1 + c->fn.build_id_len + in_bytes;
+	struct wbuf w = {.p = malloc(total)};
+	if (!w.p)
+		return -ENOMEM;
+	put32(&w, CHUNK_MAGIC);
+	put32(&w, (uint32_t)mod + 1);
+	put32(&w, c->fn.build_id_len);
+	put64(&w, c->fn.offset);
+	put64(&w, c->first);
+	put64(&w, c->count);
+	put64(&w, c->in_size);
+	put64(&w, c->out_size);
+	put(&w, c->fn.module, mod + 1);
+	put(&w, c->fn.build_id, c->fn.build_id_len);
+	put(&w, c->in, in_bytes);
+	*buf = w.p;
+	*len = w.len;
+	return 0;
+}
+
+int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c)
+{
+	struct rbuf r = {.p = buf, .len = len};
+	if (take32(&r) != CHUNK_MAGIC)
+		return -EBADMSG;
+	uint32_t mod = take32(&r), bid = take32(&r);
+	c->fn.offset = take64(&r);
+	c->first = take64(&r);
+	c->count = take64(&r);
+	c->in_size = take64(&r);
+	c->out_size = take64(&r);
+	if (r.bad || mod > MPG__CL_MAX_MODULE || bid > MPG__CL_MAX_BUILD_ID ||
+	    c->out_size > MPG__CL_MAX_OUT || c->first > UINT64_MAX - c->count ||
+	    c->count > INT32_MAX || (c->out_size && c->count > INT32_MAX / c->out_size))
+		return -EBADMSG; /* the outputs go back in one MPI message: int count */
+	const char *name = take_str(&r, mod);
+	const uint8_t *id = take(&r, bid);
+	if (r.bad)
+		return -EBADMSG;
+	memcpy(c->fn.module, name, mod);
+	if (bid)
+		memcpy(c->fn.build_id, id, bid);
+	c->fn.build_id_len = bid;
+	/* The inputs are the rest, exactly. */
+	uint64_t rest = len - r.off;
+	if (c->in_size ? rest / c->in_size != c->count || rest % c->in_size : rest != 0)
+		return -EBADMSG;
+	c->in = buf + r.off;
+	return 0;
+}
+
+static size_t error_bytes(const struct mpg__cl_wire_error *e)
+{
+	return 4 * 9 + 8 * 2 + 4 * 2 + strlen(e->message) + 1 +
+	       strlen(e->backtrace ? e->backtrace : "") + 1;
+}
+
+int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_wire_error *errs,
+		       uint8_t **buf, size_t *len)
+{
+	size_t host = strnlen(r->host, MPG__CL_MAX_HOST - 1);
+	size_t out_bytes = r->status ? 0 : r->count * r->out_size;
+	size_t total = 4 * 5 + 8 * 3 + host + 1 + out_bytes;
+	for (uint32_t i = 0; i < r->nerrors; i++)
+		total += error_bytes(&errs[i]);
+	struct wbuf w = {.p = malloc(total)};
+	if (!w.p)
+		return -ENOMEM;
+	put32(&w, RESULT_MAGIC);
+	put32(&w, (uint32_t)r->rank);
+	put32(&w, (uint32_t)r->status);
+	put32(&w, (uint32_t)host + 1);
+	put32(&w, r->nerrors);
+	put64(&w, r->first);
+	put64(&w, r->count);
+	put64(&w, r->out_size);
+	put(&w, r->host, host);
+	put(&w, "", 1);
+	put(&w, r->out, out_bytes);
+	for (uint32_t i = 0; i < r->nerrors; i++) {
+		const struct mpg__cl_wire_error *e = &errs[i];
+		const char *bt = e->backtrace ? e->backtrace : "";
+		put32(&w, e->kind);
+		put32(&w, (uint32_t)e->worker);
+		put32(&w, (uint32_t)e->pid);
+		put32(&w, (uint32_t)e->code);
+		put32(&w, (uint32_t)e->sig);
+		put32(&w, e->attempts);
+		put32(&w, e->has_fault);
+		put32(&w, (uint32_t)e->si_code);
+		put32(&w, 0);
+		put64(&w, e->addr);
+		put64(&w, e->task);
+		put32(&w, (uint32_t)strlen(e->message) + 1);
+		put32(&w, (uint32_t)strlen(bt) + 1);
+		put(&w, e->message, strlen(e->message) + 1);
+		put(&w, bt, strlen(bt) + 1);
+	}
+	*buf = w.p;
+	*len = w.len;
+	return 0;
+}
+
+/* One error record from @r; r->bad when it does not hold. */
+static void read_error(struct rbuf *r, struct mpg__cl_wire_error *e)
+{
+	e->kind = take32(r);
+	e->worker = (int32_t)take32(r);
+	e->pid = (int32_t)take32(r);
+	e->code = (int32_t)take32(r);
+	e->sig = (int32_t)take32(r);
+	e->attempts = take32(r);
+	e->has_fault = take32(r);
+	e->si_code = (int32_t)take32(r);
+	if (take32(r) != 0)
+		r->bad = true; /* padding: zero, so that one error has one encoding */
+	e->addr = take64(r);
+	e->task = take64(r);
+	uint32_t ml = take32(r), bl = take32(r);
+	e->message = take_str(r, ml);
+	e->backtrace = take_str(r, bl);
+	if (e->kind < MPG_ERR_RAISED || e->kind > MPG_ERR_CANCELLED)
+		r->bad = true;
+}
+
+int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result *res)
+{
+	struct rbuf r = {.p = buf, .len = len};
+	if (take32(&r) != RESULT_MAGIC)
+		return -EBADMSG;
+	res->rank = (int32_t)take32(&r);
+	res->status = (int32_t)take32(&r);
+	uint32_t host = take32(&r);
+	res->nerrors = take32(&r);
+	res->first = take64(&r);
+	res->count = take64(&r);
+	res->out_size = take64(&r);
+	if (r.bad || host > MPG__CL_MAX_HOST || res->status > 0 ||
+	    res->out_size > MPG__CL_MAX_OUT || res->nerrors > res->count ||
+	    (res->status && res->nerrors))
+		return -EBADMSG;
+	res->host = take_str(&r, host);
+	uint64_t out_bytes = 0;
+	if (!res->status) {
+		if (res->out_size && res->count > UINT64_MAX / res->out_size)
+			return -EBADMSG;
+		out_bytes = res->count * res->out_size;
+	}
+	res->out = take(&r, out_bytes);
+	if (r.bad)
+		return -EBADMSG;
+	res->errors = buf + r.off;
+	res->errors_len = len - r.off;
+	for (uint32_t i = 0; i < res->nerrors; i++) {
+		struct mpg__cl_wire_error e;
+		read_error(&r, &e);
+		if (r.bad || e.task < res->first || e.task - res->first >= res->count)
+			return -EBADMSG;
+	}
+	return r.off == len ? 0 : -EBADMSG;
+}
+
+void mpg__cl_result_error(const struct mpg__cl_result *res, size_t *off, struct mpg__cl_wire_error *e)
+{
+	struct rbuf r = {.p = res->errors, .len = res->errors_len, .off = *off};
+	read_error(&r, e); /* checked whole by mpg__cl_result_decode() */
+	*off = r.off;
+}

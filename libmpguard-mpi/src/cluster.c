@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT */
+/* Starting and stopping a cluster: the local pool first, then MPI; rank 0
+ * keeps a handle, the other ranks become agents. */
+#include "cluster-mpi-int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int mpi_err(int r) { return r == MPI_SUCCESS ? 0 : -EIO; }
+
+MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts,
+				mpg_cluster **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	int inited = 0, finalized = 0;
+	if (MPI_Initialized(&inited) != MPI_SUCCESS || inited ||
+	    MPI_Finalized(&finalized) != MPI_SUCCESS || finalized)
+		return -EALREADY;
+	/* The pool's fork server is forked here, before MPI_Init: it and the
+	 * workers it forks never had MPI in them, and no process that
+	 * initializes MPI forks later (DESIGN.md, "Beyond one machine"). */
+	mpg_pool *pool = NULL;
+	int r = mpg_pool_new(opts, &pool);
+	if (r < 0)
+		return r;
+	int provided = 0;
+	if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+		mpg_pool_free(pool);
+		return -EIO;
+	}
+	/* Failures come back as codes, not as the default abort. */
+	int rank = 0, size = 0;
+	r = mpi_err(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+	if (!r)
+		r = mpi_err(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+	if (!r)
+		r = mpi_err(MPI_Comm_size(MPI_COMM_WORLD, &size));
+	if (!r && provided < MPI_THREAD_FUNNELED)
+		r = -EIO;
+	char host[MPG__CL_MAX_HOST] = "";
+	if (gethostname(host, sizeof host - 1) < 0)
+		strcpy(host, "?");
+	/* Every rank tells rank 0 how many workers it has. */
+	unsigned mine = mpg_pool_workers(pool);
+	unsigned *workers = rank == 0 ? calloc(size > 0 ? (size_t)size : 1, sizeof *workers) : NULL;
+	if (!r && rank == 0 && !workers)
+		r = -ENOMEM;
+	if (!r)
+		r = mpi_err(MPI_Gather(&mine, 1, MPI_UNSIGNED, workers, 1, MPI_UNSIGNED, 0,
+				       MPI_COMM_WORLD));
+	if (r < 0)
+		goto fail;
+	if (rank != 0) {
+		r = mpg__agent_run(pool, rank, host);
+		mpg_pool_free(pool);
+		if (r < 0)
+			MPI_Abort(MPI_COMM_WORLD, 70); /* rank 0 would wait for it forever */
+		MPI_Finalize();
+		*ret = NULL;
+		return 1;
+	}
+	mpg_cluster *cl = calloc(1, sizeof *cl);
+	if (!cl) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	cl->pid = getpid();
+	cl->pool = pool;
+	cl->ranks = size;
+	cl->workers = workers;
+	cl->local = true;
+	for (int i = 0; i < size; i++)
+		cl->total_workers += workers[i];
+	memcpy(cl->host, host, sizeof host);
+	*ret = cl;
+	return 0;
+fail:
+	free(workers);
+	mpg_pool_free(pool);
+	/* Other ranks may wait in a collective: take the job down, not hang. */
+	MPI_Abort(MPI_COMM_WORLD, 70);
+	MPI_Finalize();
+	return r;
+}
+
+MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
+{
+	if (!cl || cl->pid != getpid())
+		return;
+	for (int i = 1; i < cl->ranks; i++)
+		MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+	mpg_pool_free(cl->pool);
+	MPI_Finalize();
+	free(cl->workers);
+	free(cl);
+}
+
+MPG_EXPORT void mpg_cluster_freep(mpg_cluster **cl)
+{
+	if (cl)
+		mpg_cluster_free(*cl);
+}
+
+MPG_EXPORT int mpg_cluster_ranks(const mpg_cluster *cl) { return cl ? cl->ranks : 0; }
+
+MPG_EXPORT unsigned mpg_cluster_workers(const mpg_cluster *cl)
+{
+	return cl ? cl->total_workers : 0;
+}
+
+MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on)
+{
+	if (!cl || (!on && cl->ranks < 2))
+		return -EINVAL;
+	cl->local = on != 0;
+	return 0;
+}
