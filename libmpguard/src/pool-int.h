@@ -35,6 +35,7 @@
 #define MPG_CHUNK_TARGET_NS 5000000.0
 /* Inline bytes per chunk/results frame; beyond, workers flush early. */
 #define MPG_CHUNK_MAX_BYTES (4u << 20)
+#define MPG_FRAME_PIPE_BYTES (1u << 20) /* a worker's frame pipes, each way (wio.c) */
 #define MPG_RESULT_FLUSH_BYTES (8u << 20)
 #define MPG_CHUNK_MAX_FDS 32u
 /* A chunk lost with its worker (no task to blame) is re-run at most this
