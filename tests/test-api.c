@@ -468,6 +468,15 @@ static int say_bye(mpg_task *t, const void *in, size_t len, void *ud)
  * forked from one with a default pool: it gets its own. */
 START_TEST(the_default_pool_stops_at_exit_with_its_log_written)
 {
+#ifdef __SANITIZE_ADDRESS__
+	/* The child, forked from this threaded process, makes a pool: glibc's
+	 * malloc is fork-safe, ASan's allocator is not (a lock a parent thread
+	 * held at the fork stays held: seen hanging). The plain and valgrind
+	 * runs check this case. */
+	fprintf(stderr, "the_default_pool_stops_at_exit_with_its_log_written: SKIP under "
+			"AddressSanitizer (its allocator is not fork-safe in a threaded process)\n");
+	return;
+#endif
 	mpg_pool *parents;
 	ck_assert_int_eq(mpg_pool_default(&parents), 0);
 	int err[2];
