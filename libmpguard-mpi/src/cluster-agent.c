@@ -83,7 +83,7 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host)
 {
 	for (;;) {
 		MPI_Status st;
-		if (MPI_Probe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &st) != MPI_SUCCESS)
+		if (mpg__cl_probe(0, MPI_ANY_TAG, &st) < 0)
 			return -EIO;
 		int len = 0;
 		if (MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)

@@ -220,7 +220,7 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 	while (*outstanding > 0) {
 		MPI_Status st;
 		int len = 0;
-		if (MPI_Probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, MPI_COMM_WORLD, &st) != MPI_SUCCESS ||
+		if (mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st) < 0 ||
 		    MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)
 			return -EIO;
 		uint8_t *msg = malloc(len ? (size_t)len : 1);

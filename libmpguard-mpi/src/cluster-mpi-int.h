@@ -25,3 +25,6 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host);
  * plus @first); *errs malloc()ed, strings into @res. */
 int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **errs,
 			uint32_t *n);
+/* MPI_Probe() on MPI_COMM_WORLD without a busy wait (cluster-wait.c): 0,
+ * or -EIO. */
+int mpg__cl_probe(int source, int tag, MPI_Status *st);

@@ -1,0 +1,29 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# test-cluster-dead under `mpirun -np 3` (tests/run-mpi.sh): with "kill",
+# a task SIGKILLs its own agent; Open MPI 4.1 (Debian) then ends the whole
+# job, rank 0 too: the run must end (meson's timeout bounds it) with a
+# non-zero status and mpirun's message naming the dead rank and its host,
+# and rank 0's map must never have returned as if all went well. With
+# "idle", the ranks' CPU time while waiting (the program checks it).
+set -eu
+run_mpi=$1 prog=$2 mode=$3
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+"$run_mpi" 3 "$prog" "$mode" >"$out" 2>&1 || status=$?
+cat "$out"
+[ "$status" -ne 77 ] || exit 77
+if [ "$mode" = idle ]; then
+	exit "$status"
+fi
+killed=$(sed -n 's/^test-cluster-dead: task 7 kills rank \([0-9]*\) .*/\1/p' "$out")
+[ -n "$killed" ] || { echo "cluster-dead: no task killed its agent"; exit 1; }
+[ "$status" -ne 0 ] || { echo "cluster-dead: the job ended with status 0"; exit 1; }
+grep -q "process rank $killed with PID .* on node $(hostname) exited on signal 9" "$out" ||
+	{ echo "cluster-dead: no message names rank $killed on $(hostname)"; exit 1; }
+if grep -q "map returned" "$out"; then
+	echo "cluster-dead: rank 0's map returned"
+	exit 1
+fi
+echo "cluster-dead: ok, rank $killed's death ended the job (status $status)"
