@@ -83,7 +83,7 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host)
 {
 	for (;;) {
 		MPI_Status st;
-		if (mpg__cl_probe(0, MPI_ANY_TAG, &st) < 0)
+		if (mpg__cl_probe(0, MPI_ANY_TAG, &st, NULL, NULL) < 0)
 			return -EIO;
 		int len = 0;
 		if (MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)

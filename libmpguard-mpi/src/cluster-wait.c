@@ -16,7 +16,7 @@
 #define NAP_MIN_NS 10000L
 #define NAP_MAX_NS 1000000L
 
-int mpg__cl_probe(int source, int tag, MPI_Status *st)
+int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *), void *arg)
 {
 	long nap = NAP_MIN_NS;
 	for (unsigned i = 0;; i++) {
@@ -28,6 +28,8 @@ int mpg__cl_probe(int source, int tag, MPI_Status *st)
 		if (i < SPINS)
 			continue;
 		nanosleep(&(struct timespec){0, nap}, NULL);
+		if (check && nap == NAP_MAX_NS && check(arg))
+			return 1;
 		if (nap < NAP_MAX_NS)
 			nap = nap * 2 < NAP_MAX_NS ? nap * 2 : NAP_MAX_NS;
 	}
