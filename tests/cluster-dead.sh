@@ -8,6 +8,8 @@
 # as lost on that rank. With
 # "recover", the same under orte_enable_recovery, where the job goes on:
 # rank 0 reports the tasks the dead rank held (the program checks them).
+# With "rank0", under recovery too, rank 0 SIGKILLs itself: both agents
+# must notice and return from mpg_cluster_init() (-ECONNRESET).
 # With "idle", the ranks' CPU time while waiting (the program checks it).
 set -eu
 run_mpi=$1 prog=$2 mode=$3
@@ -15,11 +17,16 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 mca=
-[ "$mode" != recover ] || mca="--mca orte_enable_recovery 1"
+case $mode in recover | rank0) mca="--mca orte_enable_recovery 1" ;; esac
 # shellcheck disable=SC2086 # $mca: two words or none
 "$run_mpi" 3 $mca "$prog" "$mode" >"$out" 2>&1 || status=$?
 cat "$out"
 [ "$status" -ne 77 ] || exit 77
+if [ "$mode" = rank0 ]; then
+	n=$(grep -c "saw rank 0 die" "$out" || true)
+	[ "$n" -eq 2 ] || { echo "cluster-dead: $n agents of 2 saw rank 0 die"; exit 1; }
+	exit 0
+fi
 if [ "$mode" != kill ]; then
 	exit "$status"
 fi

@@ -23,9 +23,10 @@ struct mpg_cluster {
 	size_t nlost;      /* still hold them; freed after MPI_Finalize() */
 };
 
-/* The agent of a non-zero rank: runs until rank 0 says stop. 0, or -EIO
- * when MPI failed under it. */
-int mpg__agent_run(mpg_pool *pool, int rank, const char *host);
+/* The agent of a non-zero rank: runs until rank 0 says stop. 0, -EIO
+ * when MPI failed under it, -ECONNRESET when @rank0_pidfd (rank 0 on this
+ * host, or -1) says rank 0 died. */
+int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd);
 /* Errors of one chunk run on a local pool as wire records (task indices
  * plus @first); *errs malloc()ed, strings into @res. */
 int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **errs,

@@ -65,18 +65,32 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	if (!r)
 		r = mpi_err(MPI_Gather(host, MPG__CL_MAX_HOST, MPI_CHAR, hosts, MPG__CL_MAX_HOST,
 				       MPI_CHAR, 0, MPI_COMM_WORLD));
+	/* Rank 0's pid and host to the agents: they watch it likewise. */
+	int pid0 = pid;
+	char host0[MPG__CL_MAX_HOST];
+	memcpy(host0, host, sizeof host0);
+	if (!r)
+		r = mpi_err(MPI_Bcast(&pid0, 1, MPI_INT, 0, MPI_COMM_WORLD));
+	if (!r)
+		r = mpi_err(MPI_Bcast(host0, MPG__CL_MAX_HOST, MPI_CHAR, 0, MPI_COMM_WORLD));
 	if (r < 0) {
 		free(pids);
 		free(hosts);
 		goto fail;
 	}
 	if (rank != 0) {
-		r = mpg__agent_run(pool, rank, host);
+		host0[MPG__CL_MAX_HOST - 1] = '\0';
+		int watch = pid0 > 0 && strcmp(host0, host) == 0 ? pidfd_open((pid_t)pid0, 0) : -1;
+		r = mpg__agent_run(pool, rank, host, watch);
+		if (watch >= 0)
+			close(watch);
 		mpg_pool_free(pool);
+		*ret = NULL;
+		if (r == -ECONNRESET)
+			return r; /* rank 0 is gone: nobody to finalize MPI with */
 		if (r < 0)
 			MPI_Abort(MPI_COMM_WORLD, 70); /* rank 0 would wait for it forever */
 		MPI_Finalize();
-		*ret = NULL;
 		return 1;
 	}
 	mpg_cluster *cl = calloc(1, sizeof *cl);
