@@ -18,7 +18,10 @@
  * shared library, checked by its build ID), so every rank must run the
  * same build. Inputs and results travel by value. Not yet: mpg_map(),
  * mpg_imap_unordered(), mpg_submit() on a cluster, logs of the agents'
- * workers on rank 0, retry on another rank, a rank that dies.
+ * workers on rank 0, retry on another rank. A rank that dies never hangs
+ * the job: Open MPI ends it by default; under orte_enable_recovery, the
+ * death of a rank on rank 0's host fails the tasks that rank held.
+ * Waiting ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin.
  */
 #ifndef MPGUARD_MPI_H
 #define MPGUARD_MPI_H
@@ -40,7 +43,9 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * On rank 0: returns 0 and the handle in *@ret. On every other rank: runs
  * the node agent until rank 0 calls mpg_cluster_free(), then stops its
  * pool, finalizes MPI and returns 1 with *@ret NULL: the program should
- * then leave main() (`if (r != 0) return r < 0;`).
+ * then leave main() (`if (r != 0) return r < 0;`). Under Open MPI's
+ * orte_enable_recovery, an agent that sees rank 0 on its host die returns
+ * -ECONNRESET, MPI not finalized.
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
  * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
  * MPI_THREAD_FUNNELED), or an error of mpg_pool_new(). Since 0.1.
@@ -74,7 +79,10 @@ MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on);
  * in the program or a library loaded on every rank.
  * After the map, @on_error (may be NULL) is called for each failed task,
  * in input order, with @userdata; mpg_error_task() is its index in the
- * call, mpg_error_host() and mpg_error_rank() where it ran.
+ * call, mpg_error_host() and mpg_error_rank() where it ran. Under
+ * orte_enable_recovery, the tasks of chunks held by an agent on rank 0's
+ * host that died fail as MPG_ERR_CANCELLED, code EHOSTDOWN, with its rank
+ * and host; the map goes on over the other ranks.
  * Returns the number of failed tasks (at most INT_MAX), or -EINVAL,
  * -ENOMEM, -EMSGSIZE (@out_size, or a chunk over INT_MAX bytes), -ENOENT
  * (@fn is in no loaded module), -EIO (an MPI call failed), -EPROTO (an

@@ -8,6 +8,7 @@
 #include "pool-int.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,11 +80,23 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
 	return err;
 }
 
-int mpg__agent_run(mpg_pool *pool, int rank, const char *host)
+/* Rank 0 died (its pidfd is readable): where Open MPI lets the job go on
+ * (orte_enable_recovery), no STOP will ever come. */
+static int rank0_died(void *arg)
+{
+	struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
+	return poll(&p, 1, 0) > 0;
+}
+
+int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)
 {
 	for (;;) {
 		MPI_Status st;
-		if (MPI_Probe(0, MPI_ANY_TAG, MPI_COMM_WORLD, &st) != MPI_SUCCESS)
+		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, rank0_pidfd >= 0 ? rank0_died : NULL,
+				      &rank0_pidfd);
+		if (p == 1)
+			return -ECONNRESET;
+		if (p < 0)
 			return -EIO;
 		int len = 0;
 		if (MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -204,13 +205,62 @@ static int cmp_task(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Parks a dead rank's send buffer until MPI_Finalize(): MPI may still
+ * hold it (there is no safe way to take back a send to a dead peer). */
+static void park(mpg_cluster *cl, void *buf)
+{
+	void **a = realloc(cl->lost, (cl->nlost + 1) * sizeof *a);
+	if (!a)
+		return; /* leaked: freeing it under MPI would be worse */
+	cl->lost = a;
+	cl->lost[cl->nlost++] = buf;
+}
+
+struct watch {
+	struct cl_job *j;
+	struct slot *slots;
+	int *outstanding;
+};
+
+/* While rank 0 waits: an agent on its host whose process ended (its
+ * pidfd readable) is dead. Where Open MPI does not end the job for it
+ * (orte_enable_recovery), the chunks it held fail as CANCELLED
+ * (EHOSTDOWN) with its rank and host, and the map goes on without it. */
+static int check_ranks(void *arg)
+{
+	struct watch *w = arg;
+	mpg_cluster *cl = w->j->cl;
+	int died = 0;
+	for (int rank = 1; rank < cl->ranks; rank++) {
+		if (cl->dead[rank] || cl->pidfd[rank] < 0)
+			continue;
+		struct pollfd p = {.fd = cl->pidfd[rank], .events = POLLIN};
+		if (poll(&p, 1, 0) <= 0)
+			continue;
+		cl->dead[rank] = true;
+		died = 1;
+		for (int s = 0; s < IN_FLIGHT; s++) {
+			struct slot *sl = &w->slots[rank * IN_FLIGHT + s];
+			if (!sl->busy)
+				continue;
+			fail_chunk(w->j, sl->first, sl->count, EHOSTDOWN, rank, cl->hosts[rank],
+				   "the rank died while it held the task");
+			park(cl, sl->buf);
+			sl->buf = NULL;
+			sl->busy = false;
+			(*w->outstanding)--;
+		}
+	}
+	return died;
+}
+
 /* The agents' part, on the calling thread: 0 or a fatal error. */
 static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 {
 	mpg_cluster *cl = j->cl;
 	for (int s = 0; s < IN_FLIGHT; s++)
 		for (int rank = 1; rank < cl->ranks; rank++) {
-			if (!cl->workers[rank])
+			if (!cl->workers[rank] || cl->dead[rank])
 				continue;
 			int r = send_next(j, rank, &slots[rank * IN_FLIGHT + s]);
 			if (r < 0)
@@ -220,8 +270,11 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 	while (*outstanding > 0) {
 		MPI_Status st;
 		int len = 0;
-		if (MPI_Probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, MPI_COMM_WORLD, &st) != MPI_SUCCESS ||
-		    MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)
+		struct watch w = {j, slots, outstanding};
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check_ranks, &w);
+		if (p == 1)
+			continue;
+		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)
 			return -EIO;
 		uint8_t *msg = malloc(len ? (size_t)len : 1);
 		if (!msg)
@@ -232,6 +285,10 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 			return -EIO;
 		}
 		int src = st.MPI_SOURCE;
+		if (src > 0 && src < cl->ranks && cl->dead[src]) {
+			free(msg); /* sent before it died: its chunks failed already */
+			continue;
+		}
 		struct slot *mine = &slots[src * IN_FLIGHT];
 		int r = src > 0 && src < cl->ranks ? take_result(j, msg, (size_t)len, src, mine) :
 						      -EPROTO;
@@ -256,7 +313,7 @@ static size_t auto_chunk(const struct cl_job *j)
 	mpg_cluster *cl = j->cl;
 	size_t slots = j->cl->local ? cl->workers[0] : 0;
 	for (int i = 1; i < cl->ranks; i++)
-		slots += cl->workers[i];
+		slots += cl->dead[i] ? 0 : cl->workers[i];
 	size_t chunk = (j->n + CHUNKS_PER_WORKER * slots - 1) / (CHUNKS_PER_WORKER * (slots ? slots : 1));
 	size_t per = j->in_size > j->out_size ? j->in_size : j->out_size;
 	if (per && chunk > CHUNK_MAX_BYTES / per)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 static int mpi_err(int r) { return r == MPI_SUCCESS ? 0 : -EIO; }
@@ -51,22 +52,71 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	if (!r)
 		r = mpi_err(MPI_Gather(&mine, 1, MPI_UNSIGNED, workers, 1, MPI_UNSIGNED, 0,
 				       MPI_COMM_WORLD));
-	if (r < 0)
+	/* And its pid and host: rank 0 watches the agents on its own host. */
+	int pid = (int)getpid(), *pids = NULL;
+	char(*hosts)[MPG__CL_MAX_HOST] = NULL;
+	if (!r && rank == 0) {
+		pids = calloc((size_t)size, sizeof *pids);
+		hosts = calloc((size_t)size, sizeof *hosts);
+		r = pids && hosts ? 0 : -ENOMEM;
+	}
+	if (!r)
+		r = mpi_err(MPI_Gather(&pid, 1, MPI_INT, pids, 1, MPI_INT, 0, MPI_COMM_WORLD));
+	if (!r)
+		r = mpi_err(MPI_Gather(host, MPG__CL_MAX_HOST, MPI_CHAR, hosts, MPG__CL_MAX_HOST,
+				       MPI_CHAR, 0, MPI_COMM_WORLD));
+	/* Rank 0's pid and host to the agents: they watch it likewise. */
+	int pid0 = pid;
+	char host0[MPG__CL_MAX_HOST];
+	memcpy(host0, host, sizeof host0);
+	if (!r)
+		r = mpi_err(MPI_Bcast(&pid0, 1, MPI_INT, 0, MPI_COMM_WORLD));
+	if (!r)
+		r = mpi_err(MPI_Bcast(host0, MPG__CL_MAX_HOST, MPI_CHAR, 0, MPI_COMM_WORLD));
+	if (r < 0) {
+		free(pids);
+		free(hosts);
 		goto fail;
+	}
 	if (rank != 0) {
-		r = mpg__agent_run(pool, rank, host);
+		host0[MPG__CL_MAX_HOST - 1] = '\0';
+		int watch = pid0 > 0 && strcmp(host0, host) == 0 ? pidfd_open((pid_t)pid0, 0) : -1;
+		r = mpg__agent_run(pool, rank, host, watch);
+		if (watch >= 0)
+			close(watch);
 		mpg_pool_free(pool);
+		*ret = NULL;
+		if (r == -ECONNRESET)
+			return r; /* rank 0 is gone: nobody to finalize MPI with */
 		if (r < 0)
 			MPI_Abort(MPI_COMM_WORLD, 70); /* rank 0 would wait for it forever */
 		MPI_Finalize();
-		*ret = NULL;
 		return 1;
 	}
 	mpg_cluster *cl = calloc(1, sizeof *cl);
-	if (!cl) {
+	int *pidfd = calloc((size_t)size, sizeof *pidfd);
+	bool *dead = calloc((size_t)size, sizeof *dead);
+	if (!cl || !pidfd || !dead) {
+		free(cl);
+		free(pidfd);
+		free(dead);
+		free(pids);
+		free(hosts);
 		r = -ENOMEM;
 		goto fail;
 	}
+	for (int i = 0; i < size; i++) {
+		hosts[i][MPG__CL_MAX_HOST - 1] = '\0';
+		/* The agent is alive (it is in MPI_Init's job and has not been
+		 * told to stop), so its pid names it; O_CLOEXEC by default. */
+		pidfd[i] = i > 0 && pids[i] > 0 && strcmp(hosts[i], host) == 0 ?
+				   pidfd_open((pid_t)pids[i], 0) :
+				   -1;
+	}
+	free(pids);
+	cl->hosts = hosts;
+	cl->pidfd = pidfd;
+	cl->dead = dead;
 	cl->pid = getpid();
 	cl->pool = pool;
 	cl->ranks = size;
@@ -91,9 +141,19 @@ MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
 	if (!cl || cl->pid != getpid())
 		return;
 	for (int i = 1; i < cl->ranks; i++)
-		MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+		if (!cl->dead[i])
+			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
 	mpg_pool_free(cl->pool);
 	MPI_Finalize();
+	for (size_t i = 0; i < cl->nlost; i++)
+		free(cl->lost[i]);
+	free(cl->lost);
+	for (int i = 0; i < cl->ranks; i++)
+		if (cl->pidfd[i] >= 0)
+			close(cl->pidfd[i]);
+	free(cl->pidfd);
+	free(cl->dead);
+	free(cl->hosts);
 	free(cl->workers);
 	free(cl);
 }
