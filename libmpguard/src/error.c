@@ -160,6 +160,17 @@ void mpg__error_kv(struct mpg__error_kv *k, const mpg_error *e, bool retrying)
 		k->kv[k->n++] = (mplog_kv){"mpg.backtrace", e->backtrace};
 }
 
+/* The description again, after a field it shows changed. */
+static int redescribe(mpg_error *e)
+{
+	char *d = describe(e);
+	if (!d)
+		return -ENOMEM;
+	free(e->describe);
+	e->describe = d;
+	return 0;
+}
+
 int mpg__error_set_service(mpg_error *e, const char *name)
 {
 	char *copy = strdup(name);
@@ -167,12 +178,7 @@ int mpg__error_set_service(mpg_error *e, const char *name)
 		return -ENOMEM;
 	free(e->service);
 	e->service = copy;
-	char *d = describe(e);
-	if (!d)
-		return -ENOMEM;
-	free(e->describe);
-	e->describe = d;
-	return 0;
+	return redescribe(e);
 }
 
 void mpg__error_set_fault(mpg_error *e, int si_code, uint64_t addr)
@@ -209,12 +215,7 @@ int mpg__error_set_place(mpg_error *e, const char *host, int rank)
 	free(e->host);
 	e->host = copy;
 	e->rank = rank;
-	char *d = describe(e);
-	if (!d)
-		return -ENOMEM;
-	free(e->describe);
-	e->describe = d;
-	return 0;
+	return redescribe(e);
 }
 
 void mpg__error_free(mpg_error *e)

@@ -629,15 +629,7 @@ MPG_EXPORT int mpg_future_wait(mpg_future *f, int timeout_ms)
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
 	struct timespec dl;
-	clock_gettime(CLOCK_MONOTONIC, &dl);
-	if (timeout_ms >= 0) {
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
-	}
+	mpg__deadline_after_ms(&dl, timeout_ms);
 	int r = 0;
 	pthread_mutex_lock(&p->lock);
 	while (!f->job->done && r == 0) {

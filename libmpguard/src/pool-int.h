@@ -706,3 +706,6 @@ void mpg__copy_sized(void *dst, const void *src, size_t known);
 
 /* clock.c: CLOCK_MONOTONIC in ns; async-signal-safe */
 uint64_t mpg__now_ns(void);
+/* *dl = timeout_ms from now on CLOCK_MONOTONIC (the pool's cond), for
+ * pthread_cond_timedwait(); a negative timeout leaves it now (unused). */
+void mpg__deadline_after_ms(struct timespec *dl, int timeout_ms);

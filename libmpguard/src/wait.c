@@ -37,15 +37,7 @@ MPG_EXPORT int mpg_pool_wait(mpg_pool *p, int timeout_ms)
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
 	struct timespec dl;
-	clock_gettime(CLOCK_MONOTONIC, &dl); /* the pool's cond runs on it */
-	if (timeout_ms >= 0) {
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
-	}
+	mpg__deadline_after_ms(&dl, timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	pthread_mutex_lock(&p->incoming_lock);
 	uint64_t mark = p->next_submit;
