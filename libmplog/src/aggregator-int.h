@@ -97,6 +97,9 @@ struct mplog_sink {
 	struct mplog__status *status; /* its aggregator's, once added */
 };
 
+/* A sink of that kind with nothing open (fds -1, every level); -EINVAL for
+ * an unknown format, -ENOMEM. */
+int mplog__sink_alloc(enum sink_kind kind, mplog_format format, mplog_sink **ret);
 /* Format r into s->out (or call the callback); a record that finds the
  * queue full is dropped and counted. */
 void mplog__sink_put(mplog_sink *s, const mplog_record *r);

@@ -62,7 +62,8 @@ MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_
 	j->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
 	j->facility = -1;
 	mplog__syslog_token(j->ident, sizeof j->ident, program_invocation_short_name);
-	mplog_sink *s = calloc(1, sizeof *s);
+	mplog_sink *s = NULL;
+	(void)mplog__sink_alloc(SINK_JOURNAL, MPLOG_FORMAT_TEXT, &s);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (!s || fd < 0) {
 		int e = fd < 0 ? -errno : -ENOMEM;
@@ -87,12 +88,7 @@ MPLOG_EXPORT int mplog_sink_new_journal(const char *path, unsigned flags, mplog_
 		free(s);
 		return r;
 	}
-	s->kind = SINK_JOURNAL;
-	s->format = MPLOG_FORMAT_TEXT;
 	s->fd = fd;
-	s->wfd = -1;
-	s->epfd = -1;
-	s->min_level = MPLOG_TRACE;
 	s->jnl = j;
 	*ret = s;
 	return 0;

@@ -157,7 +157,8 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 	else
 		return -EINVAL;
 	struct mplog__syslog *y = calloc(1, sizeof *y);
-	mplog_sink *s = calloc(1, sizeof *s);
+	mplog_sink *s = NULL;
+	(void)mplog__sink_alloc(SINK_SYSLOG, MPLOG_FORMAT_TEXT, &s);
 	if (!y || !s) {
 		free(y);
 		free(s);
@@ -176,12 +177,7 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
 	gethostname(host, sizeof host - 1);
 	mplog__syslog_token(y->hostname, sizeof y->hostname, host);
 	mplog__syslog_token(y->app, sizeof y->app, program_invocation_short_name);
-	s->kind = SINK_SYSLOG;
-	s->format = MPLOG_FORMAT_TEXT;
 	s->fd = fd;
-	s->wfd = -1;
-	s->epfd = -1;
-	s->min_level = MPLOG_TRACE;
 	s->sys = y;
 	*ret = s;
 	return 0;

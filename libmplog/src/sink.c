@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int sink_alloc(enum sink_kind kind, mplog_format format, mplog_sink **ret)
+int mplog__sink_alloc(enum sink_kind kind, mplog_format format, mplog_sink **ret)
 {
 	if (!ret || (unsigned)format > MPLOG_FORMAT_JSON)
 		return -EINVAL;
@@ -47,7 +47,7 @@ MPLOG_EXPORT int mplog_sink_new_fd(int fd, mplog_format format, unsigned flags,
 	    flags == (MPLOG_SINK_COLOR_NEVER | MPLOG_SINK_COLOR_ALWAYS))
 		return -EINVAL;
 	mplog_sink *s;
-	int r = sink_alloc(SINK_FD, format, &s);
+	int r = mplog__sink_alloc(SINK_FD, format, &s);
 	if (r < 0)
 		return r;
 	r = mplog__sink_fd_open(s, fd);
@@ -96,7 +96,7 @@ MPLOG_EXPORT int mplog_sink_new_file(const char *path, mplog_format format, unsi
 	if (!path || !*path || flags)
 		return -EINVAL;
 	mplog_sink *s;
-	int r = sink_alloc(SINK_FILE, format, &s);
+	int r = mplog__sink_alloc(SINK_FILE, format, &s);
 	if (r < 0)
 		return r;
 	s->path = strdup(path);
@@ -122,7 +122,7 @@ MPLOG_EXPORT int mplog_sink_new_callback(mplog_sink_fn fn, void *userdata, mplog
 	if (!fn)
 		return -EINVAL;
 	mplog_sink *s;
-	int r = sink_alloc(SINK_CALLBACK, MPLOG_FORMAT_TEXT, &s);
+	int r = mplog__sink_alloc(SINK_CALLBACK, MPLOG_FORMAT_TEXT, &s);
 	if (r < 0)
 		return r;
 	s->fn = fn;
