@@ -46,7 +46,8 @@ def exported_functions(lib, prefix):
     funcs = set()
     for line in out.stdout.splitlines():
         f = line.split()
-        if len(f) == 3 and f[1] in ("T", "W", "i"):
+        # A private version node (MPG_PRIVATE_0.1) is no public API.
+        if len(f) == 3 and f[1] in ("T", "W", "i") and "_PRIVATE" not in f[2]:
             funcs.add(f[2].split("@")[0])
     funcs = {f for f in funcs if f.startswith(prefix)}
     if not funcs:

@@ -92,6 +92,46 @@ MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void
 				     size_t in_size, size_t n, void *out, size_t out_size,
 				     size_t chunksize, mpg_error_fn on_error, void *userdata);
 
+/** mpg_cluster_abort_error - the error that aborted the cluster's calls
+ *  (MPG_ABORT), or NULL. Valid until mpg_cluster_free(). Since 0.1. */
+MPG_EXPORT const mpg_error *mpg_cluster_abort_error(mpg_cluster *cl);
+
+/**
+ * mpg_cluster_map - mpg_map() over every rank's workers: @fn on each of the
+ * @n @inputs (any lengths; valid until the call returns), results of any
+ * length in *@ret in input order, read with the mpg_results_*() calls of a
+ * local pool. Inputs are cut into chunks, one MPI message each: @opts'
+ * chunksize inputs (0, the default: about 4 chunks per worker slot of the
+ * job), fewer where their bytes reach 4 MiB. @fn must be in the program
+ * or a library loaded on every rank.
+ * Of @opts (may be NULL; the pool's defaults, those of mpg_cluster_init(),
+ * apply as for a pool), these apply: chunksize (as above); policy and
+ * retries (a failed task is re-run on the rank where it failed); MPG_ABORT
+ * (the first failure that reaches rank 0 aborts rank 0's pool, as mpg_map()
+ * does a pool: no chunk is sent any more, the call returns -ECANCELED once
+ * the chunks out came back, mpg_cluster_abort_error() says why, and later
+ * calls return -ESHUTDOWN); abort_exit (rank 0 exits); context (sent
+ * with every chunk: mpg_task_context() works on every rank); the error
+ * callback and progress (called on rank 0's pool's dispatcher thread,
+ * one at a time, as for a pool); timeout (applied on the rank where the
+ * task runs). Pool-only options: -EINVAL.
+ * Inside a task, mpg_task_index() is its index in the whole call on every
+ * rank, and userdata is the pool's (mpg_options_set_userdata() of the
+ * options given to mpg_cluster_init()): each rank evaluated those options
+ * itself, so it points into that rank's own memory, as it was when
+ * mpg_cluster_init() made the pool there (before MPI_Init).
+ * Errors carry mpg_error_host() and mpg_error_rank(); mpg_error_task() is
+ * the index in the call. Under orte_enable_recovery, the tasks of an
+ * agent on rank 0's host that died fail as MPG_ERR_CANCELLED (EHOSTDOWN).
+ * Returns as mpg_map(): 0 with *@ret, or with @ret NULL the number of
+ * failed tasks; -ECANCELED (MPG_ABORT), -EINVAL, -ENOMEM, -ESHUTDOWN
+ * (aborted before), -ECHILD, -EMSGSIZE (a context over 16 MiB, a chunk
+ * over INT_MAX bytes), -ENOENT (@fn is in no loaded module), -EIO (an MPI
+ * call failed), -EPROTO (an agent's answer was malformed). Since 0.1.
+ */
+MPG_EXPORT int mpg_cluster_map(mpg_cluster *cl, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
+			       const mpg_options *opts, mpg_results **ret);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **ret,
-			uint32_t *n)
+int mpg__errors_to_wire(mpg_results *res, struct mpg__cl_wire_error **ret, uint32_t *n)
 {
 	size_t nerr = 0;
 	const mpg_error *const *errs = res ? mpg_results_errors(res, &nerr) : NULL;
@@ -30,12 +29,77 @@ int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_er
 			.kind = (uint32_t)e->kind, .worker = e->worker, .pid = e->pid,
 			.code = e->code, .sig = e->sig, .attempts = e->attempts,
 			.has_fault = e->has_fault, .si_code = e->si_code, .addr = e->addr,
-			.task = first + e->task, .message = e->message, .backtrace = e->backtrace,
+			.task = e->task, .message = e->message, .backtrace = e->backtrace,
 		};
 	}
 	*ret = w;
 	*n = (uint32_t)nerr;
 	return 0;
+}
+
+int mpg__cl_call_options(const struct mpg__cl_chunk *c, mpg_options **ret)
+{
+	mpg_options *o = NULL;
+	int r = mpg_options_new(&o);
+	if (r == 0 && c->ctx_len)
+		r = mpg_options_set_context(o, c->ctx, c->ctx_len);
+	/* Always a policy of the call's own: never the pool's default, whose
+	 * MPG_ABORT would stop this rank's pool for good (rank 0 decides). */
+	if (r == 0)
+		r = mpg_options_set_policy(o, c->retries ? MPG_RETRY : MPG_CONTINUE, c->retries);
+	if (r == 0 && c->timeout_ms)
+		r = mpg_options_set_timeout(o, c->timeout_ms);
+	if (r < 0) {
+		mpg_options_free(o);
+		return r;
+	}
+	/* The chunk's task 0 is task `first` of the whole call: for
+	 * mpg_task_index() and the errors' tasks (OPT_BASE, pool-int.h). */
+	o->set |= OPT_BASE;
+	o->base = c->first;
+	*ret = o;
+	return 0;
+}
+
+/* Runs a decoded chunk on the pool: r's outputs (in *outputs or *bufs,
+ * malloc()ed) and errors (*errs), or a status. */
+static int run_decoded(mpg_pool *pool, const struct mpg__cl_chunk *c, struct mpg__cl_result *r,
+		       uint8_t **outputs, mpg_buf **bufs, mpg_results **res,
+		       struct mpg__cl_wire_error **errs)
+{
+	mpg_task_fn fn = NULL;
+	int status = mpg__fnref_resolve(&c->fn, &fn);
+	mpg_options *o = NULL;
+	if (!status)
+		status = mpg__cl_call_options(c, &o);
+	if (status)
+		return status;
+	int m;
+	if (c->flags & MPG__CL_BUFS) {
+		mpg_buf *in = malloc((c->count ? c->count : 1) * sizeof *in);
+		*bufs = calloc(c->count ? c->count : 1, sizeof **bufs);
+		if (!in || !*bufs) {
+			free(in);
+			mpg_options_free(o);
+			return -ENOMEM;
+		}
+		uint64_t off = 0;
+		for (uint64_t i = 0; i < c->count; i++)
+			in[i] = mpg__cl_chunk_input(c, i, &off);
+		m = mpg_map(pool, fn, in, c->count, o, res);
+		free(in);
+		for (uint64_t i = 0; m == 0 && i < c->count; i++)
+			(void)mpg_results_get(*res, i, &(*bufs)[i].data, &(*bufs)[i].len);
+		r->bufs = *bufs;
+	} else {
+		*outputs = malloc(c->count * c->out_size + 1);
+		m = *outputs ? mpg_map_array(pool, fn, c->in, c->in_size, c->count, *outputs,
+					     c->out_size, o, res) :
+			       -ENOMEM;
+		r->out = *outputs;
+	}
+	mpg_options_free(o);
+	return m < 0 ? m : mpg__errors_to_wire(*res, errs, &r->nerrors);
 }
 
 /* Runs one chunk message; the answer in *out. */
@@ -54,28 +118,19 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
 	r.first = c->first;
 	r.count = c->count;
 	r.out_size = c->out_size;
-	mpg_task_fn fn = NULL;
+	r.flags = c->flags;
 	uint8_t *outputs = NULL;
+	mpg_buf *bufs = NULL;
 	mpg_results *res = NULL;
 	struct mpg__cl_wire_error *errs = NULL;
-	status = mpg__fnref_resolve(&c->fn, &fn);
-	if (!status) {
-		outputs = malloc(c->count * c->out_size + 1);
-		status = outputs ? 0 : -ENOMEM;
-	}
-	if (!status) {
-		int m = mpg_map_array(pool, fn, c->in, c->in_size, c->count, outputs,
-				      c->out_size, NULL, &res);
-		status = m < 0 ? m : mpg__errors_to_wire(res, c->first, &errs, &r.nerrors);
-	}
-	r.status = status;
-	r.out = outputs;
-	if (status)
+	r.status = run_decoded(pool, c, &r, &outputs, &bufs, &res, &errs);
+	if (r.status)
 		r.nerrors = 0;
 	int err = mpg__cl_result_encode(&r, errs, out, out_len);
 	free(errs);
 	mpg_results_free(res);
 	free(outputs);
+	free(bufs);
 	free(c);
 	return err;
 }

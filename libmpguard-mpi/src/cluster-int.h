@@ -16,6 +16,8 @@ enum { MPG__TAG_CHUNK = 1, MPG__TAG_RESULT = 2, MPG__TAG_STOP = 3 };
 #define MPG__CL_MAX_BUILD_ID 64u
 #define MPG__CL_MAX_HOST 256u
 #define MPG__CL_MAX_OUT (8u << 20)
+#define MPG__CL_MAX_CONTEXT (16u << 20) /* as mpg_options_set_context() */
+#define MPG__CL_MAX_RETRIES 1000u
 
 /* A task function as another rank can find it: the module it lies in (the
  * dl_iterate_phdr() name, "" for the program), its build ID, and its
@@ -32,16 +34,36 @@ int mpg__fnref_of(mpg_task_fn fn, struct mpg__fnref *ref);
  * is in none of its executable segments), -ESTALE (another build). */
 int mpg__fnref_resolve(const struct mpg__fnref *ref, mpg_task_fn *fn);
 
-/* A chunk (rank 0 -> agent): tasks [first, first + count). */
+/* Flags of a chunk and of its answer. */
+enum {
+	/* mpg_cluster_map(): inputs and results of any length, each with its
+	 * own (u64) length before the bytes; else fixed sizes (map_array). */
+	MPG__CL_BUFS = 1u << 0,
+};
+#define MPG__CL_FLAGS MPG__CL_BUFS
+
+/* A chunk (rank 0 -> agent): tasks [first, first + count) of a call,
+ * first also the index in the call of the chunk's task 0 (the agent's
+ * mpg_task_index() and error tasks count from it). */
 struct mpg__cl_chunk {
 	struct mpg__fnref fn;
-	uint64_t first, count, in_size, out_size;
-	const uint8_t *in; /* count * in_size bytes, into the message */
+	uint32_t flags, retries, timeout_ms;
+	uint64_t first, count, in_size, out_size; /* sizes 0 with MPG__CL_BUFS */
+	const uint8_t *ctx; /* the call's context bytes, into the message */
+	uint32_t ctx_len;
+	/* MPG__CL_BUFS: count u64 lengths (into the message, unaligned), or
+	 * to encode, bufs (count of them) instead when not NULL. */
+	const uint8_t *lens;
+	const mpg_buf *bufs;
+	const uint8_t *in;  /* in_bytes bytes, into the message */
+	uint64_t in_bytes;
 };
-/* Encodes into a malloc()ed buffer: 0 or -ENOMEM, -EMSGSIZE. */
+/* Encodes into a malloc()ed buffer: 0 or -ENOMEM, -EMSGSIZE, -EINVAL. */
 int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *len);
 /* 0 or -EBADMSG. */
 int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c);
+/* Input @i of a decoded chunk (checked: inside the message). */
+mpg_buf mpg__cl_chunk_input(const struct mpg__cl_chunk *c, uint64_t i, uint64_t *off);
 
 /* One failed task in a result message. */
 struct mpg__cl_wire_error {
@@ -57,9 +79,16 @@ struct mpg__cl_wire_error {
  * kept the chunk from running at all (then no outputs, no errors). */
 struct mpg__cl_result {
 	int32_t rank, status;
+	uint32_t flags;
 	uint64_t first, count, out_size;
 	const char *host;
-	const uint8_t *out; /* count * out_size bytes, when status is 0 */
+	/* When status is 0: count * out_size bytes; with MPG__CL_BUFS count
+	 * u64 lengths (lens; to encode, bufs instead when not NULL; a failed
+	 * task's is 0) then out_bytes bytes. */
+	const uint8_t *lens;
+	const mpg_buf *bufs;
+	const uint8_t *out;
+	uint64_t out_bytes;
 	uint32_t nerrors;
 	const uint8_t *errors; /* nerrors records, read with mpg__cl_result_error() */
 	size_t errors_len;
@@ -71,3 +100,12 @@ int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_w
 int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result *r);
 /* The next error of a decoded result, from *@off (start at 0). */
 void mpg__cl_result_error(const struct mpg__cl_result *r, size_t *off, struct mpg__cl_wire_error *e);
+/* Output @i of a decoded MPG__CL_BUFS result, from *@off (start at 0). */
+mpg_buf mpg__cl_result_output(const struct mpg__cl_result *r, uint64_t i, uint64_t *off);
+/* The u64 at @p, unaligned. */
+static inline uint64_t mpg__cl_get64(const uint8_t *p)
+{
+	uint64_t v;
+	__builtin_memcpy(&v, p, 8);
+	return v;
+}

@@ -27,10 +27,12 @@ struct mpg_cluster {
  * when MPI failed under it, -ECONNRESET when @rank0_pidfd (rank 0 on this
  * host, or -1) says rank 0 died. */
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd);
-/* Errors of one chunk run on a local pool as wire records (task indices
- * plus @first); *errs malloc()ed, strings into @res. */
-int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_error **errs,
-			uint32_t *n);
+/* Errors of one chunk run on a local pool as wire records; *errs
+ * malloc()ed, strings into @res. */
+int mpg__errors_to_wire(mpg_results *res, struct mpg__cl_wire_error **errs, uint32_t *n);
+/* The options of a chunk's call on a rank's pool: its context, retries,
+ * time limit, and its first task's index in the whole call (OPT_BASE). */
+int mpg__cl_call_options(const struct mpg__cl_chunk *c, mpg_options **ret);
 /* MPI_Probe() on MPI_COMM_WORLD without a busy wait (cluster-wait.c): 0,
  * or -EIO; 1 (no message) when @check, called about every millisecond of
  * waiting, returned non-zero. */

@@ -69,21 +69,65 @@ static const char *take_str(struct rbuf *r, uint32_t n)
 	return (const char *)at;
 }
 
+/* The bytes of @n lengths and buffers: from bufs, or from lens (u64s). */
+static int lens_total(const mpg_buf *bufs, const uint8_t *lens, uint64_t n, uint64_t *total)
+{
+	uint64_t t = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t l = bufs ? bufs[i].len : mpg__cl_get64(lens + 8 * i);
+		if (l > SIZE_MAX / 2 - t)
+			return -EMSGSIZE;
+		t += l;
+	}
+	*total = t;
+	return 0;
+}
+
+/* @n lengths then the bytes, from bufs or from (lens, bytes). */
+static void put_bufs(struct wbuf *w, const mpg_buf *bufs, const uint8_t *lens,
+		     const uint8_t *bytes, uint64_t n, uint64_t total)
+{
+	if (!bufs) {
+		put(w, lens, 8 * n);
+		put(w, bytes, total);
+		return;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		put64(w, bufs[i].len);
+	for (uint64_t i = 0; i < n; i++)
+		put(w, bufs[i].data, bufs[i].len);
+}
+
 int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *len)
 {
 	size_t mod = strnlen(c->fn.module, MPG__CL_MAX_MODULE);
-	if (mod == MPG__CL_MAX_MODULE || c->fn.build_id_len > MPG__CL_MAX_BUILD_ID)
+	bool bufs = c->flags & MPG__CL_BUFS;
+	if (mod == MPG__CL_MAX_MODULE || c->fn.build_id_len > MPG__CL_MAX_BUILD_ID ||
+	    (c->flags & ~MPG__CL_FLAGS) || c->ctx_len > MPG__CL_MAX_CONTEXT ||
+	    c->retries > MPG__CL_MAX_RETRIES || (bufs && (c->in_size || c->out_size)))
 		return -EINVAL;
-	if (c->in_size && c->count > (SIZE_MAX / 2) / c->in_size)
-		return -EMSGSIZE;
-	size_t in_bytes = c->count * c->in_size;
-	size_t total = 4 + 4 + 4 + 8 * 5 + mod + 1 + c->fn.build_id_len + in_bytes;
+	uint64_t in_bytes;
+	if (bufs) {
+		if (c->count > SIZE_MAX / 16 || lens_total(c->bufs, c->lens, c->count, &in_bytes) < 0)
+			return -EMSGSIZE;
+	} else {
+		if (c->in_size && c->count > (SIZE_MAX / 2) / c->in_size)
+			return -EMSGSIZE;
+		in_bytes = c->count * c->in_size;
+	}
+	size_t total = 4 * 8 + 8 * 5 + mod + 1 + c->fn.build_id_len + c->ctx_len +
+		       (bufs ? 8 * c->count : 0) + in_bytes;
 	struct wbuf w = {.p = malloc(total)};
 	if (!w.p)
 		return -ENOMEM;
 	put32(&w, CHUNK_MAGIC);
 	put32(&w, (uint32_t)mod + 1);
 	put32(&w, c->fn.build_id_len);
+	put32(&w, c->flags);
+	put32(&w, c->retries);
+	put32(&w, c->timeout_ms);
+	put32(&w, c->ctx_len);
+	put32(&w, 0);
 	put64(&w, c->fn.offset);
 	put64(&w, c->first);
 	put64(&w, c->count);
@@ -91,7 +135,11 @@ int mpg__cl_chunk_encode(const struct mpg__cl_chunk *c, uint8_t **buf, size_t *l
 	put64(&w, c->out_size);
 	put(&w, c->fn.module, mod + 1);
 	put(&w, c->fn.build_id, c->fn.build_id_len);
-	put(&w, c->in, in_bytes);
+	put(&w, c->ctx, c->ctx_len);
+	if (bufs)
+		put_bufs(&w, c->bufs, c->lens, c->in, c->count, in_bytes);
+	else
+		put(&w, c->in, in_bytes);
 	*buf = w.p;
 	*len = w.len;
 	return 0;
@@ -103,17 +151,29 @@ int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c
 	if (take32(&r) != CHUNK_MAGIC)
 		return -EBADMSG;
 	uint32_t mod = take32(&r), bid = take32(&r);
+	c->flags = take32(&r);
+	c->retries = take32(&r);
+	c->timeout_ms = take32(&r);
+	c->ctx_len = take32(&r);
+	if (take32(&r) != 0)
+		return -EBADMSG; /* padding: one chunk, one encoding */
 	c->fn.offset = take64(&r);
 	c->first = take64(&r);
 	c->count = take64(&r);
 	c->in_size = take64(&r);
 	c->out_size = take64(&r);
+	bool bufs = c->flags & MPG__CL_BUFS;
 	if (r.bad || mod > MPG__CL_MAX_MODULE || bid > MPG__CL_MAX_BUILD_ID ||
+	    (c->flags & ~MPG__CL_FLAGS) || c->ctx_len > MPG__CL_MAX_CONTEXT ||
+	    c->retries > MPG__CL_MAX_RETRIES || (bufs && (c->in_size || c->out_size)) ||
 	    c->out_size > MPG__CL_MAX_OUT || c->first > UINT64_MAX - c->count ||
 	    c->count > INT32_MAX || (c->out_size && c->count > INT32_MAX / c->out_size))
 		return -EBADMSG; /* the outputs go back in one MPI message: int count */
 	const char *name = take_str(&r, mod);
 	const uint8_t *id = take(&r, bid);
+	c->ctx = take(&r, c->ctx_len);
+	c->lens = bufs ? take(&r, 8 * c->count) : NULL;
+	c->bufs = NULL;
 	if (r.bad)
 		return -EBADMSG;
 	memcpy(c->fn.module, name, mod);
@@ -122,10 +182,26 @@ int mpg__cl_chunk_decode(const uint8_t *buf, size_t len, struct mpg__cl_chunk *c
 	c->fn.build_id_len = bid;
 	/* The inputs are the rest, exactly. */
 	uint64_t rest = len - r.off;
-	if (c->in_size ? rest / c->in_size != c->count || rest % c->in_size : rest != 0)
+	if (bufs) {
+		uint64_t total;
+		if (lens_total(NULL, c->lens, c->count, &total) < 0 || total != rest)
+			return -EBADMSG;
+	} else if (c->in_size ? rest / c->in_size != c->count || rest % c->in_size : rest != 0) {
 		return -EBADMSG;
+	}
 	c->in = buf + r.off;
+	c->in_bytes = rest;
 	return 0;
+}
+
+mpg_buf mpg__cl_chunk_input(const struct mpg__cl_chunk *c, uint64_t i, uint64_t *off)
+{
+	if (!(c->flags & MPG__CL_BUFS))
+		return (mpg_buf){c->in + i * c->in_size, c->in_size};
+	uint64_t l = mpg__cl_get64(c->lens + 8 * i);
+	mpg_buf b = {c->in + *off, l};
+	*off += l;
+	return b;
 }
 
 static size_t error_bytes(const struct mpg__cl_wire_error *e)
@@ -138,8 +214,18 @@ int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_w
 		       uint8_t **buf, size_t *len)
 {
 	size_t host = strnlen(r->host, MPG__CL_MAX_HOST - 1);
-	size_t out_bytes = r->status ? 0 : r->count * r->out_size;
-	size_t total = 4 * 5 + 8 * 3 + host + 1 + out_bytes;
+	bool bufs = r->flags & MPG__CL_BUFS;
+	if ((r->flags & ~MPG__CL_FLAGS) || (bufs && r->out_size))
+		return -EINVAL;
+	uint64_t out_bytes = 0;
+	if (!r->status && bufs) {
+		if (r->count > SIZE_MAX / 16 || lens_total(r->bufs, r->lens, r->count, &out_bytes) < 0)
+			return -EMSGSIZE;
+	} else if (!r->status) {
+		out_bytes = r->count * r->out_size;
+	}
+	size_t total = 4 * 6 + 8 * 3 + host + 1 + (!r->status && bufs ? 8 * r->count : 0) +
+		       out_bytes;
 	for (uint32_t i = 0; i < r->nerrors; i++)
 		total += error_bytes(&errs[i]);
 	struct wbuf w = {.p = malloc(total)};
@@ -150,12 +236,16 @@ int mpg__cl_result_encode(const struct mpg__cl_result *r, const struct mpg__cl_w
 	put32(&w, (uint32_t)r->status);
 	put32(&w, (uint32_t)host + 1);
 	put32(&w, r->nerrors);
+	put32(&w, r->flags);
 	put64(&w, r->first);
 	put64(&w, r->count);
 	put64(&w, r->out_size);
 	put(&w, r->host, host);
 	put(&w, "", 1);
-	put(&w, r->out, out_bytes);
+	if (!r->status && bufs)
+		put_bufs(&w, r->bufs, r->lens, r->out, r->count, out_bytes);
+	else
+		put(&w, r->out, out_bytes);
 	for (uint32_t i = 0; i < r->nerrors; i++) {
 		const struct mpg__cl_wire_error *e = &errs[i];
 		const char *bt = e->backtrace ? e->backtrace : "";
@@ -211,21 +301,33 @@ int mpg__cl_result_decode(const uint8_t *buf, size_t len, struct mpg__cl_result 
 	res->status = (int32_t)take32(&r);
 	uint32_t host = take32(&r);
 	res->nerrors = take32(&r);
+	res->flags = take32(&r);
 	res->first = take64(&r);
 	res->count = take64(&r);
 	res->out_size = take64(&r);
+	bool bufs = res->flags & MPG__CL_BUFS;
 	if (r.bad || host > MPG__CL_MAX_HOST || res->status > 0 ||
 	    res->out_size > MPG__CL_MAX_OUT || res->nerrors > res->count ||
-	    (res->status && res->nerrors))
+	    (res->status && res->nerrors) || (res->flags & ~MPG__CL_FLAGS) ||
+	    (bufs && res->out_size))
 		return -EBADMSG;
 	res->host = take_str(&r, host);
+	res->lens = NULL;
+	res->bufs = NULL;
 	uint64_t out_bytes = 0;
-	if (!res->status) {
+	if (!res->status && bufs) {
+		if (res->count > SIZE_MAX / 16)
+			return -EBADMSG;
+		res->lens = take(&r, 8 * res->count);
+		if (r.bad || lens_total(NULL, res->lens, res->count, &out_bytes) < 0)
+			return -EBADMSG;
+	} else if (!res->status) {
 		if (res->out_size && res->count > UINT64_MAX / res->out_size)
 			return -EBADMSG;
 		out_bytes = res->count * res->out_size;
 	}
 	res->out = take(&r, out_bytes);
+	res->out_bytes = out_bytes;
 	if (r.bad)
 		return -EBADMSG;
 	res->errors = buf + r.off;
@@ -244,4 +346,12 @@ void mpg__cl_result_error(const struct mpg__cl_result *res, size_t *off, struct 
 	struct rbuf r = {.p = res->errors, .len = res->errors_len, .off = *off};
 	read_error(&r, e); /* checked whole by mpg__cl_result_decode() */
 	*off = r.off;
+}
+
+mpg_buf mpg__cl_result_output(const struct mpg__cl_result *r, uint64_t i, uint64_t *off)
+{
+	uint64_t l = mpg__cl_get64(r->lens + 8 * i);
+	mpg_buf b = {r->out + *off, l};
+	*off += l;
+	return b;
 }

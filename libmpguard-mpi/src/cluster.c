@@ -178,3 +178,8 @@ MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on)
 	cl->local = on != 0;
 	return 0;
 }
+
+MPG_EXPORT const mpg_error *mpg_cluster_abort_error(mpg_cluster *cl)
+{
+	return cl ? mpg_pool_abort_error(cl->pool) : NULL;
+}

@@ -57,6 +57,8 @@ int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call,
 			c.abort_exit = call->abort_exit;
 		if (call->set & OPT_CHUNKSIZE)
 			c.chunksize = call->chunksize;
+		if (call->set & OPT_BASE)
+			c.base = call->base;
 		if (call->set & OPT_TIMEOUT)
 			c.timeout_ms = call->timeout_ms;
 		if (call->set & OPT_ERROR_CB) {
@@ -152,7 +154,7 @@ static int check_call(struct mpg_pool *p, mpg_task_fn fn)
 	return fn ? mpg__check_caller(p) : -EINVAL;
 }
 
-static struct job *job_new(enum job_kind kind, mpg_task_fn fn, size_t n)
+struct job *mpg__job_new(enum job_kind kind, mpg_task_fn fn, size_t n)
 {
 	struct job *job = calloc(1, sizeof *job);
 	if (!job)
@@ -286,33 +288,19 @@ static int cmp_error(const void *a, const void *b)
 	return x->task < y->task ? -1 : x->task > y->task;
 }
 
-/* Start a map job and wait for it; on success the job becomes the results. */
-static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
-		   mpg_results **ret)
+int mpg__map_wait(struct mpg_pool *p, struct job *job, mpg_results **ret)
 {
-	int r = mpg__callcfg_resolve(p, opts, &job->cfg);
-	if (r < 0)
-		goto fail;
-	mpg_results *res = malloc(sizeof *res);
-	if (!res) {
-		r = -ENOMEM;
-		goto fail;
-	}
-	r = mpg__pool_enqueue(p, job);
-	if (r < 0) {
-		free(res);
-		goto fail;
-	}
+	mpg_results *res = ret ? malloc(sizeof *res) : NULL;
 	pthread_mutex_lock(&p->lock);
 	while (!job->done)
 		pthread_cond_wait(&p->cond, &p->lock);
 	bool cancelled = job->cancelled;
 	pthread_mutex_unlock(&p->lock);
+	int r;
 	if (cancelled) {
 		/* The workers are dead: their last records are in the pipes. */
 		if (p->log)
 			mplog_aggregator_flush(p->log);
-		free(res);
 		r = -ECANCELED;
 		goto fail;
 	}
@@ -321,15 +309,36 @@ static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
 		/* Nobody reads the outcome: the number of failures says it all
 		 * (their errors went to the callback and the log). */
 		size_t failed = job->nfailed;
-		free(res);
 		mpg__job_free(job);
 		return failed > INT_MAX ? INT_MAX : (int)failed;
+	}
+	if (!res) {
+		r = -ENOMEM;
+		goto fail;
 	}
 	if (job->nerrors)
 		qsort(job->errors, job->nerrors, sizeof *job->errors, cmp_error);
 	res->job = job;
 	*ret = res;
 	return 0;
+fail:
+	free(res);
+	mpg__job_free(job);
+	return r;
+}
+
+/* Start a map job and wait for it; on success the job becomes the results. */
+static int run_map(struct mpg_pool *p, struct job *job, const mpg_options *opts,
+		   mpg_results **ret)
+{
+	int r = mpg__callcfg_resolve(p, opts, &job->cfg);
+	if (r < 0)
+		goto fail;
+	job->base = job->cfg.base;
+	r = mpg__pool_enqueue(p, job);
+	if (r < 0)
+		goto fail;
+	return mpg__map_wait(p, job, ret);
 fail:
 	mpg__job_free(job);
 	return r;
@@ -348,7 +357,7 @@ MPG_EXPORT int mpg_map(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_
 			return -EINVAL;
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
-	struct job *job = job_new(JOB_MAP, fn, n);
+	struct job *job = mpg__job_new(JOB_MAP, fn, n);
 	if (!job)
 		return -ENOMEM;
 	job->inputs = inputs;
@@ -370,7 +379,7 @@ MPG_EXPORT int mpg_map_array(mpg_pool *p, mpg_task_fn fn, const void *in, size_t
 		return -EMSGSIZE;
 	if (mpg__on_dispatcher(p))
 		return -EDEADLK;
-	struct job *job = job_new(JOB_ARRAY, fn, n);
+	struct job *job = mpg__job_new(JOB_ARRAY, fn, n);
 	if (!job)
 		return -ENOMEM;
 	job->in_base = in;
@@ -415,13 +424,13 @@ MPG_EXPORT const mpg_error *mpg_results_error(const mpg_results *res, size_t i)
 {
 	if (!res || i >= res->job->n || res->job->state[i] == ITEM_OK)
 		return NULL;
-	size_t lo = 0, hi = res->job->nerrors;
+	size_t lo = 0, hi = res->job->nerrors, want = res->job->base + i;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		mpg_error *e = res->job->errors[mid];
-		if (e->task == i)
+		if (e->task == want)
 			return e;
-		if (e->task < i)
+		if (e->task < want)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -458,7 +467,7 @@ MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *in
 	for (size_t i = 0; i < n; i++)
 		if (!inputs[i].data && inputs[i].len)
 			return -EINVAL;
-	struct job *job = job_new(JOB_IMAP, fn, n);
+	struct job *job = mpg__job_new(JOB_IMAP, fn, n);
 	mpg_iter *it = calloc(1, sizeof *it);
 	if (!job || !it) {
 		r = -ENOMEM;
@@ -468,6 +477,7 @@ MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *in
 	r = mpg__callcfg_resolve(p, opts, &job->cfg);
 	if (r < 0)
 		goto fail;
+	job->base = job->cfg.base;
 	r = mpg__pool_enqueue(p, job);
 	if (r < 0)
 		goto fail;
@@ -567,7 +577,7 @@ MPG_EXPORT int mpg_submit(mpg_pool *p, mpg_task_fn fn, const void *in, size_t le
 		return r;
 	if (!in && len)
 		return -EINVAL;
-	struct job *job = job_new(JOB_SUBMIT, fn, 1);
+	struct job *job = mpg__job_new(JOB_SUBMIT, fn, 1);
 	mpg_future *f = ret ? calloc(1, sizeof *f) : NULL;
 	if (!job || (ret && !f)) {
 		r = -ENOMEM;

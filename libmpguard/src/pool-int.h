@@ -68,6 +68,9 @@ enum {
 	OPT_CONTROL = 1u << 21,
 	OPT_PROGRESS = 1u << 13,
 	OPT_PROGRESS_BAR = 1u << 14,
+	/* Private (libmpguard-mpi, no setter): the user's number of the
+	 * call's task 0, for a call that is part of a larger one. */
+	OPT_BASE = 1u << 15,
 };
 #define OPT_POOL_ONLY (OPT_WORKERS | OPT_USERDATA | OPT_SHM_THRESHOLD | OPT_MAX_TASKS | \
 		       OPT_CLOSE_FDS | OPT_LOG | OPT_CAPTURE | OPT_PAUSE | OPT_CONTROL)
@@ -105,6 +108,7 @@ struct mpg_options {
 	void *progress_userdata;
 	unsigned progress_ms;       /* 0: default */
 	mpg_progress_bar bar;
+	uint64_t base;              /* OPT_BASE */
 };
 
 /* Settings of one call: pool defaults overridden by the call's options. */
@@ -122,6 +126,7 @@ struct mpg__callcfg {
 	void *progress_userdata;
 	unsigned progress_ms;       /* resolved: never 0 */
 	mpg_progress_bar bar;       /* resolved with MPKIT_PROGRESS */
+	uint64_t base;              /* OPT_BASE, else 0 */
 };
 
 /* ---- errors ----------------------------------------------------------- */
@@ -425,6 +430,7 @@ struct job {
 	bool cancelled;             /* pool aborted/terminated: stop */
 	bool done;
 	bool user_gone;             /* iterator/future freed by the user */
+	bool fed;                   /* its tasks run elsewhere (fed.c) */
 
 	/* ---- MAP and IMAP: the caller's buffers ---- */
 	struct {
@@ -679,6 +685,10 @@ void mpg__progress_bar_clear(struct mpg_pool *p);
 void mpg__pool_progress(struct mpg_pool *p, uint64_t *done, uint64_t *total);
 
 /* job.c */
+struct job *mpg__job_new(enum job_kind kind, mpg_task_fn fn, size_t n);
+/* Wait for a map job handed in, and make it the results (as mpg_map()
+ * returns); frees the job unless it became them. */
+int mpg__map_wait(struct mpg_pool *p, struct job *job, mpg_results **ret);
 int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, struct mpg__callcfg *ret);
 void mpg__callcfg_clear(struct mpg__callcfg *c);
 void mpg__job_free(struct job *job);

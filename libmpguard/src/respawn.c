@@ -123,6 +123,8 @@ void mpg__fail_unstartable(struct mpg_pool *p)
 	size_t failed = 0;
 	for (struct job *job = p->jobs_head, *next; job; job = next) {
 		next = job->next; /* a job may end and leave the list */
+		if (job->fed)
+			continue; /* its tasks run elsewhere */
 		for (size_t k = job->redo_head; k < job->nredo && !job->cancelled; k++) {
 			struct redo *r = &job->redo[k];
 			for (; r->count && !job->cancelled; r->first++, r->count--, failed++)

@@ -70,7 +70,7 @@ static bool pick_range(struct mpg_pool *p, struct worker *w, size_t cap, struct 
 		if (i != w->slot && p->workers[i].state == W_READY)
 			others++;
 	for (struct job *job = p->jobs_head; job; job = job->next) {
-		if (job->cancelled)
+		if (job->cancelled || job->fed)
 			continue;
 		for (size_t k = job->redo_head; k < job->nredo; k++) {
 			struct redo *r = &job->redo[k];

@@ -48,6 +48,15 @@ int main(int argc, char **argv)
 	if (mpg__cl_chunk_encode(&c, &buf, &len) == 0)
 		put("chunk-library", buf, len);
 
+	/* mpg_cluster_map(): inputs of any length, a context, retries. */
+	mpg_buf bufs[3] = {{"abc", 3}, {"", 0}, {"hello", 5}};
+	struct mpg__cl_chunk b = {.flags = MPG__CL_BUFS, .first = 40, .count = 3, .bufs = bufs,
+				  .ctx = (const uint8_t *)"ctx", .ctx_len = 3, .retries = 2,
+				  .timeout_ms = 500};
+	b.fn = c.fn;
+	if (mpg__cl_chunk_encode(&b, &buf, &len) == 0)
+		put("chunk-bufs", buf, len);
+
 	long out[4] = {1, 4, 9, 16};
 	struct mpg__cl_result r = {.rank = 2, .host = "node7", .first = 8, .count = 4,
 				   .out_size = sizeof *out, .out = (const uint8_t *)out};
@@ -64,6 +73,13 @@ int main(int argc, char **argv)
 	r.nerrors = 2;
 	if (mpg__cl_result_encode(&r, e, &buf, &len) == 0)
 		put("result-errors", buf, len);
+	struct mpg__cl_result rb = {.rank = 1, .host = "node2", .flags = MPG__CL_BUFS, .first = 40,
+				    .count = 3, .bufs = bufs, .nerrors = 1};
+	struct mpg__cl_wire_error eb = {.kind = MPG_ERR_RAISED, .worker = 0, .pid = 77, .code = 1,
+					.attempts = 3, .task = 41, .message = "no", .backtrace = ""};
+	bufs[1] = (mpg_buf){NULL, 0}; /* the failed task's */
+	if (mpg__cl_result_encode(&rb, &eb, &buf, &len) == 0)
+		put("result-bufs", buf, len);
 	r.nerrors = 0;
 	r.status = -ESTALE;
 	if (mpg__cl_result_encode(&r, NULL, &buf, &len) == 0)

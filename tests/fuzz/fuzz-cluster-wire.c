@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the messages between the ranks of a cluster
  * (libmpguard-mpi/src/cluster-wire.c): a chunk as an agent decodes it, a
- * chunk's answer as rank 0 does. Besides the sanitizers' findings, it
+ * chunk's answer as rank 0 does, of both forms (fixed sizes, and inputs
+ * and results of any length, MPG__CL_BUFS). Besides the sanitizers' findings, it
  * aborts when a decoded message breaks the decoder's promises (pointers
  * inside the input, strings terminated, error tasks inside the chunk), or
  * does not encode back to the same bytes.
@@ -21,8 +22,19 @@ static void chunk(const uint8_t *data, size_t size)
 		return;
 	FUZZ_CHECK(strlen(c.fn.module) < MPG__CL_MAX_MODULE);
 	FUZZ_CHECK(c.fn.build_id_len <= MPG__CL_MAX_BUILD_ID);
-	FUZZ_CHECK(c.out_size <= MPG__CL_MAX_OUT);
-	FUZZ_CHECK(c.in >= data && c.in + c.count * c.in_size == data + size);
+	FUZZ_CHECK(c.out_size <= MPG__CL_MAX_OUT && c.ctx_len <= MPG__CL_MAX_CONTEXT);
+	FUZZ_CHECK(c.in >= data && c.in + c.in_bytes == data + size);
+	if (c.flags & MPG__CL_BUFS) {
+		/* Each input inside the message, one after the other. */
+		uint64_t off = 0;
+		for (uint64_t i = 0; i < c.count; i++) {
+			mpg_buf b = mpg__cl_chunk_input(&c, i, &off);
+			FUZZ_CHECK((const uint8_t *)b.data >= c.in && off <= c.in_bytes);
+		}
+		FUZZ_CHECK(off == c.in_bytes);
+	} else {
+		FUZZ_CHECK(c.in_bytes == c.count * c.in_size);
+	}
 	uint8_t *buf = NULL;
 	size_t len = 0;
 	FUZZ_CHECK(mpg__cl_chunk_encode(&c, &buf, &len) == 0);
@@ -38,6 +50,15 @@ static void result(const uint8_t *data, size_t size)
 	FUZZ_CHECK(r.status <= 0 && (!r.status || !r.nerrors) && r.nerrors <= r.count);
 	FUZZ_CHECK(strlen(r.host) < MPG__CL_MAX_HOST);
 	FUZZ_CHECK(r.errors >= data && r.errors + r.errors_len == data + size);
+	FUZZ_CHECK(r.out + r.out_bytes <= r.errors);
+	if (!r.status && (r.flags & MPG__CL_BUFS)) {
+		uint64_t off = 0;
+		for (uint64_t i = 0; i < r.count; i++) {
+			mpg_buf b = mpg__cl_result_output(&r, i, &off);
+			FUZZ_CHECK((const uint8_t *)b.data >= r.out && off <= r.out_bytes);
+		}
+		FUZZ_CHECK(off == r.out_bytes);
+	}
 	struct mpg__cl_wire_error *errs = calloc(r.nerrors + 1, sizeof *errs);
 	FUZZ_CHECK(errs);
 	size_t off = 0;
