@@ -127,7 +127,24 @@ static void test_map(mpg_cluster *cl)
 			by_rank[h.rank]++;
 	}
 	printf("map: tasks per rank: %d %d %d\n", by_rank[0], by_rank[1], by_rank[2]);
-	CHECK(by_rank[0] > 0 && by_rank[1] > 0 && by_rank[2] > 0, "a rank got no work");
+	mpg_results_free(res);
+	/* Whoever asks first takes a chunk: on a loaded machine rank 0's own
+	 * pool may take them all. Without it, the agents get two each first. */
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local");
+	r = mpg_cluster_map(cl, echo, in, N, NULL, &res);
+	int agents[3] = {0};
+	for (size_t i = 0; r == 0 && i < N; i++) {
+		const void *data = NULL;
+		struct head h = {.rank = -1};
+		if (mpg_results_get(res, i, &data, NULL) == 0)
+			memcpy(&h, data, sizeof h);
+		if (h.rank >= 0 && h.rank < 3)
+			agents[h.rank]++;
+	}
+	CHECK(r == 0 && agents[0] == 0 && agents[1] > 0 && agents[2] > 0,
+	      "map on the agents returned %d, tasks per rank %d %d %d", r, agents[0], agents[1],
+	      agents[2]);
+	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
 	mpg_results_free(res);
 	/* With no results asked: the number of failures. */
 	r = mpg_cluster_map(cl, echo, in, 100, NULL, NULL);
@@ -178,7 +195,9 @@ static void test_map_errors(mpg_cluster *cl)
 		      mpg_options_set_chunksize(o, 9) == 0,
 	      "options");
 	mpg_results *res = NULL;
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local"); /* failures on the agents */
 	int r = mpg_cluster_map(cl, faulty, in, N, o, &res);
+	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
 	mpg_options_free(o);
 	CHECK(r == 0 && res, "map returned %d", r);
 	if (!res)
@@ -261,6 +280,209 @@ static void test_map_retry(mpg_cluster *cl)
 	r = mpg_cluster_map(cl, flaky, in, N, NULL, NULL);
 	CHECK(r == N, "map without retries returned %d failures", r);
 	mpg_options_free(o);
+}
+
+/* A failed task runs again on another rank: its first run, on rank R,
+ * notes R and fails; a run on R again fails too, elsewhere it succeeds. */
+static int elsewhere(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)in, (void)len, (void)userdata;
+	char path[128];
+	snprintf(path, sizeof path, "%s/e%zu", mark_dir, mpg_task_index(task));
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	int me = my_rank();
+	if (fd >= 0) {
+		(void)!write(fd, &me, sizeof me);
+		close(fd);
+		mpg_raise(EAGAIN, "first run, on rank %d", me);
+	}
+	int first = -1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)!read(fd, &first, sizeof first);
+		close(fd);
+	}
+	if (first == me)
+		mpg_raise(EBUSY, "run again on rank %d, where it failed", me);
+	return mpg_task_set_result(task, &me, sizeof me);
+}
+
+static int always_fails(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)in, (void)len, (void)userdata;
+	mpg_raise(EIO, "task %zu fails on rank %d", mpg_task_index(task), my_rank());
+	return EIO;
+}
+
+static void test_retry_elsewhere(mpg_cluster *cl)
+{
+	enum { N = 30 };
+	mpg_buf in[N];
+	for (size_t i = 0; i < N; i++)
+		in[i] = (mpg_buf){"e", 1};
+	mpg_options *o = NULL;
+	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_policy(o, MPG_RETRY, 1) == 0 &&
+		      mpg_options_set_chunksize(o, 3) == 0,
+	      "options");
+	clear_marks();
+	mpg_results *res = NULL;
+	int r = mpg_cluster_map(cl, elsewhere, in, N, o, &res);
+	CHECK(r == 0 && res && mpg_results_failed(res) == 0, "map returned %d, %zu failed", r,
+	      res ? mpg_results_failed(res) : 0);
+	for (size_t i = 0; res && i < mpg_results_failed(res) && i < 3; i++)
+		fprintf(stderr, "  %s\n", mpg_error_describe(mpg_results_errors(res, NULL)[i]));
+	mpg_results_free(res);
+	/* Failing everywhere: its final error counts every run, names the last rank. */
+	CHECK(mpg_options_set_policy(o, MPG_RETRY, 2) == 0, "policy");
+	r = mpg_cluster_map(cl, always_fails, in, 4, o, &res);
+	CHECK(r == 0 && res && mpg_results_failed(res) == 4, "map returned %d", r);
+	for (size_t i = 0; res && i < 4; i++) {
+		const mpg_error *e = mpg_results_error(res, i);
+		char rank[32];
+		snprintf(rank, sizeof rank, "on rank %d", e ? mpg_error_rank(e) : -2);
+		CHECK(e && mpg_error_attempts(e) == 3 && strstr(mpg_error_message(e), rank),
+		      "task %zu: %u attempts, %s", i, e ? mpg_error_attempts(e) : 0,
+		      e ? mpg_error_describe(e) : "no error");
+	}
+	mpg_results_free(res);
+	mpg_options_free(o);
+}
+
+/* mpg_cluster_imap_unordered(): every result once, read as they come,
+ * while the caller makes no cluster call (the driver thread moves MPI). */
+static void test_imap(mpg_cluster *cl)
+{
+	enum { N = 2000 };
+	uint8_t *store;
+	mpg_buf *in = make_inputs(N, &store);
+	mpg_options *o = NULL;
+	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_chunksize(o, 25) == 0, "options");
+	mpg_iter *it = NULL;
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local"); /* results from the agents */
+	int r = mpg_cluster_imap_unordered(cl, echo, in, N, o, &it);
+	mpg_options_free(o);
+	CHECK(r == 0 && it, "imap returned %d", r);
+	if (!it)
+		goto out;
+	static char seen[N];
+	memset(seen, 0, sizeof seen);
+	size_t index, len, got = 0;
+	const void *data;
+	const mpg_error *err;
+	int ranks = 0;
+	while ((r = mpg_iter_next(it, &index, &data, &len, &err)) == 1) {
+		got++;
+		CHECK(index < N && !seen[index] && !err, "index %zu seen %d, err %p", index,
+		      index < N ? seen[index] : -1, (const void *)err);
+		if (index >= N || err)
+			continue;
+		seen[index] = 1;
+		struct head h;
+		memcpy(&h, data, sizeof h);
+		CHECK(len == sizeof h + in[index].len && h.index == index, "result %zu", index);
+		ranks |= 1 << h.rank;
+	}
+	CHECK(r == 0 && got == N, "iter ended with %d after %zu results", r, got);
+	CHECK(ranks == 6, "results from ranks %#x", ranks);
+	mpg_iter_free(it);
+	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
+	/* Freed after a few results: the rest is dropped, nothing hangs. */
+	r = mpg_cluster_imap_unordered(cl, echo, in, N, NULL, &it);
+	CHECK(r == 0, "imap returned %d", r);
+	for (int k = 0; r == 0 && k < 5; k++)
+		CHECK(mpg_iter_next(it, &index, &data, &len, &err) == 1, "result %d", k);
+	mpg_iter_free(it);
+	r = mpg_cluster_map(cl, echo, in, 50, NULL, NULL);
+	CHECK(r == 0, "map after a freed iterator returned %d", r);
+out:
+	free(in);
+	free(store);
+}
+
+/* mpg_cluster_submit(): callbacks on rank 0's dispatcher thread, one at a
+ * time; futures; a task's number on every rank; submitting from a
+ * callback; mpg_cluster_wait(). */
+struct sub {
+	mpg_cluster *cl;
+	pthread_t caller;
+	int in_cb, overlap, results, errors, off_caller, chained, bad_number;
+	int ranks;
+};
+
+static void sub_result(size_t index, const void *data, size_t len, void *userdata)
+{
+	struct sub *s = userdata;
+	s->overlap += s->in_cb++;
+	s->off_caller += !pthread_equal(pthread_self(), s->caller);
+	struct head h;
+	if (len >= sizeof h) {
+		memcpy(&h, data, sizeof h);
+		s->bad_number += h.index != index;
+		s->ranks |= 1 << h.rank;
+	} else {
+		s->bad_number++;
+	}
+	s->results++;
+	if (index == 0 && !s->chained) { /* from a callback: not blocking */
+		s->chained = 1;
+		CHECK(mpg_cluster_submit(s->cl, echo, "c", 1, NULL, sub_result, NULL, s, NULL) == 0,
+		      "submit from a callback");
+	}
+	s->in_cb--;
+}
+
+static void sub_error(const mpg_error *err, void *userdata)
+{
+	struct sub *s = userdata;
+	s->overlap += s->in_cb++;
+	s->errors += mpg_error_rank(err) >= 0 && mpg_error_host(err) != NULL;
+	s->in_cb--;
+}
+
+static void test_submit(mpg_cluster *cl)
+{
+	enum { N = 300 };
+	struct sub s = {.cl = cl, .caller = pthread_self()};
+	mpg_future *f[3] = {NULL};
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local"); /* run on the agents */
+	for (size_t i = 0; i < N; i++) {
+		int r = mpg_cluster_submit(cl, i % 50 == 7 ? faulty : echo, i % 50 == 7 ? "x" : "ab",
+					   i % 50 == 7 ? 1 : 2, NULL, sub_result, sub_error, &s,
+					   i < 3 ? &f[i] : NULL);
+		CHECK(r == 0, "submit %zu returned %d", i, r);
+	}
+	for (int k = 0; k < 3; k++) {
+		CHECK(f[k] && mpg_future_wait(f[k], -1) == 0, "future %d", k);
+		const void *data = NULL;
+		size_t len = 0;
+		CHECK(mpg_future_result(f[k], &data, &len) == 0 && len == sizeof(struct head) + 2,
+		      "future %d: %zu bytes", k, len);
+		struct head h;
+		if (data && len >= sizeof h) {
+			memcpy(&h, data, sizeof h);
+			CHECK(h.index == mpg_future_task(f[k]), "future %d: task %zu, number %zu", k,
+			      h.index, mpg_future_task(f[k]));
+		}
+	}
+	/* A failing one, with its future. */
+	mpg_future *bad = NULL;
+	CHECK(mpg_cluster_submit(cl, faulty, "x", 1, NULL, NULL, sub_error, &s, &bad) == 0, "submit");
+	CHECK(bad && mpg_future_wait(bad, -1) == 0 && mpg_future_result(bad, NULL, NULL) == -EIO,
+	      "failed future");
+	const mpg_error *e = mpg_future_error(bad);
+	CHECK(e && mpg_error_task(e) == mpg_future_task(bad) && mpg_error_host(e),
+	      "its error: %s", e ? mpg_error_describe(e) : "none");
+	mpg_future_free(bad);
+	CHECK(mpg_cluster_wait(cl, -1) == 0, "wait");
+	int nfail = N / 50 + 1;
+	CHECK(s.results == N - N / 50 + 1 && s.errors == nfail && s.overlap == 0 &&
+		      s.off_caller == s.results && s.bad_number == 0 && s.chained,
+	      "%d results, %d errors, %d overlaps, %d off the caller, %d wrong numbers, chained %d",
+	      s.results, s.errors, s.overlap, s.off_caller, s.bad_number, s.chained);
+	CHECK(s.ranks == 6, "submitted tasks ran on ranks %#x", s.ranks);
+	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
+	for (int k = 0; k < 3; k++)
+		mpg_future_free(f[k]);
 }
 
 struct idx {
@@ -350,6 +572,9 @@ int main(int argc, char **argv)
 	test_map_errors(cl);
 	test_map_retry(cl);
 	test_array_index(cl);
+	test_retry_elsewhere(cl);
+	test_imap(cl);
+	test_submit(cl);
 	test_abort(cl);
 	clear_marks();
 	CHECK(rmdir(mark_dir) == 0, "rmdir %s", mark_dir);

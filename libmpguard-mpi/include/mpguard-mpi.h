@@ -132,6 +132,42 @@ MPG_EXPORT const mpg_error *mpg_cluster_abort_error(mpg_cluster *cl);
 MPG_EXPORT int mpg_cluster_map(mpg_cluster *cl, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
 			       const mpg_options *opts, mpg_results **ret);
 
+/**
+ * mpg_cluster_imap_unordered - mpg_imap_unordered() over every rank's
+ * workers: starts @fn on each of the @n @inputs (valid until the iterator
+ * is freed) and returns at once; read the results as they complete with
+ * mpg_iter_next(), free the iterator with mpg_iter_free() (tasks not sent
+ * to a rank yet are dropped). Chunks and @opts as mpg_cluster_map(); the
+ * iterator's indexes are input indexes. Returns 0, -EINVAL, -ENOMEM,
+ * -ESHUTDOWN, -ECHILD, -EMSGSIZE, -ENOENT, or the error that broke the
+ * cluster (-EIO, -EPROTO). Since 0.1.
+ */
+MPG_EXPORT int mpg_cluster_imap_unordered(mpg_cluster *cl, mpg_task_fn fn, const mpg_buf *inputs,
+					  size_t n, const mpg_options *opts, mpg_iter **ret);
+
+/**
+ * mpg_cluster_submit - mpg_submit() of one task to the cluster: @in is
+ * copied, the task runs on whichever rank has a worker free first. Its
+ * number is the one rank 0's pool would give (mpg_future_task(), and
+ * mpg_task_index() inside the task on any rank). @on_result or @on_error
+ * (NULL: the call's or pool's error callback) run on rank 0's pool's
+ * dispatcher thread, one at a time, with @userdata; the future (@ret may
+ * be NULL: fire and forget) is read with mpg_future_wait(),
+ * mpg_future_result() and mpg_future_error(), and freed with
+ * mpg_future_free(). @opts as mpg_cluster_map(), chunksize aside. It may
+ * be called from a callback. Returns as mpg_cluster_imap_unordered().
+ * Since 0.1.
+ */
+MPG_EXPORT int mpg_cluster_submit(mpg_cluster *cl, mpg_task_fn fn, const void *in, size_t len,
+				  const mpg_options *opts, mpg_result_fn on_result,
+				  mpg_error_fn on_error, void *userdata, mpg_future **ret);
+
+/** mpg_cluster_wait - wait until every task submitted with
+ *  mpg_cluster_submit() before this call has ended and its callbacks have
+ *  run, as mpg_pool_wait() (@timeout_ms < 0: forever). Returns 0,
+ *  -ETIMEDOUT, -EINVAL, -ECHILD, or -EDEADLK in a callback. Since 0.1. */
+MPG_EXPORT int mpg_cluster_wait(mpg_cluster *cl, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,7 +6,9 @@
  * MPI_Iprobe() (which also drives MPI's progress), a few times at once for
  * a message already on its way, then sleeps doubling from 10 us to 1 ms:
  * an idle rank costs about a thousand cheap polls a second, and a message
- * waits at most 1 ms more than it would (a chunk's answer, not a task's). */
+ * waits at most 1 ms more than it would (a chunk's answer, not a task's).
+ * After each nap, @check says whether to stop waiting (a new call for
+ * rank 0's driver, a rank that died). */
 #include "cluster-mpi-int.h"
 
 #include <errno.h>
@@ -28,7 +30,7 @@ int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *), voi
 		if (i < SPINS)
 			continue;
 		nanosleep(&(struct timespec){0, nap}, NULL);
-		if (check && nap == NAP_MAX_NS && check(arg))
+		if (check && check(arg))
 			return 1;
 		if (nap < NAP_MAX_NS)
 			nap = nap * 2 < NAP_MAX_NS ? nap * 2 : NAP_MAX_NS;

@@ -2,6 +2,7 @@
 /* Starting and stopping a cluster: the local pool first, then MPI; rank 0
  * keeps a handle, the other ranks become agents. */
 #include "cluster-mpi-int.h"
+#include "fed-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -28,7 +29,9 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	if (r < 0)
 		return r;
 	int provided = 0;
-	if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+	/* SERIALIZED: on rank 0 a driver thread, not the caller's, makes the
+	 * MPI calls between here and mpg_cluster_free() (cluster-driver.c). */
+	if (MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
 		mpg_pool_free(pool);
 		return -EIO;
 	}
@@ -39,7 +42,7 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 		r = mpi_err(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
 	if (!r)
 		r = mpi_err(MPI_Comm_size(MPI_COMM_WORLD, &size));
-	if (!r && provided < MPI_THREAD_FUNNELED)
+	if (!r && provided < MPI_THREAD_SERIALIZED)
 		r = -EIO;
 	char host[MPG__CL_MAX_HOST] = "";
 	if (gethostname(host, sizeof host - 1) < 0)
@@ -96,10 +99,12 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	mpg_cluster *cl = calloc(1, sizeof *cl);
 	int *pidfd = calloc((size_t)size, sizeof *pidfd);
 	bool *dead = calloc((size_t)size, sizeof *dead);
-	if (!cl || !pidfd || !dead) {
+	struct mpg__cl_slot *slots = calloc((size_t)size * MPG__CL_IN_FLIGHT, sizeof *slots);
+	if (!cl || !pidfd || !dead || !slots) {
 		free(cl);
 		free(pidfd);
 		free(dead);
+		free(slots);
 		free(pids);
 		free(hosts);
 		r = -ENOMEM;
@@ -125,6 +130,28 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	for (int i = 0; i < size; i++)
 		cl->total_workers += workers[i];
 	memcpy(cl->host, host, sizeof host);
+	cl->slots = slots;
+	pthread_mutex_init(&cl->lock, NULL);
+	pthread_cond_init(&cl->cond, NULL);
+	atomic_init(&cl->kick, false);
+	/* The driver, which owns MPI from now on, and rank 0's runner. */
+	if (pthread_create(&cl->driver, NULL, mpg__cl_driver_main, cl) != 0) {
+		for (int i = 1; i < size; i++) /* no driver: stop the agents here */
+			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+		r = -EAGAIN;
+	} else if (pthread_create(&cl->runner, NULL, mpg__cl_runner_main, cl) != 0) {
+		pthread_mutex_lock(&cl->lock);
+		cl->stopping = true;
+		pthread_mutex_unlock(&cl->lock);
+		pthread_join(cl->driver, NULL); /* it stops the agents */
+		r = -EAGAIN;
+	}
+	if (r < 0) {
+		cl->threads = false;
+		mpg_cluster_free(cl);
+		return r;
+	}
+	cl->threads = true;
 	*ret = cl;
 	return 0;
 fail:
@@ -140,9 +167,27 @@ MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
 {
 	if (!cl || cl->pid != getpid())
 		return;
-	for (int i = 1; i < cl->ranks; i++)
-		if (!cl->dead[i])
-			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+	if (cl->threads) {
+		/* The driver finishes the pieces out, then stops the agents. */
+		pthread_mutex_lock(&cl->lock);
+		cl->stopping = true;
+		pthread_cond_broadcast(&cl->cond);
+		pthread_mutex_unlock(&cl->lock);
+		atomic_store(&cl->kick, true);
+		pthread_join(cl->runner, NULL);
+		pthread_join(cl->driver, NULL);
+	}
+	/* Calls left (an iterator not read to its end, submitted tasks not
+	 * waited for): their tasks not run end cancelled with the pool. */
+	while (cl->calls) {
+		struct mpg__cl_call *c = cl->calls;
+		cl->calls = c->next;
+		if (c->fed) {
+			mpg__fed_release(c->fed);
+			mpg__cl_call_clear(c);
+			free(c);
+		}
+	}
 	mpg_pool_free(cl->pool);
 	MPI_Finalize();
 	for (size_t i = 0; i < cl->nlost; i++)
@@ -151,10 +196,15 @@ MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
 	for (int i = 0; i < cl->ranks; i++)
 		if (cl->pidfd[i] >= 0)
 			close(cl->pidfd[i]);
+	for (int i = 0; i < cl->ranks * MPG__CL_IN_FLIGHT; i++)
+		free(cl->slots[i].buf);
+	free(cl->slots);
 	free(cl->pidfd);
 	free(cl->dead);
 	free(cl->hosts);
 	free(cl->workers);
+	pthread_cond_destroy(&cl->cond);
+	pthread_mutex_destroy(&cl->lock);
 	free(cl);
 }
 
@@ -175,7 +225,10 @@ MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on)
 {
 	if (!cl || (!on && cl->ranks < 2))
 		return -EINVAL;
+	pthread_mutex_lock(&cl->lock);
 	cl->local = on != 0;
+	pthread_cond_broadcast(&cl->cond);
+	pthread_mutex_unlock(&cl->lock);
 	return 0;
 }
 

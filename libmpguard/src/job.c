@@ -292,7 +292,7 @@ int mpg__map_wait(struct mpg_pool *p, struct job *job, mpg_results **ret)
 {
 	mpg_results *res = ret ? malloc(sizeof *res) : NULL;
 	pthread_mutex_lock(&p->lock);
-	while (!job->done)
+	while (!job->done || job->fed_held)
 		pthread_cond_wait(&p->cond, &p->lock);
 	bool cancelled = job->cancelled;
 	pthread_mutex_unlock(&p->lock);
@@ -456,6 +456,28 @@ MPG_EXPORT void mpg_results_free(mpg_results *res)
 
 /* ---- imap_unordered ---------------------------------------------------- */
 
+mpg_iter *mpg__iter_new(struct mpg_pool *p, struct job *job)
+{
+	mpg_iter *it = calloc(1, sizeof *it);
+	if (!it)
+		return NULL;
+	atomic_fetch_add(&p->refs, 1);
+	it->job = job;
+	it->pool = p;
+	return it;
+}
+
+mpg_future *mpg__future_new(struct mpg_pool *p, struct job *job)
+{
+	mpg_future *f = calloc(1, sizeof *f);
+	if (!f)
+		return NULL;
+	atomic_fetch_add(&p->refs, 1);
+	f->job = job;
+	f->pool = p;
+	return f;
+}
+
 MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
 				  const mpg_options *opts, mpg_iter **ret)
 {
@@ -539,8 +561,10 @@ MPG_EXPORT void mpg_iter_free(mpg_iter *it)
 	mpg__take_incoming(p); /* its job may not be in the pool's list yet */
 	blob_unref(it->cur_blob);
 	mpg__error_free(it->cur_err);
-	bool free_now = job->done;
-	if (!free_now) {
+	bool free_now = job->done && !job->fed_held;
+	if (job->done && !free_now) {
+		job->user_gone = true; /* its feeder frees it (fed.c) */
+	} else if (!free_now) {
 		/* Tasks not sent yet end here; those running finish unseen. */
 		size_t dropped = job->n - job->cursor;
 		for (size_t k = job->redo_head; k < job->nredo; k++)
@@ -691,9 +715,9 @@ MPG_EXPORT void mpg_future_free(mpg_future *f)
 		return;
 	struct mpg_pool *p = f->pool;
 	pthread_mutex_lock(&p->lock);
-	bool free_now = f->job->done;
+	bool free_now = f->job->done && !f->job->fed_held;
 	if (!free_now)
-		f->job->user_gone = true; /* the dispatcher frees it when it ends */
+		f->job->user_gone = true; /* the dispatcher (or feeder) frees it when it ends */
 	pthread_mutex_unlock(&p->lock);
 	if (free_now)
 		mpg__job_free(f->job);

@@ -236,7 +236,7 @@ void mpg__job_maybe_done(struct mpg_pool *p, struct job *job)
 		mpg__minset_del(&p->timeouts, job->cfg.timeout_ms);
 	if (job->tick_ns)
 		mpg__minset_del(&p->progress_ns, job->tick_ns);
-	if (job->user_gone) {
+	if (job->user_gone && !job->fed_held) {
 		/* Freed after this round of events: callers up the stack may
 		 * still hold it (a frame's other tasks, the chunk). */
 		job->next = p->graveyard;

@@ -431,6 +431,9 @@ struct job {
 	bool done;
 	bool user_gone;             /* iterator/future freed by the user */
 	bool fed;                   /* its tasks run elsewhere (fed.c) */
+	bool fed_held;              /* and its feeder may still touch it: not
+				     * freed, and a map not returned, until
+				     * released (mpg__fed_release()) */
 
 	/* ---- MAP and IMAP: the caller's buffers ---- */
 	struct {
@@ -689,6 +692,9 @@ struct job *mpg__job_new(enum job_kind kind, mpg_task_fn fn, size_t n);
 /* Wait for a map job handed in, and make it the results (as mpg_map()
  * returns); frees the job unless it became them. */
 int mpg__map_wait(struct mpg_pool *p, struct job *job, mpg_results **ret);
+/* The user's handles of an IMAP and a SUBMIT job (a pool reference each). */
+mpg_iter *mpg__iter_new(struct mpg_pool *p, struct job *job);
+mpg_future *mpg__future_new(struct mpg_pool *p, struct job *job);
 int mpg__callcfg_resolve(const struct mpg_pool *p, const mpg_options *call, struct mpg__callcfg *ret);
 void mpg__callcfg_clear(struct mpg__callcfg *c);
 void mpg__job_free(struct job *job);

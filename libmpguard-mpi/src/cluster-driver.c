@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/* Rank 0's driver: the one thread that uses MPI between mpg_cluster_init()
+ * and mpg_cluster_free() (MPI_THREAD_SERIALIZED: the calling thread hands
+ * its calls over and waits, or goes on with an iterator or a future). It
+ * keeps two pieces in flight per agent (one running, the next queued),
+ * takes in the answers, watches the agents on its host for death, and at
+ * the end tells every agent to stop. */
+#include "cluster-mpi-int.h"
+#include "pool-int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parks a dead rank's send buffer until MPI_Finalize(): MPI may still
+ * hold it (there is no safe way to take back a send to a dead peer). */
+static void park(mpg_cluster *cl, void *buf)
+{
+	void **a = realloc(cl->lost, (cl->nlost + 1) * sizeof *a);
+	if (!a)
+		return; /* leaked: freeing it under MPI would be worse */
+	cl->lost = a;
+	cl->lost[cl->nlost++] = buf;
+}
+
+/* Locked: @rank is dead. Where Open MPI does not end the job for it
+ * (orte_enable_recovery), the pieces it held fail as CANCELLED (EHOSTDOWN)
+ * with its rank and host, or run again elsewhere while retries last. */
+static void rank_died(mpg_cluster *cl, int rank)
+{
+	cl->dead[rank] = true;
+	for (int s = 0; s < MPG__CL_IN_FLIGHT; s++) {
+		struct mpg__cl_slot *sl = &cl->slots[rank * MPG__CL_IN_FLIGHT + s];
+		if (!sl->busy)
+			continue;
+		mpg__cl_fail_piece(cl, sl->call, sl->first, sl->count, EHOSTDOWN, rank,
+				   cl->hosts[rank], "the rank died while it held the task");
+		park(cl, sl->buf);
+		sl->buf = NULL;
+		sl->busy = false;
+		mpg__cl_piece_done(cl, sl->call);
+	}
+	pthread_cond_broadcast(&cl->cond); /* rank 0's runner may take over */
+}
+
+/* While the driver waits: a new call, the end, or an agent on its host
+ * whose process ended (its pidfd readable). */
+static int check(void *arg)
+{
+	mpg_cluster *cl = arg;
+	int wake = atomic_exchange(&cl->kick, false);
+	pthread_mutex_lock(&cl->lock);
+	wake |= cl->stopping;
+	for (int rank = 1; rank < cl->ranks; rank++) {
+		if (cl->dead[rank] || cl->pidfd[rank] < 0)
+			continue;
+		struct pollfd p = {.fd = cl->pidfd[rank], .events = POLLIN};
+		if (poll(&p, 1, 0) <= 0)
+			continue;
+		rank_died(cl, rank);
+		wake = 1;
+	}
+	pthread_mutex_unlock(&cl->lock);
+	return wake;
+}
+
+/* Locked: hand out pieces to the agents' free slots; sends them. */
+static int fill(mpg_cluster *cl)
+{
+	for (int s = 0; s < MPG__CL_IN_FLIGHT; s++)
+		for (int rank = 1; rank < cl->ranks; rank++) {
+			struct mpg__cl_slot *sl = &cl->slots[rank * MPG__CL_IN_FLIGHT + s];
+			if (sl->busy || cl->dead[rank] || !cl->workers[rank] || cl->stopping)
+				continue;
+			size_t first, count;
+			struct mpg__cl_call *c = mpg__cl_pick(cl, rank, &first, &count);
+			if (!c)
+				return 0;
+			size_t len = 0;
+			int r = mpg__cl_encode_piece(c, first, count, &sl->buf, &len);
+			if (r == 0 && len > INT_MAX) {
+				free(sl->buf);
+				r = -EMSGSIZE;
+			}
+			if (r < 0) {
+				mpg__cl_fail_piece(cl, c, first, count, -r, rank, cl->hosts[rank],
+						   "the chunk could not be sent");
+				mpg__cl_piece_done(cl, c);
+				s--; /* this slot again */
+				break;
+			}
+			/* MPI_Isend under the lock: it only queues the message. */
+			if (MPI_Isend(sl->buf, (int)len, MPI_BYTE, rank, MPG__TAG_CHUNK,
+				      MPI_COMM_WORLD, &sl->req) != MPI_SUCCESS) {
+				free(sl->buf);
+				sl->buf = NULL;
+				mpg__cl_fail_piece(cl, c, first, count, EIO, rank, cl->hosts[rank],
+						   "MPI failed to send the chunk");
+				mpg__cl_piece_done(cl, c);
+				return -EIO;
+			}
+			*sl = (struct mpg__cl_slot){.buf = sl->buf, .req = sl->req, .call = c,
+						    .first = first, .count = count, .busy = true};
+		}
+	return 0;
+}
+
+/* Takes in one agent's answer. Locked. */
+static int take(mpg_cluster *cl, const uint8_t *msg, size_t len, int source)
+{
+	struct mpg__cl_result res;
+	if (source <= 0 || source >= cl->ranks || mpg__cl_result_decode(msg, len, &res) < 0 ||
+	    res.rank != source)
+		return -EPROTO;
+	if (cl->dead[source])
+		return 0; /* sent before it died: its pieces failed already */
+	struct mpg__cl_slot *s = NULL;
+	for (int i = 0; i < MPG__CL_IN_FLIGHT; i++) {
+		struct mpg__cl_slot *x = &cl->slots[source * MPG__CL_IN_FLIGHT + i];
+		if (x->busy && x->call->base + x->first == res.first && x->count == res.count)
+			s = x;
+	}
+	if (!s || (res.flags & MPG__CL_BUFS) != (s->call->fed ? MPG__CL_BUFS : 0u) ||
+	    (!res.status && !s->call->fed && res.out_size != s->call->out_size))
+		return -EPROTO;
+	MPI_Wait(&s->req, MPI_STATUS_IGNORE); /* it arrived: the agent answered it */
+	free(s->buf);
+	s->buf = NULL;
+	s->busy = false;
+	int r = mpg__cl_take_answer(cl, s->call, &res, source);
+	mpg__cl_piece_done(cl, s->call);
+	return r;
+}
+
+static bool pieces_out(const mpg_cluster *cl)
+{
+	for (int i = MPG__CL_IN_FLIGHT; i < cl->ranks * MPG__CL_IN_FLIGHT; i++)
+		if (cl->slots[i].busy)
+			return true;
+	return false;
+}
+
+/* Locked: a fatal error: every piece out and every call's tasks not
+ * handed out fail with it; later calls return it. */
+static void broken(mpg_cluster *cl, int err)
+{
+	cl->broken = err;
+	for (int i = MPG__CL_IN_FLIGHT; i < cl->ranks * MPG__CL_IN_FLIGHT; i++) {
+		struct mpg__cl_slot *sl = &cl->slots[i];
+		if (!sl->busy)
+			continue;
+		int rank = i / MPG__CL_IN_FLIGHT;
+		mpg__cl_fail_piece(cl, sl->call, sl->first, sl->count, -err, rank, cl->hosts[rank],
+				   "MPI failed under the cluster");
+		park(cl, sl->buf); /* MPI may still hold it */
+		sl->buf = NULL;
+		sl->busy = false;
+		mpg__cl_piece_done(cl, sl->call);
+	}
+	/* The rest runs on rank 0's pool. */
+	for (int rank = 1; rank < cl->ranks; rank++)
+		cl->dead[rank] = true;
+	pthread_cond_broadcast(&cl->cond);
+}
+
+void *mpg__cl_driver_main(void *arg)
+{
+	mpg_cluster *cl = arg;
+	int err = 0;
+	for (;;) {
+		pthread_mutex_lock(&cl->lock);
+		if (!err)
+			err = fill(cl);
+		bool out = pieces_out(cl);
+		bool done = cl->stopping && !out;
+		if (err)
+			broken(cl, err);
+		pthread_mutex_unlock(&cl->lock);
+		if (done || err)
+			break;
+		MPI_Status st;
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check, cl);
+		if (p == 1)
+			continue;
+		int len = 0;
+		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
+			err = -EIO;
+			continue;
+		}
+		uint8_t *msg = malloc(len ? (size_t)len : 1);
+		if (!msg) {
+			err = -ENOMEM;
+			continue;
+		}
+		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, MPG__TAG_RESULT, MPI_COMM_WORLD,
+			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+			free(msg);
+			err = -EIO;
+			continue;
+		}
+		pthread_mutex_lock(&cl->lock);
+		err = take(cl, msg, (size_t)len, st.MPI_SOURCE);
+		pthread_mutex_unlock(&cl->lock);
+		free(msg);
+	}
+	/* Stop the agents (each returns from its mpg_cluster_init()). */
+	for (int i = 1; i < cl->ranks; i++)
+		if (!cl->dead[i] || err)
+			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+	return NULL;
+}
