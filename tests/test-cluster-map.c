@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int failures;
@@ -513,29 +514,54 @@ static void test_array_index(mpg_cluster *cl)
 	      out[8].index, out[8].rank);
 }
 
+/* A task that takes a minute: killed when the call aborts. */
+static int slow_or_faulty(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	if (len == 4 && memcmp(in, "slow", 4) == 0)
+		sleep(60);
+	return faulty(task, in, len, userdata);
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 /* MPG_ABORT: the first failure stops the call with -ECANCELED and that
- * error; the cluster takes no call after. */
+ * error, at once: the agent running a slow task stops it (rank 1 runs
+ * task 0, a minute long; rank 2 fails task 1). The cluster takes no call
+ * after. */
 static void test_abort(mpg_cluster *cl)
 {
-	enum { N = 2000 };
+	enum { N = 40 };
 	static mpg_buf in[N];
 	for (size_t i = 0; i < N; i++)
-		in[i] = i == 1500 ? (mpg_buf){"x", 1} : (mpg_buf){"ok", 2};
+		in[i] = i == 0 ? (mpg_buf){"slow", 4} : i == 1 ? (mpg_buf){"x", 1} : (mpg_buf){"ok", 2};
 	mpg_options *o = NULL;
 	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_policy(o, MPG_ABORT, 0) == 0 &&
-		      mpg_options_set_chunksize(o, 10) == 0,
+		      mpg_options_set_chunksize(o, 1) == 0,
 	      "options");
 	mpg_results *res = NULL;
 	CHECK(mpg_cluster_abort_error(cl) == NULL, "an abort error before any abort");
-	int r = mpg_cluster_map(cl, faulty, in, N, o, &res);
+	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local");
+	double t0 = now_s();
+	int r = mpg_cluster_map(cl, slow_or_faulty, in, N, o, &res);
+	double took = now_s() - t0;
 	CHECK(r == -ECANCELED && !res, "aborted map returned %d", r);
+	CHECK(took < 30, "the aborted map took %.1f s: the slow task was not stopped", took);
 	const mpg_error *e = mpg_cluster_abort_error(cl);
-	CHECK(e && mpg_error_task(e) == 1500 && mpg_error_host(e), "abort error: %s",
-	      e ? mpg_error_describe(e) : "none");
+	CHECK(e && mpg_error_task(e) == 1 && mpg_error_rank(e) == 2 && mpg_error_host(e),
+	      "abort error: %s", e ? mpg_error_describe(e) : "none");
 	if (e)
-		printf("aborted: %s\n", mpg_error_describe(e));
+		printf("aborted in %.2f s: %s\n", took, mpg_error_describe(e));
 	r = mpg_cluster_map(cl, faulty, in, 10, NULL, &res);
 	CHECK(r == -ESHUTDOWN, "map after the abort returned %d", r);
+	static long a[4];
+	static struct idx b[4];
+	r = mpg_cluster_map_array(cl, array_index, a, sizeof *a, 4, b, sizeof *b, 0, NULL, NULL);
+	CHECK(r == -ESHUTDOWN, "map_array after the abort returned %d", r);
 	mpg_options_free(o);
 }
 

@@ -8,6 +8,8 @@
 #include "pool-int.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,54 +137,211 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
 	return err;
 }
 
-/* Rank 0 died (its pidfd is readable): where Open MPI lets the job go on
- * (orte_enable_recovery), no STOP will ever come. */
-static int rank0_died(void *arg)
+/* An answer that says the chunk did not run: @status. */
+static int status_answer(int rank, const char *host, const uint8_t *msg, size_t len, int status,
+			 uint8_t **out, size_t *out_len)
 {
-	struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
-	return poll(&p, 1, 0) > 0;
+	struct mpg__cl_chunk c;
+	int r = mpg__cl_chunk_decode(msg, len, &c);
+	if (r < 0)
+		return r;
+	struct mpg__cl_result res = {.rank = rank, .host = host, .status = status,
+				     .first = c.first, .count = c.count, .out_size = c.out_size,
+				     .flags = c.flags};
+	return mpg__cl_result_encode(&res, NULL, out, out_len);
+}
+
+/* The agent: its main thread owns MPI; the chunk at hand runs on a thread
+ * of its own, so that an ABORT (or rank 0's death) is seen while it runs;
+ * the next chunk rank 0 sent waits here. */
+struct agent {
+	mpg_pool *pool;
+	int rank;
+	const char *host;
+	int rank0_pidfd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* the chunk ended */
+	pthread_t th;
+	bool running, finished, aborted;
+	uint8_t *msg, *ans;
+	size_t len, ans_len;
+	int err;
+	uint8_t *queue[MPG__CL_IN_FLIGHT];
+	size_t queue_len[MPG__CL_IN_FLIGHT];
+	unsigned nq;
+};
+
+static void *chunk_main(void *arg)
+{
+	struct agent *a = arg;
+	uint8_t *ans = NULL;
+	size_t ans_len = 0;
+	int err = run_chunk(a->pool, a->rank, a->host, a->msg, a->len, &ans, &ans_len);
+	pthread_mutex_lock(&a->lock);
+	a->ans = ans;
+	a->ans_len = ans_len;
+	a->err = err;
+	a->finished = true;
+	pthread_cond_signal(&a->cond);
+	pthread_mutex_unlock(&a->lock);
+	return NULL;
+}
+
+/* While the agent waits: its chunk ended, or rank 0 died (its pidfd
+ * readable: where Open MPI lets the job go on, orte_enable_recovery, no
+ * STOP will ever come). */
+static int agent_check(void *arg)
+{
+	struct agent *a = arg;
+	pthread_mutex_lock(&a->lock);
+	bool finished = a->finished;
+	pthread_mutex_unlock(&a->lock);
+	if (finished)
+		return 1;
+	struct pollfd p = {.fd = a->rank0_pidfd, .events = POLLIN};
+	return a->rank0_pidfd >= 0 && poll(&p, 1, 0) > 0 ? 2 : 0;
+}
+
+static void agent_nap(void *arg, long ns)
+{
+	struct agent *a = arg;
+	pthread_mutex_lock(&a->lock);
+	bool finished = a->finished;
+	pthread_mutex_unlock(&a->lock);
+	if (!finished)
+		mpg__cl_cond_nap(&a->lock, &a->cond, ns);
+}
+
+static int send_answer(uint8_t *ans, size_t ans_len)
+{
+	if (ans_len > INT32_MAX) {
+		free(ans);
+		return -EMSGSIZE;
+	}
+	int r = MPI_Send(ans, (int)ans_len, MPI_BYTE, 0, MPG__TAG_RESULT, MPI_COMM_WORLD);
+	free(ans);
+	return r == MPI_SUCCESS ? 0 : -EIO;
+}
+
+/* The chunk thread ended: its answer to rank 0. */
+static int finish_chunk(struct agent *a)
+{
+	pthread_join(a->th, NULL);
+	free(a->msg);
+	a->msg = NULL;
+	a->running = a->finished = false;
+	if (a->err < 0)
+		return a->err; /* rank 0 waits for an answer it will not get: MPI_Abort by the caller */
+	return send_answer(a->ans, a->ans_len);
+}
+
+/* Starts the next chunk waiting, if any and none runs. */
+static int start_next(struct agent *a)
+{
+	if (a->running || !a->nq)
+		return 0;
+	a->msg = a->queue[0];
+	a->len = a->queue_len[0];
+	for (unsigned i = 1; i < a->nq; i++) {
+		a->queue[i - 1] = a->queue[i];
+		a->queue_len[i - 1] = a->queue_len[i];
+	}
+	a->nq--;
+	if (pthread_create(&a->th, NULL, chunk_main, a) != 0) {
+		free(a->msg);
+		a->msg = NULL;
+		return -EAGAIN; /* as any fatal error: MPI_Abort by the caller */
+	}
+	a->running = true;
+	return 0;
+}
+
+/* A message from rank 0: 0 to go on, 1 to stop, or an error. */
+static int handle(struct agent *a, int tag, uint8_t *msg, size_t len)
+{
+	if (tag == MPG__TAG_STOP) {
+		free(msg);
+		return 1;
+	}
+	if (tag == MPG__TAG_ABORT) {
+		free(msg);
+		if (!a->aborted) {
+			/* Stop what runs now: the pool kills its workers, the
+			 * chunk's map returns -ECANCELED; the pool stays down
+			 * (another would fork from this MPI process). */
+			a->aborted = true;
+			mpg_pool_terminate(a->pool);
+		}
+		return 0;
+	}
+	if (tag != MPG__TAG_CHUNK) {
+		free(msg);
+		return -EBADMSG;
+	}
+	if (a->aborted) {
+		uint8_t *ans = NULL;
+		size_t ans_len = 0;
+		int r = status_answer(a->rank, a->host, msg, len, -ECANCELED, &ans, &ans_len);
+		free(msg);
+		return r < 0 ? r : send_answer(ans, ans_len);
+	}
+	if (a->nq == MPG__CL_IN_FLIGHT) {
+		free(msg);
+		return -EPROTO; /* rank 0 keeps no more out */
+	}
+	a->queue[a->nq] = msg;
+	a->queue_len[a->nq++] = len;
+	return start_next(a);
 }
 
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)
 {
-	for (;;) {
+	struct agent a = {.pool = pool, .rank = rank, .host = host, .rank0_pidfd = rank0_pidfd};
+	pthread_mutex_init(&a.lock, NULL);
+	mpg__cl_cond_init(&a.cond);
+	int r = 0;
+	while (r == 0) {
 		MPI_Status st;
-		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, rank0_pidfd >= 0 ? rank0_died : NULL,
-				      &rank0_pidfd);
-		if (p == 1)
-			return -ECONNRESET;
-		if (p < 0)
-			return -EIO;
+		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, agent_check, agent_nap, &a);
+		if (p == 1) {
+			int why = agent_check(&a);
+			if (why == 1)
+				r = finish_chunk(&a);
+			else
+				r = -ECONNRESET;
+			if (r == 0)
+				r = start_next(&a);
+			continue;
+		}
 		int len = 0;
-		if (MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)
-			return -EIO;
+		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
+			r = -EIO;
+			break;
+		}
 		uint8_t *msg = malloc(len ? (size_t)len : 1);
-		if (!msg)
-			return -ENOMEM;
+		if (!msg) {
+			r = -ENOMEM;
+			break;
+		}
 		if (MPI_Recv(msg, len, MPI_BYTE, 0, st.MPI_TAG, MPI_COMM_WORLD,
 			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
 			free(msg);
-			return -EIO;
+			r = -EIO;
+			break;
 		}
-		if (st.MPI_TAG == MPG__TAG_STOP) {
-			free(msg);
-			return 0;
-		}
-		uint8_t *ans = NULL;
-		size_t ans_len = 0;
-		int r = st.MPI_TAG == MPG__TAG_CHUNK ?
-				run_chunk(pool, rank, host, msg, (size_t)len, &ans, &ans_len) :
-				-EBADMSG;
-		free(msg);
-		if (r < 0)
-			return r; /* rank 0 waits for an answer it will not get: MPI_Abort by the caller */
-		if (ans_len > INT32_MAX) {
-			free(ans);
-			return -EMSGSIZE;
-		}
-		r = MPI_Send(ans, (int)ans_len, MPI_BYTE, 0, MPG__TAG_RESULT, MPI_COMM_WORLD);
-		free(ans);
-		if (r != MPI_SUCCESS)
-			return -EIO;
+		r = handle(&a, st.MPI_TAG, msg, (size_t)len);
 	}
+	/* A chunk still running (STOP comes after every answer, so only on
+	 * an error or rank 0's death): it ends with the pool. */
+	if (a.running) {
+		mpg_pool_terminate(pool);
+		pthread_join(a.th, NULL);
+		free(a.ans);
+		free(a.msg);
+	}
+	for (unsigned i = 0; i < a.nq; i++)
+		free(a.queue[i]);
+	pthread_cond_destroy(&a.cond);
+	pthread_mutex_destroy(&a.lock);
+	return r == 1 ? 0 : r;
 }

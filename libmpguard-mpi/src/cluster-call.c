@@ -105,6 +105,8 @@ int mpg__cl_call_start(mpg_cluster *cl, struct mpg__cl_call *c, size_t chunksize
 	pthread_mutex_lock(&cl->lock);
 	if (r == 0 && cl->broken)
 		r = cl->broken;
+	if (r == 0 && cl->aborted)
+		r = -ESHUTDOWN; /* as an aborted pool */
 	if (r == 0 && !chunksize) {
 		/* About four chunks per worker slot, at most 4 MiB of inputs
 		 * (or outputs) each. */

@@ -51,8 +51,9 @@ static int check(void *arg)
 {
 	mpg_cluster *cl = arg;
 	int wake = atomic_exchange(&cl->kick, false);
+	bool abort = mpg_pool_abort_error(cl->pool) != NULL;
 	pthread_mutex_lock(&cl->lock);
-	wake |= cl->stopping;
+	wake |= cl->stopping || (abort && !cl->aborted);
 	for (int rank = 1; rank < cl->ranks; rank++) {
 		if (cl->dead[rank] || cl->pidfd[rank] < 0)
 			continue;
@@ -165,11 +166,33 @@ static void broken(mpg_cluster *cl, int err)
 	pthread_cond_broadcast(&cl->cond);
 }
 
+/* MPG_ABORT on rank 0: every agent stops the chunks it runs (its pool
+ * kills its workers) and answers -ECANCELED from now on; rank 0 takes no
+ * call any more, as an aborted pool. */
+static void abort_agents(mpg_cluster *cl)
+{
+	pthread_mutex_lock(&cl->lock);
+	bool first = !cl->aborted;
+	cl->aborted = true;
+	pthread_mutex_unlock(&cl->lock);
+	for (int i = 1; first && i < cl->ranks; i++)
+		if (!cl->dead[i])
+			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_ABORT, MPI_COMM_WORLD);
+}
+
+static void driver_nap(void *arg, long ns)
+{
+	mpg_cluster *cl = arg;
+	mpg__cl_cond_nap(&cl->lock, &cl->cond, ns); /* a new call signals cond */
+}
+
 void *mpg__cl_driver_main(void *arg)
 {
 	mpg_cluster *cl = arg;
 	int err = 0;
 	for (;;) {
+		if (!cl->aborted && mpg_pool_abort_error(cl->pool))
+			abort_agents(cl);
 		pthread_mutex_lock(&cl->lock);
 		if (!err)
 			err = fill(cl);
@@ -181,7 +204,7 @@ void *mpg__cl_driver_main(void *arg)
 		if (done || err)
 			break;
 		MPI_Status st;
-		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check, cl);
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check, driver_nap, cl);
 		if (p == 1)
 			continue;
 		int len = 0;

@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* MPI tags. */
-enum { MPG__TAG_CHUNK = 1, MPG__TAG_RESULT = 2, MPG__TAG_STOP = 3 };
+/* MPI tags. ABORT (rank 0 -> agents, empty): MPG_ABORT, stop the chunks
+ * running now and answer every chunk -ECANCELED from then on. */
+enum { MPG__TAG_CHUNK = 1, MPG__TAG_RESULT = 2, MPG__TAG_STOP = 3, MPG__TAG_ABORT = 4 };
 
 #define MPG__CL_MAX_MODULE 4096u /* module path bytes */
 #define MPG__CL_MAX_BUILD_ID 64u

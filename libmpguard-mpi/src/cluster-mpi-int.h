@@ -84,6 +84,7 @@ struct mpg_cluster {
 	bool threads;
 	bool stopping;
 	int broken;        /* the driver's fatal error: later calls fail with it */
+	bool aborted;      /* MPG_ABORT: the agents were told; later calls refused */
 	atomic_bool kick;  /* a call came: the driver looks now, not after its nap */
 };
 
@@ -100,8 +101,13 @@ int mpg__errors_to_wire(mpg_results *res, struct mpg__cl_wire_error **errs, uint
 int mpg__cl_call_options(const struct mpg__cl_chunk *c, mpg_options **ret);
 /* MPI_Probe() on MPI_COMM_WORLD without a busy wait (cluster-wait.c): 0,
  * or -EIO; 1 (no message) when @check, called after each nap of the
- * wait, returned non-zero. */
-int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *), void *arg);
+ * wait, returned non-zero. @nap_fn(@arg, ns) naps (NULL: nanosleep()). */
+int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *),
+		  void (*nap_fn)(void *, long), void *arg);
+/* A nap of @ns on @cond (with @lock not held), cut short by a signal. */
+void mpg__cl_cond_nap(pthread_mutex_t *lock, pthread_cond_t *cond, long ns);
+/* A condition variable on CLOCK_MONOTONIC, for mpg__cl_cond_nap(). */
+void mpg__cl_cond_init(pthread_cond_t *cond);
 
 /* cluster-call.c; "locked": with cl->lock held. */
 /* A new call (zeroed but for what the caller set: fn, ref, fed or the

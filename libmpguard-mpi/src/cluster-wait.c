@@ -8,7 +8,8 @@
  * an idle rank costs about a thousand cheap polls a second, and a message
  * waits at most 1 ms more than it would (a chunk's answer, not a task's).
  * After each nap, @check says whether to stop waiting (a new call for
- * rank 0's driver, a rank that died). */
+ * rank 0's driver, a rank that died, an agent's chunk done). A nap may be
+ * a wait that an event cuts short (@nap_fn): a condition variable. */
 #include "cluster-mpi-int.h"
 
 #include <errno.h>
@@ -18,7 +19,8 @@
 #define NAP_MIN_NS 10000L
 #define NAP_MAX_NS 1000000L
 
-int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *), void *arg)
+int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *),
+		  void (*nap_fn)(void *, long), void *arg)
 {
 	long nap = NAP_MIN_NS;
 	for (unsigned i = 0;; i++) {
@@ -29,10 +31,36 @@ int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *), voi
 			return 0;
 		if (i < SPINS)
 			continue;
-		nanosleep(&(struct timespec){0, nap}, NULL);
+		if (nap_fn)
+			nap_fn(arg, nap);
+		else
+			nanosleep(&(struct timespec){0, nap}, NULL);
 		if (check && check(arg))
 			return 1;
 		if (nap < NAP_MAX_NS)
 			nap = nap * 2 < NAP_MAX_NS ? nap * 2 : NAP_MAX_NS;
 	}
+}
+
+void mpg__cl_cond_nap(pthread_mutex_t *lock, pthread_cond_t *cond, long ns)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_nsec += ns;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(lock);
+	pthread_cond_timedwait(cond, lock, &dl);
+	pthread_mutex_unlock(lock);
+}
+
+void mpg__cl_cond_init(pthread_cond_t *cond)
+{
+	pthread_condattr_t a;
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC); /* mpg__cl_cond_nap() */
+	pthread_cond_init(cond, &a);
+	pthread_condattr_destroy(&a);
 }

@@ -132,7 +132,7 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	memcpy(cl->host, host, sizeof host);
 	cl->slots = slots;
 	pthread_mutex_init(&cl->lock, NULL);
-	pthread_cond_init(&cl->cond, NULL);
+	mpg__cl_cond_init(&cl->cond);
 	atomic_init(&cl->kick, false);
 	/* The driver, which owns MPI from now on, and rank 0's runner. */
 	if (pthread_create(&cl->driver, NULL, mpg__cl_driver_main, cl) != 0) {
