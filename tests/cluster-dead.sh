@@ -11,6 +11,9 @@
 # With "rank0", under recovery too, rank 0 SIGKILLs itself: both agents
 # must notice and return from mpg_cluster_init() (-ECONNRESET).
 # With "idle", the ranks' CPU time while waiting (the program checks it).
+# With "abort-exit", a map under MPG_ABORT with abort_exit 3 whose task 7
+# fails on an agent: rank 0 prints the error and exits 3, and so does the
+# job (mpirun), at once.
 set -eu
 run_mpi=$1 prog=$2 mode=$3
 out=$(mktemp)
@@ -25,6 +28,12 @@ cat "$out"
 if [ "$mode" = rank0 ]; then
 	n=$(grep -c "saw rank 0 die" "$out" || true)
 	[ "$n" -eq 2 ] || { echo "cluster-dead: $n agents of 2 saw rank 0 die"; exit 1; }
+	exit 0
+fi
+if [ "$mode" = abort-exit ]; then
+	[ "$status" -eq 3 ] || { echo "cluster-dead: the job ended with status $status, not 3"; exit 1; }
+	grep -q "^mpguard: pool aborted: task 7 raised error 33 on worker .* of rank [12] (host $(hostname)): task 7 fails" "$out" ||
+		{ echo "cluster-dead: rank 0 did not print the abort's error"; exit 1; }
 	exit 0
 fi
 if [ "$mode" != kill ]; then

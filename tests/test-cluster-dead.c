@@ -166,6 +166,30 @@ static int recover(mpg_cluster *cl, const long *in, long *out, size_t n)
 	return bad;
 }
 
+static int raise7(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)userdata;
+	if (mpg_task_index(task) == 7)
+		mpg_raise(EDOM, "task 7 fails");
+	return mpg_task_set_result(task, in, len);
+}
+
+/* MPG_ABORT with abort_exit: rank 0 prints the error and exits 3 (the
+ * script checks that the job ends so, not hanging). */
+static int abort_exit(mpg_cluster *cl)
+{
+	mpg_options *o = NULL;
+	if (mpg_options_new(&o) < 0 || mpg_options_set_policy(o, MPG_ABORT, 0) < 0 ||
+	    mpg_options_set_abort_exit(o, 3) < 0 || mpg_options_set_chunksize(o, 1) < 0)
+		return 1;
+	mpg_buf in[40];
+	for (int i = 0; i < 40; i++)
+		in[i] = (mpg_buf){"t", 1};
+	int r = mpg_cluster_map(cl, raise7, in, 40, o, NULL);
+	fprintf(stderr, "test-cluster-dead: the aborted map returned %d\n", r);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	char pid[32];
@@ -192,6 +216,10 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "idle") == 0)
 		return idle(cl);
+	if (argc > 1 && strcmp(argv[1], "abort-exit") == 0) {
+		mpg_cluster_set_local(cl, 0);
+		return abort_exit(cl);
+	}
 	if (argc > 1 && strcmp(argv[1], "rank0") == 0) {
 		/* Under recovery the agents must notice and return. */
 		printf("test-cluster-dead: rank 0 kills itself\n");
