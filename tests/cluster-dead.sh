@@ -10,6 +10,10 @@
 # rank 0 reports the tasks the dead rank held (the program checks them).
 # With "rank0", under recovery too, rank 0 SIGKILLs itself: both agents
 # must notice and return from mpg_cluster_init() (-ECONNRESET).
+# With "silent", as "recover" but with the watch by pidfd off
+# (MPKIT_CLUSTER_PIDFD=0), as for a rank on another host: rank 0 declares
+# the killed rank dead once it is silent past the deadline
+# (MPKIT_CLUSTER_DEADLINE_MS=500).
 # With "idle", the ranks' CPU time while waiting (the program checks it).
 # With "abort-exit", a map under MPG_ABORT with abort_exit 3 whose task 7
 # fails on an agent: rank 0 prints the error and exits 3, and so does the
@@ -20,7 +24,10 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 mca=
-case $mode in recover | rank0) mca="--mca orte_enable_recovery 1" ;; esac
+case $mode in recover | rank0 | silent) mca="--mca orte_enable_recovery 1" ;; esac
+if [ "$mode" = silent ]; then
+	export MPKIT_CLUSTER_PIDFD=0 MPKIT_CLUSTER_DEADLINE_MS=500
+fi
 # shellcheck disable=SC2086 # $mca: two words or none
 "$run_mpi" 3 $mca "$prog" "$mode" >"$out" 2>&1 || status=$?
 cat "$out"

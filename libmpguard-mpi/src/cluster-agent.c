@@ -169,6 +169,7 @@ struct agent {
 	uint8_t *queue[MPG__CL_IN_FLIGHT];
 	size_t queue_len[MPG__CL_IN_FLIGHT];
 	unsigned nq;
+	uint64_t beat_ns, next_beat; /* heartbeats while it holds chunks */
 };
 
 static void *chunk_main(void *arg)
@@ -199,7 +200,9 @@ static int agent_check(void *arg)
 	if (finished)
 		return 1;
 	struct pollfd p = {.fd = a->rank0_pidfd, .events = POLLIN};
-	return a->rank0_pidfd >= 0 && poll(&p, 1, 0) > 0 ? 2 : 0;
+	if (a->rank0_pidfd >= 0 && poll(&p, 1, 0) > 0)
+		return 2;
+	return a->running && a->beat_ns && mpg__cl_now_ns() >= a->next_beat ? 3 : 0;
 }
 
 static void agent_nap(void *arg, long ns)
@@ -253,6 +256,7 @@ static int start_next(struct agent *a)
 		return -EAGAIN; /* as any fatal error: MPI_Abort by the caller */
 	}
 	a->running = true;
+	a->next_beat = mpg__cl_now_ns() + a->beat_ns;
 	return 0;
 }
 
@@ -294,9 +298,10 @@ static int handle(struct agent *a, int tag, uint8_t *msg, size_t len)
 	return start_next(a);
 }
 
-int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)
+int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd, int deadline_ms)
 {
-	struct agent a = {.pool = pool, .rank = rank, .host = host, .rank0_pidfd = rank0_pidfd};
+	struct agent a = {.pool = pool, .rank = rank, .host = host, .rank0_pidfd = rank0_pidfd,
+			  .beat_ns = (uint64_t)deadline_ms * 1000000u / 4};
 	pthread_mutex_init(&a.lock, NULL);
 	mpg__cl_cond_init(&a.cond);
 	int r = 0;
@@ -305,6 +310,13 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)
 		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, agent_check, agent_nap, &a);
 		if (p == 1) {
 			int why = agent_check(&a);
+			if (why == 3) {
+				/* Alive: a chunk that runs long is not a silent rank. */
+				a.next_beat = mpg__cl_now_ns() + a.beat_ns;
+				r = MPI_Send(NULL, 0, MPI_BYTE, 0, MPG__TAG_HEARTBEAT, MPI_COMM_WORLD) ==
+						    MPI_SUCCESS ? 0 : -EIO;
+				continue;
+			}
 			if (why == 1)
 				r = finish_chunk(&a);
 			else

@@ -25,10 +25,11 @@ static void park(mpg_cluster *cl, void *buf)
 	cl->lost[cl->nlost++] = buf;
 }
 
-/* Locked: @rank is dead. Where Open MPI does not end the job for it
- * (orte_enable_recovery), the pieces it held fail as CANCELLED (EHOSTDOWN)
- * with its rank and host, or run again elsewhere while retries last. */
-static void rank_died(mpg_cluster *cl, int rank)
+/* Locked: @rank is dead (@why). Where Open MPI does not end the job for
+ * it (orte_enable_recovery), the pieces it held fail as CANCELLED
+ * (EHOSTDOWN) with its rank and host, or run again elsewhere while
+ * retries last. */
+static void rank_died(mpg_cluster *cl, int rank, const char *why)
 {
 	cl->dead[rank] = true;
 	for (int s = 0; s < MPG__CL_IN_FLIGHT; s++) {
@@ -36,7 +37,7 @@ static void rank_died(mpg_cluster *cl, int rank)
 		if (!sl->busy)
 			continue;
 		mpg__cl_fail_piece(cl, sl->call, sl->first, sl->count, EHOSTDOWN, rank,
-				   cl->hosts[rank], "the rank died while it held the task");
+				   cl->hosts[rank], why);
 		park(cl, sl->buf);
 		sl->buf = NULL;
 		sl->busy = false;
@@ -45,8 +46,19 @@ static void rank_died(mpg_cluster *cl, int rank)
 	pthread_cond_broadcast(&cl->cond); /* rank 0's runner may take over */
 }
 
-/* While the driver waits: a new call, the end, or an agent on its host
- * whose process ended (its pidfd readable). */
+/* Locked: whether @rank holds pieces. */
+static bool holds(const mpg_cluster *cl, int rank)
+{
+	for (int s = 0; s < MPG__CL_IN_FLIGHT; s++)
+		if (cl->slots[rank * MPG__CL_IN_FLIGHT + s].busy)
+			return true;
+	return false;
+}
+
+/* While the driver waits: a new call, the end, an agent on its host whose
+ * process ended (its pidfd readable), or an agent that holds pieces and
+ * has been silent (no answer, no heartbeat) past the deadline: on another
+ * host, under orte_enable_recovery, that is how its death shows. */
 static int check(void *arg)
 {
 	mpg_cluster *cl = arg;
@@ -60,7 +72,15 @@ static int check(void *arg)
 		struct pollfd p = {.fd = cl->pidfd[rank], .events = POLLIN};
 		if (poll(&p, 1, 0) <= 0)
 			continue;
-		rank_died(cl, rank);
+		rank_died(cl, rank, "the rank died while it held the task");
+		wake = 1;
+	}
+	uint64_t now = cl->deadline_ns ? mpg__cl_now_ns() : 0;
+	for (int rank = 1; now && rank < cl->ranks; rank++) {
+		if (cl->dead[rank] || !holds(cl, rank) || now - cl->heard[rank] <= cl->deadline_ns)
+			continue;
+		rank_died(cl, rank, "the rank went silent while it held the task (no answer "
+				    "nor heartbeat within the deadline): taken for dead");
 		wake = 1;
 	}
 	pthread_mutex_unlock(&cl->lock);
@@ -76,9 +96,12 @@ static int fill(mpg_cluster *cl)
 			if (sl->busy || cl->dead[rank] || !cl->workers[rank] || cl->stopping)
 				continue;
 			size_t first, count;
+			bool idle = !holds(cl, rank);
 			struct mpg__cl_call *c = mpg__cl_pick(cl, rank, &first, &count);
 			if (!c)
 				return 0;
+			if (idle)
+				cl->heard[rank] = mpg__cl_now_ns(); /* its deadline starts */
 			size_t len = 0;
 			int r = mpg__cl_encode_piece(c, first, count, &sl->buf, &len);
 			if (r == 0 && len > INT_MAX) {
@@ -204,7 +227,7 @@ void *mpg__cl_driver_main(void *arg)
 		if (done || err)
 			break;
 		MPI_Status st;
-		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check, driver_nap, cl);
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPI_ANY_TAG, &st, check, driver_nap, cl);
 		if (p == 1)
 			continue;
 		int len = 0;
@@ -217,14 +240,26 @@ void *mpg__cl_driver_main(void *arg)
 			err = -ENOMEM;
 			continue;
 		}
-		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, MPG__TAG_RESULT, MPI_COMM_WORLD,
+		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
 			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
 			free(msg);
 			err = -EIO;
 			continue;
 		}
+		int src = st.MPI_SOURCE;
 		pthread_mutex_lock(&cl->lock);
-		err = take(cl, msg, (size_t)len, st.MPI_SOURCE);
+		if (src > 0 && src < cl->ranks)
+			cl->heard[src] = mpg__cl_now_ns();
+		switch (st.MPI_TAG) {
+		case MPG__TAG_RESULT:
+			err = take(cl, msg, (size_t)len, src);
+			break;
+		case MPG__TAG_HEARTBEAT:
+			break; /* heard */
+		default:
+			err = -EPROTO;
+			break;
+		}
 		pthread_mutex_unlock(&cl->lock);
 		free(msg);
 	}

@@ -10,8 +10,16 @@
 #include <stdint.h>
 
 /* MPI tags. ABORT (rank 0 -> agents, empty): MPG_ABORT, stop the chunks
- * running now and answer every chunk -ECANCELED from then on. */
-enum { MPG__TAG_CHUNK = 1, MPG__TAG_RESULT = 2, MPG__TAG_STOP = 3, MPG__TAG_ABORT = 4 };
+ * running now and answer every chunk -ECANCELED from then on. HEARTBEAT
+ * (agent -> rank 0, empty): alive, while it holds chunks. */
+enum {
+	MPG__TAG_CHUNK = 1,
+	MPG__TAG_RESULT = 2,
+	MPG__TAG_STOP = 3,
+	MPG__TAG_ABORT = 4,
+	MPG__TAG_HEARTBEAT = 5,
+};
+#define MPG__CL_DEADLINE_MS 10000 /* MPKIT_CLUSTER_DEADLINE_MS's default */
 
 #define MPG__CL_MAX_MODULE 4096u /* module path bytes */
 #define MPG__CL_MAX_BUILD_ID 64u

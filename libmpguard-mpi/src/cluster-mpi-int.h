@@ -80,6 +80,8 @@ struct mpg_cluster {
 	pthread_cond_t cond;
 	struct mpg__cl_call *calls, *calls_tail;
 	struct mpg__cl_slot *slots; /* ranks * MPG__CL_IN_FLIGHT, the driver's */
+	uint64_t *heard;   /* per rank: when it last answered or beat (the driver's) */
+	uint64_t deadline_ns; /* silent that long with chunks out: dead (0: never) */
 	pthread_t driver, runner;
 	bool threads;
 	bool stopping;
@@ -90,8 +92,11 @@ struct mpg_cluster {
 
 /* The agent of a non-zero rank: runs until rank 0 says stop. 0, -EIO
  * when MPI failed under it, -ECONNRESET when @rank0_pidfd (rank 0 on this
- * host, or -1) says rank 0 died. */
-int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd);
+ * host, or -1) says rank 0 died. While it holds chunks it beats every
+ * quarter of rank 0's @deadline_ms (0: never). */
+int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd, int deadline_ms);
+/* Monotonic ns. */
+uint64_t mpg__cl_now_ns(void);
 /* Errors of one chunk run on a local pool as wire records; *errs
  * malloc()ed, strings into @res. */
 int mpg__errors_to_wire(mpg_results *res, struct mpg__cl_wire_error **errs, uint32_t *n);

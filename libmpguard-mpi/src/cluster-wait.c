@@ -64,3 +64,10 @@ void mpg__cl_cond_init(pthread_cond_t *cond)
 	pthread_cond_init(cond, &a);
 	pthread_condattr_destroy(&a);
 }
+
+uint64_t mpg__cl_now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}

@@ -12,6 +12,21 @@
 
 static int mpi_err(int r) { return r == MPI_SUCCESS ? 0 : -EIO; }
 
+/* The knobs of a rank's death, from rank 0's environment (DESIGN.md,
+ * "Beyond one machine"): MPKIT_CLUSTER_DEADLINE_MS, how long a rank that
+ * holds chunks may stay silent before rank 0 declares it dead (default
+ * 10000, 0: never); MPKIT_CLUSTER_PIDFD=0 turns off the watch of the
+ * ranks on rank 0's host by pidfd (to test the deadline on one host). */
+static void knobs(int *deadline_ms, int *pidfd_watch)
+{
+	const char *d = getenv("MPKIT_CLUSTER_DEADLINE_MS");
+	char *end;
+	long v = d && *d ? strtol(d, &end, 10) : -1;
+	*deadline_ms = v >= 0 && v <= 24L * 3600 * 1000 && !*end ? (int)v : MPG__CL_DEADLINE_MS;
+	const char *w = getenv("MPKIT_CLUSTER_PIDFD");
+	*pidfd_watch = !(w && strcmp(w, "0") == 0);
+}
+
 MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts,
 				mpg_cluster **ret)
 {
@@ -76,6 +91,11 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 		r = mpi_err(MPI_Bcast(&pid0, 1, MPI_INT, 0, MPI_COMM_WORLD));
 	if (!r)
 		r = mpi_err(MPI_Bcast(host0, MPG__CL_MAX_HOST, MPI_CHAR, 0, MPI_COMM_WORLD));
+	/* And rank 0's knobs: the agents beat within its deadline. */
+	int k[2];
+	knobs(&k[0], &k[1]);
+	if (!r)
+		r = mpi_err(MPI_Bcast(k, 2, MPI_INT, 0, MPI_COMM_WORLD));
 	if (r < 0) {
 		free(pids);
 		free(hosts);
@@ -83,8 +103,9 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	}
 	if (rank != 0) {
 		host0[MPG__CL_MAX_HOST - 1] = '\0';
-		int watch = pid0 > 0 && strcmp(host0, host) == 0 ? pidfd_open((pid_t)pid0, 0) : -1;
-		r = mpg__agent_run(pool, rank, host, watch);
+		int watch = k[1] && pid0 > 0 && strcmp(host0, host) == 0 ?
+				    pidfd_open((pid_t)pid0, 0) : -1;
+		r = mpg__agent_run(pool, rank, host, watch, k[0]);
 		if (watch >= 0)
 			close(watch);
 		mpg_pool_free(pool);
@@ -100,11 +121,13 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	int *pidfd = calloc((size_t)size, sizeof *pidfd);
 	bool *dead = calloc((size_t)size, sizeof *dead);
 	struct mpg__cl_slot *slots = calloc((size_t)size * MPG__CL_IN_FLIGHT, sizeof *slots);
-	if (!cl || !pidfd || !dead || !slots) {
+	uint64_t *heard = calloc((size_t)size, sizeof *heard);
+	if (!cl || !pidfd || !dead || !slots || !heard) {
 		free(cl);
 		free(pidfd);
 		free(dead);
 		free(slots);
+		free(heard);
 		free(pids);
 		free(hosts);
 		r = -ENOMEM;
@@ -114,7 +137,7 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 		hosts[i][MPG__CL_MAX_HOST - 1] = '\0';
 		/* The agent is alive (it is in MPI_Init's job and has not been
 		 * told to stop), so its pid names it; O_CLOEXEC by default. */
-		pidfd[i] = i > 0 && pids[i] > 0 && strcmp(hosts[i], host) == 0 ?
+		pidfd[i] = k[1] && i > 0 && pids[i] > 0 && strcmp(hosts[i], host) == 0 ?
 				   pidfd_open((pid_t)pids[i], 0) :
 				   -1;
 	}
@@ -131,6 +154,8 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 		cl->total_workers += workers[i];
 	memcpy(cl->host, host, sizeof host);
 	cl->slots = slots;
+	cl->heard = heard;
+	cl->deadline_ns = (uint64_t)k[0] * 1000000u;
 	pthread_mutex_init(&cl->lock, NULL);
 	mpg__cl_cond_init(&cl->cond);
 	atomic_init(&cl->kick, false);
@@ -199,6 +224,7 @@ MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
 	for (int i = 0; i < cl->ranks * MPG__CL_IN_FLIGHT; i++)
 		free(cl->slots[i].buf);
 	free(cl->slots);
+	free(cl->heard);
 	free(cl->pidfd);
 	free(cl->dead);
 	free(cl->hosts);
