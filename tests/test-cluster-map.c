@@ -85,14 +85,31 @@ static mpg_buf *make_inputs(size_t n, uint8_t **store)
 	return in;
 }
 
+struct prog {
+	int finals;
+	size_t total, done;
+};
+
+static void on_progress(const mpg_progress *p, void *userdata)
+{
+	struct prog *g = userdata;
+	if (p->final) {
+		g->finals++;
+		g->total = p->total;
+		g->done = p->done;
+	}
+}
+
 static void test_map(mpg_cluster *cl)
 {
 	enum { N = 5000 };
 	uint8_t *store;
 	mpg_buf *in = make_inputs(N, &store);
 	mpg_options *o = NULL;
+	struct prog g = {0};
 	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_context(o, "ctx-bytes", 9) == 0 &&
-		      mpg_options_set_chunksize(o, 37) == 0,
+		      mpg_options_set_chunksize(o, 37) == 0 &&
+		      mpg_options_set_progress(o, on_progress, &g, 0) == 0,
 	      "options");
 	mpg_results *res = NULL;
 	int r = mpg_cluster_map(cl, echo, in, N, o, &res);
@@ -102,6 +119,8 @@ static void test_map(mpg_cluster *cl)
 		goto out;
 	CHECK(mpg_results_count(res) == N && mpg_results_failed(res) == 0, "%zu tasks, %zu failed",
 	      mpg_results_count(res), mpg_results_failed(res));
+	CHECK(g.finals == 1 && g.total == N && g.done == N, "%d final progress reports: %zu of %zu",
+	      g.finals, g.done, g.total);
 	int by_rank[3] = {0};
 	for (size_t i = 0; i < N && failures < 10; i++) {
 		const void *data = NULL;
@@ -432,11 +451,21 @@ static void sub_result(size_t index, const void *data, size_t len, void *userdat
 	s->in_cb--;
 }
 
+static int array_index(mpg_task *task, const void *in, size_t len, void *userdata);
+
 static void sub_error(const mpg_error *err, void *userdata)
 {
 	struct sub *s = userdata;
 	s->overlap += s->in_cb++;
 	s->errors += mpg_error_rank(err) >= 0 && mpg_error_host(err) != NULL;
+	if (s->errors == 1) { /* calls that wait would wait for this thread */
+		long in = 0, out[2];
+		CHECK(mpg_cluster_map_array(s->cl, array_index, &in, sizeof in, 1, out, sizeof out, 0,
+					    NULL, NULL) == -EDEADLK,
+		      "map_array in a callback");
+		mpg_buf b = {"x", 1};
+		CHECK(mpg_cluster_map(s->cl, echo, &b, 1, NULL, NULL) == -EDEADLK, "map in a callback");
+	}
 	s->in_cb--;
 }
 

@@ -23,6 +23,13 @@ static int check_cluster(mpg_cluster *cl, mpg_task_fn fn)
 	return cl->pid == getpid() ? 0 : -ECHILD;
 }
 
+/* In a callback of rank 0's pool: a call that waits would wait for it. */
+static bool on_dispatcher(const mpg_cluster *cl)
+{
+	const struct mpg_pool *p = cl->pool;
+	return p->thread_started && pthread_equal(pthread_self(), p->thread);
+}
+
 static int cmp_task(const void *a, const void *b)
 {
 	size_t x = (*(mpg_error *const *)a)->task, y = (*(mpg_error *const *)b)->task;
@@ -40,6 +47,8 @@ MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void
 		return -EINVAL;
 	if (out_size > MPG__CL_MAX_OUT)
 		return -EMSGSIZE;
+	if (on_dispatcher(cl))
+		return -EDEADLK;
 	if (!n)
 		return 0;
 	if ((chunksize && in_size && chunksize > INT_MAX / in_size) ||
