@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* mpguard-mpi.h — libmpguard-mpi: one map spread over the ranks of an MPI
- * job, each rank running a local libmpguard pool.
+/* mpguard-mpi.h — libmpguard-mpi: a libmpguard pool's calls spread over
+ * the ranks of an MPI job, each rank running a local libmpguard pool.
  *
  * The program is started with mpirun (or srun) and calls
  * mpg_cluster_init() first thing in main(). On rank 0 it returns a
@@ -9,19 +9,35 @@
  * sends the results and failures back, until rank 0 frees its handle.
  * MPI is the only transport and launcher: no sockets, no host discovery.
  *
+ * On rank 0, mpg_cluster_map(), mpg_cluster_imap_unordered(),
+ * mpg_cluster_submit() and mpg_cluster_map_array() are mpg_map(),
+ * mpg_imap_unordered(), mpg_submit() and mpg_map_array() over every
+ * rank's workers; their outcomes are read with libmpguard's own
+ * mpg_results, mpg_iter and mpg_future calls, and their callbacks run on
+ * rank 0's pool's dispatcher thread, one at a time. Rank 0's MPI calls are
+ * made by a driver thread of the cluster (MPI_THREAD_SERIALIZED), so the
+ * caller need not drive anything: call mpg_cluster_init() and
+ * mpg_cluster_free() from the same thread (the one that initializes and
+ * finalizes MPI), the other calls from any thread of rank 0.
+ *
  * A task that fails on any rank (raises, exits, crashes, is killed) reaches
  * rank 0 as the same mpg_error a local pool gives, symbolized on the rank
  * where it ran, with mpg_error_host() and mpg_error_rank() set; it never
- * takes its rank down.
+ * takes its rank down. MPG_RETRY runs it again on another rank; MPG_ABORT
+ * stops every rank's chunks.
  *
  * Task functions travel as an offset in their module (the program or a
  * shared library, checked by its build ID), so every rank must run the
- * same build. Inputs and results travel by value. Not yet: mpg_map(),
- * mpg_imap_unordered(), mpg_submit() on a cluster, logs of the agents'
- * workers on rank 0, retry on another rank. A rank that dies never hangs
- * the job: Open MPI ends it by default; under orte_enable_recovery, the
- * death of a rank on rank 0's host fails the tasks that rank held.
- * Waiting ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin.
+ * same build. Inputs, results and a call's context travel by value; the
+ * pool's userdata is each rank's own (see mpg_cluster_map()). A rank that
+ * dies never hangs the job: Open MPI ends it by default; under
+ * orte_enable_recovery, rank 0 declares dead a rank on its host whose
+ * process ended, and one anywhere that holds chunks and stays silent past
+ * a deadline (agents send heartbeats while they run chunks): environment
+ * of rank 0, MPKIT_CLUSTER_DEADLINE_MS (default 10000, 0: never) and
+ * MPKIT_CLUSTER_PIDFD=0 (no watch by pidfd on rank 0's host). Waiting
+ * ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin. Not yet: the
+ * records of the agents' workers in rank 0's log.
  */
 #ifndef MPGUARD_MPI_H
 #define MPGUARD_MPI_H
@@ -36,9 +52,11 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
 
 /**
  * mpg_cluster_init - start the local pool with @opts (may be NULL; as
- * mpg_pool_new()), then MPI (MPI_Init_thread(@argc, @argv, FUNNELED)), in
- * that order: the pool's fork server is forked before MPI exists in the
- * process, and no process that initialized MPI forks.
+ * mpg_pool_new()), then MPI (MPI_Init_thread(@argc, @argv, SERIALIZED)),
+ * in that order: the pool's fork server is forked before MPI exists in
+ * the process, and no process that initialized MPI forks. On rank 0 the
+ * cluster's driver thread makes every MPI call from then on until
+ * mpg_cluster_free().
  * Call it before any other thread starts and before MPI_Init.
  * On rank 0: returns 0 and the handle in *@ret. On every other rank: runs
  * the node agent until rank 0 calls mpg_cluster_free(), then stops its
@@ -48,14 +66,17 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * -ECONNRESET, MPI not finalized.
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
  * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
- * MPI_THREAD_FUNNELED), or an error of mpg_pool_new(). Since 0.1.
+ * MPI_THREAD_SERIALIZED), -EAGAIN (no thread for the driver), or an error
+ * of mpg_pool_new(). Since 0.1.
  */
 MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts,
 				mpg_cluster **ret);
 
-/** mpg_cluster_free - stop the agents (each returns from its
- *  mpg_cluster_init()), free rank 0's pool, finalize MPI. Accepts NULL.
- *  Since 0.1. */
+/** mpg_cluster_free - wait for the chunks out, stop the agents (each
+ *  returns from its mpg_cluster_init()), free rank 0's pool (tasks of
+ *  calls not ended, an iterator not read to its end, end cancelled),
+ *  finalize MPI. From the thread that called mpg_cluster_init(). Accepts
+ *  NULL. Since 0.1. */
 MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl);
 /** mpg_cluster_freep - mpg_cluster_free(*cl), for __attribute__((cleanup)). */
 MPG_EXPORT void mpg_cluster_freep(mpg_cluster **cl);
@@ -78,15 +99,18 @@ MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on);
  * input each); each rank spreads its chunk over its workers. @fn must be
  * in the program or a library loaded on every rank.
  * After the map, @on_error (may be NULL) is called for each failed task,
- * in input order, with @userdata; mpg_error_task() is its index in the
- * call, mpg_error_host() and mpg_error_rank() where it ran. Under
- * orte_enable_recovery, the tasks of chunks held by an agent on rank 0's
- * host that died fail as MPG_ERR_CANCELLED, code EHOSTDOWN, with its rank
- * and host; the map goes on over the other ranks.
+ * in input order, with @userdata, on the calling thread; mpg_error_task()
+ * is its index in the call (mpg_task_index() inside the task too),
+ * mpg_error_host() and mpg_error_rank() where it ran. The pool's policy
+ * retries apply (a failed task runs again on another rank); no abort. Under
+ * orte_enable_recovery, the tasks of chunks held by an agent that died
+ * fail as MPG_ERR_CANCELLED, code EHOSTDOWN, with its rank and host; the
+ * map goes on over the other ranks.
  * Returns the number of failed tasks (at most INT_MAX), or -EINVAL,
  * -ENOMEM, -EMSGSIZE (@out_size, or a chunk over INT_MAX bytes), -ENOENT
- * (@fn is in no loaded module), -EIO (an MPI call failed), -EPROTO (an
- * agent's answer was malformed). Since 0.1.
+ * (@fn is in no loaded module), -EDEADLK (in a callback of rank 0's pool),
+ * -ESHUTDOWN (a call aborted before), -EIO (an MPI call failed), -EPROTO
+ * (an agent's answer was malformed). Since 0.1.
  */
 MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void *in,
 				     size_t in_size, size_t n, void *out, size_t out_size,
@@ -106,11 +130,14 @@ MPG_EXPORT const mpg_error *mpg_cluster_abort_error(mpg_cluster *cl);
  * or a library loaded on every rank.
  * Of @opts (may be NULL; the pool's defaults, those of mpg_cluster_init(),
  * apply as for a pool), these apply: chunksize (as above); policy and
- * retries (a failed task is re-run on the rank where it failed); MPG_ABORT
+ * retries (a failed task runs again on another rank when there is one:
+ * its error's attempts count every run, its rank is the last); MPG_ABORT
  * (the first failure that reaches rank 0 aborts rank 0's pool, as mpg_map()
- * does a pool: no chunk is sent any more, the call returns -ECANCELED once
- * the chunks out came back, mpg_cluster_abort_error() says why, and later
- * calls return -ESHUTDOWN); abort_exit (rank 0 exits); context (sent
+ * does a pool: no chunk is sent any more, every agent's pool kills the
+ * workers of the chunk it runs, the call returns -ECANCELED,
+ * mpg_cluster_abort_error() says why, and later calls return -ESHUTDOWN;
+ * the agents live on until mpg_cluster_free()); abort_exit (rank 0 prints
+ * the error and exits, which ends the job); context (sent
  * with every chunk: mpg_task_context() works on every rank); the error
  * callback and progress (called on rank 0's pool's dispatcher thread,
  * one at a time, as for a pool); timeout (applied on the rank where the
@@ -122,12 +149,15 @@ MPG_EXPORT const mpg_error *mpg_cluster_abort_error(mpg_cluster *cl);
  * mpg_cluster_init() made the pool there (before MPI_Init).
  * Errors carry mpg_error_host() and mpg_error_rank(); mpg_error_task() is
  * the index in the call. Under orte_enable_recovery, the tasks of an
- * agent on rank 0's host that died fail as MPG_ERR_CANCELLED (EHOSTDOWN).
+ * agent that died fail as MPG_ERR_CANCELLED (EHOSTDOWN), or run again
+ * elsewhere while retries last.
  * Returns as mpg_map(): 0 with *@ret, or with @ret NULL the number of
  * failed tasks; -ECANCELED (MPG_ABORT), -EINVAL, -ENOMEM, -ESHUTDOWN
- * (aborted before), -ECHILD, -EMSGSIZE (a context over 16 MiB, a chunk
- * over INT_MAX bytes), -ENOENT (@fn is in no loaded module), -EIO (an MPI
- * call failed), -EPROTO (an agent's answer was malformed). Since 0.1.
+ * (aborted before), -ECHILD, -EDEADLK (in a callback), -EMSGSIZE (a
+ * context over 16 MiB), -ENOENT (@fn is in no loaded module), or the
+ * error that broke the cluster: -EIO (an MPI call failed), -EPROTO (an
+ * agent's answer was malformed); a chunk that cannot be sent (over
+ * INT_MAX bytes) fails its tasks. Since 0.1.
  */
 MPG_EXPORT int mpg_cluster_map(mpg_cluster *cl, mpg_task_fn fn, const mpg_buf *inputs, size_t n,
 			       const mpg_options *opts, mpg_results **ret);

@@ -230,11 +230,18 @@ static int send_answer(uint8_t *ans, size_t ans_len)
 static int finish_chunk(struct agent *a)
 {
 	pthread_join(a->th, NULL);
+	a->running = a->finished = false;
+	int r = a->err;
+	if (r == 0 && a->ans_len > INT32_MAX) {
+		/* Results too large for one message: the chunk fails whole. */
+		free(a->ans);
+		a->ans = NULL;
+		r = status_answer(a->rank, a->host, a->msg, a->len, -EMSGSIZE, &a->ans, &a->ans_len);
+	}
 	free(a->msg);
 	a->msg = NULL;
-	a->running = a->finished = false;
-	if (a->err < 0)
-		return a->err; /* rank 0 waits for an answer it will not get: MPI_Abort by the caller */
+	if (r < 0)
+		return r; /* rank 0 waits for an answer it will not get: MPI_Abort by the caller */
 	return send_answer(a->ans, a->ans_len);
 }
 
