@@ -7,13 +7,17 @@
  * drives, the others run chunks on their workers until rank 0 is done.
  * 100 000 inputs are mapped in place over all ranks' workers; input 777
  * crashes its worker, wherever it runs: the crash comes back to rank 0
- * with the rank, host and backtrace, and every rank goes on. Exits 0 when
- * that is what happened.
+ * with the rank, host and backtrace, and every rank goes on. Then words
+ * of any length are mapped to their reverse, read as a local pool's
+ * results, and one task is submitted and waited for with its future.
+ * Exits 0 when that is what happened.
  */
 #include <mpguard-mpi.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define N 100000
 
@@ -28,6 +32,18 @@ static int cube(mpg_task *task, const void *in, size_t len, void *userdata)
 		return *nowhere; /* a bug on one input */
 	double y = x * x * x;
 	return mpg_task_set_result(task, &y, sizeof y);
+}
+
+/* Any lengths: a word in, the word reversed out. */
+static int reverse(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)userdata;
+	char *out = mpg_task_alloc_result(task, len);
+	if (!out && len)
+		return ENOMEM;
+	for (size_t i = 0; i < len; i++)
+		out[i] = ((const char *)in)[len - 1 - i];
+	return 0;
 }
 
 static void report(const mpg_error *err, void *userdata)
@@ -52,6 +68,29 @@ int main(int argc, char **argv)
 					   report, &crashes);
 	printf("%d ranks, %u workers: %d of %d tasks failed; out[10] = %g\n",
 	       mpg_cluster_ranks(cl), mpg_cluster_workers(cl), failed, N, out[10]);
+
+	const char *words[] = {"mpkit", "over", "many", "hosts"};
+	mpg_buf in2[4];
+	for (int i = 0; i < 4; i++)
+		in2[i] = (mpg_buf){words[i], strlen(words[i])};
+	mpg_results *res = NULL;
+	int ok = mpg_cluster_map(cl, reverse, in2, 4, NULL, &res) == 0;
+	for (size_t i = 0; ok && i < 4; i++) {
+		const void *data;
+		size_t len;
+		ok = mpg_results_get(res, i, &data, &len) == 0;
+		if (ok)
+			printf("%s -> %.*s\n", words[i], (int)len, (const char *)data);
+	}
+	mpg_results_free(res);
+
+	mpg_future *f = NULL;
+	const void *data;
+	size_t len = 0;
+	ok = ok && mpg_cluster_submit(cl, reverse, "submitted", 9, NULL, NULL, NULL, NULL, &f) == 0 &&
+	     mpg_future_wait(f, -1) == 0 && mpg_future_result(f, &data, &len) == 0 && len == 9 &&
+	     memcmp(data, "dettimbus", 9) == 0;
+	mpg_future_free(f);
 	mpg_cluster_free(cl);
-	return failed == 1 && crashes == 1 && out[10] == 1000 ? 0 : 1;
+	return failed == 1 && crashes == 1 && out[10] == 1000 && ok ? 0 : 1;
 }
