@@ -282,6 +282,20 @@ static void clear_marks(void)
 		closedir(d);
 }
 
+struct retried {
+	size_t retried;
+	int finals;
+};
+
+static void on_retry_progress(const mpg_progress *p, void *userdata)
+{
+	struct retried *g = userdata;
+	if (p->final) {
+		g->finals++;
+		g->retried = p->retried;
+	}
+}
+
 static void test_map_retry(mpg_cluster *cl)
 {
 	enum { N = 60 };
@@ -289,12 +303,15 @@ static void test_map_retry(mpg_cluster *cl)
 	for (size_t i = 0; i < N; i++)
 		in[i] = (mpg_buf){"r", 1};
 	mpg_options *o = NULL;
+	struct retried g = {0};
 	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_policy(o, MPG_RETRY, 1) == 0 &&
-		      mpg_options_set_chunksize(o, 4) == 0,
+		      mpg_options_set_chunksize(o, 4) == 0 &&
+		      mpg_options_set_progress(o, on_retry_progress, &g, 0) == 0,
 	      "options");
 	clear_marks();
 	int r = mpg_cluster_map(cl, flaky, in, N, o, NULL);
 	CHECK(r == 0, "map with a retry returned %d failures", r);
+	CHECK(g.finals == 1 && g.retried == N, "progress: %zu retried", g.retried);
 	/* Without retries the first run of each fails. */
 	clear_marks();
 	r = mpg_cluster_map(cl, flaky, in, N, NULL, NULL);

@@ -264,7 +264,12 @@ void mpg__cl_task_failed(mpg_cluster *cl, struct mpg__cl_call *c, size_t index, 
 		}
 		c->attempts[index]++;
 		c->redo[c->nredo++] = (struct mpg__cl_redo){index, rank};
-		mpg__error_free(e);
+		if (e)
+			e->attempts = failed;
+		if (c->fed)
+			mpg__fed_retrying(c->fed, index, e); /* counted, logged */
+		else
+			mpg__error_free(e);
 		atomic_store(&cl->kick, true);
 		pthread_cond_broadcast(&cl->cond);
 		return;

@@ -46,6 +46,10 @@ MPG_EXPORT int mpg__fed_ok(struct job *job, size_t n, const size_t *index, const
  * be NULL for out of memory). Each task ends once: later outcomes of the
  * same task are dropped. */
 MPG_EXPORT void mpg__fed_fail(struct job *job, size_t index, mpg_error *err);
+/* Task @index failed a run (@err, taken; its attempts the runs so far)
+ * and will run again: a retry in the call's progress and the pool's
+ * stats, and the failure's record in the pool's log. */
+MPG_EXPORT void mpg__fed_retrying(struct job *job, size_t index, mpg_error *err);
 /* The feeder is done with the job: every task it took was fed. */
 MPG_EXPORT void mpg__fed_release(struct job *job);
 /* As mpg_map() returns, once every task was fed or the call cancelled,

@@ -198,6 +198,24 @@ MPG_EXPORT void mpg__fed_fail(struct job *job, size_t index, mpg_error *err)
 	mpg__pool_wake(p);
 }
 
+MPG_EXPORT void mpg__fed_retrying(struct job *job, size_t index, mpg_error *err)
+{
+	struct mpg_pool *p = job->pool;
+	pthread_mutex_lock(&p->lock);
+	if (takes(p, job) && index < job->n && job->state[index] == ITEM_PENDING) {
+		p->stats.tasks_retried++;
+		if (job->pr)
+			job->pr->retried++;
+		struct delivery d = {.job = job, .err = err, .index = index, .retrying = true,
+				     .free_err = true};
+		if (err && p->log_writer && mpg__add_delivery(p, &d) == 0)
+			err = NULL;
+	}
+	pthread_mutex_unlock(&p->lock);
+	mpg__error_free(err);
+	mpg__pool_wake(p);
+}
+
 MPG_EXPORT void mpg__fed_release(struct job *job)
 {
 	struct mpg_pool *p = job->pool;
