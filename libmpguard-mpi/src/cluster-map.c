@@ -20,7 +20,13 @@ static int check_cluster(mpg_cluster *cl, mpg_task_fn fn)
 {
 	if (!cl || !fn)
 		return -EINVAL;
-	return cl->pid == getpid() ? 0 : -ECHILD;
+	if (cl->pid != getpid())
+		return -ECHILD;
+	/* Broken (MPI failed) or aborted: refused before anything starts. */
+	pthread_mutex_lock(&cl->lock);
+	int r = cl->broken ? cl->broken : cl->aborted ? -ESHUTDOWN : 0;
+	pthread_mutex_unlock(&cl->lock);
+	return r;
 }
 
 /* In a callback of rank 0's pool: a call that waits would wait for it. */
@@ -87,8 +93,8 @@ static int check_inputs(const mpg_buf *inputs, size_t n)
 	return 0;
 }
 
-/* A fed call's part of the cluster; the fed job was made. On failure its
- * tasks end there and it is released. */
+/* A fed call's part of the cluster; the fed job was made. On failure
+ * (out of memory) its tasks end there, failed, and it is released. */
 static int start_fed(mpg_cluster *cl, struct mpg__cl_call *c, const mpg_options *opts)
 {
 	int r = mpg__cl_call_start(cl, c, 0, opts);
