@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,17 @@ static int faulty(mpg_task *task, const void *in, size_t len, void *userdata)
 	return mpg_task_set_result(task, in, len);
 }
 
+static volatile int *null_page;
+
+/* UBSan (the sanitized build) must let the NULL load fault as it would. */
+__attribute__((no_sanitize("undefined"))) static int crashy(mpg_task *task, const void *in,
+							     size_t len, void *userdata)
+{
+	if (len == 4 && memcmp(in, "segv", 4) == 0)
+		return *null_page; /* SIGSEGV */
+	return faulty(task, in, len, userdata);
+}
+
 struct seen {
 	pthread_t caller;
 	int n, off_caller, placed;
@@ -198,8 +210,11 @@ static void on_error(const mpg_error *err, void *userdata)
 	struct seen *s = userdata;
 	s->n++;
 	s->off_caller += !pthread_equal(pthread_self(), s->caller);
+	const char *bt = mpg_error_backtrace(err);
 	s->placed += mpg_error_host(err) != NULL && mpg_error_rank(err) >= 0 &&
-		     mpg_error_get_kind(err) == MPG_ERR_RAISED && mpg_error_code(err) == EDOM;
+		     ((mpg_error_get_kind(err) == MPG_ERR_RAISED && mpg_error_code(err) == EDOM) ||
+		      (mpg_error_get_kind(err) == MPG_ERR_SIGNALED && mpg_error_signal(err) == SIGSEGV &&
+		       bt && strstr(bt, "crashy")));
 	s->last = mpg_error_task(err);
 }
 
@@ -209,6 +224,7 @@ static void test_map_errors(mpg_cluster *cl)
 	mpg_buf in[N];
 	for (size_t i = 0; i < N; i++)
 		in[i] = i % 40 == 3 ? (mpg_buf){"x", 1} : (mpg_buf){"ok", 2};
+	in[125] = (mpg_buf){"segv", 4}; /* a crash, on an agent */
 	struct seen s = {.caller = pthread_self()};
 	mpg_options *o = NULL;
 	CHECK(mpg_options_new(&o) == 0 && mpg_options_set_error_callback(o, on_error, &s) == 0 &&
@@ -216,20 +232,23 @@ static void test_map_errors(mpg_cluster *cl)
 	      "options");
 	mpg_results *res = NULL;
 	CHECK(mpg_cluster_set_local(cl, 0) == 0, "set_local"); /* failures on the agents */
-	int r = mpg_cluster_map(cl, faulty, in, N, o, &res);
+	int r = mpg_cluster_map(cl, crashy, in, N, o, &res);
 	CHECK(mpg_cluster_set_local(cl, 1) == 0, "set_local");
 	mpg_options_free(o);
 	CHECK(r == 0 && res, "map returned %d", r);
 	if (!res)
 		return;
-	CHECK(mpg_results_failed(res) == N / 40, "%zu failed", mpg_results_failed(res));
-	CHECK(s.n == N / 40 && s.off_caller == s.n && s.placed == s.n,
+	CHECK(mpg_results_failed(res) == N / 40 + 1, "%zu failed", mpg_results_failed(res));
+	CHECK(s.n == N / 40 + 1 && s.off_caller == s.n && s.placed == s.n,
 	      "%d callbacks, %d on the dispatcher, %d with their place", s.n, s.off_caller, s.placed);
 	int ranks = 0;
+	const mpg_error *segv = mpg_results_error(res, 125);
+	CHECK(segv && mpg_error_get_kind(segv) == MPG_ERR_SIGNALED && mpg_error_rank(segv) > 0,
+	      "task 125: %s", segv ? mpg_error_describe(segv) : "no error");
 	for (size_t i = 0; i < N; i++) {
 		const mpg_error *e = mpg_results_error(res, i);
 		if (i % 40 != 3) {
-			CHECK(!e, "task %zu failed", i);
+			CHECK(!e || i == 125, "task %zu failed", i);
 			continue;
 		}
 		CHECK(e && mpg_error_task(e) == i, "task %zu: error of task %zu", i,
@@ -621,6 +640,7 @@ static void no_children(const char *who)
 int main(int argc, char **argv)
 {
 	shared.magic = 1234;
+	null_page = NULL;
 	snprintf(mark_dir, sizeof mark_dir, "/tmp/test-cluster-map.%d", (int)getppid());
 	if (mkdir(mark_dir, 0700) < 0 && errno != EEXIST)
 		return 1;

@@ -213,7 +213,15 @@ void *mpg__cl_driver_main(void *arg)
 {
 	mpg_cluster *cl = arg;
 	int err = 0;
+	uint64_t checked = 0;
 	for (;;) {
+		/* The checks of a wait, also when answers come without a pause
+		 * (a wait checks after its naps only): once a millisecond. */
+		uint64_t now = mpg__cl_now_ns();
+		if (now - checked > 1000000u) {
+			checked = now;
+			(void)check(cl);
+		}
 		if (!cl->aborted && mpg_pool_abort_error(cl->pool))
 			abort_agents(cl);
 		pthread_mutex_lock(&cl->lock);
