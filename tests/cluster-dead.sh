@@ -14,6 +14,8 @@
 # (MPKIT_CLUSTER_PIDFD=0), as for a rank on another host: rank 0 declares
 # the killed rank dead once it is silent past the deadline
 # (MPKIT_CLUSTER_DEADLINE_MS=500).
+# With "rank0-silent", as "rank0" with the pidfd watch off: the agents
+# take rank 0's silence past the deadline for its death (rank 0 beats too).
 # With "idle", the ranks' CPU time while waiting (the program checks it).
 # With "abort-exit", a map under MPG_ABORT with abort_exit 3 whose task 7
 # fails on an agent: rank 0 prints the error and exits 3, and so does the
@@ -24,15 +26,13 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 status=0
 mca=
-case $mode in recover | rank0 | silent) mca="--mca orte_enable_recovery 1" ;; esac
-if [ "$mode" = silent ]; then
-	export MPKIT_CLUSTER_PIDFD=0 MPKIT_CLUSTER_DEADLINE_MS=500
-fi
+case $mode in recover | rank0 | silent | rank0-silent) mca="--mca orte_enable_recovery 1" ;; esac
+case $mode in silent | rank0-silent) export MPKIT_CLUSTER_PIDFD=0 MPKIT_CLUSTER_DEADLINE_MS=500 ;; esac
 # shellcheck disable=SC2086 # $mca: two words or none
 "$run_mpi" 3 $mca "$prog" "$mode" >"$out" 2>&1 || status=$?
 cat "$out"
 [ "$status" -ne 77 ] || exit 77
-if [ "$mode" = rank0 ]; then
+if [ "$mode" = rank0 ] || [ "$mode" = rank0-silent ]; then
 	n=$(grep -c "saw rank 0 die" "$out" || true)
 	[ "$n" -eq 2 ] || { echo "cluster-dead: $n agents of 2 saw rank 0 die"; exit 1; }
 	exit 0

@@ -222,7 +222,7 @@ int main(int argc, char **argv)
 		mpg_cluster_set_local(cl, 0);
 		return abort_exit(cl);
 	}
-	if (argc > 1 && strcmp(argv[1], "rank0") == 0) {
+	if (argc > 1 && (strcmp(argv[1], "rank0") == 0 || strcmp(argv[1], "rank0-silent") == 0)) {
 		/* Under recovery the agents must notice and return. */
 		printf("test-cluster-dead: rank 0 kills itself\n");
 		fflush(stdout);

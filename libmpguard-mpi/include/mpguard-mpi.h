@@ -33,7 +33,9 @@
  * dies never hangs the job: Open MPI ends it by default; under
  * orte_enable_recovery, rank 0 declares dead a rank on its host whose
  * process ended, and one anywhere that holds chunks and stays silent past
- * a deadline (agents send heartbeats while they run chunks): environment
+ * a deadline (agents send heartbeats while they run chunks), and an agent
+ * returns when rank 0 dies on its host or is silent past the deadline
+ * (rank 0 beats to every agent): environment
  * of rank 0, MPKIT_CLUSTER_DEADLINE_MS (default 10000, 0: never) and
  * MPKIT_CLUSTER_PIDFD=0 (no watch by pidfd on rank 0's host). Waiting
  * ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin. Not yet: the
@@ -62,8 +64,9 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * the node agent until rank 0 calls mpg_cluster_free(), then stops its
  * pool, finalizes MPI and returns 1 with *@ret NULL: the program should
  * then leave main() (`if (r != 0) return r < 0;`). Under Open MPI's
- * orte_enable_recovery, an agent that sees rank 0 on its host die returns
- * -ECONNRESET, MPI not finalized.
+ * orte_enable_recovery, an agent that sees rank 0 on its host die, or
+ * hears nothing from it past the deadline, returns -ECONNRESET, MPI not
+ * finalized.
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
  * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
  * MPI_THREAD_SERIALIZED), -EAGAIN (no thread for the driver), or an error

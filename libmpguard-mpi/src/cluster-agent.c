@@ -170,6 +170,7 @@ struct agent {
 	size_t queue_len[MPG__CL_IN_FLIGHT];
 	unsigned nq;
 	uint64_t beat_ns, next_beat; /* heartbeats while it holds chunks */
+	uint64_t deadline_ns, heard0; /* rank 0 silent that long (it beats): dead */
 };
 
 static void *chunk_main(void *arg)
@@ -202,7 +203,10 @@ static int agent_check(void *arg)
 	struct pollfd p = {.fd = a->rank0_pidfd, .events = POLLIN};
 	if (a->rank0_pidfd >= 0 && poll(&p, 1, 0) > 0)
 		return 2;
-	return a->running && a->beat_ns && mpg__cl_now_ns() >= a->next_beat ? 3 : 0;
+	uint64_t now = mpg__cl_now_ns();
+	if (a->deadline_ns && now - a->heard0 > a->deadline_ns)
+		return 2; /* on another host: silence is all a death shows */
+	return a->running && a->beat_ns && now >= a->next_beat ? 3 : 0;
 }
 
 static void agent_nap(void *arg, long ns)
@@ -274,6 +278,10 @@ static int handle(struct agent *a, int tag, uint8_t *msg, size_t len)
 		free(msg);
 		return 1;
 	}
+	if (tag == MPG__TAG_HEARTBEAT) {
+		free(msg);
+		return 0; /* rank 0 is alive */
+	}
 	if (tag == MPG__TAG_ABORT) {
 		free(msg);
 		if (!a->aborted) {
@@ -308,7 +316,9 @@ static int handle(struct agent *a, int tag, uint8_t *msg, size_t len)
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd, int deadline_ms)
 {
 	struct agent a = {.pool = pool, .rank = rank, .host = host, .rank0_pidfd = rank0_pidfd,
-			  .beat_ns = (uint64_t)deadline_ms * 1000000u / 4};
+			  .beat_ns = (uint64_t)deadline_ms * 1000000u / 4,
+			  .deadline_ns = (uint64_t)deadline_ms * 1000000u,
+			  .heard0 = mpg__cl_now_ns()};
 	pthread_mutex_init(&a.lock, NULL);
 	mpg__cl_cond_init(&a.cond);
 	int r = 0;
@@ -348,6 +358,7 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd, 
 			r = -EIO;
 			break;
 		}
+		a.heard0 = mpg__cl_now_ns();
 		r = handle(&a, st.MPI_TAG, msg, (size_t)len);
 	}
 	/* A chunk still running (STOP comes after every answer, so only on

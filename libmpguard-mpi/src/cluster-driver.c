@@ -66,6 +66,8 @@ static int check(void *arg)
 	bool abort = mpg_pool_abort_error(cl->pool) != NULL;
 	pthread_mutex_lock(&cl->lock);
 	wake |= cl->stopping || (abort && !cl->aborted);
+	if (cl->deadline_ns && mpg__cl_now_ns() - cl->beaten >= cl->deadline_ns / 4)
+		wake = 1; /* time to beat */
 	for (int rank = 1; rank < cl->ranks; rank++) {
 		if (cl->dead[rank] || cl->pidfd[rank] < 0)
 			continue;
@@ -203,6 +205,19 @@ static void abort_agents(mpg_cluster *cl)
 			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_ABORT, MPI_COMM_WORLD);
 }
 
+/* Rank 0 beats too, every quarter of the deadline, busy or not: an agent
+ * whose rank 0 died on another host sees it fall silent. Fire and forget
+ * (a send to a rank that died must not stop the driver). */
+static void beat(mpg_cluster *cl)
+{
+	for (int i = 1; i < cl->ranks; i++) {
+		MPI_Request req;
+		if (!cl->dead[i] && MPI_Isend(NULL, 0, MPI_BYTE, i, MPG__TAG_HEARTBEAT, MPI_COMM_WORLD,
+					      &req) == MPI_SUCCESS)
+			MPI_Request_free(&req);
+	}
+}
+
 static void driver_nap(void *arg, long ns)
 {
 	mpg_cluster *cl = arg;
@@ -221,6 +236,10 @@ void *mpg__cl_driver_main(void *arg)
 		if (now - checked > 1000000u) {
 			checked = now;
 			(void)check(cl);
+		}
+		if (cl->deadline_ns && now - cl->beaten >= cl->deadline_ns / 4) {
+			cl->beaten = now;
+			beat(cl);
 		}
 		if (!cl->aborted && mpg_pool_abort_error(cl->pool))
 			abort_agents(cl);

@@ -82,6 +82,7 @@ struct mpg_cluster {
 	struct mpg__cl_slot *slots; /* ranks * MPG__CL_IN_FLIGHT, the driver's */
 	uint64_t *heard;   /* per rank: when it last answered or beat (the driver's) */
 	uint64_t deadline_ns; /* silent that long with chunks out: dead (0: never) */
+	uint64_t beaten;   /* when the driver last beat to the agents */
 	pthread_t driver, runner;
 	bool threads;
 	bool stopping;
