@@ -36,7 +36,9 @@
  * a deadline (agents send heartbeats while they run chunks), and an agent
  * returns when rank 0 dies on its host or is silent past the deadline
  * (rank 0 beats to every agent): environment
- * of rank 0, MPKIT_CLUSTER_DEADLINE_MS (default 10000, 0: never) and
+ * of rank 0, MPKIT_CLUSTER_DEADLINE_MS (0: never; default 10000 under
+ * orte_enable_recovery, else never: a rank stopped in a debugger is not
+ * taken for dead) and
  * MPKIT_CLUSTER_PIDFD=0 (no watch by pidfd on rank 0's host). Waiting
  * ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin. Not yet: the
  * records of the agents' workers in rank 0's log.

@@ -19,7 +19,7 @@ enum {
 	MPG__TAG_ABORT = 4,
 	MPG__TAG_HEARTBEAT = 5,
 };
-#define MPG__CL_DEADLINE_MS 10000 /* MPKIT_CLUSTER_DEADLINE_MS's default */
+#define MPG__CL_DEADLINE_MS 10000 /* MPKIT_CLUSTER_DEADLINE_MS's default under recovery */
 
 #define MPG__CL_MAX_MODULE 4096u /* module path bytes */
 #define MPG__CL_MAX_BUILD_ID 64u

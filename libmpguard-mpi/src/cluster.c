@@ -7,22 +7,30 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/pidfd.h>
 #include <unistd.h>
 
 static int mpi_err(int r) { return r == MPI_SUCCESS ? 0 : -EIO; }
 
 /* The knobs of a rank's death, from rank 0's environment (DESIGN.md,
- * "Beyond one machine"): MPKIT_CLUSTER_DEADLINE_MS, how long a rank that
- * holds chunks may stay silent before rank 0 declares it dead (default
- * 10000, 0: never); MPKIT_CLUSTER_PIDFD=0 turns off the watch of the
+ * "Beyond one machine"): MPKIT_CLUSTER_DEADLINE_MS, how long a rank may
+ * stay silent before it is taken for dead (0: never; by default 10000
+ * under orte_enable_recovery, which mpirun passes on as
+ * OMPI_MCA_orte_enable_recovery, else never: without it Open MPI ends the
+ * job when a rank dies, and a rank stopped in a debugger must not be
+ * taken for dead); MPKIT_CLUSTER_PIDFD=0 turns off the watch of the
  * ranks on rank 0's host by pidfd (to test the deadline on one host). */
 static void knobs(int *deadline_ms, int *pidfd_watch)
 {
+	const char *rec = getenv("OMPI_MCA_orte_enable_recovery");
+	bool recovery = rec && (strcmp(rec, "1") == 0 || strcasecmp(rec, "true") == 0);
 	const char *d = getenv("MPKIT_CLUSTER_DEADLINE_MS");
-	char *end;
+	char *end = NULL;
 	long v = d && *d ? strtol(d, &end, 10) : -1;
-	*deadline_ms = v >= 0 && v <= 24L * 3600 * 1000 && !*end ? (int)v : MPG__CL_DEADLINE_MS;
+	*deadline_ms = v >= 0 && v <= 24L * 3600 * 1000 && !*end ? (int)v :
+		       recovery                                  ? MPG__CL_DEADLINE_MS :
+								   0;
 	const char *w = getenv("MPKIT_CLUSTER_PIDFD");
 	*pidfd_watch = !(w && strcmp(w, "0") == 0);
 }
