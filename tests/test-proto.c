@@ -6,7 +6,11 @@
 #include "arena-int.h"
 #include "proto-int.h"
 
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define HDR sizeof(struct mpk_frame_header)
 
@@ -425,6 +429,89 @@ START_TEST(arena_gives_back_what_was_committed)
 }
 END_TEST
 
+/* A fixed result left in the arena: the frame carries where, not bytes. */
+START_TEST(result_in_the_arena_says_where_and_is_bounded)
+{
+	struct mpk_buf b = {0};
+	struct mpg__result_head h = {.job = 3, .first = 8, .count = 4,
+				     .mode = CHUNK_FIXED_OUT | RESULT_IN_ARENA, .out_size = 16};
+	mpk_buf_put(&b, &h, sizeof h);
+	uint64_t off = 4096;
+	mpk_buf_put(&b, &off, sizeof off);
+	uint32_t nerr = 0;
+	mpk_buf_put(&b, &nerr, sizeof nerr);
+	struct mpg__result r;
+	ck_assert_int_eq(mpg__result_decode(b.data, b.len, &r), 0);
+	ck_assert(r.is_fixed && r.in_arena);
+	ck_assert_ptr_null(r.fixed);
+	ck_assert_uint_eq(r.arena_off, 4096);
+	ASSERT_TRUNCATIONS_FAIL(mpg__result_decode(tb, n, &r), b.data, b.len);
+
+	/* Past the biggest arena, or an offset that wraps. */
+	struct mpg__result_head *hp = (void *)b.data;
+	uint64_t *op = (void *)(b.data + sizeof h);
+	*op = MPG_ARENA_MAX - 63;
+	ck_assert_int_lt(mpg__result_decode(b.data, b.len, &r), 0);
+	*op = UINT64_MAX - 8;
+	ck_assert_int_lt(mpg__result_decode(b.data, b.len, &r), 0);
+	*op = 0;
+	hp->out_size = UINT64_MAX / 2;
+	ck_assert_int_lt(mpg__result_decode(b.data, b.len, &r), 0);
+	/* Only fixed results can be left there. */
+	hp->out_size = 16;
+	hp->mode = RESULT_IN_ARENA;
+	ck_assert_int_lt(mpg__result_decode(b.data, b.len, &r), 0);
+	mpk_buf_free(&b);
+}
+END_TEST
+
+static void *releases(void *arg)
+{
+	struct mpg__arena_head *h = arg;
+	/* Only once the worker sleeps on it: the wake-up is what is tested. */
+	while (!atomic_load(&h->waiting))
+		sched_yield();
+	mpg__arena_release(h, 2);
+	return NULL;
+}
+
+/* The worker reuses results sent by reference only once the parent read
+ * them all; it sleeps until then, and leaves when the parent hung up. */
+START_TEST(arena_results_wait_for_their_release)
+{
+	struct mpg__arena a;
+	ck_assert_int_eq(mpg__arena_open(&a), 0);
+	ck_assert_int_eq(ftruncate(a.fd, 100), -1); /* sealed: it never shrinks */
+	struct mpg__arena_head *h = mpg__arena_attach(a.fd);
+	ck_assert_ptr_nonnull(h);
+	int pipefd[2];
+	ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+
+	ck_assert_int_eq(mpg__arena_await(&a, 0, pipefd[0]), 0); /* none sent */
+	mpg__arena_release(h, 1);
+	ck_assert_int_eq(mpg__arena_await(&a, 1, pipefd[0]), 0);
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, releases, h), 0);
+	ck_assert_int_eq(mpg__arena_await(&a, 2, pipefd[0]), 0);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(atomic_load(&mpg__arena_head(&a)->released), 2);
+
+	close(pipefd[1]);
+	ck_assert_int_eq(mpg__arena_await(&a, 3, pipefd[0]), -EPIPE);
+	close(pipefd[0]);
+
+	/* An fd that is not a sealed memfd is not mapped. */
+	ck_assert_ptr_null(mpg__arena_attach(pipefd[0]));
+	int plain = memfd_create("plain", MFD_CLOEXEC);
+	ck_assert_int_eq(ftruncate(plain, 8192), 0);
+	ck_assert_ptr_null(mpg__arena_attach(plain));
+	close(plain);
+	mpg__arena_detach(h);
+	munmap(a.base, a.size);
+	close(a.fd);
+}
+END_TEST
+
 START_TEST(arena_that_is_not_one_is_refused)
 {
 	struct mpg__result r;
@@ -474,6 +561,8 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, garbage_shows_at_its_first_byte);
 	tcase_add_test(tc, arena_gives_back_what_was_committed);
 	tcase_add_test(tc, arena_that_is_not_one_is_refused);
+	tcase_add_test(tc, result_in_the_arena_says_where_and_is_bounded);
+	tcase_add_test(tc, arena_results_wait_for_their_release);
 	suite_add_tcase(s, tc);
 	return s;
 }

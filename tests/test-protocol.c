@@ -399,6 +399,84 @@ START_TEST(finished_fixed_size_tasks_of_a_killed_worker_never_run_again)
 }
 END_TEST
 
+/* As kills_every_third, with 16 KiB results: frames of two tasks or more
+ * leave them in the worker's arena, read from there (RESULT_IN_ARENA). */
+enum { BIG_OUT = 16 << 10 };
+static int kills_every_third_big(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	int64_t x = input_of(in);
+	atomic_fetch_add(&runs[x], 1);
+	if (x % 3 == 2)
+		raise(SIGKILL);
+	(void)len; (void)ud;
+	int64_t *out = mpg_task_alloc_result(t, BIG_OUT);
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < BIG_OUT / 8; i++)
+		out[i] = x * 1000 + (int64_t)i;
+	return 0;
+}
+
+static int big_result(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	(void)len; (void)ud;
+	int64_t x = input_of(in), *out = mpg_task_alloc_result(t, BIG_OUT);
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < BIG_OUT / 8; i++)
+		out[i] = x * 1000 + (int64_t)i;
+	return 0;
+}
+
+static void check_big(const int64_t *y, size_t n, bool killers)
+{
+	for (size_t k = 0; k < n; k++) {
+		size_t bad = BIG_OUT / 8;
+		for (size_t i = 0; i < BIG_OUT / 8 && bad == BIG_OUT / 8; i++)
+			if (y[k * BIG_OUT / 8 + i] != (killers && k % 3 == 2 ? 0 : (int64_t)(k * 1000 + i)))
+				bad = i;
+		ck_assert_msg(bad == BIG_OUT / 8, "task %zu, word %zu", k, bad);
+	}
+}
+
+START_TEST(big_fixed_results_read_from_the_arena_come_back_exactly_once)
+{
+	count_runs();
+	mpg_pool *p = new_pool(2, 10);
+	enum { N = 300 };
+	int64_t x[N];
+	int64_t *y = malloc((size_t)N * BIG_OUT);
+	for (int i = 0; i < N; i++)
+		x[i] = i;
+	mpg_results *res;
+	ck_assert_int_eq(mpg_map_array(p, kills_every_third_big, x, 8, N, y, BIG_OUT, NULL, &res), 0);
+	check_killers(res, N, p);
+	check_big(y, N, true);
+	mpg_results_free(res);
+
+	/* Many chunks of 8 MiB each: more than a worker's arena holds
+	 * unread, so it waits for the parent to read some. */
+	enum { M = 4096 };
+	int64_t *xs = malloc(M * sizeof *xs), *ys = malloc((size_t)M * BIG_OUT);
+	for (int i = 0; i < M; i++)
+		xs[i] = i;
+	mpg_options *o;
+	ck_assert_int_eq(mpg_options_new(&o), 0);
+	ck_assert_int_eq(mpg_options_set_chunksize(o, 512), 0);
+	for (int round = 0; round < 3; round++) {
+		memset(ys, 0xff, (size_t)M * BIG_OUT);
+		ck_assert_int_eq(mpg_map_array(p, big_result, xs, 8, M, ys, BIG_OUT, o, NULL), 0);
+		check_big(ys, M, false);
+	}
+	mpg_options_free(o);
+	free(xs);
+	free(ys);
+	free(y);
+	mpg_pool_free(p);
+	mpk_assert_no_children();
+}
+END_TEST
+
 START_TEST(finished_tasks_of_a_killed_worker_reach_an_iterator_once)
 {
 	count_runs();
@@ -474,6 +552,7 @@ static Suite *protocol_suite(void)
 	tcase_add_test(tc, finished_tasks_of_a_killed_worker_never_run_again);
 	tcase_add_test(tc, finished_fixed_size_tasks_of_a_killed_worker_never_run_again);
 	tcase_add_test(tc, finished_tasks_of_a_killed_worker_reach_an_iterator_once);
+	tcase_add_test(tc, big_fixed_results_read_from_the_arena_come_back_exactly_once);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("deaths");
 	tcase_add_test(tc, a_worker_dead_of_its_own_sigpipe_is_signaled_not_sent_from_outside);

@@ -15,7 +15,14 @@
 /* The first page: what the data region holds. Written by the worker only,
  * read by the parent only once the worker is dead, so no lock; the order
  * of the stores still matters (a worker can die between any two): a
- * commit stores len, then count; a reset stores count = 0 first. */
+ * commit stores len, then count; a reset stores count = 0 first.
+ *
+ * Results sent by reference (RESULT_IN_ARENA frames) stay in the data
+ * region until the parent has read them: it counts such frames in
+ * `released`, its own cache line of the head, which it maps (the file is
+ * sealed against shrinking, so the mapping cannot fault). The worker
+ * reuses a region only once `released` says every frame it sent was
+ * read; it sleeps on `released` (a futex) with `waiting` set. */
 struct mpg__arena_head {
 	_Atomic uint32_t count;    /* tasks committed, not yet sent */
 	_Atomic uint32_t mode;     /* CHUNK_FIXED_OUT, or 0: items */
@@ -24,6 +31,8 @@ struct mpg__arena_head {
 	_Atomic uint64_t out_size; /* fixed: bytes per task */
 	_Atomic uint64_t data_off; /* where the first committed task's bytes start */
 	_Atomic uint64_t len;      /* committed bytes from data_off */
+	_Alignas(64) _Atomic uint32_t released; /* parent: RESULT_IN_ARENA frames read */
+	_Atomic uint32_t waiting;  /* worker: asleep on released */
 };
 #define MPG_ARENA_DATA 4096u          /* the data region's offset */
 #define MPG_ARENA_INITIAL (64u << 10) /* data bytes at first */
@@ -73,7 +82,17 @@ static inline void mpg__arena_commit(struct mpg__arena *a, uint32_t count, uint6
 	atomic_store_explicit(&h->count, count, memory_order_release);
 }
 
+/* Wait until the parent read all @sent RESULT_IN_ARENA frames: 0, or
+ * -EPIPE when @chan_in hung up (the parent let us go). */
+int mpg__arena_await(struct mpg__arena *a, uint32_t sent, int chan_in);
+
 /* ---- parent side ------------------------------------------------------- */
+/* The head of a worker's arena, mapped shared to release what was read:
+ * NULL when the fd is not a memfd sealed against shrinking. */
+struct mpg__arena_head *mpg__arena_attach(int fd);
+void mpg__arena_detach(struct mpg__arena_head *h);
+/* Reading @read frames by reference is done: the worker may reuse them. */
+void mpg__arena_release(struct mpg__arena_head *h, uint32_t read);
 /* What a dead worker had committed: 1 and *res over a private copy (*mem,
  * to free) holding the longest valid run of committed results; 0 when
  * there is none; a negative errno when the arena is not one (not a

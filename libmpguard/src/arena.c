@@ -8,18 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(struct mpg__arena_head) <= MPG_ARENA_DATA, "head fits its page");
 
 int mpg__arena_open(struct mpg__arena *a)
 {
-	a->fd = memfd_create("mpg-arena", MFD_CLOEXEC);
+	a->fd = memfd_create("mpg-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (a->fd < 0)
 		return -errno;
 	a->size = MPG_ARENA_DATA + MPG_ARENA_INITIAL;
-	if (ftruncate(a->fd, (off_t)a->size) < 0)
+	/* It only ever grows: sealed so, the parent may map its head. */
+	if (ftruncate(a->fd, (off_t)a->size) < 0 ||
+	    fcntl(a->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
 		goto fail;
 	a->base = mmap(NULL, a->size, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
 	if (a->base == MAP_FAILED)
@@ -50,6 +56,59 @@ int mpg__arena_reserve(struct mpg__arena *a, size_t cap)
 	a->base = b;
 	a->size = size;
 	return 0;
+}
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t val, const struct timespec *ts)
+{
+	/* Not FUTEX_PRIVATE: the word is shared by two processes. */
+	return syscall(SYS_futex, word, op, val, ts, NULL, 0);
+}
+
+int mpg__arena_await(struct mpg__arena *a, uint32_t sent, int chan_in)
+{
+	struct mpg__arena_head *h = mpg__arena_head(a);
+	while (atomic_load(&h->released) != sent) {
+		atomic_store(&h->waiting, 1);
+		/* Seen again after waiting is set (both sequentially
+		 * consistent): the parent's release either came before, or
+		 * sees waiting and wakes us. */
+		uint32_t seen = atomic_load(&h->released);
+		if (seen != sent) {
+			struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
+			(void)futex(&h->released, FUTEX_WAIT, seen, &ts);
+		}
+		atomic_store(&h->waiting, 0);
+		/* A parent that let us go releases nothing more. */
+		struct pollfd pfd = {.fd = chan_in, .events = POLLIN};
+		if (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR)))
+			return -EPIPE;
+	}
+	return 0;
+}
+
+struct mpg__arena_head *mpg__arena_attach(int fd)
+{
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < MPG_ARENA_DATA)
+		return NULL;
+	void *m = mmap(NULL, MPG_ARENA_DATA, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+void mpg__arena_detach(struct mpg__arena_head *h)
+{
+	if (h)
+		munmap(h, MPG_ARENA_DATA);
+}
+
+void mpg__arena_release(struct mpg__arena_head *h, uint32_t read)
+{
+	atomic_store(&h->released, read);
+	if (atomic_load(&h->waiting))
+		(void)futex(&h->released, FUTEX_WAKE, 1, NULL);
 }
 
 /* Read, not mapped: pread() copies into private memory (what the decoder
@@ -114,6 +173,7 @@ int mpg__arena_rescue(int fd, struct mpg__result *res, void **mem)
 		goto fail;
 	*res = (struct mpg__result){.h = h};
 	if (h.mode & CHUNK_FIXED_OUT) {
+		res->is_fixed = true;
 		res->fixed = *mem;
 		return 1;
 	}

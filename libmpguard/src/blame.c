@@ -41,7 +41,7 @@ void mpg__worker_exited(struct mpg_pool *p, struct worker *w, int status)
 	mpg__worker_drop_channel(p, w);
 	mpg__fdreg_close(&w->pidfd);
 	mpg__results_rescue(p, w);
-	mpg__fdreg_close(&w->arena);
+	mpg__worker_close_arena(w);
 	while (w->nfdq)
 		close(mpg__worker_take_fd(w));
 	mpk_buf_free(&w->in);

@@ -41,6 +41,8 @@ void mpg__worker_protocol_error(struct mpg_pool *p, struct worker *w, const char
 int mpg__worker_spawn(struct mpg_pool *p, struct worker *w, const char **what);
 void mpg__worker_flush(struct mpg_pool *p, struct worker *w);
 int mpg__worker_take_fd(struct worker *w);
+/* Close its arena (and unmap its head); idempotent. */
+void mpg__worker_close_arena(struct worker *w);
 void mpg__worker_drop_fds(struct worker *w, unsigned n);
 void mpg__worker_read(struct mpg_pool *p, struct worker *w);
 /* What w sent that was not the protocol (a malformed frame, garbage), in

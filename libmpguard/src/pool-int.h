@@ -37,6 +37,12 @@
 #define MPG_CHUNK_MAX_BYTES (4u << 20)
 #define MPG_FRAME_PIPE_BYTES (1u << 20) /* a worker's frame pipes, each way (wio.c) */
 #define MPG_RESULT_FLUSH_BYTES (8u << 20)
+/* Fixed results of a frame from this many bytes stay in the worker's
+ * arena, read from there by the parent (RESULT_IN_ARENA); smaller ones
+ * ride in the frame. Results held so, unread, span at most MPG_REF_SPAN
+ * of the arena before the worker waits for the parent. */
+#define MPG_RESULT_REF_MIN (32u << 10)
+#define MPG_REF_SPAN (24u << 20)
 #define MPG_CHUNK_MAX_FDS 32u
 /* A chunk lost with its worker (no task to blame) is re-run at most this
  * many times before its tasks fail with the worker's death. */
@@ -498,6 +504,7 @@ enum wstate { W_EMPTY, W_SPAWNING, W_READY, W_DRAINING, W_DEAD };
  * process (wio.c), its socket and frames (wio.c, results.c), the work out
  * (schedule.c), its time limit (timelimit.c), and what explains its death
  * (results.c, blame.c). */
+struct mpg__arena_head;
 struct worker {
 	/* ---- the process ---- */
 	struct {
@@ -528,6 +535,8 @@ struct worker {
 		int fdq[2 * MPG_CHUNK_MAX_FDS];
 		unsigned nfdq;
 		int arena;                  /* its result arena (memfd), or -1 */
+		struct mpg__arena_head *arena_head; /* mapped, to release; or NULL */
+		uint32_t refs_read;         /* RESULT_IN_ARENA frames read from it */
 		bool fds_lost;              /* fds it sent found none free here (EMFILE) */
 	};
 	/* ---- its work ---- */

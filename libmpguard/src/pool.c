@@ -51,7 +51,7 @@ static void pool_release(struct mpg_pool *p)
 			mpk_buf_free(&p->workers[i].in);
 			mpg__modlist_free(&p->workers[i].modules);
 			free(p->workers[i].protocol_error);
-			mpg__fdreg_close(&p->workers[i].arena); /* closed at its death, else here */
+			mpg__worker_close_arena(&p->workers[i]); /* closed at its death, else here */
 		}
 		free(p->workers);
 	}

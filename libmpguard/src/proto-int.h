@@ -35,6 +35,10 @@ enum {
 	CHUNK_HAS_CTX = 1u << 2,
 };
 #define CHUNK_MODES (CHUNK_FIXED_IN | CHUNK_FIXED_OUT | CHUNK_HAS_CTX)
+/* A result frame's mode bit (with CHUNK_FIXED_OUT): the results stay in
+ * the worker's arena, the frame says where; the parent reads them from
+ * there and releases them (arena-int.h). */
+enum { RESULT_IN_ARENA = 1u << 3 };
 
 /* Items of a generic chunk or result: each starts 16-aligned from the start
  * of its region (the chunk body; the result frame's items) and is
@@ -114,8 +118,9 @@ bool mpg__input_next(struct mpg__chunk *c, struct mpg__input *in);
 
 /* ---- MSG_RESULT -------------------------------------------------------- */
 /* Body: this head, then
- *   fixed (CHUNK_FIXED_OUT): count * out_size bytes, u32 nerr, nerr times
- *     (u32 task relative to first, a raised error), in task order;
+ *   fixed (CHUNK_FIXED_OUT): count * out_size bytes (with RESULT_IN_ARENA
+ *     instead: u64 their offset in the arena's data region), u32 nerr,
+ *     nerr times (u32 task relative to first, a raised error), in task order;
  *   generic: count items, the first 16-aligned from the end of the head. */
 struct mpg__result_head {
 	uint64_t job, first;
@@ -142,7 +147,10 @@ struct mpg__result {
 	size_t items_len;
 	unsigned nshm;         /* fds the frame must carry */
 	/* fixed */
-	const uint8_t *fixed;  /* count * out_size */
+	bool is_fixed;
+	const uint8_t *fixed;  /* count * out_size, or NULL when in_arena */
+	bool in_arena;         /* RESULT_IN_ARENA: the bytes are at arena_off */
+	uint64_t arena_off;
 	const uint8_t *errs;
 	size_t errs_len;
 	uint32_t nerr;

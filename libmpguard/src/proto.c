@@ -4,6 +4,7 @@
  * against what remains before it loops, and reports a malformed frame
  * without side effects. */
 #include "proto-int.h"
+#include "arena-int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -278,12 +279,25 @@ int mpg__result_decode(const void *body, size_t len, struct mpg__result *res)
 	*res = (struct mpg__result){0};
 	memcpy(&res->h, h, sizeof res->h);
 	uint32_t count = res->h.count;
-	if (count == 0 || (res->h.mode & ~(uint32_t)CHUNK_FIXED_OUT))
+	uint32_t mode = res->h.mode;
+	if (count == 0 || (mode & ~(uint32_t)(CHUNK_FIXED_OUT | RESULT_IN_ARENA)) ||
+	    mode == RESULT_IN_ARENA)
 		return -EBADMSG;
-	if (res->h.mode & CHUNK_FIXED_OUT) {
-		if (res->h.out_size == 0 || res->h.out_size > r.left / count)
+	if (mode & CHUNK_FIXED_OUT) {
+		res->is_fixed = true;
+		res->in_arena = mode & RESULT_IN_ARENA;
+		if (res->h.out_size == 0)
 			return -EBADMSG;
-		res->fixed = mpk_get_bytes(&r, count * res->h.out_size);
+		if (res->in_arena) {
+			res->arena_off = mpk_get_u64(&r);
+			if (res->h.out_size > MPG_ARENA_MAX / count ||
+			    res->arena_off > MPG_ARENA_MAX - count * res->h.out_size)
+				return -EBADMSG;
+		} else {
+			if (res->h.out_size > r.left / count)
+				return -EBADMSG;
+			res->fixed = mpk_get_bytes(&r, count * res->h.out_size);
+		}
 		res->nerr = mpk_get_u32(&r);
 		if (r.err || res->nerr > count)
 			return -EBADMSG;

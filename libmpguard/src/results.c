@@ -141,8 +141,10 @@ static int apply_results(struct mpg_pool *p, struct worker *w, struct chunk *c,
 		goto out;
 	}
 
-	if (res->fixed) {
-		memcpy(job->out_base + first * job->out_size, res->fixed, (size_t)count * job->out_size);
+	if (res->is_fixed) {
+		uint8_t *dst = job->out_base + first * job->out_size;
+		if (res->fixed != dst) /* else read there from the arena */
+			memcpy(dst, res->fixed, (size_t)count * job->out_size);
 		uint8_t *st = job->state + first;
 		for (uint32_t i = 0; i < count; i++)
 			st[i] = ITEM_OK;
@@ -244,11 +246,45 @@ out:
 	return 0;
 }
 
+/* Results the frame left in the worker's arena: read straight into the
+ * caller's array, and released for the worker to reuse. */
+static int take_from_arena(struct mpg_pool *p, struct worker *w, struct chunk *c,
+			   struct mpg__result *res)
+{
+	if (!w->arena_head) {
+		mpg__worker_protocol_error(p, w, "worker sent results by reference without an arena");
+		return -EPROTO;
+	}
+	struct job *job = c->job;
+	uint8_t *dst = job->out_base + res->h.first * job->out_size;
+	size_t len = (size_t)res->h.count * job->out_size, got = 0;
+	int err = 0;
+	while (!job->cancelled && got < len) {
+		ssize_t r = pread(w->arena, dst + got, len - got,
+				  (off_t)(MPG_ARENA_DATA + res->arena_off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			err = r < 0 ? errno : EBADMSG;
+			break;
+		}
+		got += (size_t)r;
+	}
+	mpg__arena_release(w->arena_head, ++w->refs_read);
+	if (err) {
+		mpg__worker_protocol_error(p, w, "cannot read the worker's results from its arena: %s",
+					   strerror(err));
+		return -EPROTO;
+	}
+	res->fixed = dst;
+	return 0;
+}
+
 void mpg__results_frame(struct mpg_pool *p, struct worker *w, const uint8_t *body, size_t len,
 			   unsigned nfds)
 {
 	struct mpg__result res;
-	if (mpg__result_decode(body, len, &res) < 0 || (res.fixed ? 0 : res.nshm) != nfds) {
+	if (mpg__result_decode(body, len, &res) < 0 || (res.is_fixed ? 0 : res.nshm) != nfds) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "worker sent a malformed result frame (%zu bytes)", len);
 		return;
@@ -270,11 +306,13 @@ void mpg__results_frame(struct mpg_pool *p, struct worker *w, const uint8_t *bod
 		return;
 	}
 	bool fixed = c->job->kind == JOB_ARRAY;
-	if (fixed != !!res.fixed || (fixed && res.h.out_size != c->job->out_size)) {
+	if (fixed != res.is_fixed || (fixed && res.h.out_size != c->job->out_size)) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "worker sent results of the wrong shape");
 		return;
 	}
+	if (res.in_arena && take_from_arena(p, w, c, &res) < 0)
+		return;
 	if (apply_results(p, w, c, &res) < 0) {
 		mpg__worker_drop_fds(w, nfds);
 		mpg__worker_protocol_error(p, w, "out of memory for the worker's results");
@@ -295,7 +333,7 @@ void mpg__results_rescue(struct mpg_pool *p, struct worker *w)
 	uint64_t next = c->first + c->done;
 	bool fixed = c->job->kind == JOB_ARRAY;
 	if (res.h.job == c->job->id && res.h.first <= next && res.h.first + res.h.count > next &&
-	    res.h.first + res.h.count <= c->first + c->count && fixed == !!res.fixed &&
+	    res.h.first + res.h.count <= c->first + c->count && fixed == res.is_fixed &&
 	    (!fixed || res.h.out_size == c->job->out_size)) {
 		/* Skip what the frames delivered. */
 		uint32_t skip = (uint32_t)(next - res.h.first);

@@ -7,6 +7,7 @@
  * read (its finished tasks count). */
 #include "dispatch-int.h"
 #include "fdpass-int.h"
+#include "arena-int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -429,7 +430,18 @@ static void hello(struct mpg_pool *p, struct worker *w, const uint8_t *body, siz
 	} else if (nfds) {
 		w->arena = mpg__worker_take_fd(w);
 		mpg__fdreg_add(w->arena);
+		/* Without its head mapped, results it sends by reference
+		 * cannot be released: such frames are protocol errors. */
+		w->arena_head = mpg__arena_attach(w->arena);
+		w->refs_read = 0;
 	}
+}
+
+void mpg__worker_close_arena(struct worker *w)
+{
+	mpg__arena_detach(w->arena_head);
+	w->arena_head = NULL;
+	mpg__fdreg_close(&w->arena);
 }
 
 /* The frame at the head of w->in, whole and of a worker's type. */

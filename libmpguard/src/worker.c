@@ -68,6 +68,9 @@ static struct {
 	struct mpk_buf res;   /* generic items */
 	uint8_t *fixed;       /* fixed-size results, count * out_size */
 	size_t fixed_cap;     /* without an arena */
+	size_t fixed_off;     /* where W.fixed is in the arena's data region */
+	uint32_t refs_sent;   /* RESULT_IN_ARENA frames sent */
+	size_t ref_top;       /* data bytes such frames may still be read from */
 	struct mpk_buf errs;  /* fixed mode: raised errors */
 	uint32_t nerrs;
 	int out_fds[MPG_CHUNK_MAX_FDS];
@@ -280,11 +283,38 @@ static void say_hello(void)
 	send_all(&iov, 1, &W.arena.fd, W.arena.fd >= 0);
 }
 
-/* Room for a fixed chunk's count * out_size results. */
+/* Every result frame sent by reference has been read: the data region is
+ * free. A parent that let us go reads no more: leave. */
+static void await_refs(void)
+{
+	if (mpg__arena_await(&W.arena, W.refs_sent, W.ch.in) < 0)
+		worker_exit(0);
+	W.ref_top = 0;
+}
+
+static bool refs_read(void)
+{
+	return atomic_load_explicit(&mpg__arena_head(&W.arena)->released, memory_order_acquire) ==
+	       W.refs_sent;
+}
+
+/* Room for a fixed chunk's count * out_size results. In the arena, after
+ * the results the parent may not have read yet (sent by reference), so
+ * that the worker seldom waits for it; back at the start once it read
+ * them all, or when they span MPG_REF_SPAN. */
 static uint8_t *fixed_room(size_t need)
 {
-	if (W.arena.fd >= 0)
-		return mpg__arena_reserve(&W.arena, need) == 0 ? mpg__arena_data(&W.arena) : NULL;
+	if (W.arena.fd >= 0) {
+		if (refs_read())
+			W.ref_top = 0;
+		else if (W.ref_top + need > MPG_REF_SPAN)
+			await_refs();
+		if (mpg__arena_reserve(&W.arena, W.ref_top + need) < 0)
+			return NULL;
+		W.fixed_off = W.ref_top;
+		W.ref_top += (need + 63) & ~(size_t)63;
+		return mpg__arena_data(&W.arena) + W.fixed_off;
+	}
 	if (need > W.fixed_cap) {
 		free(W.fixed);
 		W.fixed = malloc(need);
@@ -299,7 +329,8 @@ static void arena_restart(void)
 	if (W.arena.fd < 0)
 		return;
 	mpg__arena_reset(&W.arena, W.job, W.first + W.frame_first, W.mode & CHUNK_FIXED_OUT,
-			 W.out_size, fixed_out() ? (uint64_t)W.frame_first * W.out_size : 0);
+			 W.out_size,
+			 fixed_out() ? W.fixed_off + (uint64_t)W.frame_first * W.out_size : 0);
 }
 
 /* The tasks of the frame so far are done: if we die now, the parent takes
@@ -325,12 +356,25 @@ static void flush_results(void)
 	size_t body = sizeof head.r;
 	iov[n++] = (struct iovec){&head, sizeof head};
 	uint32_t nerrs = W.nerrs;
+	uint32_t mode = fixed_out() ? CHUNK_FIXED_OUT : 0;
+	uint64_t arena_off = 0;
 	if (fixed_out()) {
 		size_t bytes = (size_t)W.frame_count * W.out_size;
-		iov[n++] = (struct iovec){W.fixed + (size_t)W.frame_first * W.out_size, bytes};
+		uint8_t *at = W.fixed + (size_t)W.frame_first * W.out_size;
+		if (W.arena.fd >= 0 && bytes >= MPG_RESULT_REF_MIN) {
+			/* Big: the parent reads them from the arena, straight
+			 * into the caller's array, not through the pipe. */
+			mode |= RESULT_IN_ARENA;
+			arena_off = (uint64_t)(at - mpg__arena_data(&W.arena));
+			iov[n++] = (struct iovec){&arena_off, sizeof arena_off};
+			body += sizeof arena_off;
+		} else {
+			iov[n++] = (struct iovec){at, bytes};
+			body += bytes;
+		}
 		iov[n++] = (struct iovec){&nerrs, sizeof nerrs};
 		iov[n++] = (struct iovec){W.errs.data, W.errs.len};
-		body += bytes + sizeof nerrs + W.errs.len;
+		body += sizeof nerrs + W.errs.len;
 	} else {
 		iov[n++] = (struct iovec){W.res.data, W.res.len};
 		body += W.res.len;
@@ -342,11 +386,12 @@ static void flush_results(void)
 		.job = W.job,
 		.first = W.first + W.frame_first,
 		.count = W.frame_count,
-		.mode = fixed_out() ? CHUNK_FIXED_OUT : 0,
+		.mode = mode,
 		.out_size = W.out_size,
 		.elapsed_ns = now - W.frame_start_ns,
 	};
 	send_all(iov, n, W.out_fds, W.nout_fds);
+	W.refs_sent += !!(mode & RESULT_IN_ARENA);
 	for (unsigned i = 0; i < W.nout_fds; i++)
 		close(W.out_fds[i]);
 	W.nout_fds = 0;
@@ -688,6 +733,10 @@ static void run_chunk(void)
 		if (!W.fixed)
 			worker_exit(EX_PROTOCOL_ERROR);
 	} else if (W.arena.fd >= 0) {
+		/* Generic results are built from the region's start. */
+		if (!refs_read())
+			await_refs();
+		W.ref_top = 0;
 		(void)res_resize(&W.res, 0); /* the data region may have moved */
 	}
 	arena_restart();

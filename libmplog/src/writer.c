@@ -82,8 +82,8 @@ MPLOG_EXPORT mplog_writer *mplog_default_writer(void)
 
 MPLOG_EXPORT void mplog_set_context(int worker, int64_t task)
 {
-	atomic_store(&ctx_worker, worker);
-	atomic_store(&ctx_task, task);
+	atomic_store_explicit(&ctx_worker, worker, memory_order_relaxed);
+	atomic_store_explicit(&ctx_task, task, memory_order_relaxed);
 }
 
 MPLOG_EXPORT void mplog_get_context(int *worker, int64_t *task)

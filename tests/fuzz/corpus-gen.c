@@ -456,6 +456,15 @@ static void gen_worker_frames(void)
 	mpk_buf_put_u32(&f, 1);
 	mpg__fixed_error_put(&f, 1, 7, "odd", ips, 1);
 	frame_to(&s, MSG_RESULT, f.data, f.len, 0);
+	/* Fixed results left in the worker's arena: where they are. */
+	struct mpk_buf fa = {0};
+	struct mpg__result_head fah = {.job = 2, .first = 10, .count = 4,
+				       .mode = CHUNK_FIXED_OUT | RESULT_IN_ARENA, .out_size = 8192};
+	mpk_buf_put(&fa, &fah, sizeof fah);
+	uint64_t where = 65536;
+	mpk_buf_put(&fa, &where, sizeof where);
+	mpk_buf_put_u32(&fa, 0);
+	frame_to(&s, MSG_RESULT, fa.data, fa.len, 0);
 	struct mpg__stack_frame st = {.nips = 2, .ips = {0x401000, 0x401100}};
 	append(&s, &st, mpg__stack_frame_seal(&st));
 	struct mpg__crash_frame cr = {.c = {.signo = 11, .code = 1, .addr = 16, .nips = 3},
@@ -483,6 +492,7 @@ static void gen_worker_frames(void)
 	mpk_buf_free(&r);
 	mpk_buf_free(&items);
 	mpk_buf_free(&f);
+	mpk_buf_free(&fa);
 	mpk_buf_free(&e);
 	mpk_buf_free(&c);
 	free(s.p);

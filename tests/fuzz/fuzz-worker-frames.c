@@ -10,6 +10,7 @@
  * memfds than items; a chunk's inputs lie inside the body. */
 #include "fuzz-check.h"
 #include "proto-int.h"
+#include "arena-int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,11 @@ static void result(const uint8_t *b, size_t n)
 	if (mpg__result_decode(b, n, &r) < 0)
 		return;
 	FUZZ_CHECK(r.h.count > 0);
-	if (r.fixed) {
-		FUZZ_CHECK(inside(r.fixed, r.h.count * r.h.out_size, b, n));
+	if (r.is_fixed) {
+		if (r.in_arena) /* where in the arena: within its biggest size */
+			FUZZ_CHECK(!r.fixed && r.arena_off + r.h.count * r.h.out_size <= MPG_ARENA_MAX);
+		else
+			FUZZ_CHECK(inside(r.fixed, r.h.count * r.h.out_size, b, n));
 		FUZZ_CHECK(r.nerr <= r.h.count);
 		struct mpk_reader er;
 		mpk_reader_init(&er, r.errs, r.errs_len);
