@@ -341,6 +341,16 @@ MPLOG_EXPORT int64_t mplog_record_task(const mplog_record *r);
 MPLOG_EXPORT mplog_stream mplog_record_stream(const mplog_record *r);
 /** Name of the channel it arrived on ("" for the parent's own records). */
 MPLOG_EXPORT const char *mplog_record_channel(const mplog_record *r);
+/** Where the record was collected, when another process's aggregator
+ * took it first and it came here through mplog_aggregator_inject() (an
+ * MPI agent rank's, say): that process's host name, else "". Since 0.2. */
+MPLOG_EXPORT const char *mplog_record_host(const mplog_record *r);
+/** The pid of that process (whose log the record was part of), 0 for a
+ * record collected here. Since 0.2. */
+MPLOG_EXPORT int mplog_record_host_pid(const mplog_record *r);
+/** The rank of that process in its job (the injected one), else the one
+ * set with mplog_aggregator_set_rank(); -1 when none. Since 0.2. */
+MPLOG_EXPORT int mplog_record_rank(const mplog_record *r);
 /** Source file ("" when unknown), line (0 when unknown), function (""). */
 MPLOG_EXPORT const char *mplog_record_file(const mplog_record *r);
 MPLOG_EXPORT int mplog_record_line(const mplog_record *r);
@@ -608,6 +618,24 @@ MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
 MPLOG_EXPORT ssize_t mplog_record_format(const mplog_record *r, mplog_format format,
 					 unsigned flags, char *buf, size_t size);
 
+/**
+ * mplog_record_encode - encode a received record (in a callback sink) to
+ * be delivered by an aggregator of another process with
+ * mplog_aggregator_inject(): its times, level, stream, pid, worker,
+ * task, channel, source location, message and key-values (as the
+ * aggregator delivered them: a child's reserved keys renamed already).
+ * In the host's byte order: for a process of the same build (an MPI
+ * job's ranks), not for storage. @task_base is added to the task when it
+ * is known (>= 0) and to the decimal value of a "mpg.task" key (a pool's
+ * own record about a task): for records of a part of a bigger call, 0
+ * for none. Like snprintf() it writes into @buf only when the whole fits
+ * in @size bytes and returns the length it needs; call again with a
+ * bigger buffer when the result is >= @size. Returns the length,
+ * -EINVAL, -ENOMEM, or -EMSGSIZE (over 4 GiB). Since 0.2.
+ */
+MPLOG_EXPORT ssize_t mplog_record_encode(const mplog_record *r, uint64_t task_base, void *buf,
+					 size_t size);
+
 /** Callback of a callback sink; runs on the thread that dispatches. */
 typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);
 
@@ -803,6 +831,34 @@ MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
  * Returns 0, -EINVAL, -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret);
+
+/**
+ * mplog_aggregator_inject - deliver to @a's sinks a record that another
+ * process's aggregator received and mplog_record_encode() encoded (the
+ * @len bytes at @data), stamped with where it was collected: @host (that
+ * process's host name; NULL or "" for none; at most 255 bytes are kept),
+ * @pid (that process's, 0 when unknown) and @rank (its rank in an MPI
+ * job, -1 for none). Sinks show them as they show a record's own fields
+ * (see MPLOG_FORMAT_JSON's resource, the text form's prefix, the journal's
+ * MPKIT_HOST and MPKIT_RANK, syslog's HOSTNAME). Its key-values are kept
+ * as they are (the other aggregator renamed its children's reserved keys
+ * already): inject only records of a process you trust as your own, such
+ * as the agents of your MPI job. Runs on the calling thread, under the
+ * aggregator's lock, like the records of mplog_aggregator_writer().
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), or
+ * -EBADMSG (not one encoded record: reported as a protocol error, see
+ * mplog_aggregator_protocol_errors()). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_inject(mplog_aggregator *a, const void *data, size_t len,
+					 const char *host, int pid, int rank);
+
+/**
+ * mplog_aggregator_set_rank - the rank (in an MPI job, say) of this
+ * process, stamped on the records @a collects itself (injected ones carry
+ * their own): see mplog_record_rank(); -1 (the default) for none.
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_set_rank(mplog_aggregator *a, int rank);
 
 /** Longest status line kept by mplog_aggregator_set_status(). Since 0.1. */
 #define MPLOG_STATUS_MAX 4096
