@@ -4,6 +4,7 @@
  * failing workers as anywhere in libmpguard, backtraces symbolized here),
  * and sends outputs and failures back. One chunk at a time: the pool
  * spreads it over the rank's workers; rank 0 keeps the next one queued. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 #include "pool-int.h"
 
@@ -38,6 +39,21 @@ int mpg__errors_to_wire(mpg_results *res, uint64_t first, struct mpg__cl_wire_er
 	return 0;
 }
 
+struct map_call {
+	mpg_pool *pool;
+	mpg_task_fn fn;
+	const struct mpg__cl_chunk *c;
+	uint8_t *outputs;
+	mpg_results **res;
+};
+
+static int map_chunk(void *arg)
+{
+	struct map_call *m = arg;
+	return mpg_map_array(m->pool, m->fn, m->c->in, m->c->in_size, m->c->count, m->outputs,
+			     m->c->out_size, NULL, m->res);
+}
+
 /* Runs one chunk message; the answer in *out. */
 static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *msg,
 		     size_t len, uint8_t **out, size_t *out_len)
@@ -64,8 +80,9 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
 		status = outputs ? 0 : -ENOMEM;
 	}
 	if (!status) {
-		int m = mpg_map_array(pool, fn, c->in, c->in_size, c->count, outputs,
-				      c->out_size, NULL, &res);
+		/* Its log records go to rank 0 as it runs (cluster-log.c). */
+		struct map_call call = {pool, fn, c, outputs, &res};
+		int m = mpg__cl_log_run(c->first, map_chunk, &call);
 		status = m < 0 ? m : mpg__errors_to_wire(res, c->first, &errs, &r.nerrors);
 	}
 	r.status = status;
@@ -84,16 +101,16 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
  * (orte_enable_recovery), no STOP will ever come. */
 static int rank0_died(void *arg)
 {
+	(void)mpg__cl_log_pump(); /* and, while waiting, send the logs */
 	struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
-	return poll(&p, 1, 0) > 0;
+	return p.fd >= 0 && poll(&p, 1, 0) > 0;
 }
 
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)
 {
 	for (;;) {
 		MPI_Status st;
-		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, rank0_pidfd >= 0 ? rank0_died : NULL,
-				      &rank0_pidfd);
+		int p = mpg__cl_probe(0, MPI_ANY_TAG, &st, rank0_died, &rank0_pidfd);
 		if (p == 1)
 			return -ECONNRESET;
 		if (p < 0)

@@ -5,6 +5,7 @@
  * counter, so faster ranks take more. Only the calling thread uses MPI
  * (MPI_THREAD_FUNNELED). Outputs land in the caller's array in place;
  * failures are collected and reported in input order at the end. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 #include "pool-int.h"
 
@@ -271,7 +272,7 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 		MPI_Status st;
 		int len = 0;
 		struct watch w = {j, slots, outstanding};
-		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_RESULT, &st, check_ranks, &w);
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPI_ANY_TAG, &st, check_ranks, &w);
 		if (p == 1)
 			continue;
 		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0)
@@ -279,12 +280,19 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 		uint8_t *msg = malloc(len ? (size_t)len : 1);
 		if (!msg)
 			return -ENOMEM;
-		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, MPG__TAG_RESULT, MPI_COMM_WORLD,
+		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
 			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
 			free(msg);
 			return -EIO;
 		}
 		int src = st.MPI_SOURCE;
+		if (st.MPI_TAG == MPG__TAG_LOG) { /* an agent's log records (cluster-log.c) */
+			int t = mpg__cl_log_take(cl, msg, (size_t)len, src);
+			free(msg);
+			if (t < 0)
+				return t;
+			continue;
+		}
 		if (src > 0 && src < cl->ranks && cl->dead[src]) {
 			free(msg); /* sent before it died: its chunks failed already */
 			continue;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Starting and stopping a cluster: the local pool first, then MPI; rank 0
  * keeps a handle, the other ranks become agents. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 
 #include <errno.h>
@@ -81,10 +82,11 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	if (rank != 0) {
 		host0[MPG__CL_MAX_HOST - 1] = '\0';
 		int watch = pid0 > 0 && strcmp(host0, host) == 0 ? pidfd_open((pid_t)pid0, 0) : -1;
+		(void)mpg__cl_log_agent_start(pool, rank, host); /* else logs stay here */
 		r = mpg__agent_run(pool, rank, host, watch);
 		if (watch >= 0)
 			close(watch);
-		mpg_pool_free(pool);
+		mpg__cl_log_agent_end(pool, r == 0); /* frees the pool */
 		*ret = NULL;
 		if (r == -ECONNRESET)
 			return r; /* rank 0 is gone: nobody to finalize MPI with */
@@ -119,6 +121,7 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	cl->dead = dead;
 	cl->pid = getpid();
 	cl->pool = pool;
+	mpg__cl_log_rank0(pool);
 	cl->ranks = size;
 	cl->workers = workers;
 	cl->local = true;
@@ -143,6 +146,7 @@ MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl)
 	for (int i = 1; i < cl->ranks; i++)
 		if (!cl->dead[i])
 			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+	(void)mpg__cl_log_drain(cl); /* every agent's last records */
 	mpg_pool_free(cl->pool);
 	MPI_Finalize();
 	for (size_t i = 0; i < cl->nlost; i++)

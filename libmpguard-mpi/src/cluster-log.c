@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/* The agents' log records into rank 0's aggregator. On an agent, a
+ * callback sink on its pool's aggregator encodes each record
+ * (mplog_record_encode(), task indices counted from the running chunk's
+ * first) into a bounded queue; the thread that owns MPI (FUNNELED) sends
+ * the queue as LOG messages: while a chunk runs (the map on a thread of
+ * its own, mpg__cl_log_run()), while the agent waits for a message
+ * (mpg__cl_log_pump(), from its wait loop), and at the end with a LAST
+ * mark. Rank 0 hands each record to its pool's aggregator
+ * (mplog_aggregator_inject(): libmplog's one decoder, the aggregator the
+ * one owner of its sinks), stamped with the agent's host, pid and rank,
+ * as LOG messages come in its wait loop (mpg__cl_log_take()), and reads
+ * every agent's last before MPI_Finalize (mpg__cl_log_drain()). One
+ * forwarder per process: an agent is one per process. */
+#include "cluster-log-int.h"
+#include "cluster-mpi-int.h"
+#include "pool-int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_MAX (4u << 20)     /* bytes queued before the sink waits or drops */
+#define BATCH_BYTES (256u << 10) /* a LOG message as soon as this is queued, */
+#define BATCH_NS 10000000L       /* or 10 ms after its first record */
+
+static struct fwd {
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* records queued, room made, the chunk ended */
+	bool on;             /* forwarding: the sink is in agg */
+	uint8_t *q;          /* the queue: records as mpg__cl_log_put_record() */
+	size_t len, cap;
+	uint32_t nrec;
+	uint64_t dropped;    /* since the last LOG message */
+	uint64_t base;       /* the running chunk's first task */
+	bool waitable;       /* the MPI thread sends soon: a full queue waits */
+	bool done;           /* the chunk's map returned */
+	int err;             /* a LOG message could not be sent: off */
+	pthread_t mpi;       /* the thread that may call MPI */
+	mplog_aggregator *agg;
+	mplog_sink *sink;
+	bool own;            /* agg is the pool's own: freed with it */
+	int rank, pid;
+	char host[MPG__CL_MAX_HOST];
+} F = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* Sends what is queued as one LOG message (lock held; released during
+ * the send). MPI thread only. */
+static int send_batch(struct fwd *f, bool last)
+{
+	if (f->err)
+		return f->err;
+	if (!f->len && !f->dropped && !last)
+		return 0;
+	struct mpg__cl_log_batch b = {.rank = f->rank, .pid = f->pid, .nrec = f->nrec,
+				      .dropped = f->dropped, .host = f->host,
+				      .flags = last ? MPG__CL_LOG_LAST : 0};
+	uint8_t *recs = f->q;
+	size_t len = f->len, head = mpg__cl_log_header_size(f->host);
+	f->q = NULL;
+	f->len = f->cap = 0;
+	f->nrec = 0;
+	f->dropped = 0;
+	pthread_cond_broadcast(&f->cond); /* room */
+	pthread_mutex_unlock(&f->lock);
+	int r = 0;
+	uint8_t *msg = len <= INT_MAX - head ? malloc(head + len) : NULL;
+	if (msg) {
+		mpg__cl_log_header_encode(&b, msg);
+		if (len)
+			memcpy(msg + head, recs, len);
+		if (MPI_Send(msg, (int)(head + len), MPI_BYTE, 0, MPG__TAG_LOG, MPI_COMM_WORLD) !=
+		    MPI_SUCCESS)
+			r = -EIO;
+	} else {
+		r = -ENOMEM;
+	}
+	free(msg);
+	free(recs);
+	pthread_mutex_lock(&f->lock);
+	if (r == -ENOMEM && !last)
+		f->dropped += b.nrec; /* told with the next one */
+	else if (r < 0)
+		f->err = r;
+	return r;
+}
+
+/* The callback sink on the agent's aggregator: any thread that delivers. */
+static void on_record(const mplog_record *r, void *userdata)
+{
+	struct fwd *f = userdata;
+	pthread_mutex_lock(&f->lock);
+	ssize_t n = mplog_record_encode(r, f->base, NULL, 0);
+	size_t need = n >= 0 && (uint64_t)n <= UINT32_MAX - 5 ? 4 + (size_t)n : SIZE_MAX;
+	bool mine = pthread_equal(pthread_self(), f->mpi);
+	/* Full: the MPI thread sends it now if that is us (a flush or the
+	 * pool's end delivering), else we wait for it while it is sure to
+	 * come (a chunk or a wait loop), else the record is dropped and
+	 * counted (rank 0 reports it). A record alone is never too big. */
+	while (need != SIZE_MAX && f->len && f->len + need > QUEUE_MAX && !f->err) {
+		if (mine)
+			(void)send_batch(f, false);
+		else if (f->waitable)
+			pthread_cond_wait(&f->cond, &f->lock);
+		else
+			break;
+	}
+	if (need == SIZE_MAX || f->err || (f->len && f->len + need > QUEUE_MAX)) {
+		f->dropped++;
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	if (f->len + need + 1 > f->cap) {
+		size_t cap = f->cap ? f->cap : 64u << 10;
+		while (cap < f->len + need + 1)
+			cap *= 2;
+		uint8_t *q = realloc(f->q, cap);
+		if (!q) {
+			f->dropped++;
+			pthread_mutex_unlock(&f->lock);
+			return;
+		}
+		f->q = q;
+		f->cap = cap;
+	}
+	uint32_t len = (uint32_t)n;
+	memcpy(f->q + f->len, &len, 4);
+	(void)mplog_record_encode(r, f->base, f->q + f->len + 4, (size_t)n + 1);
+	bool wake = !f->len || (f->len < BATCH_BYTES && f->len + need >= BATCH_BYTES);
+	f->len += need;
+	f->nrec++;
+	if (wake)
+		pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+int mpg__cl_log_agent_start(mpg_pool *pool, int rank, const char *host)
+{
+	struct fwd *f = &F;
+	f->rank = rank;
+	f->pid = (int)getpid();
+	f->mpi = pthread_self();
+	f->waitable = true;
+	snprintf(f->host, sizeof f->host, "%s", host);
+	mplog_aggregator *a = mpg_pool_log(pool);
+	if (!a)
+		return 0; /* no log: nothing to forward, the LAST mark all the same */
+	(void)mplog_aggregator_set_rank(a, rank);
+	mplog_sink *s;
+	int r = mplog_sink_new_callback(on_record, f, &s);
+	if (r == 0)
+		r = mplog_aggregator_add_sink(a, s);
+	if (r < 0)
+		return r;
+	f->agg = a;
+	f->sink = s;
+	f->own = pool->own_log;
+	f->on = true;
+	/* Rank 0 writes its records: the pool's own stderr sink would write
+	 * them twice (mpirun forwards every rank's stderr). A sink of the
+	 * caller's aggregator stays. */
+	if (pool->own_log && pool->log_sink) {
+		(void)mplog_aggregator_remove_sink(a, pool->log_sink);
+		pool->log_sink = NULL;
+	}
+	return 0;
+}
+
+/* Deliveries on this thread from here on must not wait for it. */
+static void set_waitable(struct fwd *f, bool on)
+{
+	pthread_mutex_lock(&f->lock);
+	f->waitable = on;
+	pthread_cond_broadcast(&f->cond);
+	pthread_mutex_unlock(&f->lock);
+}
+
+int mpg__cl_log_pump(void)
+{
+	struct fwd *f = &F;
+	if (!f->on)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	int r = f->len || f->dropped ? send_batch(f, false) : 0;
+	pthread_mutex_unlock(&f->lock);
+	return r;
+}
+
+struct run_job {
+	int (*fn)(void *);
+	void *arg;
+	int ret;
+};
+
+static void *job_main(void *arg)
+{
+	struct run_job *j = arg;
+	j->ret = j->fn(j->arg);
+	pthread_mutex_lock(&F.lock);
+	F.done = true;
+	pthread_cond_broadcast(&F.cond);
+	pthread_mutex_unlock(&F.lock);
+	return NULL;
+}
+
+static void deadline_in(struct timespec *t, long ns)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+	t->tv_nsec += ns;
+	if (t->tv_nsec >= 1000000000L) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000L;
+	}
+}
+
+int mpg__cl_log_run(uint64_t first, int (*fn)(void *), void *arg)
+{
+	struct fwd *f = &F;
+	if (!f->on)
+		return fn(arg);
+	pthread_mutex_lock(&f->lock);
+	f->base = first;
+	f->done = false;
+	pthread_mutex_unlock(&f->lock);
+	struct run_job j = {fn, arg, 0};
+	pthread_t t;
+	/* No thread: the chunk's records wait (or drop) until it ends. */
+	if (pthread_create(&t, NULL, job_main, &j) != 0) {
+		set_waitable(f, false);
+		j.ret = fn(arg);
+		set_waitable(f, true);
+	} else {
+		pthread_mutex_lock(&f->lock);
+		struct timespec when;
+		bool timed = false;
+		while (!f->done) {
+			if (f->len >= BATCH_BYTES) {
+				(void)send_batch(f, false);
+				timed = false;
+			} else if (f->len && !timed) {
+				deadline_in(&when, BATCH_NS);
+				timed = true;
+			} else if (f->len) {
+				if (pthread_cond_timedwait(&f->cond, &f->lock, &when) == ETIMEDOUT) {
+					(void)send_batch(f, false);
+					timed = false;
+				}
+			} else {
+				pthread_cond_wait(&f->cond, &f->lock);
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
+		pthread_join(t, NULL);
+	}
+	/* Its workers' last records (in their rings and pipes until read):
+	 * delivered on this thread, sent as the queue fills, then the rest,
+	 * before the chunk's answer. */
+	set_waitable(f, false);
+	(void)mplog_aggregator_flush(f->agg);
+	pthread_mutex_lock(&f->lock);
+	f->base = 0;
+	f->waitable = true;
+	(void)send_batch(f, false);
+	pthread_mutex_unlock(&f->lock);
+	return j.ret;
+}
+
+void mpg__cl_log_agent_end(mpg_pool *pool, bool send)
+{
+	struct fwd *f = &F;
+	/* The pool's end delivers on this thread (its aggregator's thread
+	 * stops first, and must not wait for us meanwhile). */
+	set_waitable(f, false);
+	mpg_pool_free(pool); /* a pool's own aggregator, our sink with it */
+	if (f->on && !f->own) {
+		(void)mplog_aggregator_flush(f->agg); /* the last workers' records */
+		(void)mplog_aggregator_remove_sink(f->agg, f->sink);
+	}
+	f->on = false;
+	pthread_mutex_lock(&f->lock);
+	if (send)
+		(void)send_batch(f, true);
+	free(f->q);
+	f->q = NULL;
+	f->len = f->cap = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* ---- rank 0 -------------------------------------------------------------- */
+
+void mpg__cl_log_rank0(mpg_pool *pool)
+{
+	mplog_aggregator *a = mpg_pool_log(pool);
+	if (a)
+		(void)mplog_aggregator_set_rank(a, 0);
+}
+
+int mpg__cl_log_take(mpg_cluster *cl, const uint8_t *msg, size_t len, int source)
+{
+	struct mpg__cl_log_batch b;
+	if (mpg__cl_log_decode(msg, len, &b) < 0 || b.rank != source || source < 1 ||
+	    source >= cl->ranks)
+		return -EPROTO;
+	mplog_aggregator *a = mpg_pool_log(cl->pool);
+	const char *host = cl->hosts[source];
+	size_t off = 0;
+	const uint8_t *rec;
+	uint32_t n;
+	/* A malformed record is reported by the aggregator, the rest kept. */
+	while (a && mpg__cl_log_next(&b, &off, &rec, &n))
+		(void)mplog_aggregator_inject(a, rec, n, host, b.pid, source);
+	if (b.dropped && cl->pool->log_writer) {
+		char num[24], rk[16];
+		snprintf(num, sizeof num, "%llu", (unsigned long long)b.dropped);
+		snprintf(rk, sizeof rk, "%d", source);
+		mplog_kv kv[] = {{"mplog.lost", num}, {"mpg.rank", rk}, {"mpg.host", host}};
+		(void)mplog_writer_log(cl->pool->log_writer, MPLOG_WARN, __FILE__, __LINE__, __func__,
+				       kv, 3, "rank %d (%s) lost %llu log records (its queue was full)",
+				       source, host, (unsigned long long)b.dropped);
+	}
+	return b.flags & MPG__CL_LOG_LAST ? 1 : 0;
+}
+
+struct drain {
+	mpg_cluster *cl;
+	const bool *last;
+};
+
+/* An agent on rank 0's host that died sends no LAST (its pidfd). */
+static int agent_died(void *arg)
+{
+	struct drain *d = arg;
+	int died = 0;
+	for (int rank = 1; rank < d->cl->ranks; rank++) {
+		if (d->last[rank] || d->cl->dead[rank] || d->cl->pidfd[rank] < 0)
+			continue;
+		struct pollfd p = {.fd = d->cl->pidfd[rank], .events = POLLIN};
+		if (poll(&p, 1, 0) > 0) {
+			d->cl->dead[rank] = true;
+			died = 1;
+		}
+	}
+	return died;
+}
+
+int mpg__cl_log_drain(mpg_cluster *cl)
+{
+	bool *last = calloc((size_t)cl->ranks, sizeof *last);
+	if (!last)
+		return -ENOMEM;
+	struct drain d = {cl, last};
+	int r = 0;
+	for (;;) {
+		int waiting = 0;
+		for (int rank = 1; rank < cl->ranks; rank++)
+			waiting += !last[rank] && !cl->dead[rank];
+		if (!waiting)
+			break;
+		MPI_Status st;
+		int len = 0;
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_LOG, &st, agent_died, &d);
+		if (p == 1)
+			continue;
+		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
+			r = -EIO;
+			break;
+		}
+		uint8_t *msg = malloc(len ? (size_t)len : 1);
+		if (!msg) {
+			r = -ENOMEM;
+			break;
+		}
+		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, MPG__TAG_LOG, MPI_COMM_WORLD,
+			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+			free(msg);
+			r = -EIO;
+			break;
+		}
+		int t = mpg__cl_log_take(cl, msg, (size_t)len, st.MPI_SOURCE);
+		free(msg);
+		if (t < 0 && !r)
+			r = t;
+		/* A malformed one may have been its last: read no more of it. */
+		if (t != 0 && st.MPI_SOURCE > 0 && st.MPI_SOURCE < cl->ranks)
+			last[st.MPI_SOURCE] = true;
+	}
+	free(last);
+	return r;
+}
