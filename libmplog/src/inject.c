@@ -58,13 +58,16 @@ MPLOG_EXPORT ssize_t mplog_record_encode(const mplog_record *r, uint64_t task_ba
 		kv[i] = (mplog_kv){r->kv[2 * i], nv ? nv : v};
 	}
 	size_t chan = strlen(r->channel);
+	int64_t task = r->task;
+	if (task >= 0 && task_base) /* past INT64_MAX: unknown */
+		task = task <= INT64_MAX - (int64_t)task_base ? task + (int64_t)task_base : -1;
 	struct mplog__rec_in in = {
 		.ts = r->ts,
 		.level = (uint8_t)r->level,
 		.stream = (uint8_t)r->stream,
 		.pid = r->pid,
 		.worker = r->worker,
-		.task = r->task >= 0 && task_base ? r->task + (int64_t)task_base : r->task,
+		.task = task,
 		.line = r->line > 0 ? (uint32_t)r->line : 0,
 		.file = {r->file, (uint32_t)strlen(r->file)},
 		.func = {r->func, (uint32_t)strlen(r->func)},
