@@ -16,9 +16,18 @@
  *
  * Task functions travel as an offset in their module (the program or a
  * shared library, checked by its build ID), so every rank must run the
- * same build. Inputs and results travel by value. Not yet: mpg_map(),
- * mpg_imap_unordered(), mpg_submit() on a cluster, logs of the agents'
- * workers on rank 0, retry on another rank. A rank that dies never hangs
+ * same build. Inputs and results travel by value.
+ *
+ * The log records of every agent's workers and pool reach rank 0's pool's
+ * aggregator over MPI and come out of its sinks stamped with the agent's
+ * host, pid and rank (mplog_aggregator_inject()), task indices counted in
+ * the whole call; an agent's pool does not write them itself. A map's
+ * records are in rank 0's log when it returns; mpg_cluster_free() reads
+ * the agents' last ones before MPI_Finalize. Between calls rank 0 reads no
+ * MPI: what agents log then waits for the next call.
+ *
+ * Not yet: mpg_map(), mpg_imap_unordered(), mpg_submit() on a cluster,
+ * retry on another rank. A rank that dies never hangs
  * the job: Open MPI ends it by default; under orte_enable_recovery, the
  * death of a rank on rank 0's host fails the tasks that rank held.
  * Waiting ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin.
@@ -43,9 +52,12 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * On rank 0: returns 0 and the handle in *@ret. On every other rank: runs
  * the node agent until rank 0 calls mpg_cluster_free(), then stops its
  * pool, finalizes MPI and returns 1 with *@ret NULL: the program should
- * then leave main() (`if (r != 0) return r < 0;`). Under Open MPI's
- * orte_enable_recovery, an agent that sees rank 0 on its host die returns
- * -ECONNRESET, MPI not finalized.
+ * then leave main() (`if (r != 0) return r < 0;`). An agent sends its
+ * pool's log records to rank 0 (see above): the pool's default stderr
+ * sink is taken out there; an aggregator of yours (mpg_options_set_log())
+ * keeps its sinks, so add them on rank 0 once this returned 0. Under
+ * Open MPI's orte_enable_recovery, an agent that sees rank 0 on its host
+ * die returns -ECONNRESET, MPI not finalized.
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
  * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
  * MPI_THREAD_FUNNELED), or an error of mpg_pool_new(). Since 0.1.
@@ -54,8 +66,8 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 				mpg_cluster **ret);
 
 /** mpg_cluster_free - stop the agents (each returns from its
- *  mpg_cluster_init()), free rank 0's pool, finalize MPI. Accepts NULL.
- *  Since 0.1. */
+ *  mpg_cluster_init()), read their last log records into rank 0's log,
+ *  free rank 0's pool, finalize MPI. Accepts NULL. Since 0.1. */
 MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl);
 /** mpg_cluster_freep - mpg_cluster_free(*cl), for __attribute__((cleanup)). */
 MPG_EXPORT void mpg_cluster_freep(mpg_cluster **cl);
