@@ -101,9 +101,11 @@ static int run_chunk(mpg_pool *pool, int rank, const char *host, const uint8_t *
  * (orte_enable_recovery), no STOP will ever come. */
 static int rank0_died(void *arg)
 {
-	(void)mpg__cl_log_pump(); /* and, while waiting, send the logs */
 	struct pollfd p = {.fd = *(int *)arg, .events = POLLIN};
-	return p.fd >= 0 && poll(&p, 1, 0) > 0;
+	if (p.fd >= 0 && poll(&p, 1, 0) > 0)
+		return 1;
+	(void)mpg__cl_log_pump(); /* and, while waiting, send the logs */
+	return 0;
 }
 
 int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd)

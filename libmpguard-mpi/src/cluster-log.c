@@ -172,10 +172,14 @@ int mpg__cl_log_agent_start(mpg_pool *pool, int rank, const char *host)
 	return 0;
 }
 
-/* Deliveries on this thread from here on must not wait for it. */
+/* Whether a sink that finds the queue full may wait for this thread.
+ * Before it may not (this thread is about to deliver, or to join the
+ * aggregator's thread), the queue is sent: a sink waiting now has room. */
 static void set_waitable(struct fwd *f, bool on)
 {
 	pthread_mutex_lock(&f->lock);
+	if (!on && f->on)
+		(void)send_batch(f, false);
 	f->waitable = on;
 	pthread_cond_broadcast(&f->cond);
 	pthread_mutex_unlock(&f->lock);
@@ -274,6 +278,10 @@ int mpg__cl_log_run(uint64_t first, int (*fn)(void *), void *arg)
 void mpg__cl_log_agent_end(mpg_pool *pool, bool send)
 {
 	struct fwd *f = &F;
+	pthread_mutex_lock(&f->lock);
+	if (!send && !f->err)
+		f->err = -ECANCELED; /* MPI is broken, or rank 0 gone: no more sends */
+	pthread_mutex_unlock(&f->lock);
 	/* The pool's end delivers on this thread (its aggregator's thread
 	 * stops first, and must not wait for us meanwhile). */
 	set_waitable(f, false);
