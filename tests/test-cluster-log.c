@@ -6,10 +6,11 @@
  * and rank 0 alone gives it a JSON lines file sink once it knows it is
  * rank 0, and leaves the tasks to the agents; the script reads the file
  * back (every record once, with its host, rank and task index in the
- * call, the crash's last record). With "stderr", every rank's
- * pool keeps its default log (text on stderr), which agents must not
- * write themselves: the script counts each record once in mpirun's
- * output. Not a Check suite: Check forks, and a process forked after
+ * call, the crash's last record); then a flood: 24 MiB of records in
+ * one map, 6 MiB a chunk, more than an agent queues. With "stderr",
+ * every rank's pool keeps its default log (text on stderr), which agents
+ * must not write themselves: the script counts each record once in
+ * mpirun's output. Not a Check suite: Check forks, and a process forked after
  * MPI_Init must not use MPI. */
 #include "mpguard-mpi.h"
 
@@ -54,6 +55,26 @@ __attribute__((no_sanitize("undefined"))) static int log_task(mpg_task *task, co
 	return mpg_task_set_result(task, &v, sizeof v);
 }
 
+#define FLOOD_TASKS 4
+#define FLOOD_RECORDS 6000
+
+/* Many records, more than an agent queues (4 MiB): they must flow to
+ * rank 0 while the chunk runs, none dropped. */
+static int flood_task(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)len, (void)userdata;
+	long v;
+	memcpy(&v, in, sizeof v);
+	char pad[1024];
+	memset(pad, 'x', sizeof pad - 1);
+	pad[sizeof pad - 1] = 0;
+	mplog_kv kv[] = {{"pad", pad}};
+	for (int i = 0; i < FLOOD_RECORDS; i++)
+		if (mplog_info_kv(kv, 1, "flood %ld %d", v, i) != 0)
+			return mpg_raise(EIO, "record %d not logged", i);
+	return mpg_task_set_result(task, &v, sizeof v);
+}
+
 int main(int argc, char **argv)
 {
 	bool json = argc == 3 && strcmp(argv[1], "json") == 0;
@@ -95,6 +116,20 @@ int main(int argc, char **argv)
 		in[i] = i;
 	int failed = mpg_cluster_map_array(cl, log_task, in, sizeof *in, N, out, sizeof *out, 2,
 					   NULL, NULL);
+	if (json) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		int f = mpg_cluster_map_array(cl, flood_task, in, sizeof *in, FLOOD_TASKS, out,
+					      sizeof *out, 1, NULL, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		printf("test-cluster-log: %d records of 1 KiB from the agents in %.2f s\n",
+		       FLOOD_TASKS * FLOOD_RECORDS, s);
+		if (f != 0) {
+			fprintf(stderr, "test-cluster-log: flood: %d failed tasks\n", f);
+			failed = -1;
+		}
+	}
 	mpg_cluster_free(cl); /* reads every agent's last records */
 	mplog_aggregator_free(agg);
 	if (failed != 1) {
