@@ -949,6 +949,11 @@ START_TEST(host_and_rank_filters_read_the_resource)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_uint_eq(records(r.out), 2);
 	ck_assert(strstr(r.out, "record 1") && strstr(r.out, "record 2"));
+	/* Shown as the text sink shows them. */
+	ck_assert_msg(strstr(r.out, "[node2 r1 pid 201] record 1"), "%s", r.out);
+	run_free(&r);
+	r = tool("--host", "node3", "cat", path);
+	ck_assert_msg(strstr(r.out, "[pid 203] record 3"), "%s", r.out); /* no rank */
 	run_free(&r);
 	r = tool("--host", "node1,node3", "cat", path);
 	ck_assert_uint_eq(records(r.out), 2);
