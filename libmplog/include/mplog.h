@@ -376,7 +376,9 @@ typedef struct mplog_sink mplog_sink;
 
 /** Output formats of fd and file sinks. Since 0.1. */
 typedef enum mplog_format {
-	/* Text for humans, a line per record: time, level, worker/pid/task,
+	/* Text for humans, a line per record: time, level, [host and rank
+	 * (of a record injected from another rank, mplog_aggregator_inject();
+	 * the rank of this process's own once set) worker/pid/task],
 	 * message, key-values, source location; a message or value of several
 	 * lines continues on indented lines below (only a record's line starts
 	 * without a space). What came from a child is escaped so that it
@@ -394,8 +396,11 @@ typedef enum mplog_format {
 	 * trace, 5 debug, 9 info, 10 notice, 13 warn, 17 error, 21 fatal),
 	 * "body" (the message), "resource": "service.name" (OTEL_SERVICE_NAME,
 	 * else the program's name), "host.name", "process.pid" (of the
-	 * process writing the log: the pool's); "attributes": "process.pid"
-	 * (the sender's), "mpkit.worker", "mpkit.task" (integers),
+	 * process writing the log: the pool's; of a record injected from
+	 * another rank, mplog_aggregator_inject(), that rank's host and
+	 * pid), "mpkit.mpi.rank" (the rank, when there is one);
+	 * "attributes": "process.pid" (the sender's), "mpkit.worker",
+	 * "mpkit.task" (integers),
 	 * "mpkit.channel", "code.file.path", "code.line.number",
 	 * "code.function.name", "log.iostream" ("stdout"/"stderr", for
 	 * captured lines only), then the record's key-values as strings. A
@@ -489,10 +494,13 @@ enum {
  * structured data of that ID instead: "- [NAME@PEN PARAMS] MSG" ("-" when
  * there are none).
  * PRI is facility * 8 + severity (trace and debug 7, info 6, notice 5,
- * warn 4, error 3, fatal 2); HOSTNAME from gethostname(); APP-NAME
- * program_invocation_short_name (see mplog_sink_set_syslog_app_name());
- * PID the record's ("-" or nothing when unknown); no MSGID. PARAMS are
- * worker, task (when known), stream ("stdout"/"stderr", for captured
+ * warn 4, error 3, fatal 2); HOSTNAME from gethostname() (a record
+ * injected from another host's rank, mplog_aggregator_inject(): that
+ * host); APP-NAME program_invocation_short_name (see
+ * mplog_sink_set_syslog_app_name()); PID the record's ("-" or nothing
+ * when unknown); no MSGID. PARAMS are host and rank (of such a record;
+ * the rank also from mplog_aggregator_set_rank()), worker, task (when
+ * known), stream ("stdout"/"stderr", for captured
  * lines) and the record's key-values as SD-PARAMs: name="value", names
  * reduced to the SD-NAME charset (other characters become '_', at most
  * 32), values with '"', '\' and ']' escaped and invalid UTF-8 replaced by
@@ -527,12 +535,14 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
  * mplog_sink_set_syslog_facility()), CODE_FILE, CODE_LINE, CODE_FUNC (when
  * known), MPKIT_WORKER, MPKIT_TASK, MPKIT_PID (when known), MPKIT_STREAM
  * ("stdout"/"stderr", captured lines), MPKIT_CHANNEL (the channel's name,
- * when it has one), then one field per key-value: the key in upper case,
- * other characters than A-Z and 0-9 made '_', at most 64 ("mpg.kind" is
- * MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that would start with
- * '_' or a digit, be empty, or be one of the fields above (or another the
- * journal gives a meaning to, such as ERRNO, MESSAGE_ID, UNIT, OBJECT_*)
- * gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
+ * when it has one), MPKIT_HOST, MPKIT_HOST_PID, MPKIT_RANK (of a record
+ * injected from another rank, mplog_aggregator_inject(); the rank also
+ * from mplog_aggregator_set_rank()), then one field per key-value: the
+ * key in upper case, other characters than A-Z and 0-9 made '_', at most
+ * 64 ("mpg.kind" is MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that
+ * would start with '_' or a digit, be empty, or be one of the fields above
+ * (or another the journal gives a meaning to, such as ERRNO, MESSAGE_ID,
+ * UNIT, OBJECT_*) gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
  * backtrace is one field of several lines, a message of several lines one
  * entry. A record too big for a datagram is passed in a sealed memfd, as
  * the protocol specifies.
