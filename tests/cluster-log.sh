@@ -5,7 +5,8 @@
 # once in rank 0's JSON lines file, with its host and rank (and, from an
 # agent, its task's index in the whole call), the last record of the task
 # that crashed on its rank kept (rank 0 only drives), 24 MiB of records of
-# one map (6 MiB a chunk, over the 4 MiB an agent queues) none lost, and
+# one map (6 MiB a chunk, over the 4 MiB an agent queues) none lost, the
+# lines printed without newline (records only at the agents' end) kept, and
 # mplog(1) filtering the file by host and rank. "stderr": with the pools' default logs, each record written
 # once (by rank 0; an agent writing its own would double it).
 set -eu
@@ -19,7 +20,7 @@ cat "$dir/out"
 [ "$status" -ne 77 ] || exit 77
 [ "$status" -eq 0 ] || { echo "cluster-log: the json run ended with status $status"; exit 1; }
 python3 - "$dir/log.json" "$schema" "$host" <<'PY'
-import collections, json, sys
+import collections, json, re, sys
 path, schema_path, host = sys.argv[1:4]
 recs = [json.loads(l) for l in open(path, encoding='utf-8')]
 N = 60
@@ -31,6 +32,10 @@ for r in recs:
         assert len(r['attributes']['pad']) == 1023 and r['resource']['mpkit.mpi.rank'] > 0, r
 assert len(flood) == 4 * 6000 and set(flood.values()) == {1}, 'flood: %d records' % len(flood)
 assert not [r for r in recs if 'lost' in r['body']], 'records lost'
+# Each flood task's last line, without newline: logged when the agents
+# stopped, so it came in their LAST messages.
+tails = collections.Counter(int(t) for r in recs for t in re.findall(r'tail of flood (\d+)', r['body']))
+assert tails == {0: 1, 1: 1, 2: 1, 3: 1}, 'last lines: %s' % tails
 # The schema (slow: every record but a few of the flood).
 some = [r for r in recs if r['body'].startswith('flood ')][:20]
 recs = [r for r in recs if not r['body'].startswith('flood ')]

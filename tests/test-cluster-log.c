@@ -72,6 +72,10 @@ static int flood_task(mpg_task *task, const void *in, size_t len, void *userdata
 	for (int i = 0; i < FLOOD_RECORDS; i++)
 		if (mplog_info_kv(kv, 1, "flood %ld %d", v, i) != 0)
 			return mpg_raise(EIO, "record %d not logged", i);
+	/* A line without its newline: a record only at the worker's end, at
+	 * the agent's pool's end, after the last answer (the LAST message). */
+	printf("tail of flood %ld", v);
+	fflush(stdout);
 	return mpg_task_set_result(task, &v, sizeof v);
 }
 
