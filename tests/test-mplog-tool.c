@@ -1738,7 +1738,6 @@ static Suite *tool_suite(void)
 	tcase_add_test(tc, worker_filter);
 	tcase_add_test(tc, pid_filter);
 	tcase_add_test(tc, task_filter);
-	tcase_add_test(tc, host_and_rank_filters_read_the_resource);
 	tcase_add_test(tc, level_filter);
 	tcase_add_test(tc, grep_filter);
 	tcase_add_test(tc, since_and_until_absolute);
@@ -1757,6 +1756,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, json_output_round_trips);
 	tcase_add_test(mc, stats_count_levels_workers_and_crashes);
 	tcase_add_test(mc, a_task_cannot_forge_a_failed_task);
+	tcase_add_test(mc, host_and_rank_filters_read_the_resource);
 	tcase_add_test(mc, stats_json_is_valid_utf8_whatever_the_log_holds);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);
