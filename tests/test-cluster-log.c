@@ -7,7 +7,8 @@
  * rank 0, and leaves the tasks to the agents; the script reads the file
  * back (every record once, with its host, rank and task index in the
  * call, the crash's last record); then a flood: 24 MiB of records in
- * one map, 6 MiB a chunk, more than an agent queues. With "stderr",
+ * one map, 6 MiB a chunk, more than an agent queues before it waits for
+ * its sends. With "stderr",
  * every rank's pool keeps its default log (text on stderr), which agents
  * must not write themselves: the script counts each record once in
  * mpirun's output. Not a Check suite: Check forks, and a process forked after
@@ -79,6 +80,12 @@ static int flood_task(mpg_task *task, const void *in, size_t len, void *userdata
 	return mpg_task_set_result(task, &v, sizeof v);
 }
 
+static int quiet_task(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)len, (void)userdata;
+	return mpg_task_set_result(task, in, sizeof(long));
+}
+
 int main(int argc, char **argv)
 {
 	bool json = argc == 3 && strcmp(argv[1], "json") == 0;
@@ -121,6 +128,12 @@ int main(int argc, char **argv)
 	int failed = mpg_cluster_map_array(cl, log_task, in, sizeof *in, N, out, sizeof *out, 2,
 					   NULL, NULL);
 	if (json) {
+		/* After chunks that logged nothing an agent runs the next one on
+		 * its MPI thread (it queues up to 64 MiB), then on a thread of
+		 * its own while it sends: the flood goes both ways. */
+		if (mpg_cluster_map_array(cl, quiet_task, in, sizeof *in, N, out, sizeof *out, 2,
+					  NULL, NULL) != 0)
+			failed = -1;
 		struct timespec t0, t1;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		int f = mpg_cluster_map_array(cl, flood_task, in, sizeof *in, FLOOD_TASKS, out,
