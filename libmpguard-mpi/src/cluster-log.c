@@ -384,7 +384,9 @@ int mpg__cl_log_drain(mpg_cluster *cl)
 			break;
 		MPI_Status st;
 		int len = 0;
-		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPG__TAG_LOG, &st, agent_died, &d);
+		/* Any tag: a map that failed may have left chunks in flight,
+		 * whose answers come (and are dropped) before the agent's STOP. */
+		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPI_ANY_TAG, &st, agent_died, &d);
 		if (p == 1)
 			continue;
 		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
@@ -396,11 +398,15 @@ int mpg__cl_log_drain(mpg_cluster *cl)
 			r = -ENOMEM;
 			break;
 		}
-		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, MPG__TAG_LOG, MPI_COMM_WORLD,
+		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
 			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
 			free(msg);
 			r = -EIO;
 			break;
+		}
+		if (st.MPI_TAG != MPG__TAG_LOG) {
+			free(msg);
+			continue;
 		}
 		int t = mpg__cl_log_take(cl, msg, (size_t)len, st.MPI_SOURCE);
 		free(msg);
