@@ -141,7 +141,7 @@ MPLOG_EXPORT int mplog_aggregator_inject(mplog_aggregator *a, const void *data, 
 	struct mplog__parts p;
 	struct mplog__rec rec;
 	int r = decode(data, len, &p, &rec);
-	size_t hl = host ? strnlen(host, 256) : 0;
+	size_t hl = host ? strnlen(host, 255) : 0;
 	pthread_mutex_lock(&a->lock);
 	if (r < 0) {
 		char what[320];
