@@ -89,8 +89,10 @@ n=$("$mplog" --host no-such-host -o json "$dir/log.json" | wc -l)
 for rank in 1 2; do
 	want=$(grep -c "\"mpkit.mpi.rank\":$rank}" "$dir/log.json" || true)
 	n=$("$mplog" --host "$host" --rank "$rank" -o json "$dir/log.json" | wc -l)
-	[ "$n" -eq "$want" ] && [ "$n" -gt 0 ] ||
-		{ echo "cluster-log: mplog --rank $rank: $n records, want $want"; exit 1; }
+	if [ "$n" -ne "$want" ] || [ "$n" -eq 0 ]; then
+		echo "cluster-log: mplog --rank $rank: $n records, want $want"
+		exit 1
+	fi
 done
 echo "cluster-log: mplog --host and --rank select the ranks' records"
 
