@@ -31,6 +31,7 @@ expect "--since --stats --stream --strict " mplog --s
 expect "cat " mplog ca
 expect "run.jsonl " mplog tail ru
 expect "warn " mplog -l wa
+expect "--host " mplog --ho
 expect "yesterday " mplog --since ye
 expect "list " mpattach li
 rm -f run.jsonl

@@ -301,6 +301,62 @@ START_TEST(records_become_native_protocol_datagrams_with_fields)
 }
 END_TEST
 
+/* A callback sink keeping the last record encoded for another aggregator. */
+struct one_encoded {
+	uint8_t buf[4096];
+	size_t len;
+};
+
+static void encode_last(const mplog_record *r, void *userdata)
+{
+	struct one_encoded *e = userdata;
+	ssize_t n = mplog_record_encode(r, 0, e->buf, sizeof e->buf);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_lt(n, (ssize_t)sizeof e->buf);
+	e->len = (size_t)n;
+}
+
+START_TEST(a_record_of_another_rank_carries_its_host_pid_and_rank_as_fields)
+{
+	struct one_encoded e = {0};
+	mplog_aggregator *agent;
+	mplog_sink *s;
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_new(&agent), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(encode_last, &e, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agent, s), 0);
+	ck_assert_int_eq(mplog_aggregator_writer(agent, &w), 0);
+	const mplog_kv kv[] = {{"mpkit.rank", "forged"}, {"MPKIT_HOST", "forged"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, "a.c", 1, "f", kv, 2, "from rank 2"), 0);
+	mplog_writer_free(w);
+	mplog_aggregator_free(agent);
+	ck_assert_uint_gt(e.len, 0);
+
+	char path[108];
+	int rx = listen_dgram(path, sizeof path);
+	mplog_aggregator *a;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_journal(path, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_inject(a, e.buf, e.len, "node2", 4242, 2), 0);
+	char *msg;
+	int seals;
+	size_t n = recv_message(rx, &msg, &seals);
+	size_t nf;
+	struct field *f = parse_fields(msg, n, &nf);
+	ASSERT_FIELD(f, nf, "MESSAGE", "from rank 2");
+	ASSERT_FIELD(f, nf, "MPKIT_HOST", "node2");
+	ASSERT_FIELD(f, nf, "MPKIT_HOST_PID", "4242");
+	ASSERT_FIELD(f, nf, "MPKIT_RANK", "2");
+	ASSERT_FIELD(f, nf, "MPKIT_KV_MPKIT_HOST", "forged"); /* a key never takes their place */
+	ASSERT_FIELD(f, nf, "MPKIT_KV_MPKIT_RANK", "forged");
+	free_fields(f, nf);
+	free(msg);
+	mplog_aggregator_free(a);
+	unlisten(rx, path);
+}
+END_TEST
+
 START_TEST(journal_sink_arguments_are_checked)
 {
 	mplog_sink *s = NULL;
@@ -865,6 +921,7 @@ static Suite *journal_suite(void)
 	Suite *s = suite_create("mplog-journal");
 	TCase *tc = tcase_create("journal");
 	tcase_add_test(tc, records_become_native_protocol_datagrams_with_fields);
+	tcase_add_test(tc, a_record_of_another_rank_carries_its_host_pid_and_rank_as_fields);
 	tcase_add_test(tc, journal_sink_arguments_are_checked);
 	tcase_add_test(tc, stderr_sink_is_text_unless_journal_stream_names_fd_2);
 	if (!journald_unavailable())

@@ -56,7 +56,8 @@ START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
 			    "a_name_longer_than_thirty_two_characters", "x", "bytes", "ok\xff"};
 	mplog_record r = {.ts = 1700000000123456789ull, .level = MPLOG_INFO, .pid = 42, .worker = 3,
 			  .task = 17, .stream = MPLOG_STREAM_LOG, .msg = "hello [world]",
-			  .msg_len = 13, .nkv = 5, .kv = kv, .channel = "", .file = "", .func = ""};
+			  .msg_len = 13, .nkv = 5, .kv = kv, .channel = "", .file = "", .func = "",
+			  .host = "", .rank = -1};
 	char *s = fmt_rec(&r, 1);
 	ck_assert_str_eq(s, "<14>1 2023-11-14T22:13:20.123456Z host app 42 - [ex@32473 worker=\"3\" "
 			    "task=\"17\" user=\"a\\\"b\\]c\\\\d\" bad_key_x__=\"v\" _=\"empty name\" "
@@ -65,7 +66,8 @@ START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
 
 	/* No context, no key-values: "-" for the structured data and the pid. */
 	mplog_record bare = {.ts = 999, .level = MPLOG_ERROR, .pid = 0, .worker = -1, .task = -1,
-			     .msg = "", .msg_len = 0, .channel = "", .file = "", .func = ""};
+			     .msg = "", .msg_len = 0, .channel = "", .file = "", .func = "",
+			     .host = "", .rank = -1};
 	s = fmt_rec(&bare, 16);
 	ck_assert_str_eq(s, "<131>1 1970-01-01T00:00:00.000000Z host app - - -");
 	free(s);
@@ -110,6 +112,21 @@ START_TEST(formatter_writes_rfc5424_with_escaped_structured_data)
 	free(s);
 	s = fmt_form(&out, 1, 3164, NULL);
 	ck_assert_str_eq(s, "<12>Jan  1 00:00:00 app[7]: line [worker=\"0\" stream=\"stderr\"]");
+	free(s);
+
+	/* A record of another MPI rank (mplog_aggregator_inject()): its host
+	 * is RFC 5424's HOSTNAME (a token) and, with its rank, a parameter
+	 * (the only place RFC 3164's local form has for it). */
+	mplog_record remote = out;
+	remote.host = "node 2";
+	remote.rank = 2;
+	s = fmt_rec(&remote, 1);
+	ck_assert_str_eq(s, "<12>1 1970-01-01T00:00:00.000000Z node_2 app 7 - "
+			    "[ex@32473 host=\"node 2\" rank=\"2\" worker=\"0\" stream=\"stderr\"] line");
+	free(s);
+	s = fmt_form(&remote, 1, 3164, NULL);
+	ck_assert_str_eq(s, "<12>Jan  1 00:00:00 app[7]: line [host=\"node 2\" rank=\"2\" worker=\"0\" "
+			    "stream=\"stderr\"]");
 	free(s);
 }
 END_TEST

@@ -926,6 +926,60 @@ START_TEST(task_filter)
 }
 END_TEST
 
+/* An MPI job's log (libmpguard-mpi): every rank's records, each with the
+ * host and rank that collected it in its resource. */
+START_TEST(host_and_rank_filters_read_the_resource)
+{
+	char path[160];
+	snprintf(path, sizeof path, "%s/ranks.jsonl", dir);
+	FILE *f = fopen(path, "we");
+	ck_assert_ptr_nonnull(f);
+	static const char *const where[][2] = {
+		{"node1", "0"}, {"node2", "1"}, {"node2", "2"}, {"node3", NULL}};
+	for (int i = 0; i < 4; i++)
+		fprintf(f,
+			"{\"time\":\"2026-11-29T17:31:1%d.000000000Z\",\"timeUnixNano\":\"179578147%d000000000\","
+			"\"observedTimeUnixNano\":\"179578147%d000000000\",\"severityText\":\"INFO\","
+			"\"severityNumber\":9,\"body\":\"record %d\",\"resource\":{\"host.name\":\"%s\","
+			"\"process.pid\":%d%s%s%s},\"attributes\":{\"process.pid\":%d}}\n",
+			i, i, i, i, where[i][0], 100 + i, where[i][1] ? ",\"mpkit.mpi.rank\":" : "",
+			where[i][1] ? where[i][1] : "", "", 200 + i);
+	fclose(f);
+	struct run r = tool("--host", "node2", "cat", path);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_uint_eq(records(r.out), 2);
+	ck_assert(strstr(r.out, "record 1") && strstr(r.out, "record 2"));
+	/* Shown as the text sink shows them. */
+	ck_assert_msg(strstr(r.out, "[node2 r1 pid 201] record 1"), "%s", r.out);
+	run_free(&r);
+	r = tool("--host", "node3", "cat", path);
+	ck_assert_msg(strstr(r.out, "[pid 203] record 3"), "%s", r.out); /* no rank */
+	run_free(&r);
+	r = tool("--host", "node1,node3", "cat", path);
+	ck_assert_uint_eq(records(r.out), 2);
+	ck_assert(strstr(r.out, "record 0") && strstr(r.out, "record 3"));
+	run_free(&r);
+	r = tool("--rank", "0", "--rank=2", "cat", path);
+	ck_assert_uint_eq(records(r.out), 2);
+	ck_assert(strstr(r.out, "record 0") && strstr(r.out, "record 2"));
+	run_free(&r);
+	r = tool("--host", "node2", "--rank", "0", "cat", path);
+	ck_assert_uint_eq(records(r.out), 0);
+	run_free(&r);
+	r = tool("--host", "nowhere", "cat", path);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_uint_eq(records(r.out), 0);
+	run_free(&r);
+	r = tool("--rank", "-1", "cat", path);
+	ck_assert_int_eq(r.status, 2);
+	run_free(&r);
+	r = tool("--host", ",", "cat", path);
+	ck_assert_int_eq(r.status, 2);
+	run_free(&r);
+	unlink(path);
+}
+END_TEST
+
 START_TEST(level_filter)
 {
 	struct run r = tool("--level", "warn", "cat", children_log);
@@ -1702,6 +1756,7 @@ static Suite *tool_suite(void)
 	tcase_add_test(mc, json_output_round_trips);
 	tcase_add_test(mc, stats_count_levels_workers_and_crashes);
 	tcase_add_test(mc, a_task_cannot_forge_a_failed_task);
+	tcase_add_test(mc, host_and_rank_filters_read_the_resource);
 	tcase_add_test(mc, stats_json_is_valid_utf8_whatever_the_log_holds);
 	tcase_add_test(mc, garbage_lines_are_skipped_with_a_warning);
 	tcase_add_test(mc, tail_follows_across_rotation_and_truncation);

@@ -780,6 +780,177 @@ START_TEST(json_lines_parse_back_with_python_and_escape_any_bytes)
 }
 END_TEST
 
+/* ---- records across aggregators (an MPI agent's, on rank 0) ------------- */
+
+/* A callback sink that encodes what it gets, as an agent rank does. */
+struct encoded {
+	uint8_t *v[8];
+	size_t len[8], n;
+};
+
+static void encode_record(const mplog_record *r, void *userdata)
+{
+	struct encoded *e = userdata;
+	ssize_t n = mplog_record_encode(r, 100, NULL, 0);
+	ck_assert_int_gt(n, 0);
+	ck_assert_uint_lt(e->n, 8);
+	e->v[e->n] = malloc((size_t)n + 1);
+	ck_assert_int_eq(mplog_record_encode(r, 100, e->v[e->n], (size_t)n + 1), n);
+	e->len[e->n++] = (size_t)n;
+}
+
+static int log_for_rank0(int arg)
+{
+	(void)arg;
+	mplog_set_context(9, 5);
+	if (mplog_mark_output(MPLOG_CAPTURE_STDOUT) < 0)
+		return 1;
+	mplog_kv kv[] = {{"user", "alice"}, {"mpg.task", "3"}};
+	if (mplog_warn_kv(kv, 2, "from the agent's worker"))
+		return 1;
+	printf("a printed line\n");
+	return 0;
+}
+
+static const char inject_check[] =
+	"import json, sys, socket\n"
+	"import jsonschema\n"
+	"schema = json.load(open(sys.argv[2]))\n"
+	"recs = [json.loads(l) for l in open(sys.argv[1], encoding='utf-8')]\n"
+	"assert len(recs) == 6, recs\n"
+	"for r in recs:\n"
+	"    jsonschema.validate(r, schema, cls=jsonschema.Draft202012Validator)\n"
+	"w, o, f, own = recs[0], recs[1], recs[2], recs[5]\n"
+	"for r in (w, o, f):\n"
+	"    assert r['resource']['host.name'] == 'node2' and r['resource']['process.pid'] == 4242, r\n"
+	"    assert r['resource']['mpkit.mpi.rank'] == 2, r\n"
+	"a = w['attributes']\n"
+	"assert w['body'] == 'from the agent\\'s worker' and w['severityText'] == 'WARN', w\n"
+	"assert a['process.pid'] == int(sys.argv[3]) and a['mpkit.worker'] == 9 and a['mpkit.task'] == 105, a\n"
+	"assert a['mpkit.channel'] == 'worker-9' and a['code.function.name'] == 'log_for_rank0', a\n"
+	"assert a['code.file.path'].endswith('test-mplog.c') and a['code.line.number'] > 0, a\n"
+	"assert a['user'] == 'alice' and a['child.mpg.task'] == '3', a\n"
+	"assert o['body'] == 'a printed line' and o['attributes']['log.iostream'] == 'stdout', o\n"
+	"assert o['attributes']['mpkit.task'] == 105, o\n"
+	"assert int(o['observedTimeUnixNano']) <= int(own['observedTimeUnixNano']), o\n"
+	"fa = f['attributes']\n"
+	"assert fa['mpkit.task'] == 107 and fa['exception.type'] == 'SIGSEGV', fa\n"
+	"assert own['resource']['mpkit.mpi.rank'] == 0 and own['resource']['host.name'] == socket.gethostname(), own\n";
+
+START_TEST(records_encoded_on_one_aggregator_and_injected_into_another_keep_every_field_and_their_origin)
+{
+	/* The agent's side: a child's records and the pool's own. */
+	struct encoded e = {0};
+	mplog_aggregator *agent;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&agent), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(encode_record, &e, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agent, s), 0);
+	pid_t pid = spawn_child(agent, "worker-9", 9, MPLOG_CAPTURE_STDOUT, log_for_rank0, 0);
+	reap_ok(pid);
+	ck_assert_int_eq(mplog_aggregator_flush(agent), 0);
+	mplog_writer *w;
+	ck_assert_int_eq(mplog_aggregator_writer(agent, &w), 0);
+	mplog_kv fail[] = {{"mpg.kind", "signaled"}, {"mpg.task", "7"}, {"mpg.signal", "SIGSEGV"}};
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_ERROR, NULL, 0, NULL, fail, 3, "task 7 died"), 0);
+	mplog_writer_free(w);
+	mplog_aggregator_free(agent);
+	ck_assert_uint_eq(e.n, 3);
+
+	/* Rank 0's: a JSON file and a callback, its own record stamped rank 0. */
+	char dir[] = "/tmp/mplog-test-XXXXXX", path[128];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/log.json", dir);
+	struct collector c;
+	mplog_aggregator *a = new_collecting(&c);
+	ck_assert_int_eq(mplog_sink_new_file(path, MPLOG_FORMAT_JSON, 0, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_set_rank(a, 0), 0);
+	for (size_t i = 0; i < e.n; i++)
+		ck_assert_int_eq(mplog_aggregator_inject(a, e.v[i], e.len[i], "node2", 4242, 2), 0);
+	/* Anything else is refused and reported, never delivered. */
+	ck_assert_int_eq(mplog_aggregator_inject(a, e.v[0], e.len[0] - 1, "node2", 4242, 2), -EBADMSG);
+	e.v[0][0] ^= 1;
+	ck_assert_int_eq(mplog_aggregator_inject(a, e.v[0], e.len[0], "node2", 4242, 2), -EBADMSG);
+	ck_assert_uint_eq(mplog_aggregator_protocol_errors(a), 2);
+	ck_assert_int_eq(mplog_aggregator_inject(a, NULL, 1, "node2", 4242, 2), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_inject(a, e.v[1], e.len[1], "node2", 4242, -2), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_set_rank(a, -2), -EINVAL);
+	ck_assert_int_eq(mplog_record_encode(NULL, 0, NULL, 0), -EINVAL);
+	ck_assert_int_eq(mplog_aggregator_writer(a, &w), 0);
+	ck_assert_int_eq(mplog_writer_log(w, MPLOG_INFO, NULL, 0, NULL, NULL, 0, "rank 0's own"), 0);
+	mplog_writer_free(w);
+	ck_assert_uint_eq(c.n, 6); /* 3 injected, 2 protocol errors, 1 own */
+	ck_assert_str_eq(c.v[0].msg, "from the agent's worker");
+	ck_assert_int_eq(c.v[0].pid, pid);
+	ck_assert_int_eq(c.v[0].worker, 9);
+	ck_assert_int_eq(c.v[0].task, 105);
+	ck_assert_str_eq(c.v[0].channel, "worker-9");
+	ck_assert_str_eq(c.v[0].func, "log_for_rank0");
+	ck_assert_str_eq(c.v[0].kvs, "user=alice;child.mpg.task=3;");
+	ck_assert_int_eq(c.v[1].stream, MPLOG_STREAM_STDOUT);
+	ck_assert_str_eq(c.v[2].kvs, "mpg.kind=signaled;mpg.task=107;mpg.signal=SIGSEGV;");
+	ck_assert_ptr_nonnull(strstr(c.v[3].msg, "malformed record from node2 rank 2"));
+	mplog_aggregator_free(a);
+	collector_free(&c);
+	for (size_t i = 0; i < e.n; i++)
+		free(e.v[i]);
+
+	char pidstr[16];
+	snprintf(pidstr, sizeof pidstr, "%d", pid);
+	char *argv[] = {"python3", "-c", (char *)inject_check, path, MPLOG_SCHEMA, pidstr, NULL};
+	pid_t py;
+	ck_assert_int_eq(posix_spawnp(&py, "python3", NULL, NULL, argv, environ), 0);
+	int st;
+	ck_assert_int_eq(waitpid(py, &st, 0), py);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "python3 rejected %s", slurp(path));
+	unlink(path);
+	rmdir(dir);
+	mpk_assert_no_children();
+}
+END_TEST
+
+/* The accessors and the text, journal and syslog forms of an injected
+ * record: host and rank wherever the form has room for them. */
+static void check_forms(const mplog_record *r, void *userdata)
+{
+	int *seen = userdata;
+	char buf[1024];
+	ck_assert_str_eq(mplog_record_host(r), "node2");
+	ck_assert_int_eq(mplog_record_host_pid(r), 4242);
+	ck_assert_int_eq(mplog_record_rank(r), 2);
+	ck_assert_int_lt(mplog_record_format(r, MPLOG_FORMAT_TEXT, 0, buf, sizeof buf), (ssize_t)sizeof buf);
+	ck_assert_msg(strstr(buf, "[node2 r2 w9 pid "), "%s", buf);
+	(*seen)++;
+}
+
+START_TEST(an_injected_records_host_and_rank_show_in_the_text_form_and_accessors)
+{
+	struct encoded e = {0};
+	mplog_aggregator *agent;
+	mplog_sink *s;
+	ck_assert_int_eq(mplog_aggregator_new(&agent), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(encode_record, &e, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(agent, s), 0);
+	reap_ok(spawn_child(agent, "worker-9", 9, 0, log_for_rank0, 0));
+	mplog_aggregator_free(agent);
+	ck_assert_uint_eq(e.n, 1);
+	int seen = 0;
+	mplog_aggregator *a;
+	ck_assert_int_eq(mplog_aggregator_new(&a), 0);
+	ck_assert_int_eq(mplog_sink_new_callback(check_forms, &seen, &s), 0);
+	ck_assert_int_eq(mplog_aggregator_add_sink(a, s), 0);
+	ck_assert_int_eq(mplog_aggregator_inject(a, e.v[0], e.len[0], "node2", 4242, 2), 0);
+	ck_assert_int_eq(seen, 1);
+	ck_assert_int_eq(mplog_record_host_pid(NULL), 0);
+	ck_assert_int_eq(mplog_record_rank(NULL), -1);
+	ck_assert_str_eq(mplog_record_host(NULL), "");
+	mplog_aggregator_free(a);
+	free(e.v[0]);
+	mpk_assert_no_children();
+}
+END_TEST
+
 /* ---- API contract -------------------------------------------------------- */
 
 START_TEST(api_rejects_bad_arguments_and_accepts_null_destructors)
@@ -1481,6 +1652,8 @@ static Suite *mplog_suite(void)
 	tcase_add_test(tc, text_shows_what_children_send_escaped_and_cannot_be_given_a_fake_record);
 	tcase_add_test(tc, reserved_keys_from_a_child_are_renamed_and_the_parents_kept);
 	tcase_add_test(tc, json_lines_parse_back_with_python_and_escape_any_bytes);
+	tcase_add_test(tc, records_encoded_on_one_aggregator_and_injected_into_another_keep_every_field_and_their_origin);
+	tcase_add_test(tc, an_injected_records_host_and_rank_show_in_the_text_form_and_accessors);
 	tcase_add_test(tc, api_rejects_bad_arguments_and_accepts_null_destructors);
 	tcase_add_test(tc, aggregator_writer_is_refused_in_a_forked_child);
 	tcase_add_test(tc, sinks_and_the_child_filter_by_minimum_level);

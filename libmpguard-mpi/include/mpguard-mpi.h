@@ -29,8 +29,17 @@
  * Task functions travel as an offset in their module (the program or a
  * shared library, checked by its build ID), so every rank must run the
  * same build. Inputs, results and a call's context travel by value; the
- * pool's userdata is each rank's own (see mpg_cluster_map()). A rank that
- * dies never hangs the job: Open MPI ends it by default; under
+ * pool's userdata is each rank's own (see mpg_cluster_map()).
+ *
+ * The log records of every agent's workers and pool reach rank 0's pool's
+ * aggregator over MPI and come out of its sinks stamped with the agent's
+ * host, pid and rank (mplog_aggregator_inject()), task indices those of
+ * the whole call; an agent's pool does not write them itself. A chunk's
+ * records reach rank 0 before its answer, so a map's are in rank 0's log
+ * when it returns; between calls they come as they are made, and
+ * mpg_cluster_free() reads the agents' last ones before MPI_Finalize.
+ *
+ * A rank that dies never hangs the job: Open MPI ends it by default; under
  * orte_enable_recovery, rank 0 declares dead a rank on its host whose
  * process ended, and one anywhere that holds chunks and stays silent past
  * a deadline (agents send heartbeats while they run chunks), and an agent
@@ -40,8 +49,7 @@
  * orte_enable_recovery, else never: a rank stopped in a debugger is not
  * taken for dead) and
  * MPKIT_CLUSTER_PIDFD=0 (no watch by pidfd on rank 0's host). Waiting
- * ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin. Not yet: the
- * records of the agents' workers in rank 0's log.
+ * ranks sleep (MPI_Iprobe and naps up to 1 ms), not spin.
  */
 #ifndef MPGUARD_MPI_H
 #define MPGUARD_MPI_H
@@ -65,10 +73,13 @@ typedef struct mpg_cluster mpg_cluster; /* rank 0's handle on the job */
  * On rank 0: returns 0 and the handle in *@ret. On every other rank: runs
  * the node agent until rank 0 calls mpg_cluster_free(), then stops its
  * pool, finalizes MPI and returns 1 with *@ret NULL: the program should
- * then leave main() (`if (r != 0) return r < 0;`). Under Open MPI's
- * orte_enable_recovery, an agent that sees rank 0 on its host die, or
- * hears nothing from it past the deadline, returns -ECONNRESET, MPI not
- * finalized.
+ * then leave main() (`if (r != 0) return r < 0;`). An agent sends its
+ * pool's log records to rank 0 (see above): the pool's default stderr
+ * sink is taken out there; an aggregator of yours (mpg_options_set_log())
+ * keeps its sinks, so add them on rank 0 once this returned 0. Under
+ * Open MPI's orte_enable_recovery, an agent that sees rank 0 on its host
+ * die, or hears nothing from it past the deadline, returns -ECONNRESET,
+ * MPI not finalized.
  * Returns -EINVAL, -ECHILD (in a worker), -EALREADY (MPI initialized
  * already, or finalized), -EIO (an MPI call failed, or MPI gives less than
  * MPI_THREAD_SERIALIZED), -EAGAIN (no thread for the driver), or an error
@@ -78,10 +89,10 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 				mpg_cluster **ret);
 
 /** mpg_cluster_free - wait for the chunks out, stop the agents (each
- *  returns from its mpg_cluster_init()), free rank 0's pool (tasks of
- *  calls not ended, an iterator not read to its end, end cancelled),
- *  finalize MPI. From the thread that called mpg_cluster_init(). Accepts
- *  NULL. Since 0.1. */
+ *  returns from its mpg_cluster_init()), read their last log records into
+ *  rank 0's log, free rank 0's pool (tasks of calls not ended, an iterator
+ *  not read to its end, end cancelled), finalize MPI. From the thread that
+ *  called mpg_cluster_init(). Accepts NULL. Since 0.1. */
 MPG_EXPORT void mpg_cluster_free(mpg_cluster *cl);
 /** mpg_cluster_freep - mpg_cluster_free(*cl), for __attribute__((cleanup)). */
 MPG_EXPORT void mpg_cluster_freep(mpg_cluster **cl);

@@ -4,6 +4,7 @@
  * failing workers as anywhere in libmpguard, backtraces symbolized here),
  * and sends outputs and failures back. One chunk at a time: the pool
  * spreads it over the rank's workers; rank 0 keeps the next one queued. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 #include "pool-int.h"
 
@@ -206,6 +207,7 @@ static int agent_check(void *arg)
 	uint64_t now = mpg__cl_now_ns();
 	if (a->deadline_ns && now - a->heard0 > a->deadline_ns)
 		return 2; /* on another host: silence is all a death shows */
+	(void)mpg__cl_log_pump(); /* the log records queued meanwhile */
 	return a->running && a->beat_ns && now >= a->next_beat ? 3 : 0;
 }
 
@@ -246,6 +248,8 @@ static int finish_chunk(struct agent *a)
 	a->msg = NULL;
 	if (r < 0)
 		return r; /* rank 0 waits for an answer it will not get: MPI_Abort by the caller */
+	/* Its records first: in rank 0's log when its map returns. */
+	(void)mpg__cl_log_chunk_end();
 	return send_answer(a->ans, a->ans_len);
 }
 

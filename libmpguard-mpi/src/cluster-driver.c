@@ -5,6 +5,7 @@
  * keeps two pieces in flight per agent (one running, the next queued),
  * takes in the answers, watches the agents on its host for death, and at
  * the end tells every agent to stop. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 #include "pool-int.h"
 
@@ -274,6 +275,17 @@ void *mpg__cl_driver_main(void *arg)
 			continue;
 		}
 		int src = st.MPI_SOURCE;
+		if (st.MPI_TAG == MPG__TAG_LOG) {
+			/* An agent's log records, into rank 0's aggregator: not
+			 * under the lock, they go through its sinks. */
+			int t = mpg__cl_log_take(cl, msg, (size_t)len, src);
+			free(msg);
+			if (t < 0)
+				err = t;
+			if (src > 0 && src < cl->ranks)
+				cl->heard[src] = mpg__cl_now_ns();
+			continue;
+		}
 		pthread_mutex_lock(&cl->lock);
 		if (src > 0 && src < cl->ranks)
 			cl->heard[src] = mpg__cl_now_ns();
@@ -290,9 +302,12 @@ void *mpg__cl_driver_main(void *arg)
 		pthread_mutex_unlock(&cl->lock);
 		free(msg);
 	}
-	/* Stop the agents (each returns from its mpg_cluster_init()). */
+	/* Stop the agents (each returns from its mpg_cluster_init()), and
+	 * take their last log records. */
 	for (int i = 1; i < cl->ranks; i++)
 		if (!cl->dead[i] || err)
 			MPI_Send(NULL, 0, MPI_BYTE, i, MPG__TAG_STOP, MPI_COMM_WORLD);
+	if (!err)
+		(void)mpg__cl_log_drain(cl);
 	return NULL;
 }

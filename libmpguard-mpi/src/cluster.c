@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Starting and stopping a cluster: the local pool first, then MPI; rank 0
  * keeps a handle, the other ranks become agents. */
+#include "cluster-log-int.h"
 #include "cluster-mpi-int.h"
 #include "fed-int.h"
 
@@ -113,10 +114,11 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 		host0[MPG__CL_MAX_HOST - 1] = '\0';
 		int watch = k[1] && pid0 > 0 && strcmp(host0, host) == 0 ?
 				    pidfd_open((pid_t)pid0, 0) : -1;
+		(void)mpg__cl_log_agent_start(pool, rank, host); /* else logs stay here */
 		r = mpg__agent_run(pool, rank, host, watch, k[0]);
 		if (watch >= 0)
 			close(watch);
-		mpg_pool_free(pool);
+		mpg__cl_log_agent_end(pool, r == 0); /* frees the pool */
 		*ret = NULL;
 		if (r == -ECONNRESET)
 			return r; /* rank 0 is gone: nobody to finalize MPI with */
@@ -155,6 +157,7 @@ MPG_EXPORT int mpg_cluster_init(int *argc, char ***argv, const mpg_options *opts
 	cl->dead = dead;
 	cl->pid = getpid();
 	cl->pool = pool;
+	mpg__cl_log_rank0(pool);
 	cl->ranks = size;
 	cl->workers = workers;
 	cl->local = true;

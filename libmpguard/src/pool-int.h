@@ -645,6 +645,8 @@ struct mpg_pool {
 	mplog_aggregator *log;      /* where workers' mplog_* records go, or NULL */
 	mplog_writer *log_writer;   /* the pool's own records: task errors */
 	bool own_log;               /* created by the pool (else the caller's) */
+	mplog_sink *log_sink;       /* own_log: its default sink (stderr), or NULL;
+	                             * an MPI agent takes it out (cluster-log.c) */
 	struct mpg__control *control; /* the registered control socket, or NULL */
 	mpg_task_fn last_fn;        /* the last task function timed, and its cost: */
 	double last_ns_per_task;    /* a new call of the same function starts there */

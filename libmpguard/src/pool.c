@@ -103,6 +103,7 @@ static int setup_log(struct mpg_pool *p, bool have_stderr)
 		r = mplog_aggregator_add_sink(p->log, sink);
 		if (r < 0)
 			return r;
+		p->log_sink = sink;
 	}
 	r = mplog_aggregator_writer(p->log, &p->log_writer);
 	if (r < 0)

@@ -341,6 +341,16 @@ MPLOG_EXPORT int64_t mplog_record_task(const mplog_record *r);
 MPLOG_EXPORT mplog_stream mplog_record_stream(const mplog_record *r);
 /** Name of the channel it arrived on ("" for the parent's own records). */
 MPLOG_EXPORT const char *mplog_record_channel(const mplog_record *r);
+/** Where the record was collected, when another process's aggregator
+ * took it first and it came here through mplog_aggregator_inject() (an
+ * MPI agent rank's, say): that process's host name, else "". Since 0.2. */
+MPLOG_EXPORT const char *mplog_record_host(const mplog_record *r);
+/** The pid of that process (whose log the record was part of), 0 for a
+ * record collected here. Since 0.2. */
+MPLOG_EXPORT int mplog_record_host_pid(const mplog_record *r);
+/** The rank of that process in its job (the injected one), else the one
+ * set with mplog_aggregator_set_rank(); -1 when none. Since 0.2. */
+MPLOG_EXPORT int mplog_record_rank(const mplog_record *r);
 /** Source file ("" when unknown), line (0 when unknown), function (""). */
 MPLOG_EXPORT const char *mplog_record_file(const mplog_record *r);
 MPLOG_EXPORT int mplog_record_line(const mplog_record *r);
@@ -366,7 +376,9 @@ typedef struct mplog_sink mplog_sink;
 
 /** Output formats of fd and file sinks. Since 0.1. */
 typedef enum mplog_format {
-	/* Text for humans, a line per record: time, level, worker/pid/task,
+	/* Text for humans, a line per record: time, level, [host and rank
+	 * (of a record injected from another rank, mplog_aggregator_inject();
+	 * the rank of this process's own once set) worker/pid/task],
 	 * message, key-values, source location; a message or value of several
 	 * lines continues on indented lines below (only a record's line starts
 	 * without a space). What came from a child is escaped so that it
@@ -384,8 +396,11 @@ typedef enum mplog_format {
 	 * trace, 5 debug, 9 info, 10 notice, 13 warn, 17 error, 21 fatal),
 	 * "body" (the message), "resource": "service.name" (OTEL_SERVICE_NAME,
 	 * else the program's name), "host.name", "process.pid" (of the
-	 * process writing the log: the pool's); "attributes": "process.pid"
-	 * (the sender's), "mpkit.worker", "mpkit.task" (integers),
+	 * process writing the log: the pool's; of a record injected from
+	 * another rank, mplog_aggregator_inject(), that rank's host and
+	 * pid), "mpkit.mpi.rank" (the rank, when there is one);
+	 * "attributes": "process.pid" (the sender's), "mpkit.worker",
+	 * "mpkit.task" (integers),
 	 * "mpkit.channel", "code.file.path", "code.line.number",
 	 * "code.function.name", "log.iostream" ("stdout"/"stderr", for
 	 * captured lines only), then the record's key-values as strings. A
@@ -479,10 +494,13 @@ enum {
  * structured data of that ID instead: "- [NAME@PEN PARAMS] MSG" ("-" when
  * there are none).
  * PRI is facility * 8 + severity (trace and debug 7, info 6, notice 5,
- * warn 4, error 3, fatal 2); HOSTNAME from gethostname(); APP-NAME
- * program_invocation_short_name (see mplog_sink_set_syslog_app_name());
- * PID the record's ("-" or nothing when unknown); no MSGID. PARAMS are
- * worker, task (when known), stream ("stdout"/"stderr", for captured
+ * warn 4, error 3, fatal 2); HOSTNAME from gethostname() (a record
+ * injected from another host's rank, mplog_aggregator_inject(): that
+ * host); APP-NAME program_invocation_short_name (see
+ * mplog_sink_set_syslog_app_name()); PID the record's ("-" or nothing
+ * when unknown); no MSGID. PARAMS are host and rank (of such a record;
+ * the rank also from mplog_aggregator_set_rank()), worker, task (when
+ * known), stream ("stdout"/"stderr", for captured
  * lines) and the record's key-values as SD-PARAMs: name="value", names
  * reduced to the SD-NAME charset (other characters become '_', at most
  * 32), values with '"', '\' and ']' escaped and invalid UTF-8 replaced by
@@ -517,12 +535,14 @@ MPLOG_EXPORT int mplog_sink_new_syslog(const char *address, unsigned flags, mplo
  * mplog_sink_set_syslog_facility()), CODE_FILE, CODE_LINE, CODE_FUNC (when
  * known), MPKIT_WORKER, MPKIT_TASK, MPKIT_PID (when known), MPKIT_STREAM
  * ("stdout"/"stderr", captured lines), MPKIT_CHANNEL (the channel's name,
- * when it has one), then one field per key-value: the key in upper case,
- * other characters than A-Z and 0-9 made '_', at most 64 ("mpg.kind" is
- * MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that would start with
- * '_' or a digit, be empty, or be one of the fields above (or another the
- * journal gives a meaning to, such as ERRNO, MESSAGE_ID, UNIT, OBJECT_*)
- * gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
+ * when it has one), MPKIT_HOST, MPKIT_HOST_PID, MPKIT_RANK (of a record
+ * injected from another rank, mplog_aggregator_inject(); the rank also
+ * from mplog_aggregator_set_rank()), then one field per key-value: the
+ * key in upper case, other characters than A-Z and 0-9 made '_', at most
+ * 64 ("mpg.kind" is MPG_KIND, "mpg.backtrace" MPG_BACKTRACE); a key that
+ * would start with '_' or a digit, be empty, or be one of the fields above
+ * (or another the journal gives a meaning to, such as ERRNO, MESSAGE_ID,
+ * UNIT, OBJECT_*) gets "MPKIT_KV_" in front. Values go as they are, newlines included: a
  * backtrace is one field of several lines, a message of several lines one
  * entry. A record too big for a datagram is passed in a sealed memfd, as
  * the protocol specifies.
@@ -607,6 +627,24 @@ MPLOG_EXPORT uint64_t mplog_sink_dropped(const mplog_sink *s);
  */
 MPLOG_EXPORT ssize_t mplog_record_format(const mplog_record *r, mplog_format format,
 					 unsigned flags, char *buf, size_t size);
+
+/**
+ * mplog_record_encode - encode a received record (in a callback sink) to
+ * be delivered by an aggregator of another process with
+ * mplog_aggregator_inject(): its times, level, stream, pid, worker,
+ * task, channel, source location, message and key-values (as the
+ * aggregator delivered them: a child's reserved keys renamed already).
+ * In the host's byte order: for a process of the same build (an MPI
+ * job's ranks), not for storage. @task_base is added to the task when it
+ * is known (>= 0) and to the decimal value of a "mpg.task" key (a pool's
+ * own record about a task): for records of a part of a bigger call, 0
+ * for none. Like snprintf() it writes into @buf only when the whole fits
+ * in @size bytes and returns the length it needs; call again with a
+ * bigger buffer when the result is >= @size. Returns the length,
+ * -EINVAL, -ENOMEM, or -EMSGSIZE (over 4 GiB). Since 0.2.
+ */
+MPLOG_EXPORT ssize_t mplog_record_encode(const mplog_record *r, uint64_t task_base, void *buf,
+					 size_t size);
 
 /** Callback of a callback sink; runs on the thread that dispatches. */
 typedef void (*mplog_sink_fn)(const mplog_record *record, void *userdata);
@@ -803,6 +841,34 @@ MPLOG_EXPORT void mplog_aggregator_request_reopen(mplog_aggregator *a);
  * Returns 0, -EINVAL, -ENOMEM. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret);
+
+/**
+ * mplog_aggregator_inject - deliver to @a's sinks a record that another
+ * process's aggregator received and mplog_record_encode() encoded (the
+ * @len bytes at @data), stamped with where it was collected: @host (that
+ * process's host name; NULL or "" for none; at most 255 bytes are kept),
+ * @pid (that process's, 0 when unknown) and @rank (its rank in an MPI
+ * job, -1 for none). Sinks show them as they show a record's own fields
+ * (see MPLOG_FORMAT_JSON's resource, the text form's prefix, the journal's
+ * MPKIT_HOST and MPKIT_RANK, syslog's HOSTNAME). Its key-values are kept
+ * as they are (the other aggregator renamed its children's reserved keys
+ * already): inject only records of a process you trust as your own, such
+ * as the agents of your MPI job. Runs on the calling thread, under the
+ * aggregator's lock, like the records of mplog_aggregator_writer().
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), or
+ * -EBADMSG (not one encoded record: reported as a protocol error, see
+ * mplog_aggregator_protocol_errors()). Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_inject(mplog_aggregator *a, const void *data, size_t len,
+					 const char *host, int pid, int rank);
+
+/**
+ * mplog_aggregator_set_rank - the rank (in an MPI job, say) of this
+ * process, stamped on the records @a collects itself (injected ones carry
+ * their own): see mplog_record_rank(); -1 (the default) for none.
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK. Since 0.2.
+ */
+MPLOG_EXPORT int mplog_aggregator_set_rank(mplog_aggregator *a, int rank);
 
 /** Longest status line kept by mplog_aggregator_set_status(). Since 0.1. */
 #define MPLOG_STATUS_MAX 4096

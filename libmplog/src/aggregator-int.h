@@ -26,6 +26,12 @@ struct mplog_record {
 	int line;
 	const char *channel, *file, *func, *msg;
 	size_t msg_len;
+	/* Where it was collected: "" (here), or the host of the process
+	 * whose aggregator took it first (mplog_aggregator_inject()); that
+	 * process's pid (0: here) and MPI rank (-1: none). */
+	const char *host;
+	int host_pid;
+	int rank;
 	size_t nkv;
 	const char *const *kv; /* 2 * nkv: key, value, key, value... */
 };
@@ -231,6 +237,7 @@ struct mplog_aggregator {
 	size_t kvcap;
 	struct mplog__status status;
 	const mplog_sink *quiet; /* mplog__emit() skips it (reports about it) */
+	int rank;                /* mplog_aggregator_set_rank(): its records', -1 */
 };
 
 /* Everything a record consists of, before materialization. */
@@ -245,6 +252,13 @@ struct mplog__parts {
 	const struct mplog__rec *kv_from; /* key-values of a decoded record */
 	const struct mplog__str *kv;      /* or these (2 * nkv) */
 	size_t nkv;
+	/* A record injected from another aggregator (mplog_aggregator_inject()):
+	 * its observed time, channel, host, collector's pid and rank; keys
+	 * kept as they are (that aggregator renamed a child's already). */
+	bool remote;
+	uint64_t observed;
+	struct mplog__str channel, host;
+	int host_pid, rank;
 };
 
 /* Deliver one record to every sink (lock held). ch may be NULL. */

@@ -59,6 +59,7 @@ MPLOG_EXPORT int mplog_aggregator_new(mplog_aggregator **ret)
 	a->next_id = 1;
 	a->evfd = -1;
 	a->status.fd = -1;
+	a->rank = -1;
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	int r = -errno;
 	if (a->epfd < 0)
@@ -942,8 +943,10 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 	if (!wanted)
 		return;
 	struct mplog__str chan = {ch ? ch->name : "", ch ? (uint32_t)strlen(ch->name) : 0};
+	if (p->remote)
+		chan = p->channel;
 	/* Reserve everything first so the pointers into scratch stay valid. */
-	size_t need = (size_t)p->file.n + p->func.n + p->msg.n + chan.n + 4;
+	size_t need = (size_t)p->file.n + p->func.n + p->msg.n + chan.n + p->host.n + 5;
 	if (p->kv_from) /* >= the strings plus their NULs, and a prefix each */
 		need += p->kv_from->kvs_len + p->nkv * (sizeof CHILD_PREFIX - 1);
 	else
@@ -962,7 +965,7 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 	}
 	mplog_record r = {
 		.ts = p->ts ? p->ts : now_ns(),
-		.observed = now_ns(),
+		.observed = p->remote && p->observed ? p->observed : now_ns(),
 		.level = p->level,
 		.stream = p->stream,
 		.pid = p->pid,
@@ -973,6 +976,9 @@ void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 		.func = scratch_str(a, p->func),
 		.msg = scratch_str(a, p->msg),
 		.channel = scratch_str(a, chan),
+		.host = scratch_str(a, p->host),
+		.host_pid = p->remote ? p->host_pid : 0,
+		.rank = p->remote ? p->rank : a->rank,
 		.msg_len = p->msg.n,
 		.nkv = p->nkv,
 		.kv = a->kvp,

@@ -44,7 +44,8 @@ static bool taken(const char *name)
 		"ERRNO", "SYSLOG_FACILITY", "SYSLOG_IDENTIFIER", "SYSLOG_PID",
 		"SYSLOG_TIMESTAMP", "SYSLOG_RAW", "DOCUMENTATION", "TID", "INVOCATION_ID",
 		"USER_INVOCATION_ID", "UNIT", "USER_UNIT", "MPKIT_WORKER", "MPKIT_TASK",
-		"MPKIT_PID", "MPKIT_STREAM", "MPKIT_CHANNEL",
+		"MPKIT_PID", "MPKIT_STREAM", "MPKIT_CHANNEL", "MPKIT_HOST", "MPKIT_HOST_PID",
+		"MPKIT_RANK",
 	};
 	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
 		if (strcmp(name, own[i]) == 0)
@@ -107,6 +108,17 @@ void mplog__format_journal(struct mpk_buf *b, const mplog_record *r, int facilit
 		put_str_field(b, "MPKIT_STREAM", r->stream == MPLOG_STREAM_STDOUT ? "stdout" : "stderr");
 	if (*r->channel)
 		put_str_field(b, "MPKIT_CHANNEL", r->channel);
+	/* Another host's record: journald's _HOSTNAME is its own, trusted. */
+	if (*r->host)
+		put_str_field(b, "MPKIT_HOST", r->host);
+	if (r->host_pid > 0) {
+		snprintf(num, sizeof num, "%d", r->host_pid);
+		put_str_field(b, "MPKIT_HOST_PID", num);
+	}
+	if (r->rank >= 0) {
+		snprintf(num, sizeof num, "%d", r->rank);
+		put_str_field(b, "MPKIT_RANK", num);
+	}
 	for (size_t i = 0; i < r->nkv; i++) {
 		char name[NAME_MAX_LEN + 1];
 		mplog__journal_field_name(name, r->kv[2 * i]);

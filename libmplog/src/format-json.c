@@ -5,7 +5,8 @@
  * so that jq reads them as they are:
  *   {"time":"2026-11-29T17:31:18.550000001Z","timeUnixNano":"...",
  *    "observedTimeUnixNano":"...","severityText":"INFO","severityNumber":9,
- *    "body":"...","resource":{"service.name":..,"host.name":..,"process.pid":N},
+ *    "body":"...","resource":{"service.name":..,"host.name":..,"process.pid":N,
+ *    "mpkit.mpi.rank":N},
  *    "attributes":{...}}
  * Times are strings: 64-bit integers lose precision in most JSON readers.
  * The schema is docs/mplog-record.schema.json. Strings are written by the
@@ -72,17 +73,25 @@ static void resource_init(void)
 }
 
 /* The process formatting is the aggregator's, the pool's or supervisor's:
- * the records of its children are about its work. */
-static void put_resource(struct mpk_buf *b)
+ * the records of its children are about its work. A record collected by
+ * another process (an MPI agent rank's, injected) is about that one's:
+ * its host and pid; and the rank of either in its job, when it has one. */
+static void put_resource(struct mpk_buf *b, const mplog_record *r)
 {
 	pthread_once(&resource_once, resource_init);
 	bool first = true;
 	put_str(b, ",\"resource\":{");
 	if (*service_name)
 		put_attr_str(b, "service.name", service_name, &first);
-	if (*host_name)
-		put_attr_str(b, "host.name", host_name, &first);
-	put_int(b, "process.pid", getpid(), &first);
+	const char *host = *r->host ? r->host : host_name;
+	if (*host)
+		put_attr_str(b, "host.name", host, &first);
+	if (!*r->host)
+		put_int(b, "process.pid", getpid(), &first);
+	else if (r->host_pid > 0)
+		put_int(b, "process.pid", r->host_pid, &first);
+	if (r->rank >= 0)
+		put_int(b, "mpkit.mpi.rank", r->rank, &first);
 	mpk_buf_put_u8(b, '}');
 }
 
@@ -167,7 +176,7 @@ void mplog__format_json(struct mpk_buf *b, const mplog_record *r)
 			 severity_number[r->level]);
 	mpk_buf_put(b, num, (size_t)n);
 	mpk_json_string(b, r->msg, r->msg_len);
-	put_resource(b);
+	put_resource(b, r);
 	put_str(b, ",\"attributes\":{");
 	bool first = true;
 	if (r->pid > 0)

@@ -17,10 +17,12 @@
  * enterprise number of its own, and the one RFC 5612 gives for
  * documentation (32473) has no place in real logs.
  *
- * PRI is facility * 8 + severity. The context is the worker, task and
- * stream when known; names are reduced to the SD-NAME charset, values
- * escaped ('"', '\', ']') and made valid UTF-8. The message is the body as
- * is, without a BOM. */
+ * PRI is facility * 8 + severity. The context is the host and rank of a
+ * record collected on another MPI rank (mplog_aggregator_inject(); its
+ * host is RFC 5424's HOSTNAME too), the worker, task and stream when
+ * known; names are reduced to the SD-NAME charset, values escaped ('"',
+ * '\', ']') and made valid UTF-8. The message is the body as is, without
+ * a BOM. */
 #include "aggregator-int.h"
 #include "json-int.h"
 
@@ -102,6 +104,12 @@ static void put_param(struct mpk_buf *b, bool *space, const char *name, const ch
 static void put_params(struct mpk_buf *b, const mplog_record *r, bool space)
 {
 	char num[24];
+	if (*r->host) /* RFC 3164's local form has no HOSTNAME */
+		put_param(b, &space, "host", r->host);
+	if (r->rank >= 0) {
+		snprintf(num, sizeof num, "%d", r->rank);
+		put_param(b, &space, "rank", num);
+	}
 	if (r->worker >= 0) {
 		snprintf(num, sizeof num, "%d", r->worker);
 		put_param(b, &space, "worker", num);
@@ -118,7 +126,7 @@ static void put_params(struct mpk_buf *b, const mplog_record *r, bool space)
 
 static bool has_params(const mplog_record *r)
 {
-	return r->worker >= 0 || r->task >= 0 || r->stream != MPLOG_STREAM_LOG || r->nkv > 0;
+	return *r->host || r->rank >= 0 || r->worker >= 0 || r->task >= 0 || r->stream != MPLOG_STREAM_LOG || r->nkv > 0;
 }
 
 /* The message, then " [params]" when there are some. */
@@ -160,7 +168,13 @@ void mplog__format_syslog(struct mpk_buf *b, const mplog_record *r, int facility
 			 when, (unsigned)(r->ts % 1000000000u / 1000u));
 	if (n > 0)
 		mpk_buf_put(b, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
-	put_str(b, hostname);
+	if (*r->host) { /* collected on another host (an MPI rank's): its name */
+		char h[256];
+		mplog__syslog_token(h, sizeof h, r->host);
+		put_str(b, h);
+	} else {
+		put_str(b, hostname);
+	}
 	mpk_buf_put_u8(b, ' ');
 	put_str(b, app);
 	if (r->pid > 0)

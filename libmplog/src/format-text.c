@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The human format of fd and file sinks: one line per record,
  *   2024-11-23 11:18:00.123456 INFO  [w3 pid 1234 task 17] message k=v (file.c:42 func)
+ * or, for a record of another host's rank (mplog_aggregator_inject()),
+ *   ... INFO  [node2 r1 w3 pid 1234 task 17] ...
  * with colour per level and per worker when the sink asked for it.
  * Newlines inside a message continue on indented lines; a key-value whose
  * value has several lines (a backtrace) goes below, "    key:" and then
@@ -120,6 +122,15 @@ void mplog__format_text(struct mpk_buf *b, const mplog_record *r, bool color)
 	if (color)
 		put_str(b, RESET);
 	put_str(b, " [");
+	if (*r->host) { /* collected on another host (an MPI rank's) */
+		mpk_text_escape(b, r->host, mpk_text_prefix(r->host, strlen(r->host), 40));
+		mpk_buf_put_u8(b, ' ');
+	}
+	if (r->rank >= 0) {
+		mpk_buf_put_u8(b, 'r');
+		put_int(b, r->rank);
+		mpk_buf_put_u8(b, ' ');
+	}
 	if (color && r->worker >= 0)
 		put_str(b, worker_color[r->worker % 8]);
 	if (r->worker >= 0) {

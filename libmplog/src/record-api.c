@@ -23,6 +23,9 @@ MPLOG_EXPORT mplog_stream mplog_record_stream(const mplog_record *r)
 	return r ? r->stream : MPLOG_STREAM_LOG;
 }
 MPLOG_EXPORT const char *mplog_record_channel(const mplog_record *r) { return r ? r->channel : ""; }
+MPLOG_EXPORT const char *mplog_record_host(const mplog_record *r) { return r ? r->host : ""; }
+MPLOG_EXPORT int mplog_record_host_pid(const mplog_record *r) { return r ? r->host_pid : 0; }
+MPLOG_EXPORT int mplog_record_rank(const mplog_record *r) { return r ? r->rank : -1; }
 MPLOG_EXPORT const char *mplog_record_file(const mplog_record *r) { return r ? r->file : ""; }
 MPLOG_EXPORT int mplog_record_line(const mplog_record *r) { return r ? r->line : 0; }
 MPLOG_EXPORT const char *mplog_record_function(const mplog_record *r) { return r ? r->func : ""; }

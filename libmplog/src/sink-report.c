@@ -58,6 +58,8 @@ void mplog__sink_recovered(mplog_sink *s)
 		.task = -1,
 		.line = __LINE__,
 		.channel = "",
+		.host = "",
+		.rank = -1,
 		.file = __FILE__,
 		.func = "mplog_aggregator",
 		.msg = msg,

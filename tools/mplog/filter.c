@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Record filters; all given ones must match (AND). A failed-task record
  * matches --worker/--pid/--task by the failed worker's ids as well as by
- * its sender's. */
+ * its sender's; --host and --rank match the resource (where the record
+ * was collected: an MPI job's rank). */
 #include "mplog-tool.h"
 
 #include <errno.h>
@@ -123,6 +124,9 @@ bool mt_filter_match(const struct mt_filter *f, const struct mt_record *r)
 		return false;
 	if (!names_match(&f->channels, r->channel) && !names_match(&f->channels, mt_record_channel(r)))
 		return false;
+	/* Where it was collected: an MPI job's rank and its host. */
+	if (!names_match(&f->hosts, r->res_host) || !ids_match(&f->ranks, r->res_rank, -1))
+		return false;
 	if (f->has_grep) {
 		/* REG_STARTEND: the whole body, NUL bytes included. */
 		regmatch_t m = {.rm_so = 0, .rm_eo = (regoff_t)r->body_len};
@@ -140,6 +144,10 @@ void mt_filter_free(struct mt_filter *f)
 	for (size_t i = 0; i < f->channels.n; i++)
 		free(f->channels.v[i]);
 	free(f->channels.v);
+	for (size_t i = 0; i < f->hosts.n; i++)
+		free(f->hosts.v[i]);
+	free(f->hosts.v);
+	free(f->ranks.v);
 	if (f->has_grep)
 		regfree(&f->grep);
 	*f = (struct mt_filter){0};

@@ -117,16 +117,28 @@ static void format_text(FILE *out, const struct mt_record *r, bool color, bool u
 		color ? RESET : "");
 	long long worker = mt_record_worker(r), pid = mt_record_pid(r), task = mt_record_task(r);
 	const char *channel = mt_record_channel(r);
-	if (worker < 0 && !*channel && pid < 0 && task < 0 && r->stream == MT_STREAM_LOG)
+	if (worker < 0 && !*channel && pid < 0 && task < 0 && r->stream == MT_STREAM_LOG &&
+	    r->res_rank < 0)
 		goto message; /* from nobody in particular: no brackets */
 	fputc('[', out);
-	if (color && worker >= 0)
-		fputs(worker_color[worker % 8], out);
 	const char *sep = "";
+	if (r->res_rank >= 0) { /* an MPI job's: where it was collected, as the text sink */
+		if (*r->res_host) {
+			put_safe(out, r->res_host, mpk_text_prefix(r->res_host, strlen(r->res_host), 40));
+			fputc(' ', out);
+		}
+		fprintf(out, "r%lld", r->res_rank);
+		sep = " ";
+	}
+	if (color && worker >= 0) {
+		fprintf(out, "%s%s", sep, worker_color[worker % 8]);
+		sep = "";
+	}
 	if (worker >= 0) {
-		fprintf(out, "w%lld", worker);
+		fprintf(out, "%sw%lld", sep, worker);
 		sep = " ";
 	} else if (*channel) {
+		fputs(sep, out);
 		put_safe(out, channel, mpk_text_prefix(channel, strlen(channel), 40));
 		sep = " ";
 	}

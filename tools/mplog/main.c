@@ -20,6 +20,8 @@ enum {
 	OPT_COLOR,
 	OPT_UTC,
 	OPT_STRICT,
+	OPT_HOST,
+	OPT_RANK,
 };
 
 static const struct option options[] = {
@@ -27,6 +29,8 @@ static const struct option options[] = {
 	{"pid", required_argument, NULL, 'p'},
 	{"task", required_argument, NULL, 't'},
 	{"channel", required_argument, NULL, 'c'},
+	{"host", required_argument, NULL, OPT_HOST},
+	{"rank", required_argument, NULL, OPT_RANK},
 	{"level", required_argument, NULL, 'l'},
 	{"grep", required_argument, NULL, 'g'},
 	{"ignore-case", no_argument, NULL, 'i'},
@@ -70,6 +74,9 @@ static void usage(FILE *out)
 	      "  -t, --task T[,T]    records of these tasks (repeatable)\n"
 	      "  -c, --channel C[,C] records of these channels: a supervised service's\n"
 	      "                      name, or worker-N (repeatable)\n"
+	      "      --host H[,H]    records collected on these hosts (the resource's\n"
+	      "                      host.name: an MPI job's records by host; repeatable)\n"
+	      "      --rank R[,R]    records of these ranks of an MPI job (repeatable)\n"
 	      "  -l, --level L       at least this level (trace debug info notice warn\n"
 	      "                      error fatal)\n"
 	      "  -g, --grep REGEX    message matches this POSIX extended regex\n"
@@ -341,6 +348,20 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			c.reverse = true;
+			break;
+		case OPT_HOST: {
+			int r = mt_names_add(&c.filter.hosts, optarg);
+			if (r == -ENOMEM) {
+				fputs("mplog: out of memory\n", stderr);
+				status = EXIT_RUNTIME;
+			} else if (r < 0) {
+				status = usage_error("not a host name or comma list: '%s'", optarg);
+			}
+			break;
+		}
+		case OPT_RANK:
+			if (mt_idset_add(&c.filter.ranks, optarg) < 0)
+				status = usage_error("not a number or comma list: '%s'", optarg);
 			break;
 		case OPT_STREAM:
 			if (mt_streams_add(&c.filter.streams, optarg) < 0)

@@ -40,6 +40,7 @@ struct mt_record {
 	const char *service;   /* mpg.service (a supervised service's), "" when absent */
 	const char *res_service, *res_host; /* the resource's names, "" when absent */
 	long long res_pid;     /* the resource's process.pid, -1 */
+	long long res_rank;    /* the resource's mpkit.mpi.rank (an MPI job's), -1 */
 	char failed_channel[32]; /* "worker-N" of a failed task's record */
 	struct mt_kv *kv;      /* every other attribute, in order */
 	size_t nkv;
@@ -85,6 +86,8 @@ struct mt_names {
 struct mt_filter {
 	struct mt_idset workers, pids, tasks; /* empty: any */
 	struct mt_names channels;             /* empty: any */
+	struct mt_names hosts;                /* the resource's host.name; empty: any */
+	struct mt_idset ranks;                /* the resource's mpkit.mpi.rank; empty: any */
 	mplog_level min_level;
 	bool has_grep, has_since, has_until;
 	regex_t grep;

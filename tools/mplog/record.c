@@ -132,6 +132,8 @@ static void parse_resource(json_object *root, struct mt_record *r)
 		r->res_host = as_str(v);
 	if (json_object_object_get_ex(res, "process.pid", &v))
 		r->res_pid = as_id(v);
+	if (json_object_object_get_ex(res, "mpkit.mpi.rank", &v))
+		r->res_rank = as_id(v);
 }
 
 static int parse_attributes(json_object *attrs, struct mt_record *r)
@@ -190,7 +192,7 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 	*r = (struct mt_record){.pid = -1, .worker = -1, .task = -1, .mpg_pid = -1,
 				.mpg_worker = -1, .mpg_task = -1, .channel = "", .file = "",
 				.func = "", .signal = "", .backtrace = "", .service = "", .body = "",
-				.res_service = "", .res_host = "", .res_pid = -1};
+				.res_service = "", .res_host = "", .res_pid = -1, .res_rank = -1};
 	if (len > INT_MAX) {
 		*why = "line too long";
 		return -EINVAL;
