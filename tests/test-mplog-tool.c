@@ -219,7 +219,7 @@ START_TEST(records_parse_with_every_attribute)
 }
 END_TEST
 
-/* The format since 0.2 (docs/mplog-record.schema.json): times as strings,
+/* The JSON lines format (docs/mplog-record.schema.json): times as strings,
  * OTLP/JSON names, a resource, a failure's task in mpkit.task and its
  * backtrace in exception.stacktrace. */
 static const char new_failed_line[] =

@@ -118,7 +118,7 @@ typedef enum mplog_stream {
  * attributes the JSON format makes of a record's fields ("process.pid",
  * "code.file.path", "code.line.number", "code.function.name",
  * "log.iostream", "exception.type", "exception.message",
- * "exception.stacktrace", and the names before 0.2: "code.filepath",
+ * "exception.stacktrace", and the names of earlier development builds: "code.filepath",
  * "code.lineno", "code.function"). A
  * record that comes from a child (through a channel of an aggregator)
  * keeps such a key renamed "child." KEY ("child.mpg.kind"), so that no
@@ -204,7 +204,7 @@ MPLOG_EXPORT void mplog_set_context(int worker, int64_t task);
  * by it, the task that ends it). Call it only on captured streams: a
  * terminal ignores the string, a file keeps it. A pool's workers that
  * capture call it as each task starts. Returns 0, -EINVAL, or the negative
- * errno of write(2). Since 0.2.
+ * errno of write(2). Since 0.1.
  */
 MPLOG_EXPORT int mplog_mark_output(unsigned streams);
 
@@ -343,13 +343,13 @@ MPLOG_EXPORT mplog_stream mplog_record_stream(const mplog_record *r);
 MPLOG_EXPORT const char *mplog_record_channel(const mplog_record *r);
 /** Where the record was collected, when another process's aggregator
  * took it first and it came here through mplog_aggregator_inject() (an
- * MPI agent rank's, say): that process's host name, else "". Since 0.2. */
+ * MPI agent rank's, say): that process's host name, else "". Since 0.1. */
 MPLOG_EXPORT const char *mplog_record_host(const mplog_record *r);
 /** The pid of that process (whose log the record was part of), 0 for a
- * record collected here. Since 0.2. */
+ * record collected here. Since 0.1. */
 MPLOG_EXPORT int mplog_record_host_pid(const mplog_record *r);
 /** The rank of that process in its job (the injected one), else the one
- * set with mplog_aggregator_set_rank(); -1 when none. Since 0.2. */
+ * set with mplog_aggregator_set_rank(); -1 when none. Since 0.1. */
 MPLOG_EXPORT int mplog_record_rank(const mplog_record *r);
 /** Source file ("" when unknown), line (0 when unknown), function (""). */
 MPLOG_EXPORT const char *mplog_record_file(const mplog_record *r);
@@ -412,8 +412,8 @@ typedef enum mplog_format {
 	 * those names, which only the parent's own records can have (see
 	 * mplog_kv), is written twice. Unknown values (worker or task -1, no
 	 * source location) are left out. Bytes that are not valid UTF-8
-	 * become U+FFFD; control characters are escaped. Before 0.2:
-	 * "timestamp"/"observed_timestamp" (integers), "severity_text",
+	 * become U+FFFD; control characters are escaped. Earlier development
+	 * builds wrote "timestamp"/"observed_timestamp" (integers), "severity_text",
 	 * "severity_number", "code.filepath", "code.lineno", "code.function",
 	 * no resource; mplog(1) reads both. */
 	MPLOG_FORMAT_JSON = 1,
@@ -641,7 +641,7 @@ MPLOG_EXPORT ssize_t mplog_record_format(const mplog_record *r, mplog_format for
  * for none. Like snprintf() it writes into @buf only when the whole fits
  * in @size bytes and returns the length it needs; call again with a
  * bigger buffer when the result is >= @size. Returns the length,
- * -EINVAL, -ENOMEM, or -EMSGSIZE (over 4 GiB). Since 0.2.
+ * -EINVAL, -ENOMEM, or -EMSGSIZE (over 4 GiB). Since 0.1.
  */
 MPLOG_EXPORT ssize_t mplog_record_encode(const mplog_record *r, uint64_t task_base, void *buf,
 					 size_t size);
@@ -857,7 +857,7 @@ MPLOG_EXPORT int mplog_aggregator_writer(mplog_aggregator *a, mplog_writer **ret
  * aggregator's lock, like the records of mplog_aggregator_writer().
  * Returns 0, -EINVAL, -ECHILD, -EDEADLK (from a sink callback), or
  * -EBADMSG (not one encoded record: reported as a protocol error, see
- * mplog_aggregator_protocol_errors()). Since 0.2.
+ * mplog_aggregator_protocol_errors()). Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_inject(mplog_aggregator *a, const void *data, size_t len,
 					 const char *host, int pid, int rank);
@@ -866,7 +866,7 @@ MPLOG_EXPORT int mplog_aggregator_inject(mplog_aggregator *a, const void *data, 
  * mplog_aggregator_set_rank - the rank (in an MPI job, say) of this
  * process, stamped on the records @a collects itself (injected ones carry
  * their own): see mplog_record_rank(); -1 (the default) for none.
- * Returns 0, -EINVAL, -ECHILD, -EDEADLK. Since 0.2.
+ * Returns 0, -EINVAL, -ECHILD, -EDEADLK. Since 0.1.
  */
 MPLOG_EXPORT int mplog_aggregator_set_rank(mplog_aggregator *a, int rank);
 

@@ -63,7 +63,7 @@ static mplog_level parse_level(json_object *root)
 {
 	json_object *v;
 	mplog_level l;
-	/* OTLP/JSON names, then those of files written before 0.2. */
+	/* OTLP/JSON names, then those of files of earlier development builds. */
 	if ((json_object_object_get_ex(root, "severityText", &v) ||
 	     json_object_object_get_ex(root, "severity_text", &v)) &&
 	    json_object_is_type(v, json_type_string) &&
@@ -78,7 +78,7 @@ static mplog_level parse_level(json_object *root)
 
 /* The record's time, ns: "timeUnixNano" (a string of digits, as OTLP/JSON
  * writes 64-bit integers, or an integer), else "time" (RFC 3339), else
- * "timestamp" (an integer, files written before 0.2). A time of another
+ * "timestamp" (an integer, files of earlier development builds). A time of another
  * type is an error, never read as 0 (1970). 0: none given. */
 static int parse_time(json_object *root, uint64_t *ts, const char **why)
 {
@@ -243,7 +243,7 @@ int mt_record_parse(json_tokener *tok, const char *line, size_t len, struct mt_r
 		r->signal = r->backtrace = r->service = "";
 	}
 	if (r->kind) {
-		/* Since 0.2 a failure record names its task and worker as
+		/* Now a failure record names its task and worker as
 		 * every record does (mpkit.task, mpkit.worker), not in mpg.*. */
 		if (r->mpg_worker < 0)
 			r->mpg_worker = r->worker;
