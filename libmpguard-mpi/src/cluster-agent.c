@@ -346,24 +346,13 @@ int mpg__agent_run(mpg_pool *pool, int rank, const char *host, int rank0_pidfd, 
 				r = start_next(&a);
 			continue;
 		}
-		int len = 0;
-		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
-			r = -EIO;
+		uint8_t *msg;
+		size_t len;
+		r = p < 0 ? -EIO : mpg__cl_recv(&st, &msg, &len);
+		if (r)
 			break;
-		}
-		uint8_t *msg = malloc(len ? (size_t)len : 1);
-		if (!msg) {
-			r = -ENOMEM;
-			break;
-		}
-		if (MPI_Recv(msg, len, MPI_BYTE, 0, st.MPI_TAG, MPI_COMM_WORLD,
-			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-			free(msg);
-			r = -EIO;
-			break;
-		}
 		a.heard0 = mpg__cl_now_ns();
-		r = handle(&a, st.MPI_TAG, msg, (size_t)len);
+		r = handle(&a, st.MPI_TAG, msg, len);
 	}
 	/* A chunk still running (STOP comes after every answer, so only on
 	 * an error or rank 0's death): it ends with the pool. */

@@ -258,27 +258,16 @@ void *mpg__cl_driver_main(void *arg)
 		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPI_ANY_TAG, &st, check, driver_nap, cl);
 		if (p == 1)
 			continue;
-		int len = 0;
-		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
-			err = -EIO;
+		uint8_t *msg;
+		size_t len;
+		err = p < 0 ? -EIO : mpg__cl_recv(&st, &msg, &len);
+		if (err)
 			continue;
-		}
-		uint8_t *msg = malloc(len ? (size_t)len : 1);
-		if (!msg) {
-			err = -ENOMEM;
-			continue;
-		}
-		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
-			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-			free(msg);
-			err = -EIO;
-			continue;
-		}
 		int src = st.MPI_SOURCE;
 		if (st.MPI_TAG == MPG__TAG_LOG) {
 			/* An agent's log records, into rank 0's aggregator: not
 			 * under the lock, they go through its sinks. */
-			int t = mpg__cl_log_take(cl, msg, (size_t)len, src);
+			int t = mpg__cl_log_take(cl, msg, len, src);
 			free(msg);
 			if (t < 0)
 				err = t;
@@ -291,7 +280,7 @@ void *mpg__cl_driver_main(void *arg)
 			cl->heard[src] = mpg__cl_now_ns();
 		switch (st.MPI_TAG) {
 		case MPG__TAG_RESULT:
-			err = take(cl, msg, (size_t)len, src);
+			err = take(cl, msg, len, src);
 			break;
 		case MPG__TAG_HEARTBEAT:
 			break; /* heard */

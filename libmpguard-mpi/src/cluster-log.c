@@ -314,34 +314,23 @@ int mpg__cl_log_drain(mpg_cluster *cl)
 		if (!waiting)
 			break;
 		MPI_Status st;
-		int len = 0;
 		/* Any tag: a map that failed may have left chunks in flight,
 		 * whose answers come (and are dropped) before the agent's STOP. */
 		int p = mpg__cl_probe(MPI_ANY_SOURCE, MPI_ANY_TAG, &st, agent_died, NULL, &d);
 		if (p == 1)
 			continue;
-		if (p < 0 || MPI_Get_count(&st, MPI_BYTE, &len) != MPI_SUCCESS || len < 0) {
-			r = -EIO;
+		uint8_t *msg;
+		size_t len;
+		r = p < 0 ? -EIO : mpg__cl_recv(&st, &msg, &len);
+		if (r)
 			break;
-		}
-		uint8_t *msg = malloc(len ? (size_t)len : 1);
-		if (!msg) {
-			r = -ENOMEM;
-			break;
-		}
-		if (MPI_Recv(msg, len, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD,
-			     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
-			free(msg);
-			r = -EIO;
-			break;
-		}
 		if (st.MPI_SOURCE > 0 && st.MPI_SOURCE < cl->ranks)
 			cl->heard[st.MPI_SOURCE] = mpg__cl_now_ns();
 		if (st.MPI_TAG != MPG__TAG_LOG) {
 			free(msg);
 			continue;
 		}
-		int t = mpg__cl_log_take(cl, msg, (size_t)len, st.MPI_SOURCE);
+		int t = mpg__cl_log_take(cl, msg, len, st.MPI_SOURCE);
 		free(msg);
 		if (t < 0 && !r)
 			r = t;

@@ -110,6 +110,9 @@ int mpg__cl_call_options(const struct mpg__cl_chunk *c, mpg_options **ret);
  * wait, returned non-zero. @nap_fn(@arg, ns) naps (NULL: nanosleep()). */
 int mpg__cl_probe(int source, int tag, MPI_Status *st, int (*check)(void *),
 		  void (*nap_fn)(void *, long), void *arg);
+/* Receives the message @st probed (its source and tag) into a malloc()ed
+ * *@msg of *@len bytes: 0, or -EIO (MPI failed), -ENOMEM. */
+int mpg__cl_recv(const MPI_Status *st, uint8_t **msg, size_t *len);
 /* A nap of @ns on @cond (with @lock not held), cut short by a signal. */
 void mpg__cl_cond_nap(pthread_mutex_t *lock, pthread_cond_t *cond, long ns);
 /* A condition variable on CLOCK_MONOTONIC, for mpg__cl_cond_nap(). */

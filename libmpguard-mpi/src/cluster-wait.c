@@ -13,6 +13,7 @@
 #include "cluster-mpi-int.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define SPINS 64
@@ -70,4 +71,23 @@ uint64_t mpg__cl_now_ns(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+int mpg__cl_recv(const MPI_Status *st, uint8_t **msg, size_t *len)
+{
+	int n = 0;
+	*msg = NULL;
+	if (MPI_Get_count(st, MPI_BYTE, &n) != MPI_SUCCESS || n < 0)
+		return -EIO;
+	uint8_t *m = malloc(n ? (size_t)n : 1);
+	if (!m)
+		return -ENOMEM;
+	if (MPI_Recv(m, n, MPI_BYTE, st->MPI_SOURCE, st->MPI_TAG, MPI_COMM_WORLD,
+		     MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+		free(m);
+		return -EIO;
+	}
+	*msg = m;
+	*len = (size_t)n;
+	return 0;
 }
