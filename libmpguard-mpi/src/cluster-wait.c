@@ -9,7 +9,8 @@
  * waits at most 1 ms more than it would (a chunk's answer, not a task's).
  * After each nap, @check says whether to stop waiting (a new call for
  * rank 0's driver, a rank that died, an agent's chunk done). A nap may be
- * a wait that an event cuts short (@nap_fn): a condition variable. */
+ * a wait that an event cuts short (@nap_fn): a condition variable. And
+ * taking in the message a wait found (mpg__cl_recv()). */
 #include "cluster-mpi-int.h"
 
 #include <errno.h>
