@@ -36,6 +36,12 @@
 /* Inline bytes per chunk/results frame; beyond, workers flush early. */
 #define MPG_CHUNK_MAX_BYTES (4u << 20)
 #define MPG_FRAME_PIPE_BYTES (1u << 20) /* a worker's frame pipes, each way (wio.c) */
+/* An automatic mpg_map_array() chunk's inputs at most: MPG_PIPELINE of
+ * them fit in the frame pipe with room to spare. A pipe that holds the
+ * next chunk whole spares the parent a wake-up on EPOLLOUT to finish it,
+ * which on a busy machine left workers waiting for the rest (README,
+ * Performance). */
+#define MPG_ARRAY_CHUNK_BYTES (MPG_FRAME_PIPE_BYTES / 4)
 #define MPG_RESULT_FLUSH_BYTES (8u << 20)
 /* Fixed results of a frame from this many bytes stay in the worker's
  * arena, read from there by the parent (RESULT_IN_ARENA); smaller ones

@@ -49,6 +49,11 @@ static size_t chunk_size(const struct mpg_pool *p, const struct job *job, size_t
 	if (job->kind == JOB_ARRAY) {
 		if (job->in_size && c > (double)MPG_CHUNK_MAX_BYTES / (double)job->in_size)
 			c = (double)MPG_CHUNK_MAX_BYTES / (double)job->in_size;
+		/* Automatic: the chunks in flight fit in the frame pipe, so
+		 * that a worker's next chunk is whole there when it wants it. */
+		if (!job->cfg.chunksize && job->in_size &&
+		    c > (double)MPG_ARRAY_CHUNK_BYTES / (double)job->in_size)
+			c = (double)MPG_ARRAY_CHUNK_BYTES / (double)job->in_size;
 		if (c > (double)MPG_RESULT_FLUSH_BYTES / (double)job->out_size)
 			c = (double)MPG_RESULT_FLUSH_BYTES / (double)job->out_size;
 	}
