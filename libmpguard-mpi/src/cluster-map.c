@@ -2,9 +2,10 @@
 /* mpg_cluster_map_array() on rank 0: chunks go to the agents over MPI, two
  * in flight per agent (one running, the next queued), and to rank 0's own
  * pool from a thread of its own; both take the next chunk from one
- * counter, so faster ranks take more. Only the calling thread uses MPI
- * (MPI_THREAD_FUNNELED). Outputs land in the caller's array in place;
+ * counter, so faster ranks take more (guided sizes: cluster-chunk.c).
+ * Only the calling thread uses MPI (MPI_THREAD_FUNNELED). Outputs land in the caller's array in place;
  * failures are collected and reported in input order at the end. */
+#include "cluster-chunk-int.h"
 #include "cluster-mpi-int.h"
 #include "pool-int.h"
 
@@ -34,8 +35,8 @@ struct cl_job {
 	struct mpg__fnref ref;
 	const uint8_t *in;
 	uint8_t *out;
-	size_t in_size, out_size, n, chunk, nchunks;
-	atomic_size_t next;
+	size_t in_size, out_size, n;
+	struct mpg__cl_chunks chunks; /* which tasks go next, guided */
 	pthread_mutex_t lock; /* errs */
 	mpg_error **errs;
 	size_t nerrs, cap;
@@ -91,9 +92,8 @@ static void fail_chunk(struct cl_job *j, uint64_t first, uint64_t count, int cod
 static void *local_main(void *arg)
 {
 	struct cl_job *j = arg;
-	size_t c;
-	while ((c = atomic_fetch_add(&j->next, 1)) < j->nchunks) {
-		size_t first = c * j->chunk, count = j->n - first < j->chunk ? j->n - first : j->chunk;
+	size_t first, count;
+	while (mpg__cl_chunks_take(&j->chunks, &first, &count)) {
 		mpg_results *res = NULL;
 		int r = mpg_map_array(j->cl->pool, j->fn, j->in + first * j->in_size, j->in_size,
 				      count, j->out + first * j->out_size, j->out_size, NULL, &res);
@@ -123,10 +123,9 @@ static void *local_main(void *arg)
 /* Sends the next chunk to @rank in @s, if one is left: 1 sent, 0 none. */
 static int send_next(struct cl_job *j, int rank, struct slot *s)
 {
-	size_t c = atomic_fetch_add(&j->next, 1);
-	if (c >= j->nchunks)
+	size_t first, count;
+	if (!mpg__cl_chunks_take(&j->chunks, &first, &count))
 		return 0;
-	size_t first = c * j->chunk, count = j->n - first < j->chunk ? j->n - first : j->chunk;
 	struct mpg__cl_chunk ch = {
 		.fn = j->ref, .first = first, .count = count, .in_size = j->in_size,
 		.out_size = j->out_size, .in = j->in + first * j->in_size,
@@ -308,12 +307,14 @@ static int drive(struct cl_job *j, struct slot *slots, int *outstanding)
 	return 0;
 }
 
-static size_t auto_chunk(const struct cl_job *j)
+/* The largest automatic chunk; *slots, the worker slots taking part. */
+static size_t auto_chunk(const struct cl_job *j, size_t *slots_ret)
 {
 	mpg_cluster *cl = j->cl;
 	size_t slots = j->cl->local ? cl->workers[0] : 0;
 	for (int i = 1; i < cl->ranks; i++)
 		slots += cl->dead[i] ? 0 : cl->workers[i];
+	*slots_ret = slots;
 	size_t chunk = (j->n + CHUNKS_PER_WORKER * slots - 1) / (CHUNKS_PER_WORKER * (slots ? slots : 1));
 	size_t per = j->in_size > j->out_size ? j->in_size : j->out_size;
 	if (per && chunk > CHUNK_MAX_BYTES / per)
@@ -338,12 +339,11 @@ MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void
 	int r = mpg__fnref_of(fn, &j.ref);
 	if (r < 0)
 		return r;
-	j.chunk = chunksize ? chunksize : auto_chunk(&j);
-	if ((j.in_size && j.chunk > INT_MAX / j.in_size) ||
-	    (j.out_size && j.chunk > INT_MAX / j.out_size))
+	size_t nslots = 0, chunk = chunksize ? chunksize : auto_chunk(&j, &nslots);
+	if ((j.in_size && chunk > INT_MAX / j.in_size) ||
+	    (j.out_size && chunk > INT_MAX / j.out_size))
 		return -EMSGSIZE;
-	j.nchunks = (n + j.chunk - 1) / j.chunk;
-	atomic_init(&j.next, 0);
+	mpg__cl_chunks_init(&j.chunks, n, chunksize, chunk, nslots);
 	pthread_mutex_init(&j.lock, NULL);
 	struct slot *slots = calloc((size_t)cl->ranks * IN_FLIGHT, sizeof *slots);
 	if (!slots)
@@ -354,7 +354,7 @@ MPG_EXPORT int mpg_cluster_map_array(mpg_cluster *cl, mpg_task_fn fn, const void
 		local_on = false;
 	int outstanding = 0;
 	r = drive(&j, slots, &outstanding);
-	if (!local_on && r == 0 && atomic_load(&j.next) < j.nchunks)
+	if (!local_on && r == 0 && mpg__cl_chunks_left(&j.chunks))
 		local_main(&j); /* no thread and no agent: run them here */
 	if (local_on)
 		pthread_join(local, NULL);
