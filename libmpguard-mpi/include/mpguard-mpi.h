@@ -111,8 +111,9 @@ MPG_EXPORT int mpg_cluster_set_local(mpg_cluster *cl, int on);
  * i is the @in_size bytes at in + i * in_size; its result must be exactly
  * @out_size bytes (at most 8 MiB) and is written to out + i * out_size in
  * input order (failed slots are zeroed). @chunksize tasks go in one MPI
- * message (0: automatic, about 4 chunks per worker slot, at most 4 MiB of
- * input each); each rank spreads its chunk over its workers. @fn must be
+ * message (0: automatic, guided: a quarter of a worker slot's share first,
+ * smaller as the work runs out, at most 4 MiB of input each); each rank
+ * spreads its chunk over its workers. @fn must be
  * in the program or a library loaded on every rank.
  * After the map, @on_error (may be NULL) is called for each failed task,
  * in input order, with @userdata, on the calling thread; mpg_error_task()

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNKS_PER_WORKER 4
 #define CHUNK_MAX_BYTES (4u << 20)
 
 /* Worker slots that take chunks now. Locked. */
@@ -26,22 +25,24 @@ static size_t live_slots(const mpg_cluster *cl)
 	return slots ? slots : cl->workers[0];
 }
 
-/* Where each chunk of a fed call starts: @per inputs, fewer where their
- * bytes reach CHUNK_MAX_BYTES (a larger input goes alone). */
-static int cut_chunks(struct mpg__cl_call *c, size_t per)
+/* Where each chunk of a fed call starts: as c->chunks hands them out,
+ * cut short where their inputs' bytes reach CHUNK_MAX_BYTES (a larger
+ * input goes alone). */
+static int cut_chunks(struct mpg__cl_call *c)
 {
-	size_t cap = (c->n + per - 1) / per + 1, nc = 0;
+	size_t cap = 64, nc = 0;
 	c->starts = malloc((cap + 1) * sizeof *c->starts);
 	if (!c->starts)
 		return -ENOMEM;
-	size_t first = 0;
-	while (first < c->n) {
+	size_t first, per;
+	while (mpg__cl_chunks_take(&c->chunks, &first, &per)) {
 		size_t count = 0, bytes = 0;
-		while (first + count < c->n && count < per &&
+		while (count < per &&
 		       (count == 0 || bytes + c->inputs[first + count].len <= CHUNK_MAX_BYTES)) {
 			bytes += c->inputs[first + count].len;
 			count++;
 		}
+		atomic_store(&c->chunks.cursor, first + count); /* the rest in the next */
 		if (nc == cap) {
 			size_t *a = realloc(c->starts, (2 * cap + 1) * sizeof *a);
 			if (!a)
@@ -50,7 +51,6 @@ static int cut_chunks(struct mpg__cl_call *c, size_t per)
 			cap *= 2;
 		}
 		c->starts[nc++] = first;
-		first += count;
 	}
 	c->starts[nc] = c->n;
 	c->nchunks = nc;
@@ -107,22 +107,18 @@ int mpg__cl_call_start(mpg_cluster *cl, struct mpg__cl_call *c, size_t chunksize
 		r = cl->broken;
 	if (r == 0 && cl->aborted)
 		r = -ESHUTDOWN; /* as an aborted pool */
-	if (r == 0 && !chunksize) {
-		/* About four chunks per worker slot, at most 4 MiB of inputs
-		 * (or outputs) each. */
+	if (r == 0) {
+		/* Automatic: guided (cluster-chunk.c), the first a quarter of
+		 * a worker slot's share, at most 4 MiB of inputs (or
+		 * outputs) each. */
 		size_t slots = live_slots(cl);
-		chunksize = (c->n + CHUNKS_PER_WORKER * slots - 1) / (CHUNKS_PER_WORKER * slots);
+		size_t max = (c->n + MPG__CL_GUIDED * slots - 1) / (MPG__CL_GUIDED * slots);
 		size_t per = c->fed ? 0 : (c->in_size > c->out_size ? c->in_size : c->out_size);
-		if (per && chunksize > CHUNK_MAX_BYTES / per)
-			chunksize = CHUNK_MAX_BYTES / per;
-		if (!chunksize)
-			chunksize = 1;
-	}
-	if (r == 0 && c->fed) {
-		r = cut_chunks(c, chunksize);
-	} else if (r == 0) {
-		c->chunk = chunksize;
-		c->nchunks = c->n ? (c->n + chunksize - 1) / chunksize : 0;
+		if (per && max > CHUNK_MAX_BYTES / per)
+			max = CHUNK_MAX_BYTES / per;
+		mpg__cl_chunks_init(&c->chunks, c->n, chunksize, max ? max : 1, slots);
+		if (c->fed)
+			r = cut_chunks(c);
 	}
 	if (r < 0) {
 		pthread_mutex_unlock(&cl->lock);
@@ -158,10 +154,23 @@ static void unlink_call(mpg_cluster *cl, struct mpg__cl_call *c)
 	c->next = NULL;
 }
 
+/* Locked: whether @c has tasks not handed out yet. */
+static bool tasks_left(struct mpg__cl_call *c)
+{
+	return c->starts ? c->next_chunk < c->nchunks : mpg__cl_chunks_left(&c->chunks);
+}
+
+/* Locked: none of @c's tasks not handed out yet will be. */
+static void hand_out_no_more(struct mpg__cl_call *c)
+{
+	c->next_chunk = c->nchunks;
+	atomic_store(&c->chunks.cursor, c->n);
+}
+
 void mpg__cl_piece_done(mpg_cluster *cl, struct mpg__cl_call *c)
 {
 	c->out_chunks--;
-	if (c->out_chunks || c->nredo || c->next_chunk < c->nchunks)
+	if (c->out_chunks || c->nredo || tasks_left(c))
 		return;
 	unlink_call(cl, c);
 	if (c->fed) {
@@ -190,10 +199,10 @@ struct mpg__cl_call *mpg__cl_pick(mpg_cluster *cl, int rank, size_t *first, size
 {
 	for (struct mpg__cl_call *c = cl->calls, *next; c; c = next) {
 		next = c->next;
-		if (c->fed && (c->nredo || c->next_chunk < c->nchunks) && mpg__fed_cancelled(c->fed)) {
+		if (c->fed && (c->nredo || tasks_left(c)) && mpg__fed_cancelled(c->fed)) {
 			/* The pool aborted: nothing more of it runs. */
 			c->nredo = 0;
-			c->next_chunk = c->nchunks;
+			hand_out_no_more(c);
 			c->out_chunks++;
 			mpg__cl_piece_done(cl, c);
 			continue;
@@ -207,19 +216,18 @@ struct mpg__cl_call *mpg__cl_pick(mpg_cluster *cl, int rank, size_t *first, size
 			c->out_chunks++;
 			return c;
 		}
-		if (c->next_chunk >= c->nchunks)
-			continue;
 		if (c->starts) {
+			if (c->next_chunk >= c->nchunks)
+				continue;
 			*first = c->starts[c->next_chunk];
 			*count = c->starts[c->next_chunk + 1] - *first;
-		} else {
-			*first = c->next_chunk * c->chunk;
-			*count = c->n - *first < c->chunk ? c->n - *first : c->chunk;
+		} else if (!mpg__cl_chunks_take(&c->chunks, first, count)) {
+			continue;
 		}
 		if (c->fed && !mpg__fed_take(c->fed, *first, *count)) {
 			/* Its iterator was freed (or it was cancelled): the tasks
 			 * not handed out were dropped with it. */
-			c->next_chunk = c->nchunks;
+			hand_out_no_more(c);
 			c->out_chunks++;
 			mpg__cl_piece_done(cl, c);
 			continue;

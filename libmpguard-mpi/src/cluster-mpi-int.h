@@ -3,6 +3,7 @@
  * its driver thread. */
 #pragma once
 
+#include "cluster-chunk-int.h"
 #include "cluster-int.h"
 #include "mpguard-mpi.h"
 
@@ -45,8 +46,9 @@ struct mpg__cl_call {
 	const uint8_t *in;             /* map_array's arrays */
 	uint8_t *out;
 	size_t in_size, out_size;
-	size_t *starts;                /* where each chunk starts (nchunks + 1), or NULL: */
-	size_t chunk, nchunks, next_chunk; /* ... chunks of `chunk` tasks; the next to hand out */
+	size_t *starts;                /* fed: where each chunk starts (nchunks + 1) */
+	size_t nchunks, next_chunk;    /* fed: chunks; the next to hand out */
+	struct mpg__cl_chunks chunks;  /* map_array: which tasks go next */
 	unsigned out_chunks;           /* handed out, not answered yet */
 	struct mpg__cl_redo *redo;     /* tasks to run again */
 	size_t nredo, redo_cap;
