@@ -8,7 +8,8 @@
  * back (every record once, with its host, rank and task index in the
  * call, the crash's last record); then a flood: 24 MiB of records in
  * one map, 6 MiB a chunk, more than an agent queues before it waits for
- * its sends. With "stderr",
+ * its sends; then, with no call running, an agent's worker killed with
+ * an unterminated line, whose record must reach the file. With "stderr",
  * every rank's pool keeps its default log (text on stderr), which agents
  * must not write themselves: the script counts each record once in
  * mpirun's output. Not a Check suite: Check forks, and a process forked after
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define N 60
 
@@ -78,6 +80,59 @@ static int flood_task(mpg_task *task, const void *in, size_t len, void *userdata
 	printf("tail of flood %ld", v);
 	fflush(stdout);
 	return mpg_task_set_result(task, &v, sizeof v);
+}
+
+/* A line without its newline: a record only once its worker dies. */
+static int pid_task(mpg_task *task, const void *in, size_t len, void *userdata)
+{
+	(void)in, (void)len, (void)userdata;
+	long pid = (long)getpid();
+	printf("between calls from pid %ld", pid);
+	fflush(stdout);
+	return mpg_task_set_result(task, &pid, sizeof pid);
+}
+
+/* Whether the file at @path holds @want past *@off (moved on). */
+static bool file_has(const char *path, const char *want, long *off)
+{
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool found = false;
+	char line[4096];
+	if (fseek(f, *off, SEEK_SET) == 0)
+		while (!found && fgets(line, sizeof line, f))
+			found = strstr(line, want) != NULL;
+	long end = ftell(f);
+	if (!found && end > 4096)
+		*off = end - 4096; /* a line cut by the last read is read again */
+	fclose(f);
+	return found;
+}
+
+/* Between calls: an agent's worker dies with an unterminated line, which
+ * becomes a record then; no call runs, and rank 0's driver thread takes
+ * the agent's LOG message as it comes, into the file. */
+static int between_calls(mpg_cluster *cl, mplog_aggregator *agg, const char *path)
+{
+	long in = 0, pid = 0, off = 0;
+	if (mpg_cluster_map_array(cl, pid_task, &in, sizeof in, 1, &pid, sizeof pid, 1, NULL,
+				  NULL) != 0 || pid <= 0 || kill((pid_t)pid, SIGKILL) < 0) {
+		fprintf(stderr, "test-cluster-log: no agent's worker to kill\n");
+		return -1;
+	}
+	char want[64];
+	snprintf(want, sizeof want, "between calls from pid %ld", pid);
+	/* Waits for the record, 10 s at most: it takes milliseconds. */
+	for (int i = 0; i < 1000; i++) {
+		(void)mplog_aggregator_flush(agg);
+		if (file_has(path, want, &off))
+			return 0;
+		nanosleep(&(struct timespec){0, 10000000}, NULL);
+	}
+	fprintf(stderr, "test-cluster-log: \"%s\" not in rank 0's log 10 s after its worker "
+		"died, with no call running\n", want);
+	return -1;
 }
 
 static int quiet_task(mpg_task *task, const void *in, size_t len, void *userdata)
@@ -146,6 +201,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "test-cluster-log: flood: %d failed tasks\n", f);
 			failed = -1;
 		}
+		if (between_calls(cl, agg, argv[2]) < 0)
+			failed = -1;
+		else
+			printf("test-cluster-log: an agent's record came between calls\n");
 	}
 	mpg_cluster_free(cl); /* reads every agent's last records */
 	mplog_aggregator_free(agg);
