@@ -4,7 +4,10 @@
 #pragma once
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,4 +96,74 @@ static inline int bench_close(int fd)
 		return -1;
 	}
 	return 0;
+}
+
+extern char **environ;
+
+#define BENCH_NO_PROGRAM (-2)
+
+/* Runs @argv (@argv[0] looked up in PATH) with its stdout into @out, at
+ * most @cap - 1 bytes and NUL-terminated, SIGPIPE at its default (the
+ * benchmarks ignore it), and waits for it. Returns its exit status,
+ * BENCH_NO_PROGRAM when there is no such program, or -1 (said why).
+ * Its stdout is closed before the wait: a child with more to say gets
+ * EPIPE, not a hang. */
+static inline int bench_capture(char *const argv[], char *out, size_t cap)
+{
+	out[0] = '\0';
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		perror("bench: pipe2");
+		return -1;
+	}
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t def;
+	pid_t pid = -1;
+	int r = posix_spawn_file_actions_init(&fa);
+	if (r == 0) {
+		r = posix_spawnattr_init(&attr);
+		if (r == 0) {
+			/* dup2 clears O_CLOEXEC on the child's stdout only. */
+			if (sigemptyset(&def) < 0 || sigaddset(&def, SIGPIPE) < 0)
+				r = errno;
+			if (r == 0)
+				r = posix_spawnattr_setsigdefault(&attr, &def);
+			if (r == 0)
+				r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+			if (r == 0)
+				r = posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
+			if (r == 0)
+				r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+			posix_spawnattr_destroy(&attr);
+		}
+		posix_spawn_file_actions_destroy(&fa);
+	}
+	if (bench_close(pfd[1]) < 0 || r != 0) {
+		bench_close(pfd[0]);
+		if (r != 0 && r != ENOENT)
+			fprintf(stderr, "bench: cannot run %s: %s\n", argv[0], strerror(r));
+		if (pid > 0)
+			bench_reap(pid, argv[0]);
+		return r == ENOENT ? BENCH_NO_PROGRAM : -1;
+	}
+	size_t len = 0;
+	bool read_ok = true;
+	while (len < cap - 1) {
+		ssize_t got = read(pfd[0], out + len, cap - 1 - len);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			perror("bench: read from a child");
+			read_ok = false;
+		}
+		if (got <= 0)
+			break;
+		len += (size_t)got;
+	}
+	out[len] = '\0';
+	if (bench_close(pfd[0]) < 0)
+		read_ok = false;
+	int st = bench_reap(pid, argv[0]);
+	return read_ok ? st : -1;
 }

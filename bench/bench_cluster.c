@@ -17,11 +17,9 @@
 #include <mpguard-mpi.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,7 +28,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-extern char **environ;
 
 #define RANKS 3
 #define WORKERS 3          /* of the one process; 1 per rank under MPI */
@@ -217,50 +214,10 @@ static int cluster_run(const struct config *cfg, double *secs, double *cpu)
 	char *argv[] = {"mpirun", "--oversubscribe", "--allow-run-as-root", "-np", nbuf, self,
 			"--rank", "--count", cbuf, "--spin", sbuf, NULL};
 
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		perror("bench_cluster: pipe2");
-		return -1;
-	}
-	posix_spawn_file_actions_t fa;
-	pid_t pid = -1;
-	/* dup2 clears O_CLOEXEC on the child's stdout only. */
-	int r = posix_spawn_file_actions_init(&fa);
-	if (r == 0) {
-		r = posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
-		if (r == 0)
-			r = posix_spawnp(&pid, "mpirun", &fa, NULL, argv, environ);
-		posix_spawn_file_actions_destroy(&fa);
-	}
-	if (bench_close(pfd[1]) < 0 || r != 0) {
-		bench_close(pfd[0]);
-		if (r == ENOENT)
-			return 1;
-		if (r != 0)
-			fprintf(stderr, "bench_cluster: cannot run mpirun: %s\n", strerror(r));
-		if (pid > 0)
-			bench_reap(pid, "mpirun");
-		return -1;
-	}
 	char out[4096];
-	size_t len = 0;
-	bool read_ok = true;
-	while (len < sizeof out - 1) {
-		ssize_t got = read(pfd[0], out + len, sizeof out - 1 - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			perror("bench_cluster: read from mpirun");
-			read_ok = false;
-		}
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-	}
-	out[len] = '\0';
-	if (bench_close(pfd[0]) < 0)
-		read_ok = false;
-	int st = bench_reap(pid, "mpirun");
+	int st = bench_capture(argv, out, sizeof out);
+	if (st == BENCH_NO_PROGRAM)
+		return 1;
 	if (st != 0) {
 		if (st > 0)
 			fprintf(stderr, "bench_cluster: mpirun exited with status %d\n", st);
@@ -269,7 +226,7 @@ static int cluster_run(const struct config *cfg, double *secs, double *cpu)
 	const char *s = strstr(out, "seconds="), *c = strstr(out, "cpu=");
 	char *end = NULL, *cend = NULL;
 	double v = s ? strtod(s + 8, &end) : -1, cv = c ? strtod(c + 4, &cend) : -1;
-	if (!read_ok || !s || end == s + 8 || v < 0 || !c || cend == c + 4 || cv < 0 ||
+	if (!s || end == s + 8 || v < 0 || !c || cend == c + 4 || cv < 0 ||
 	    !strstr(out, "ranks=3 workers=3")) {
 		fprintf(stderr, "bench_cluster: not 3 ranks x 1 worker, or no seconds=, in: %s\n", out);
 		return -1;

@@ -35,7 +35,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,7 +48,6 @@
 #error "BENCH_PY must be the path of py_log_queue.py (bench/meson.build sets it)"
 #endif
 
-extern char **environ;
 
 #define FILLER "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut lab"
 #define LINE_FMT "worker %2d record %8zu: %s"
@@ -273,31 +271,11 @@ static int run_python(unsigned n, size_t m, const char *path, double *secs)
 	snprintf(nb, sizeof nb, "%u", n);
 	snprintf(mb, sizeof mb, "%zu", m);
 	char *argv[] = {"python3", BENCH_PY, nb, mb, (char *)path, NULL};
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return -1;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
-	pid_t pid;
-	int r = posix_spawnp(&pid, "python3", &fa, NULL, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pfd[1]);
-	if (r != 0) {
-		fprintf(stderr, "bench_log: python3: %s\n", strerror(r));
-		close(pfd[0]);
-		return -1;
-	}
-	char out[64] = "";
-	size_t got = 0;
-	ssize_t k;
-	while (got < sizeof out - 1 && (k = read(pfd[0], out + got, sizeof out - 1 - got)) != 0)
-		if (k > 0)
-			got += (size_t)k;
-		else if (errno != EINTR)
-			break;
-	close(pfd[0]);
-	bool ok = reap_all(&pid, 1, "python");
+	char out[64];
+	int st = bench_capture(argv, out, sizeof out);
+	if (st == BENCH_NO_PROGRAM)
+		fprintf(stderr, "bench_log: no python3\n");
+	bool ok = st == 0;
 	*secs = strtod(out, NULL);
 	return ok && *secs > 0 ? 0 : -1;
 }

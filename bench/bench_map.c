@@ -18,13 +18,11 @@
 #include <mpguard.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -39,7 +37,6 @@
 #error "BENCH_PY must be the path of py_pool_map.py (bench/meson.build sets it)"
 #endif
 
-extern char **environ;
 
 #define BATCH HPOOL_MAX_BATCH /* inputs per message in the hand-written pool */
 #define INFLIGHT 2u   /* batches queued per worker: one running, one waiting */
@@ -156,68 +153,10 @@ static int python_map(unsigned workers, size_t count, size_t chunksize, double *
 	char *argv[] = {"python3", BENCH_PY, "--workers", wbuf, "--count", cbuf,
 			"--chunksize", kbuf, NULL};
 
-	int pfd[2];
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		perror("bench_map: pipe2");
-		return -1;
-	}
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t def;
-	pid_t pid = -1;
-	int r = posix_spawn_file_actions_init(&fa);
-	if (r == 0) {
-		r = posix_spawnattr_init(&attr);
-		if (r == 0) {
-			/* We ignore SIGPIPE (see main); the child gets the default back.
-			 * dup2 clears O_CLOEXEC on the child's stdout only. */
-			if (sigemptyset(&def) < 0 || sigaddset(&def, SIGPIPE) < 0)
-				r = errno;
-			if (r == 0)
-				r = posix_spawnattr_setsigdefault(&attr, &def);
-			if (r == 0)
-				r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-			if (r == 0)
-				r = posix_spawn_file_actions_adddup2(&fa, pfd[1], STDOUT_FILENO);
-			if (r == 0)
-				r = posix_spawnp(&pid, "python3", &fa, &attr, argv, environ);
-			posix_spawnattr_destroy(&attr);
-		}
-		posix_spawn_file_actions_destroy(&fa);
-	}
-	if (bench_close(pfd[1]) < 0 || r != 0) {
-		bench_close(pfd[0]);
-		if (r == ENOENT)
-			return 1;
-		if (r != 0)
-			fprintf(stderr, "bench_map: cannot run python3: %s\n", strerror(r));
-		if (pid > 0)
-			bench_reap(pid, "python3");
-		return -1;
-	}
-
 	char out[4096];
-	size_t len = 0;
-	bool read_ok = true;
-	while (len < sizeof out - 1) {
-		ssize_t got = read(pfd[0], out + len, sizeof out - 1 - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			perror("bench_map: read from python3");
-			read_ok = false;
-		}
-		if (got <= 0)
-			break;
-		len += (size_t)got;
-	}
-	out[len] = '\0';
-	/* Closed before the wait: if it had more to say, it gets EPIPE, not a hang. */
-	if (bench_close(pfd[0]) < 0)
-		read_ok = false;
-	int st = bench_reap(pid, "python3 " BENCH_PY);
-	if (st == 127)
-		return 1; /* e.g. a pyenv shim with no python3 behind it */
+	int st = bench_capture(argv, out, sizeof out);
+	if (st == BENCH_NO_PROGRAM || st == 127)
+		return 1; /* 127: e.g. a pyenv shim with no python3 behind it */
 	if (st != 0) {
 		if (st > 0)
 			fprintf(stderr, "bench_map: python3 " BENCH_PY " exited with status %d\n", st);
@@ -226,7 +165,7 @@ static int python_map(unsigned workers, size_t count, size_t chunksize, double *
 	const char *s = strstr(out, "seconds=");
 	char *end = NULL;
 	double v = s ? strtod(s + 8, &end) : -1;
-	if (!read_ok || !s || end == s + 8 || v < 0) {
+	if (!s || end == s + 8 || v < 0) {
 		fprintf(stderr, "bench_map: no seconds= in python3's output: %s\n", out);
 		return -1;
 	}
