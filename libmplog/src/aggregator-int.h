@@ -264,6 +264,8 @@ struct mplog__parts {
 /* Deliver one record to every sink (lock held). ch may be NULL. */
 void mplog__emit(mplog_aggregator *a, const struct mplog__channel *ch,
 		 const struct mplog__parts *p);
+/* The parts of a decoded record, its worker @worker. */
+struct mplog__parts mplog__rec_parts(const struct mplog__rec *rec, int worker);
 /* Deliver a decoded record received on ch (or from the parent: NULL). */
 void mplog__emit_rec(mplog_aggregator *a, const struct mplog__channel *ch,
 		     const struct mplog__rec *rec);

@@ -822,15 +822,14 @@ int mplog__aggregator_deliver(mplog_aggregator *a, const void *body, size_t len)
 
 /* ---- delivery ---------------------------------------------------------- */
 
-void mplog__emit_rec(mplog_aggregator *a, const struct mplog__channel *ch,
-		     const struct mplog__rec *rec)
+struct mplog__parts mplog__rec_parts(const struct mplog__rec *rec, int worker)
 {
-	struct mplog__parts p = {
+	return (struct mplog__parts){
 		.ts = rec->ts,
 		.level = (mplog_level)rec->level,
 		.stream = (mplog_stream)rec->stream,
 		.pid = rec->pid,
-		.worker = rec->worker >= 0 ? rec->worker : (ch ? ch->worker : -1),
+		.worker = worker,
 		.task = rec->task,
 		.line = rec->line > INT32_MAX ? 0 : (int)rec->line,
 		.file = rec->file,
@@ -839,6 +838,13 @@ void mplog__emit_rec(mplog_aggregator *a, const struct mplog__channel *ch,
 		.kv_from = rec,
 		.nkv = rec->nkv,
 	};
+}
+
+void mplog__emit_rec(mplog_aggregator *a, const struct mplog__channel *ch,
+		     const struct mplog__rec *rec)
+{
+	struct mplog__parts p =
+		mplog__rec_parts(rec, rec->worker >= 0 ? rec->worker : (ch ? ch->worker : -1));
 	mplog__emit(a, ch, &p);
 }
 

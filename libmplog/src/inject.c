@@ -109,23 +109,10 @@ static int decode(const void *data, size_t len, struct mplog__parts *p, struct m
 	const void *b = mpk_get_bytes(&rd, body);
 	if (rd.err || rd.left || magic != FWD_MAGIC || flags || mplog__rec_decode(b, body, rec) < 0)
 		return -EBADMSG;
-	*p = (struct mplog__parts){
-		.ts = rec->ts,
-		.level = (mplog_level)rec->level,
-		.stream = (mplog_stream)rec->stream,
-		.pid = rec->pid,
-		.worker = rec->worker,
-		.task = rec->task,
-		.line = rec->line > INT32_MAX ? 0 : (int)rec->line,
-		.file = rec->file,
-		.func = rec->func,
-		.msg = rec->msg,
-		.kv_from = rec,
-		.nkv = rec->nkv,
-		.remote = true,
-		.observed = observed,
-		.channel = {c, chan},
-	};
+	*p = mplog__rec_parts(rec, rec->worker);
+	p->remote = true;
+	p->observed = observed;
+	p->channel = (struct mplog__str){c, chan};
 	return 0;
 }
 
