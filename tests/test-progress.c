@@ -7,6 +7,7 @@
 #include <mpguard.h>
 #include <mplog.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <pty.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <termios.h>
+#include <unistd.h>
 
 /* Internal (pool-int.h), for mpattach: linked from the static library. */
 void mpg__pool_progress(struct mpg_pool *p, uint64_t *done, uint64_t *total);
@@ -281,8 +283,21 @@ END_TEST
 
 /* ---- mpattach's view ---------------------------------------------------------- */
 
+/* Tasks that wait for a byte on the gate: the call is surely running
+ * while the test looks at it (a call of 500 tiny tasks could end before). */
+static int gate[2] = {-1, -1};
+
+static int add1_gated(mpg_task *t, const void *in, size_t len, void *ud)
+{
+	char c;
+	if (read(gate[0], &c, 1) != 1)
+		return mpg_raise(EIO, "the gate closed");
+	return add1(t, in, len, ud);
+}
+
 START_TEST(pool_progress_sums_the_running_calls)
 {
+	ck_assert_int_eq(pipe2(gate, O_CLOEXEC), 0); /* before the pool: its workers have it */
 	mpg_pool *p = new_pool(2, false);
 	uint64_t done = 1, total = 1;
 	mpg__pool_progress(p, &done, &total);
@@ -293,10 +308,12 @@ START_TEST(pool_progress_sums_the_running_calls)
 	for (size_t i = 0; i < 500; i++)
 		bufs[i] = (mpg_buf){&in[i], sizeof in[i]};
 	mpg_iter *it;
-	ck_assert_int_eq(mpg_imap_unordered(p, add1, bufs, 500, NULL, &it), 0);
+	ck_assert_int_eq(mpg_imap_unordered(p, add1_gated, bufs, 500, NULL, &it), 0);
 	mpg__pool_progress(p, &done, &total);
 	ck_assert_uint_eq(total, 500);
-	ck_assert_uint_le(done, 500);
+	ck_assert_uint_eq(done, 0);
+	static char opens[500];
+	ck_assert_int_eq(write(gate[1], opens, sizeof opens), (ssize_t)sizeof opens);
 	size_t idx, n = 0;
 	while (mpg_iter_next(it, &idx, NULL, NULL, NULL) == 1)
 		n++;
@@ -306,6 +323,8 @@ START_TEST(pool_progress_sums_the_running_calls)
 	ck_assert_uint_eq(total, 0);
 	mpg_iter_free(it);
 	mpg_pool_free(p);
+	close(gate[0]);
+	close(gate[1]);
 }
 END_TEST
 
