@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* What every benchmark needs: a clock, a median, busy loops to load the
- * CPUs with. Header-only: each benchmark is one program. */
+ * CPUs with, a child's output read back, the x + 2 maps' check.
+ * Header-only: each benchmark is one program. */
 #pragma once
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -166,4 +168,25 @@ static inline int bench_capture(char *const argv[], char *out, size_t cap)
 		read_ok = false;
 	int st = bench_reap(pid, argv[0]);
 	return read_ok ? st : -1;
+}
+
+/* The x + 2 maps' output, poisoned first so that a result never written
+ * cannot pass, then checked. bench_verify_add2() says where it is wrong
+ * (@what: the program and whose map) and returns false then. */
+static inline void bench_poison(int64_t *out, size_t n)
+{
+	memset(out, 0xff, n * sizeof *out);
+}
+
+static inline bool bench_verify_add2(const char *what, const int64_t *in, const int64_t *out,
+				     size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (out[i] != in[i] + 2) {
+			fprintf(stderr, "%s: wrong result at %zu: %" PRId64 ", want %" PRId64 "\n",
+				what, i, out[i], in[i] + 2);
+			return false;
+		}
+	}
+	return true;
 }

@@ -112,23 +112,6 @@ static double self_cpu_s(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-static void poison(int64_t *out, size_t n)
-{
-	memset(out, 0xff, n * sizeof *out);
-}
-
-static bool verify(const char *what, const int64_t *in, const int64_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (out[i] != in[i] + 2) {
-			fprintf(stderr, "bench_cluster: %s: wrong result at %zu: %" PRId64 ", want %" PRId64 "\n",
-				what, i, out[i], in[i] + 2);
-			return false;
-		}
-	}
-	return true;
-}
-
 static void print_error(const mpg_error *err, void *userdata)
 {
 	unsigned *shown = userdata;
@@ -172,7 +155,7 @@ static int rank_main(int argc, char **argv, const struct config *cfg)
 			r < 0 ? strerror(-r) : "tasks failed");
 		goto out;
 	}
-	poison(out, cfg->count);
+	bench_poison(out, cfg->count);
 	double c0 = self_cpu_s(), t0 = bench_now_s();
 	r = mpg_cluster_map_array(cl, spin_task, in, sizeof *in, cfg->count, out, sizeof *out, 0,
 				  print_error, &shown);
@@ -181,7 +164,7 @@ static int rank_main(int argc, char **argv, const struct config *cfg)
 		fprintf(stderr, "bench_cluster: cluster map: %s\n", r < 0 ? strerror(-r) : "tasks failed");
 		goto out;
 	}
-	if (!verify("cluster", in, out, cfg->count))
+	if (!bench_verify_add2("bench_cluster: cluster", in, out, cfg->count))
 		goto out;
 	printf("ranks=%d workers=%u cpu=%.6f seconds=%.6f\n", mpg_cluster_ranks(cl),
 	       mpg_cluster_workers(cl), c1 - c0, t1 - t0);
@@ -242,7 +225,7 @@ static int local_map(mpg_pool *pool, const int64_t *in, int64_t *out, size_t n, 
 		     double *cpu)
 {
 	mpg_results *res = NULL;
-	poison(out, n);
+	bench_poison(out, n);
 	double c0 = self_cpu_s(), t0 = bench_now_s();
 	int r = mpg_map_array(pool, spin_task, in, sizeof *in, n, out, sizeof *out, NULL, &res);
 	double t1 = bench_now_s(), c1 = self_cpu_s();
@@ -256,7 +239,7 @@ static int local_map(mpg_pool *pool, const int64_t *in, int64_t *out, size_t n, 
 		fprintf(stderr, "bench_cluster: %zu local tasks failed, first: %s\n", nerr,
 			mpg_error_describe(errs[0]));
 	mpg_results_free(res);
-	if (nerr || !verify("one process", in, out, n))
+	if (nerr || !bench_verify_add2("bench_cluster: one process", in, out, n))
 		return -1;
 	*secs = t1 - t0;
 	*cpu = c1 - c0;

@@ -57,24 +57,6 @@ struct config {
 	size_t py_task_count; /* inputs of the Python chunksize=1 run */
 };
 
-/* Poison the output first so a result never written cannot pass. */
-static void poison(int64_t *out, size_t n)
-{
-	memset(out, 0xff, n * sizeof *out);
-}
-
-static bool verify(const char *what, const int64_t *in, const int64_t *out, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (out[i] != in[i] + 2) {
-			fprintf(stderr, "bench_map: %s: wrong result at %zu: %" PRId64 ", want %" PRId64 "\n",
-				what, i, out[i], in[i] + 2);
-			return false;
-		}
-	}
-	return true;
-}
-
 /* ---- (a) mpkit ------------------------------------------------------------ */
 
 /* The task: runs in an mpkit worker, one input at a time. */
@@ -98,7 +80,7 @@ static int mpkit_map(mpg_pool *pool, const mpg_options *opts, const int64_t *in,
 		     size_t n, double *secs)
 {
 	mpg_results *res;
-	poison(out, n);
+	bench_poison(out, n);
 	double t0 = bench_now_s();
 	int r = mpg_map_array(pool, add2_task, in, sizeof *in, n, out, sizeof *out, opts, &res);
 	double t1 = bench_now_s();
@@ -120,7 +102,7 @@ static int mpkit_map(mpg_pool *pool, const mpg_options *opts, const int64_t *in,
 		return -1;
 	}
 	mpg_results_free(res);
-	if (!verify("mpkit", in, out, n))
+	if (!bench_verify_add2("bench_map: mpkit", in, out, n))
 		return -1;
 	*secs = t1 - t0;
 	return 0;
@@ -130,11 +112,11 @@ static int mpkit_map(mpg_pool *pool, const mpg_options *opts, const int64_t *in,
 
 static int hand_map(struct hpool *hp, const int64_t *in, int64_t *out, size_t n, double *secs)
 {
-	poison(out, n);
+	bench_poison(out, n);
 	double t0 = bench_now_s();
 	int r = hpool_map(hp, in, out, n);
 	double t1 = bench_now_s();
-	if (r < 0 || !verify("hand-written pool", in, out, n))
+	if (r < 0 || !bench_verify_add2("bench_map: hand-written pool", in, out, n))
 		return -1;
 	*secs = t1 - t0;
 	return 0;
