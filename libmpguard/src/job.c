@@ -490,8 +490,8 @@ MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *in
 		if (!inputs[i].data && inputs[i].len)
 			return -EINVAL;
 	struct job *job = mpg__job_new(JOB_IMAP, fn, n);
-	mpg_iter *it = calloc(1, sizeof *it);
-	if (!job || !it) {
+	mpg_iter *it = job ? mpg__iter_new(p, job) : NULL;
+	if (!it) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -503,14 +503,14 @@ MPG_EXPORT int mpg_imap_unordered(mpg_pool *p, mpg_task_fn fn, const mpg_buf *in
 	r = mpg__pool_enqueue(p, job);
 	if (r < 0)
 		goto fail;
-	atomic_fetch_add(&p->refs, 1);
-	it->job = job;
-	it->pool = p;
 	*ret = it;
 	return 0;
 fail:
+	if (it) {
+		free(it);
+		mpg__pool_unref(p);
+	}
 	mpg__job_free(job);
-	free(it);
 	return r;
 }
 
@@ -602,7 +602,7 @@ MPG_EXPORT int mpg_submit(mpg_pool *p, mpg_task_fn fn, const void *in, size_t le
 	if (!in && len)
 		return -EINVAL;
 	struct job *job = mpg__job_new(JOB_SUBMIT, fn, 1);
-	mpg_future *f = ret ? calloc(1, sizeof *f) : NULL;
+	mpg_future *f = ret && job ? mpg__future_new(p, job) : NULL;
 	if (!job || (ret && !f)) {
 		r = -ENOMEM;
 		goto fail;
@@ -635,23 +635,18 @@ MPG_EXPORT int mpg_submit(mpg_pool *p, mpg_task_fn fn, const void *in, size_t le
 	job->on_error = on_error;
 	job->userdata = userdata;
 	job->user_gone = !ret;
-	if (ret)
-		atomic_fetch_add(&p->refs, 1);
 	r = mpg__pool_enqueue(p, job);
-	if (r < 0) {
-		if (ret)
-			mpg__pool_unref(p);
+	if (r < 0)
 		goto fail;
-	}
-	if (ret) {
-		f->job = job;
-		f->pool = p;
+	if (ret)
 		*ret = f;
-	}
 	return 0;
 fail:
+	if (f) {
+		free(f);
+		mpg__pool_unref(p);
+	}
 	mpg__job_free(job);
-	free(f);
 	return r;
 }
 
